@@ -1,0 +1,237 @@
+"""Network -> per-layer table: out size, channels, jump, rf, eff_padding, center, params, MACs, erf_sigma.
+
+Multi-path networks are walked in topological order; a merge (add, concat) requires its branches to be
+aligned (equal size, jump and centre on both axes, as Araujo et al. require) and is refused otherwise,
+with the merge and both values named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import pandas as pd
+
+from rfsweep import arithmetic as ar
+from rfsweep.errors import SpecError
+from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network, fail
+
+COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center",
+           "params", "macs", "erf_sigma"]
+
+
+@dataclass
+class LayerResult:
+    """Exact results for one layer; ``axes`` is (h, w)."""
+
+    layer: Layer
+    axes: tuple[ar.Axis, ar.Axis]
+    channels: int
+    params: int
+    macs: int | None
+    flags: list[str] = field(default_factory=list)
+
+
+def _axes_of_input(net: Network) -> tuple[ar.Axis, ar.Axis]:
+    size = net.input_size or (None, None)
+    return ar.input_axis(size[0]), ar.input_axis(size[1])
+
+
+def sees_whole_input(a: ar.Axis, n: int) -> bool:
+    """True when every unit of the map covers input pixels 0..n-1 (padding included).
+
+    Unit ``u`` spans ``[c0 + u·jump - (rf-1)/2, c0 + u·jump + (rf-1)/2]``; the first unit must reach
+    ``n-1`` and the last must reach 0.
+    """
+    if a.whole:
+        return True
+    if a.size is None:
+        return False
+    half = (a.rf - 1) / 2
+    return a.center + half >= n - 1 and a.center + (a.size - 1) * a.jump - half <= 0
+
+
+def _spatial(layer: Layer, a: ar.Axis, axis: int) -> ar.Axis:
+    k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
+    pad = layer.padding[axis]
+    if a.whole:
+        return a
+    if layer.op == "deconv":
+        pl, pr = pad
+        return ar.deconv_axis(a, k, s, d, pl, pr, layer.output_padding[axis])
+    if pad == "tf_same" and a.size is None:
+        raise fail(layer.name, "padding", "tf_same", "TensorFlow SAME padding needs the input size (--input-size)")
+    pl, pr = ar.resolve_padding(pad, a.size, ar.effective_kernel(k, d), s)
+    return ar.conv_axis(a, k, s, d, pl, pr, layer.ceil_mode)
+
+
+def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.Axis, ar.Axis], int]]):
+    first_name, _, first_axes, _ = sources[0]
+    for name, _, axes, _ in sources[1:]:
+        for axis, label in ((0, "h"), (1, "w")):
+            a, b = first_axes[axis], axes[axis]
+            if a.whole != b.whole:
+                raise fail(layer.name, "inputs", [first_name, name], "cannot merge a global map with a spatial one")
+            for what, va, vb in (("size", a.size, b.size), ("jump", a.jump, b.jump), ("centre", a.center, b.center)):
+                if va != vb:
+                    raise fail(layer.name, "inputs", [first_name, name],
+                               f"branches are not aligned: {what} ({label}) of '{first_name}' is {fmt_number(va)}, "
+                               f"of '{name}' is {fmt_number(vb)}")
+    chans = [c for _, _, _, c in sources]
+    if layer.op == "add":
+        if len(set(chans)) != 1:
+            raise fail(layer.name, "inputs", [s[0] for s in sources], f"add needs equal channels, got {chans}")
+        weights = [Fraction(1)] * len(sources)
+        channels = chans[0]
+    else:
+        weights = [Fraction(c) for c in chans]
+        channels = sum(chans)
+    axes = tuple(ar.merge_axes([s[2][axis] for s in sources], weights) for axis in range(2))
+    return axes, channels
+
+
+def evaluate(net: Network) -> list[LayerResult]:
+    """Exact per-layer results of a validated network, in topological order."""
+    input_axes = _axes_of_input(net)
+    state: dict[str, tuple[tuple[ar.Axis, ar.Axis], int]] = {"input": (input_axes, net.in_channels)}
+    n_in = net.input_size
+    results: list[LayerResult] = []
+    for layer in net.layers:
+        sources = [(src, None, *state[src]) for src in layer.inputs]
+        in_axes, cin = sources[0][2], sources[0][3]
+        params, macs = 0, 0
+        flags: list[str] = []
+        op = layer.op
+        if op in MERGE_OPS:
+            axes, cout = _merge(layer, sources)
+        elif op in CONV_OPS + POOL_OPS:
+            axes = tuple(_spatial(layer, in_axes[i], i) for i in range(2))
+            if any(a.size is not None and a.size < 1 for a in axes):
+                raise fail(layer.name, "out_size", [a.size for a in axes],
+                           f"output size below 1 (input {[a.size for a in in_axes]})")
+            cout = cin
+            if op in CONV_OPS:
+                cout = layer.channels
+                if cin % layer.groups:
+                    raise fail(layer.name, "groups", layer.groups, f"must divide the input channels ({cin})")
+                weights = layer.kernel[0] * layer.kernel[1] * (cin // layer.groups) * cout
+                params = weights + (cout if layer.bias else 0)
+                grid = axes if op == "conv" else in_axes
+                macs = None if grid[0].size is None else weights * grid[0].size * grid[1].size
+            if n_in is not None and all(a.size is not None for a in in_axes):
+                spatial = [ar.effective_kernel(layer.kernel[i], layer.dilation[i]) > 1 for i in range(2)]
+                if any(spatial) and op != "deconv" and all(
+                        sees_whole_input(in_axes[i], n_in[i]) for i in range(2)):
+                    flags.append("unproductive")
+        elif op == "upsample":
+            axes = tuple(in_axes[i] if in_axes[i].whole else ar.upsample_axis(in_axes[i], layer.scale[i], layer.mode)
+                         for i in range(2))
+            cout = cin
+        elif op == "global_pool":
+            axes = tuple(ar.whole_axis(a) for a in in_axes)
+            cout = cin
+        elif op == "linear":
+            if any(a.size is None for a in in_axes):
+                raise fail(layer.name, "op", "linear", "a linear layer on a spatial map needs the input size")
+            fin = cin * in_axes[0].size * in_axes[1].size
+            cout = layer.channels
+            params = fin * cout + (cout if layer.bias else 0)
+            macs = fin * cout
+            axes = tuple(ar.whole_axis(a) for a in in_axes)
+        else:  # pointwise: geometry unchanged
+            axes, cout = in_axes, cin
+            if op == "bn":
+                params = 2 * cin
+        if n_in is not None and any(not a.whole and a.rf > n for a, n in zip(axes, n_in)):
+            flags.append("rf>input")
+        results.append(LayerResult(layer=layer, axes=axes, channels=cout, params=params, macs=macs, flags=flags))
+        state[layer.name] = (axes, cout)
+    return results
+
+
+def plain(x: Fraction | int | None) -> int | float | None:
+    """An exact number as a JSON/pandas scalar: int when integral, else float."""
+    if x is None:
+        return None
+    if isinstance(x, Fraction):
+        return int(x) if x.denominator == 1 else float(x)
+    return x
+
+
+def fmt_number(x) -> str:
+    """Exact, short: integers plain, terminating fractions as decimals, others as a/b."""
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    x = Fraction(x)
+    if x.denominator == 1:
+        return str(x.numerator)
+    d = x.denominator
+    while d % 2 == 0:
+        d //= 2
+    while d % 5 == 0:
+        d //= 5
+    if d == 1:
+        return format(float(x), ".10g")
+    return f"{x.numerator}/{x.denominator}"
+
+
+def axis_values(r: LayerResult, attr: str) -> tuple:
+    """(h, w) of one metric; None where it means nothing (a map that sees the whole input)."""
+    out = []
+    for a in r.axes:
+        if attr == "out_size":
+            out.append(a.size)
+        elif a.whole:
+            out.append(None)
+        elif attr == "erf_sigma":
+            out.append(math.sqrt(a.erf_var))
+        else:
+            out.append(getattr(a, attr))
+    return tuple(out)
+
+
+def to_frame(results: list[LayerResult]) -> pd.DataFrame:
+    """One row per layer; spatial columns hold (h, w) tuples of int/float (None for global maps)."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"name": r.layer.name, "op": r.layer.op}
+        for col in ("out_size", "jump", "rf", "eff_padding", "center", "erf_sigma"):
+            row[col] = tuple(plain(v) if not isinstance(v, float) else v for v in axis_values(r, col))
+        row["channels"] = r.channels
+        row["params"] = r.params
+        row["macs"] = r.macs
+        row["global"] = r.axes[0].whole
+        row["flags"] = ",".join(r.flags)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS + ["global", "flags"])
+
+
+def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
+    """Per-layer receptive-field table of a network.
+
+    Parameters
+    ----------
+    spec_or_name : str, path, dict or Network
+        A built-in model name (``rfsweep zoo``), a JSON/TOML spec file, a spec dict or a Network.
+    input_size : int, (h, w) or 'HxW', optional
+        Overrides the spec's input size.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns name, op, out_size, channels, jump, rf, eff_padding, center, params, macs, erf_sigma
+        (spatial ones as (h, w) tuples), global (the layer sees the whole input) and flags
+        (``rf>input``, ``unproductive``).
+    """
+    from rfsweep.spec import parse_input_size
+    from rfsweep.zoo import resolve
+
+    net = resolve(spec_or_name, parse_input_size(input_size))
+    return to_frame(evaluate(net))
+
+
+__all__ = ["analyze", "evaluate", "to_frame", "LayerResult", "SpecError", "fmt_number", "sees_whole_input"]

@@ -1,0 +1,192 @@
+"""Per-axis receptive-field arithmetic in plain Python: the semantics everything else must match.
+
+One axis (height or width) of one feature map is described by an :class:`Axis`: its size ``n``, the
+``jump`` between neighbouring units in input pixels (effective stride), the receptive field ``rf``, the
+``center`` of unit 0 in 0-indexed input pixels and the variance of the effective-RF distribution.
+Everything is exact: jumps become fractions after transposed convolutions and upsampling, so all
+quantities are :class:`fractions.Fraction`.
+
+Notes
+-----
+Conventions (see the design notes), for a layer with kernel ``k``, stride ``s``, dilation ``d`` and
+left/right padding ``pL``/``pR``, effective kernel ``k' = d(k-1)+1``:
+
+* ``rf_out = rf_in + (k'-1)·jump_in``, ``jump_out = jump_in·s`` (Araujo et al., Distill 2019);
+* ``eff_padding_out = eff_padding_in + pL·jump_in`` and ``center = -eff_padding + (rf-1)/2``;
+* ``n_out = floor((n + pL + pR - k')/s) + 1`` (ceil with ``ceil_mode``, PyTorch's rule);
+* effective RF (Luo et al. 2016, uniform weights): the input gradient of a unit is the distribution of
+  ``sum_l jump_{l-1}·d_l·M_l`` with ``M_l`` uniform on ``{0..k_l-1}``, so
+  ``erf_var = sum_l (jump_{l-1}·d_l)²·(k_l²-1)/12``.
+
+Transposed convolutions and upsampling divide the jump by their stride. Their receptive field is the
+largest support over output units, which is exact and an integer number of input units: a 4x4
+stride-2 transposed conv reaches 2 input units per output unit, not 4/2 + 1.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+ZERO = Fraction(0)
+ONE = Fraction(1)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of one feature map, referred to the network input.
+
+    ``size`` is None when the input size is unknown. ``whole`` marks a map whose units see the whole
+    input (after a global pool or a linear layer); rf, jump and center mean nothing there.
+    """
+
+    size: int | None
+    jump: Fraction = ONE
+    rf: Fraction = ONE
+    center: Fraction = ZERO
+    erf_var: Fraction = ZERO
+    whole: bool = False
+
+    @property
+    def eff_padding(self) -> Fraction:
+        """Left padding referred to the input: ``(rf-1)/2 - center``."""
+        return (self.rf - 1) / 2 - self.center
+
+
+def input_axis(size: int | None) -> Axis:
+    """The network input: every pixel is a unit with rf 1, jump 1, centre at its own index."""
+    return Axis(size=size)
+
+
+def effective_kernel(kernel: int, dilation: int) -> int:
+    """``k' = d(k-1)+1``: the extent of a dilated kernel."""
+    return dilation * (kernel - 1) + 1
+
+
+def tf_same_padding(n: int, k_eff: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (left, right) for input size ``n``; output size is ``ceil(n/s)``."""
+    if n % stride == 0:
+        total = max(k_eff - stride, 0)
+    else:
+        total = max(k_eff - n % stride, 0)
+    return total // 2, total - total // 2
+
+
+def same_padding(k_eff: int) -> tuple[int, int]:
+    """Symmetric 'same' padding: total ``k'-1``, the odd pixel on the right; ``n_out = ceil(n/s)``."""
+    total = k_eff - 1
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, n: int | None, k_eff: int, stride: int) -> tuple[int, int]:
+    """Padding (left, right) on one axis.
+
+    ``padding`` is ``"valid"``, ``"same"``, ``"tf_same"`` or a pair of ints. ``tf_same`` needs ``n``;
+    the caller checks that it is known.
+    """
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        return same_padding(k_eff)
+    if padding == "tf_same":
+        if n is None:
+            raise ValueError("tf_same padding needs the input size")
+        return tf_same_padding(n, k_eff, stride)
+    left, right = padding
+    return int(left), int(right)
+
+
+def conv_out_size(n: int, k_eff: int, stride: int, pad_left: int, pad_right: int, ceil_mode: bool = False) -> int:
+    """Output size of a conv or pool; a value below 1 means the layer does not fit.
+
+    With ``ceil_mode`` PyTorch's rule applies: round up, but the last window must start inside the
+    input or its left padding.
+    """
+    span = n + pad_left + pad_right - k_eff
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= n + pad_left:
+        out -= 1
+    return out
+
+
+def conv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int,
+              ceil_mode: bool = False) -> Axis:
+    """A convolution or pooling layer (they share the update)."""
+    k_eff = effective_kernel(kernel, dilation)
+    size = None if a.size is None else conv_out_size(a.size, k_eff, stride, pad_left, pad_right, ceil_mode)
+    return Axis(
+        size=size,
+        jump=a.jump * stride,
+        rf=a.rf + (k_eff - 1) * a.jump,
+        center=a.center + (Fraction(k_eff - 1, 2) - pad_left) * a.jump,
+        erf_var=a.erf_var + (a.jump * dilation) ** 2 * Fraction(kernel * kernel - 1, 12),
+    )
+
+
+def deconv_support(kernel: int, stride: int, dilation: int) -> int:
+    """Largest span, in input units, of the inputs one output unit of a transposed conv reaches.
+
+    Output unit ``j`` takes input ``i`` through tap ``m`` when ``i·s = j + p - m·d``; for each residue of
+    ``j + p`` modulo ``s`` the taps that land on an input unit are those with ``m·d ≡ j + p``.
+    """
+    best = 0
+    for r in range(stride):
+        taps = [m for m in range(kernel) if (m * dilation - r) % stride == 0]
+        if taps:
+            best = max(best, (taps[-1] - taps[0]) * dilation // stride)
+    return best
+
+
+def deconv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int,
+                output_padding: int = 0) -> Axis:
+    """A transposed convolution (PyTorch ConvTranspose semantics: padding crops the output)."""
+    k_eff = effective_kernel(kernel, dilation)
+    size = None
+    if a.size is not None:
+        size = (a.size - 1) * stride - pad_left - pad_right + k_eff + output_padding
+    return Axis(
+        size=size,
+        jump=a.jump / stride,
+        rf=a.rf + deconv_support(kernel, stride, dilation) * a.jump,
+        center=a.center + (pad_left - Fraction(k_eff - 1, 2)) * a.jump / stride,
+        erf_var=a.erf_var + (a.jump * dilation / stride) ** 2 * Fraction(kernel * kernel - 1, 12),
+    )
+
+
+def upsample_axis(a: Axis, scale: int, mode: str = "nearest") -> Axis:
+    """Upsampling by an integer factor (PyTorch, align_corners=False).
+
+    Output unit ``j`` samples input position ``(j+0.5)/s - 0.5``: nearest takes one input unit, bilinear
+    the two around it with weights ``1-f`` and ``f``; its variance ``f(1-f)`` is averaged over the ``s``
+    phases.
+    """
+    size = None if a.size is None else a.size * scale
+    center = a.center + (Fraction(1, 2 * scale) - Fraction(1, 2)) * a.jump
+    rf, var = a.rf, a.erf_var
+    if mode == "bilinear" and scale > 1:
+        rf = a.rf + a.jump
+        phases = [(Fraction(2 * j + 1, 2 * scale) - Fraction(1, 2)) % 1 for j in range(scale)]
+        var = a.erf_var + a.jump ** 2 * sum(f * (1 - f) for f in phases) / scale
+    return Axis(size=size, jump=a.jump / scale, rf=rf, center=center, erf_var=var)
+
+
+def whole_axis(a: Axis) -> Axis:
+    """After a global pool or a linear layer every unit sees the whole input."""
+    return Axis(size=1, jump=a.jump, rf=a.rf, center=a.center, erf_var=a.erf_var, whole=True)
+
+
+def merge_axes(axes: list[Axis], weights: list[Fraction]) -> Axis:
+    """Merge aligned branches (add, concat): the caller has checked equal size, jump and centre.
+
+    The merged rf is the largest; the effective-RF distribution is the mixture of the branches'
+    distributions with ``weights`` (equal for add, channel counts for concat). All branches share the
+    same centre, so the mixture's variance is the weighted mean of the variances.
+    """
+    total = sum(weights)
+    var = sum(w * a.erf_var for w, a in zip(weights, axes)) / total
+    first = axes[0]
+    return replace(first, rf=max(a.rf for a in axes), erf_var=var)

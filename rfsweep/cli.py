@@ -1,0 +1,110 @@
+"""The `rfsweep` command: a thin layer over the Python API. Results go to stdout, diagnostics to stderr.
+
+Bad input exits with code 2 and one line ``error: ...`` naming the field and the value; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from rfsweep.errors import RFSweepError
+
+
+def friendly(fn):
+    """Turn RFSweepError into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RFSweepError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rfsweep")
+def main():
+    """Exact receptive fields of CNNs, and Numba-accelerated sweeps over millions of candidate stacks.
+
+    \b
+    Examples:
+      rfsweep analyze vgg16
+      rfsweep search --target-rf 224 -o candidates.parquet
+      rfsweep count --depth 10 --rf-min 200 --rf-max 250
+    """
+
+
+@main.command()
+@click.argument("model")
+@click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw RF and ERF (2 sigma) growth to this PNG.")
+@friendly
+def analyze(model, input_size, fmt, plot_path):
+    """Per-layer RF, jump, offsets, out size, params, MACs and ERF sigma of MODEL.
+
+    MODEL is a built-in model (see `rfsweep zoo`) or a JSON/TOML spec file.
+
+    \b
+    Examples:
+      rfsweep analyze resnet_v1_50
+      rfsweep analyze mynet.toml --input-size 320x480 --format json
+    """
+    from rfsweep import report
+    from rfsweep.analyze import evaluate
+    from rfsweep.spec import parse_input_size
+    from rfsweep.zoo import resolve
+
+    net = resolve(model, parse_input_size(input_size))
+    results = evaluate(net)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(results), indent=1))
+    elif fmt == "csv":
+        click.echo(report.to_csv(results), nl=False)
+    else:
+        click.echo(report.to_table(net, results))
+    if plot_path:
+        report.plot(net, results, plot_path)
+        click.echo(f"plot written to {plot_path}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@friendly
+def zoo(as_json):
+    """List the built-in models (TF-Slim and torchvision), with their final RF at the default input size."""
+    from rfsweep.analyze import evaluate, fmt_number
+    from rfsweep.zoo import list_models, resolve
+
+    rows = []
+    for name in list_models():
+        net = resolve(name)
+        results = evaluate(net)
+        target = net.feature_layer or results[-1].layer.name
+        res = next(r for r in results if r.layer.name == target)
+        rows.append({"model": name, "input_size": list(net.input_size or []), "feature_layer": target,
+                     "rf": [fmt_number(a.rf) for a in res.axes], "jump": [fmt_number(a.jump) for a in res.axes],
+                     "params": sum(r.params for r in results), "source": net.source})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'model':<18} {'input':>7} {'rf':>6} {'jump':>5} {'params':>13}  feature layer")
+    for r in rows:
+        size = "x".join(map(str, r["input_size"])) if r["input_size"] else "-"
+        rf = r["rf"][0] if r["rf"][0] == r["rf"][1] else "x".join(r["rf"])
+        jump = r["jump"][0] if r["jump"][0] == r["jump"][1] else "x".join(r["jump"])
+        click.echo(f"{r['model']:<18} {size:>7} {rf:>6} {jump:>5} {r['params']:>13,}  {r['feature_layer']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

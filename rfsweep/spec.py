@@ -1,0 +1,279 @@
+"""Network spec files (JSON or TOML) -> a validated :class:`Network`.
+
+A spec is ``{"name": ..., "input": {"size": 224 | [h, w] | null, "channels": 3}, "layers": [...]}``.
+Every error names the layer, the field and the value in one line (:class:`rfsweep.errors.SpecError`).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rfsweep.errors import SpecError
+
+CONV_OPS = ("conv", "deconv")
+POOL_OPS = ("maxpool", "avgpool")
+MERGE_OPS = ("add", "concat")
+POINTWISE_OPS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "bn", "dropout", "identity", "lrn", "softmax")
+OPS = CONV_OPS + POOL_OPS + MERGE_OPS + ("upsample", "global_pool", "linear") + POINTWISE_OPS
+PADDING_MODES = ("valid", "same", "tf_same")
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+_COMMON = {"name", "op", "inputs"}
+_FIELDS = {
+    "conv": {"kernel", "stride", "dilation", "padding", "channels", "groups", "bias"},
+    "deconv": {"kernel", "stride", "dilation", "padding", "output_padding", "channels", "groups", "bias"},
+    "maxpool": {"kernel", "stride", "dilation", "padding", "ceil_mode"},
+    "avgpool": {"kernel", "stride", "padding", "ceil_mode"},
+    "upsample": {"scale", "mode"},
+    "add": set(),
+    "concat": set(),
+    "global_pool": {"mode"},
+    "linear": {"channels", "bias"},
+}
+_TOP_FIELDS = {"name", "source", "description", "input", "layers", "feature_layer"}
+
+Pair = tuple[int, int]
+# Padding per axis: (left, right) in pixels, or one of PADDING_MODES.
+AxisPadding = tuple[int, int] | str
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One validated layer; every spatial field is per axis, (h, w)."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    kernel: Pair = (1, 1)
+    stride: Pair = (1, 1)
+    dilation: Pair = (1, 1)
+    padding: tuple[AxisPadding, AxisPadding] = ((0, 0), (0, 0))
+    output_padding: Pair = (0, 0)
+    scale: Pair = (1, 1)
+    mode: str = "nearest"
+    channels: int | None = None
+    groups: int = 1
+    bias: bool = True
+    ceil_mode: bool = False
+
+
+@dataclass
+class Network:
+    """A validated network: layers in an order where every layer comes after its inputs."""
+
+    name: str
+    input_size: Pair | None
+    in_channels: int
+    layers: list[Layer]
+    source: str = ""
+    feature_layer: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(layer: str | None) -> str:
+    return f"layer '{layer}': " if layer is not None else ""
+
+
+def fail(layer: str | None, fieldname: str, value: Any, why: str) -> SpecError:
+    """The one-line error every check raises: layer, field, value, reason."""
+    return SpecError(f"{_where(layer)}field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+
+
+def _int(layer, fieldname, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(layer, fieldname, value, "must be an integer")
+    if value < minimum:
+        raise fail(layer, fieldname, value, f"must be >= {minimum}")
+    return value
+
+
+def pair(layer: str | None, fieldname: str, value: Any, minimum: int = 1) -> Pair:
+    """An int or ``[h, w]`` -> ``(h, w)``, each at least ``minimum``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise fail(layer, fieldname, value, "must be an integer or a pair [h, w]")
+        return (_int(layer, fieldname, value[0], minimum), _int(layer, fieldname, value[1], minimum))
+    v = _int(layer, fieldname, value, minimum)
+    return (v, v)
+
+
+def padding_spec(layer: str | None, value: Any) -> tuple[AxisPadding, AxisPadding]:
+    """int | [h, w] | [[top, bottom], [left, right]] | 'valid' | 'same' | 'tf_same' -> per-axis padding."""
+    if isinstance(value, str):
+        if value not in PADDING_MODES:
+            raise fail(layer, "padding", value, f"must be an integer, a list or one of {', '.join(PADDING_MODES)}")
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (list, tuple)) for v in value):
+        axes = []
+        for v in value:
+            if len(v) != 2:
+                raise fail(layer, "padding", value, "must be [[top, bottom], [left, right]]")
+            axes.append((_int(layer, "padding", v[0], 0), _int(layer, "padding", v[1], 0)))
+        return (axes[0], axes[1])
+    h, w = pair(layer, "padding", value, minimum=0)
+    return ((h, h), (w, w))
+
+
+def _layer(raw: Any, index: int, previous: str) -> Layer:
+    if not isinstance(raw, dict):
+        raise fail(None, f"layers[{index}]", raw, "must be a table/object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise fail(None, f"layers[{index}].name", name, "every layer needs a non-empty string name")
+    op = raw.get("op")
+    if op not in OPS:
+        raise fail(name, "op", op, f"unknown op; known: {', '.join(OPS)}")
+    allowed = _COMMON | _FIELDS.get(op, set())
+    for key in raw:
+        if key not in allowed:
+            raise fail(name, key, raw[key], f"unknown field for op '{op}'; allowed: {', '.join(sorted(allowed))}")
+
+    inputs = raw.get("inputs", [previous])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise fail(name, "inputs", inputs, "must be a non-empty list of layer names or 'input'")
+    if op in MERGE_OPS and len(inputs) < 2:
+        raise fail(name, "inputs", inputs, f"'{op}' merges two or more inputs")
+    if op not in MERGE_OPS and len(inputs) != 1:
+        raise fail(name, "inputs", inputs, f"'{op}' takes exactly one input")
+
+    kw: dict[str, Any] = {"name": name, "op": op, "inputs": tuple(inputs)}
+    if op in CONV_OPS + POOL_OPS:
+        if "kernel" not in raw:
+            raise fail(name, "kernel", None, f"'{op}' needs a kernel")
+        kw["kernel"] = pair(name, "kernel", raw["kernel"])
+        kw["stride"] = pair(name, "stride", raw.get("stride", 1))
+        kw["dilation"] = pair(name, "dilation", raw.get("dilation", 1))
+        kw["padding"] = padding_spec(name, raw.get("padding", 0))
+        kw["ceil_mode"] = bool(raw.get("ceil_mode", False))
+    if op == "deconv":
+        if any(isinstance(p, str) for p in kw["padding"]):
+            raise fail(name, "padding", raw.get("padding"), "a transposed conv takes explicit integer padding")
+        kw["output_padding"] = pair(name, "output_padding", raw.get("output_padding", 0), minimum=0)
+        for axis in range(2):
+            if kw["output_padding"][axis] >= max(kw["stride"][axis], kw["dilation"][axis]):
+                raise fail(name, "output_padding", raw.get("output_padding"), "must be smaller than the stride or the dilation")
+    if op in CONV_OPS + ("linear",):
+        if "channels" not in raw:
+            raise fail(name, "channels", None, f"'{op}' needs output channels")
+        kw["channels"] = _int(name, "channels", raw["channels"], 1)
+        bias = raw.get("bias", True)
+        if not isinstance(bias, bool):
+            raise fail(name, "bias", bias, "must be true or false")
+        kw["bias"] = bias
+    if op in CONV_OPS:
+        kw["groups"] = _int(name, "groups", raw.get("groups", 1), 1)
+        if kw["channels"] % kw["groups"]:
+            raise fail(name, "groups", kw["groups"], f"must divide the output channels ({kw['channels']})")
+    if op == "upsample":
+        if "scale" not in raw:
+            raise fail(name, "scale", None, "'upsample' needs an integer scale factor")
+        kw["scale"] = pair(name, "scale", raw["scale"])
+        mode = raw.get("mode", "nearest")
+        if mode not in UPSAMPLE_MODES:
+            raise fail(name, "mode", mode, f"must be one of {', '.join(UPSAMPLE_MODES)}")
+        kw["mode"] = mode
+    if op == "global_pool":
+        mode = raw.get("mode", "avg")
+        if mode not in ("avg", "max"):
+            raise fail(name, "mode", mode, "must be avg or max")
+        kw["mode"] = mode
+    return Layer(**kw)
+
+
+def _topological(layers: list[Layer]) -> list[Layer]:
+    """Order layers so each follows its inputs, keeping the file order where it already does."""
+    by_name: dict[str, Layer] = {}
+    for layer in layers:
+        if layer.name == "input":
+            raise fail(layer.name, "name", layer.name, "'input' is reserved for the network input")
+        if layer.name in by_name:
+            raise fail(layer.name, "name", layer.name, "layer names must be unique")
+        by_name[layer.name] = layer
+    for layer in layers:
+        for src in layer.inputs:
+            if src != "input" and src not in by_name:
+                raise fail(layer.name, "inputs", src, "no layer of that name (or 'input')")
+    done: set[str] = {"input"}
+    order: list[Layer] = []
+    pending = list(layers)
+    while pending:
+        ready = [layer for layer in pending if all(src in done for src in layer.inputs)]
+        if not ready:
+            stuck = pending[0]
+            raise fail(stuck.name, "inputs", list(stuck.inputs), "the layers form a cycle")
+        first = ready[0]
+        order.append(first)
+        done.add(first.name)
+        pending.remove(first)
+    return order
+
+
+def parse_network(data: Any, input_size: Any = None) -> Network:
+    """Validate a spec already loaded as Python data; ``input_size`` overrides the spec's."""
+    if not isinstance(data, dict):
+        raise fail(None, "spec", type(data).__name__, "a network spec is a JSON/TOML object")
+    for key in data:
+        if key not in _TOP_FIELDS:
+            raise fail(None, key, data[key], f"unknown top-level field; allowed: {', '.join(sorted(_TOP_FIELDS))}")
+    name = data.get("name", "network")
+    inp = data.get("input", {})
+    if not isinstance(inp, dict):
+        raise fail(None, "input", inp, "must be an object with size and channels")
+    for key in inp:
+        if key not in ("size", "channels"):
+            raise fail("input", key, inp[key], "unknown field; allowed: channels, size")
+    size = input_size if input_size is not None else inp.get("size")
+    size = None if size is None else pair("input", "size", size)
+    channels = _int("input", "channels", inp.get("channels", 3), 1)
+    raw_layers = data.get("layers")
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise fail(None, "layers", raw_layers, "a network needs a non-empty list of layers")
+    layers = []
+    previous = "input"
+    for i, raw in enumerate(raw_layers):
+        layer = _layer(raw, i, previous)
+        layers.append(layer)
+        previous = layer.name
+    ordered = _topological(layers)
+    feature = data.get("feature_layer")
+    if feature is not None and feature not in {layer.name for layer in layers}:
+        raise fail(None, "feature_layer", feature, "no layer of that name")
+    return Network(name=name, input_size=size, in_channels=channels, layers=ordered,
+                   source=data.get("source", ""), feature_layer=feature)
+
+
+def load_spec_data(path: str | Path) -> Any:
+    """Read a JSON or TOML spec file (by extension; anything else is tried as JSON)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(None, "file", str(p), exc.strerror or "cannot be read") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise fail(None, "file", str(p), f"is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+
+
+def parse_input_size(value: Any) -> Pair | None:
+    """'224', '224x320', 224 or [h, w] -> (h, w); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise fail(None, "input-size", value, "must be N or HxW") from None
+        if len(nums) not in (1, 2):
+            raise fail(None, "input-size", value, "must be N or HxW")
+        value = nums[0] if len(nums) == 1 else nums
+    return pair(None, "input-size", value)
