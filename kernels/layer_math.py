@@ -1,0 +1,242 @@
+"""The per-layer update and the depth-first subtree walk, written once for the CPU and CUDA kernels.
+
+Every function here is ``register_jitable``: callable from ``@njit`` CPU kernels and from
+``@cuda.jit`` kernels alike, so both backends run the same arithmetic. It must match
+``rfsweep.arithmetic`` (the tests compare them on random spaces through ``tests/naive.py``).
+
+Layout of the integer arrays the kernels share (all int64, C-contiguous):
+
+* ``choices[pos, c, F_*]``: the choice table, one row per choice at each position.
+* ``cons[C_*]``: the constraints and space scalars (passed as an argument, never a global, so cached
+  kernels see new thresholds).
+* ``st[depth, S_*]``: the walk's state after ``depth`` layers (one row per depth, reused).
+* ``out[row, O_*]``: one survivor per row; ``out_ch[row, pos]`` its choice indices.
+"""
+
+from numba.extending import register_jitable
+
+# choice fields
+F_OP, F_K, F_S, F_D, F_C = 0, 1, 2, 3, 4
+NF = 5
+OP_CONV, OP_MAXPOOL, OP_AVGPOOL = 0, 1, 2
+CH_PASS = -1  # pools: channels pass through
+CH_WIDTH = -2  # conv channels from the width rule
+
+# constraint / space scalars
+(C_RF_MIN, C_RF_MAX, C_MIN_OUT, C_MAX_PARAMS, C_MAX_MACS, C_NO_UNPROD, C_N, C_CIN, C_PAD,
+ C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS) = range(15)
+NC = 15
+PAD_VALID, PAD_SAME, PAD_TF_SAME = 0, 1, 2
+
+# walk state fields
+(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX) = range(11)
+NS = 11
+
+# output fields
+(O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF) = range(9)
+NO = 9
+
+MAX_DEPTH = 32  # the CUDA kernels size their local state with it
+
+
+@register_jitable
+def pad_left(n, keff, s, mode):
+    """Left padding of one layer (valid, same or TensorFlow SAME), as rfsweep.arithmetic."""
+    if mode == PAD_VALID:
+        return 0, 0
+    if mode == PAD_SAME:
+        left = (keff - 1) // 2
+        return left, keff - 1 - left
+    if n % s == 0:
+        total = keff - s
+    else:
+        total = keff - n % s
+    if total < 0:
+        total = 0
+    return total // 2, total - total // 2
+
+
+@register_jitable
+def child(st, t, choices, pos, c, cons):
+    """State after adding choice ``c`` at position ``pos`` to the state at depth ``t``; writes row t+1.
+
+    Returns False when the child is not a candidate and neither is anything below it: out size below
+    1 or below the minimum, rf or params or MACs over their maxima, a jump no allowed final jump is a
+    multiple of (checked by the caller), or (with no_unproductive) a spatial layer whose every input
+    unit already sees the whole input.
+    """
+    op = choices[pos, c, F_OP]
+    k = choices[pos, c, F_K]
+    s = choices[pos, c, F_S]
+    d = choices[pos, c, F_D]
+    cc = choices[pos, c, F_C]
+    n = st[t, S_N]
+    rf = st[t, S_RF]
+    jump = st[t, S_JUMP]
+    pad = st[t, S_PAD]
+    keff = d * (k - 1) + 1
+    big_n = cons[C_N]
+    if cons[C_NO_UNPROD] != 0 and keff > 1:
+        # Richter et al.: every input unit already sees pixels 0..N-1 (see analyze.sees_whole_input)
+        if rf - pad >= big_n and (n - 1) * jump <= pad:
+            return False
+    pl, pr = pad_left(n, keff, s, cons[C_PAD])
+    span = n + pl + pr - keff
+    if span < 0:
+        return False
+    n_out = span // s + 1
+    if n_out < cons[C_MIN_OUT]:
+        return False
+    rf_out = rf + (keff - 1) * jump
+    if rf_out > cons[C_RF_MAX]:
+        return False
+    ndown = st[t, S_NDOWN]
+    if s > 1:
+        ndown += 1
+    cin = st[t, S_CIN]
+    params = st[t, S_PARAMS]
+    macs = st[t, S_MACS]
+    cout = cin
+    if op == OP_CONV:
+        if cc == CH_WIDTH:
+            cout = cons[C_WIDTH]
+            for _ in range(ndown):
+                cout *= 2
+                if cout >= cons[C_MAX_WIDTH]:
+                    break
+            if cout > cons[C_MAX_WIDTH]:
+                cout = cons[C_MAX_WIDTH]
+        else:
+            cout = cc
+        w = k * k * cin * cout
+        params += w + cons[C_BIAS] * cout
+        macs += w * n_out * n_out
+        if params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
+            return False
+    st[t + 1, S_N] = n_out
+    st[t + 1, S_RF] = rf_out
+    st[t + 1, S_JUMP] = jump * s
+    st[t + 1, S_PAD] = pad + pl * jump
+    st[t + 1, S_CIN] = cout
+    st[t + 1, S_PARAMS] = params
+    st[t + 1, S_MACS] = macs
+    st[t + 1, S_ERF] = st[t, S_ERF] + (jump * d) * (jump * d) * (k * k - 1)
+    st[t + 1, S_NDOWN] = ndown
+    return True
+
+
+@register_jitable
+def jump_ok(jump, jumps, cons):
+    """Some allowed final jump is a multiple of ``jump`` (strides only multiply it)."""
+    nj = cons[C_NJUMPS]
+    if nj == 0:
+        return True
+    for i in range(nj):
+        if jumps[i] % jump == 0:
+            return True
+    return False
+
+
+@register_jitable
+def survives(st, t, jumps, cons):
+    """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
+    if t < cons[C_DMIN]:
+        return False
+    if st[t, S_RF] < cons[C_RF_MIN]:
+        return False
+    nj = cons[C_NJUMPS]
+    if nj == 0:
+        return True
+    for i in range(nj):
+        if jumps[i] == st[t, S_JUMP]:
+            return True
+    return False
+
+
+@register_jitable
+def emit(mode, st, t, out, out_ch, row, dep_off):
+    """Write the node at depth ``t`` as row ``row`` (fill mode only)."""
+    if mode == 0:
+        return
+    out[row, O_ARCH] = dep_off[t] + st[t, S_PID]
+    out[row, O_DEPTH] = t
+    out[row, O_RF] = st[t, S_RF]
+    out[row, O_JUMP] = st[t, S_JUMP]
+    out[row, O_PAD] = st[t, S_PAD]
+    out[row, O_N] = st[t, S_N]
+    out[row, O_PARAMS] = st[t, S_PARAMS]
+    out[row, O_MACS] = st[t, S_MACS]
+    out[row, O_ERF] = st[t, S_ERF]
+    for p in range(t):
+        out_ch[row, p] = st[p + 1, S_IDX]
+
+
+@register_jitable
+def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_off, st, out, out_ch):
+    """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
+
+    A task is the subtree under the node ``prefix[:plen]``. It also emits the ancestors of that node
+    whose remaining prefix choices are all 0: in depth-first order an ancestor comes just before its
+    first child's subtree, so exactly one task (the leftmost below it) owns it.
+    Returns the number of survivors; ``row0`` is where the task's first row goes.
+    """
+    dmax = cons[C_DMAX]
+    st[0, S_N] = cons[C_N]
+    st[0, S_RF] = 1
+    st[0, S_JUMP] = 1
+    st[0, S_PAD] = 0
+    st[0, S_CIN] = cons[C_CIN]
+    st[0, S_PARAMS] = 0
+    st[0, S_MACS] = 0
+    st[0, S_ERF] = 0
+    st[0, S_NDOWN] = 0
+    st[0, S_PID] = 0
+    count = 0
+    # the prefix: emit owned ancestors, stop if the prefix itself is pruned
+    for t in range(plen):
+        c = prefix[t]
+        if not child(st, t, choices, t, c, cons):
+            return count
+        st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
+        st[t + 1, S_IDX] = c
+        if not jump_ok(st[t + 1, S_JUMP], jumps, cons):
+            return count
+        if st[t + 1, S_RF] + st[t + 1, S_JUMP] * growth[t + 1] < cons[C_RF_MIN]:
+            return count
+        if t + 1 < plen:
+            owned = True
+            for u in range(t + 1, plen):
+                if prefix[u] != 0:
+                    owned = False
+            if owned and survives(st, t + 1, jumps, cons):
+                emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off)
+                count += 1
+    if survives(st, plen, jumps, cons):
+        emit(mode, st, plen, out, out_ch, row0 + count, dep_off)
+        count += 1
+    # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
+    # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
+    if plen >= dmax:
+        return count
+    depth = plen
+    cur = 0
+    while True:
+        if depth < dmax and cur < nch[depth]:
+            c = cur
+            cur += 1
+            if child(st, depth, choices, depth, c, cons):
+                st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
+                st[depth + 1, S_IDX] = c
+                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and \
+                        st[depth + 1, S_RF] + st[depth + 1, S_JUMP] * growth[depth + 1] >= cons[C_RF_MIN]:
+                    if survives(st, depth + 1, jumps, cons):
+                        emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off)
+                        count += 1
+                    depth += 1
+                    cur = 0
+        else:
+            if depth == plen:
+                break
+            cur = st[depth, S_IDX] + 1
+            depth -= 1
+    return count

@@ -1,0 +1,453 @@
+"""Search space + constraints -> compact int64 arrays for the kernels; arch_id encoding and decoding.
+
+A candidate is a chain of ``depth`` layers, depth in [depth_min, depth_max]; position ``p`` picks one
+choice from its own list (op, kernel, stride, dilation, channels). Choices are canonical: each network
+appears once (dilation > 1 only for conv with kernel > 1; pools have dilation 1 and pass channels).
+
+``arch_id`` is the candidate's mixed-radix index: depths in increasing order, and within one depth
+the choice indices read as digits (position 0 most significant) of radices ``n_choices[p]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rfsweep.errors import RFSweepError
+from rfsweep.kernels import layer_math as lm
+
+INT63 = 2 ** 62  # every bound the kernels can reach must stay below this (int64 wraps silently)
+POOL_OPS = ("maxpool", "avgpool")
+SEARCH_OPS = ("conv",) + POOL_OPS
+OP_CODES = {"conv": lm.OP_CONV, "maxpool": lm.OP_MAXPOOL, "avgpool": lm.OP_AVGPOOL}
+PAD_CODES = {"valid": lm.PAD_VALID, "same": lm.PAD_SAME, "tf_same": lm.PAD_TF_SAME}
+
+# Defaults of `rfsweep search` when a field is given neither on the command line nor in --space.
+DEFAULTS: dict[str, Any] = {
+    "depth": "1-8",
+    "ops": ["conv", "maxpool"],
+    "kernels": [1, 3, 5, 7],
+    "pool_kernels": [2, 3],
+    "strides": [1, 2],
+    "pool_strides": None,  # None: the same as strides
+    "dilations": [1],
+    "channels": None,  # None: the width rule
+    "width": 32,
+    "max_width": 512,
+    "padding": "same",
+    "input_size": 224,
+    "in_channels": 3,
+    "bias": True,
+    "positions": [],
+    # constraints
+    "target_rf": None,
+    "tolerance": 0,
+    "rf_min": None,
+    "rf_max": None,
+    "min_out_size": 1,
+    "max_params": None,
+    "max_macs": None,
+    "jump": None,
+    "max_rf_ratio": None,
+    "no_unproductive": False,
+}
+SPACE_KEYS = ("depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
+              "width", "max_width", "padding", "input_size", "in_channels", "bias", "positions")
+CONSTRAINT_KEYS = ("target_rf", "tolerance", "rf_min", "rf_max", "min_out_size", "max_params", "max_macs",
+                   "jump", "max_rf_ratio", "no_unproductive")
+POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
+
+
+def bad(fieldname: str, value: Any, why: str) -> RFSweepError:
+    return RFSweepError(f"field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One layer a position can take. channels: an int, CH_PASS (pools) or CH_WIDTH (width rule)."""
+
+    op: str
+    kernel: int
+    stride: int
+    dilation: int
+    channels: int
+
+
+@dataclass
+class Space:
+    """A validated search space with its constraints, and the settings it was built from."""
+
+    depth_min: int
+    depth_max: int
+    input_size: int
+    in_channels: int
+    padding: str
+    bias: bool
+    width: int
+    max_width: int
+    positions: list[list[Choice]]
+    rf_min: int
+    rf_max: int | None
+    min_out_size: int
+    max_params: int | None
+    max_macs: int | None
+    jumps: tuple[int, ...]
+    no_unproductive: bool
+    target_rf: int | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    # ---- sizes ----
+    @property
+    def radices(self) -> list[int]:
+        return [len(p) for p in self.positions]
+
+    def depth_size(self, depth: int) -> int:
+        return math.prod(self.radices[:depth])
+
+    @property
+    def size(self) -> int:
+        """Number of candidates (Python int, exact)."""
+        return sum(self.depth_size(d) for d in range(self.depth_min, self.depth_max + 1))
+
+    def depth_offsets(self) -> list[int]:
+        """arch_id of the first candidate of each depth (index = depth; 0 below depth_min)."""
+        out, acc = [], 0
+        for d in range(self.depth_max + 1):
+            out.append(acc if d >= self.depth_min else 0)
+            if d >= self.depth_min:
+                acc += self.depth_size(d)
+        return out
+
+    def growth(self) -> list[int]:
+        """growth[t]: the most rf the layers at positions t.. can add, in units of the jump at t."""
+        g = [0] * (self.depth_max + 1)
+        for t in range(self.depth_max - 1, -1, -1):
+            g[t] = max((c.dilation * (c.kernel - 1)) + c.stride * g[t + 1] for c in self.positions[t])
+        return g
+
+    # ---- arch ids ----
+    def decode(self, arch_id: int) -> list[int]:
+        """arch_id -> the choice index at each position."""
+        arch_id = int(arch_id)
+        if arch_id < 0 or arch_id >= self.size:
+            raise bad("arch_id", arch_id, f"must be in [0, {self.size})")
+        offsets = self.depth_offsets()
+        depth = max(d for d in range(self.depth_min, self.depth_max + 1) if offsets[d] <= arch_id)
+        rest = arch_id - offsets[depth]
+        digits = []
+        for r in reversed(self.radices[:depth]):
+            rest, digit = divmod(rest, r)
+            digits.append(digit)
+        return digits[::-1]
+
+    def encode(self, idx: list[int]) -> int:
+        pid = 0
+        for p, c in enumerate(idx):
+            pid = pid * self.radices[p] + c
+        return self.depth_offsets()[len(idx)] + pid
+
+    def layers(self, idx: list[int]) -> list[dict[str, Any]]:
+        """The layers of one candidate with channels resolved, as network-spec layer dicts."""
+        cin, ndown, out = self.in_channels, 0, []
+        for p, c in enumerate(idx):
+            ch = self.positions[p][c]
+            ndown += ch.stride > 1
+            layer = {"name": f"l{p}", "op": ch.op, "kernel": ch.kernel, "stride": ch.stride,
+                     "padding": self.padding}
+            if ch.op == "conv":
+                cin = self.width_channels(ndown) if ch.channels == lm.CH_WIDTH else ch.channels
+                layer.update(dilation=ch.dilation, channels=cin, bias=self.bias)
+            out.append(layer)
+        return out
+
+    def width_channels(self, ndown: int) -> int:
+        return min(self.width * 2 ** ndown, self.max_width)
+
+    def network_spec(self, idx: list[int], name: str = "candidate") -> dict[str, Any]:
+        """A network spec `rfsweep analyze` takes, for one candidate."""
+        return {"name": name, "input": {"size": self.input_size, "channels": self.in_channels},
+                "layers": self.layers(idx)}
+
+    # ---- kernel inputs ----
+    def kernel_arrays(self) -> dict[str, np.ndarray]:
+        """The int64 arrays every kernel takes: choices, nch, cons, jumps, growth, dep_off."""
+        dmax = self.depth_max
+        width = max(self.radices)
+        choices = np.zeros((dmax, width, lm.NF), np.int64)
+        for p, options in enumerate(self.positions):
+            for c, ch in enumerate(options):
+                choices[p, c] = (OP_CODES[ch.op], ch.kernel, ch.stride, ch.dilation, ch.channels)
+        cons = np.zeros(lm.NC, np.int64)
+        cons[lm.C_RF_MIN] = self.rf_min
+        cons[lm.C_RF_MAX] = self.rf_cap
+        cons[lm.C_MIN_OUT] = max(1, self.min_out_size)
+        cons[lm.C_MAX_PARAMS] = INT63 if self.max_params is None else self.max_params
+        cons[lm.C_MAX_MACS] = INT63 if self.max_macs is None else self.max_macs
+        cons[lm.C_NO_UNPROD] = int(self.no_unproductive)
+        cons[lm.C_N] = self.input_size
+        cons[lm.C_CIN] = self.in_channels
+        cons[lm.C_PAD] = PAD_CODES[self.padding]
+        cons[lm.C_BIAS] = int(self.bias)
+        cons[lm.C_WIDTH] = self.width
+        cons[lm.C_MAX_WIDTH] = self.max_width
+        cons[lm.C_DMIN] = self.depth_min
+        cons[lm.C_DMAX] = dmax
+        cons[lm.C_NJUMPS] = len(self.jumps)
+        jumps = np.array(self.jumps or (0,), np.int64)
+        return {
+            "choices": choices,
+            "nch": np.array(self.radices, np.int64),
+            "cons": cons,
+            "jumps": jumps,
+            "growth": np.array(self.growth(), np.int64),
+            "dep_off": np.array(self.depth_offsets(), np.int64),
+        }
+
+    @property
+    def rf_bound(self) -> int:
+        """The largest rf any candidate reaches."""
+        return 1 + self.growth()[0]
+
+    @property
+    def rf_cap(self) -> int:
+        return self.rf_bound if self.rf_max is None else min(self.rf_max, self.rf_bound)
+
+    @property
+    def jump_bound(self) -> int:
+        return math.prod(max(c.stride for c in p) for p in self.positions)
+
+    @property
+    def max_channels(self) -> int:
+        chans = [self.in_channels]
+        for p in self.positions:
+            for c in p:
+                chans.append(self.max_width if c.channels == lm.CH_WIDTH else c.channels)
+        return max(chans)
+
+    def params_bound(self) -> int:
+        cmax = self.max_channels
+        return sum(max(c.kernel for c in p) ** 2 * cmax * cmax + cmax for p in self.positions)
+
+    def erf_bound(self) -> int:
+        total, jump = 0, 1
+        for p in self.positions:
+            total += max((jump * c.dilation) ** 2 * (c.kernel ** 2 - 1) for c in p)
+            jump *= max(c.stride for c in p)
+        return total
+
+    def check_representable(self) -> None:
+        """Refuse spaces whose ids or metrics could wrap int64 inside the kernels."""
+        checks = [("space size", self.size), ("largest rf", self.rf_bound), ("largest jump", self.jump_bound),
+                  ("largest params", self.params_bound()),
+                  ("largest MACs", self.params_bound() * self.input_size ** 2),
+                  ("largest erf variance x12", self.erf_bound())]
+        for what, value in checks:
+            if value >= INT63:
+                raise bad("space", self.settings.get("depth"),
+                          f"{what} {value:.3e} does not fit in int64; narrow the space (depth, kernels, strides)")
+
+    def to_json(self) -> str:
+        return json.dumps(self.settings, sort_keys=True)
+
+
+# ---------------------------------------------------------------- parsing
+
+def _int_list(name: str, value: Any, minimum: int = 1) -> list[int]:
+    if isinstance(value, str):
+        parts = [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            value = [int(v) for v in parts]
+        except ValueError:
+            raise bad(name, value, "must be a comma-separated list of integers") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise bad(name, value, "must be a non-empty list of integers")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise bad(name, value, f"every entry must be an integer >= {minimum}")
+    return sorted(set(value))
+
+
+def _str_list(name: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise bad(name, value, f"must be a non-empty list of {', '.join(allowed)}")
+    out = []
+    for v in value:
+        if v not in allowed:
+            raise bad(name, v, f"must be one of {', '.join(allowed)}")
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _int(name: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            raise bad(name, value, "must be an integer") from None
+        if not f.is_integer():
+            raise bad(name, value, "must be an integer")
+        value = int(value) if value.strip().lstrip("-").isdigit() else int(f)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(name, value, "must be an integer")
+    if minimum is not None and value < minimum:
+        raise bad(name, value, f"must be >= {minimum}")
+    return value
+
+
+def parse_depth(value: Any) -> tuple[int, int]:
+    """7 | '7' | '2-8' | [2, 8] -> (min, max)."""
+    raw = value
+    if isinstance(value, str):
+        parts = value.split("-")
+        if len(parts) not in (1, 2):
+            raise bad("depth", raw, "must be N or MIN-MAX")
+        value = [_int("depth", p.strip()) for p in parts]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if not isinstance(value, (list, tuple)) or len(value) not in (1, 2):
+        raise bad("depth", raw, "must be N or MIN-MAX")
+    lo, hi = _int("depth", value[0], 1), _int("depth", value[-1], 1)
+    if lo > hi:
+        raise bad("depth", raw, "minimum is larger than maximum")
+    if hi > lm.MAX_DEPTH:
+        raise bad("depth", raw, f"at most {lm.MAX_DEPTH} layers")
+    return lo, hi
+
+
+def _choices(opts: dict[str, Any], where: str) -> list[Choice]:
+    ops = _str_list(f"{where}ops", opts["ops"], SEARCH_OPS)
+    kernels = _int_list(f"{where}kernels", opts["kernels"])
+    strides = _int_list(f"{where}strides", opts["strides"])
+    pool_kernels = _int_list(f"{where}pool_kernels", opts["pool_kernels"] or opts["kernels"])
+    pool_strides = _int_list(f"{where}pool_strides", opts["pool_strides"] or opts["strides"])
+    dilations = _int_list(f"{where}dilations", opts["dilations"])
+    channels = [lm.CH_WIDTH] if opts["channels"] is None else _int_list(f"{where}channels", opts["channels"])
+    out: list[Choice] = []
+    for op in ops:
+        if op == "conv":
+            for k in kernels:
+                for s in strides:
+                    for d in (dilations if k > 1 else [1]):
+                        for c in channels:
+                            out.append(Choice("conv", k, s, d, c))
+        else:
+            for k in pool_kernels:
+                for s in pool_strides:
+                    out.append(Choice(op, k, s, 1, lm.CH_PASS))
+    for c in out:
+        if c.kernel > 255 or c.stride > 255 or c.dilation > 255:
+            raise bad(f"{where}kernels", c.kernel, "kernel, stride and dilation must be at most 255")
+    if len(out) > 32767:
+        raise bad(f"{where}ops", ops, f"{len(out)} choices at one position; at most 32767")
+    return out
+
+
+def load_space_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML space file (keys as the long CLI flags, with underscores)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise bad("space", str(p), exc.strerror or "cannot be read") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise bad("space", str(p), f"is not valid TOML: {exc}") from None
+    return data
+
+
+def build_space(settings: dict[str, Any]) -> Space:
+    """Validate settings (CLI flags and/or a TOML file) into a Space; unknown keys are errors."""
+    for key in settings:
+        if key not in DEFAULTS:
+            raise bad(key, settings[key], f"unknown setting; known: {', '.join(DEFAULTS)}")
+    s = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    dmin, dmax = parse_depth(s["depth"])
+    padding = s["padding"]
+    if padding not in PAD_CODES:
+        raise bad("padding", padding, "must be same, valid or tf_same")
+    n = _int("input_size", s["input_size"], 1)
+    cin = _int("in_channels", s["in_channels"], 1)
+    width = _int("width", s["width"], 1)
+    max_width = _int("max_width", s["max_width"], 1)
+    if max_width < width:
+        raise bad("max_width", max_width, f"must be >= width ({width})")
+    if not isinstance(s["bias"], bool):
+        raise bad("bias", s["bias"], "must be true or false")
+
+    base = {k: s[k] for k in ("ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")}
+    positions = [list(_choices(base, "")) for _ in range(dmax)]
+    raw_positions = s["positions"]
+    if not isinstance(raw_positions, list):
+        raise bad("positions", raw_positions, "must be a list of tables with an index")
+    for entry in raw_positions:
+        if not isinstance(entry, dict) or "index" not in entry:
+            raise bad("positions", entry, "each entry needs an index")
+        for key in entry:
+            if key not in POSITION_KEYS:
+                raise bad(f"positions.{key}", entry[key], f"unknown field; allowed: {', '.join(POSITION_KEYS)}")
+        idx = _int("positions.index", entry["index"], 0)
+        if idx >= dmax:
+            raise bad("positions.index", idx, f"must be below the largest depth ({dmax})")
+        opts = {**base, **{k: v for k, v in entry.items() if k != "index"}}
+        positions[idx] = _choices(opts, f"positions[{idx}].")
+
+    # constraints
+    rf_min, rf_max = 1, None
+    target = s["target_rf"]
+    if target is not None:
+        target = _int("target_rf", target, 1)
+        tol = _int("tolerance", s["tolerance"], 0)
+        rf_min, rf_max = max(1, target - tol), target + tol
+    if s["rf_min"] is not None:
+        rf_min = max(rf_min, _int("rf_min", s["rf_min"], 1))
+    if s["rf_max"] is not None:
+        v = _int("rf_max", s["rf_max"], 1)
+        rf_max = v if rf_max is None else min(rf_max, v)
+    if s["max_rf_ratio"] is not None:
+        try:
+            ratio = float(s["max_rf_ratio"])
+        except (TypeError, ValueError):
+            raise bad("max_rf_ratio", s["max_rf_ratio"], "must be a number") from None
+        if not ratio > 0:
+            raise bad("max_rf_ratio", s["max_rf_ratio"], "must be positive")
+        cap = math.floor(ratio * n)
+        rf_max = cap if rf_max is None else min(rf_max, cap)
+    if rf_max is not None and rf_max < rf_min:
+        raise bad("rf_max", rf_max, f"the RF window is empty (minimum {rf_min})")
+    jumps: tuple[int, ...] = ()
+    if s["jump"] is not None:
+        jumps = tuple(_int_list("jump", s["jump"]))
+    max_params = None if s["max_params"] is None else _int("max_params", s["max_params"], 0)
+    max_macs = None if s["max_macs"] is None else _int("max_macs", s["max_macs"], 0)
+    if not isinstance(s["no_unproductive"], bool):
+        raise bad("no_unproductive", s["no_unproductive"], "must be true or false")
+
+    resolved = {k: s[k] for k in DEFAULTS}
+    resolved["depth"] = [dmin, dmax]
+    space = Space(depth_min=dmin, depth_max=dmax, input_size=n, in_channels=cin, padding=padding,
+                  bias=s["bias"], width=width, max_width=max_width, positions=positions, rf_min=rf_min,
+                  rf_max=rf_max, min_out_size=_int("min_out_size", s["min_out_size"], 1),
+                  max_params=max_params, max_macs=max_macs, jumps=jumps,
+                  no_unproductive=s["no_unproductive"], target_rf=target, settings=resolved)
+    space.check_representable()
+    return space
+
+
+def space_from_json(text: str) -> Space:
+    """Rebuild a Space from the settings stored in a Parquet file's metadata."""
+    return build_space(json.loads(text))
+
+
+__all__ = ["Space", "Choice", "build_space", "load_space_file", "space_from_json", "DEFAULTS", "asdict"]
