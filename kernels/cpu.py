@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from rfsweep.kernels.layer_math import (
-    C_DMAX, C_DMIN, C_MIN_OUT, C_N, C_PAD, C_RF_MAX, C_RF_MIN, F_D, F_K, F_S, NS, PAD_VALID,
+    C_DMAX, C_DMIN, C_MIN_OUT, C_N, C_PAD, C_RF_MAX, C_RF_MIN, F_D, F_K, F_S, NS, PAD_VALID, S_IDX,
     pad_left, walk_task,
 )
 
@@ -20,7 +20,8 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_
     In mode 1 task ``i`` writes rows ``rows0[i] .. rows0[i] + count - 1``: the caller sets ``rows0``
     from the counts of a mode-0 pass (count-then-fill), so the rows come out in depth-first order
     whatever the number of threads, and no two threads write the same row. The walk state is one
-    (dmax+1) x NS array per task, allocated outside the per-candidate loop.
+    (dmax+1) x NS array per task, allocated outside the per-candidate loop. In mode 0 ``rows0[i]``
+    receives the number of candidates task ``i`` evaluated (its pruned subtrees are never visited).
     """
     ntask = tasks.shape[0]
     counts = np.zeros(ntask, np.int64)
@@ -29,6 +30,8 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_
         st = np.empty((dmax + 1, NS), np.int64)
         counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], choices, nch, cons, jumps, growth, dep_off,
                               st, out, out_ch)
+        if mode == 0:
+            rows0[i] = st[0, S_IDX]
     return counts
 
 

@@ -178,7 +178,8 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
     A task is the subtree under the node ``prefix[:plen]``. It also emits the ancestors of that node
     whose remaining prefix choices are all 0: in depth-first order an ancestor comes just before its
     first child's subtree, so exactly one task (the leftmost below it) owns it.
-    Returns the number of survivors; ``row0`` is where the task's first row goes.
+    Returns the number of survivors; ``row0`` is where the task's first row goes. On return
+    ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
     """
     dmax = cons[C_DMAX]
     st[0, S_N] = cons[C_N]
@@ -191,10 +192,18 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
     st[0, S_ERF] = 0
     st[0, S_NDOWN] = 0
     st[0, S_PID] = 0
+    st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     count = 0
+    dmin = cons[C_DMIN]
     # the prefix: emit owned ancestors, stop if the prefix itself is pruned
     for t in range(plen):
         c = prefix[t]
+        owned = True
+        for u in range(t + 1, plen):
+            if prefix[u] != 0:
+                owned = False
+        if (owned or t + 1 == plen) and t + 1 >= dmin:
+            st[0, S_IDX] += 1
         if not child(st, t, choices, t, c, cons):
             return count
         st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
@@ -203,14 +212,9 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
             return count
         if st[t + 1, S_RF] + st[t + 1, S_JUMP] * growth[t + 1] < cons[C_RF_MIN]:
             return count
-        if t + 1 < plen:
-            owned = True
-            for u in range(t + 1, plen):
-                if prefix[u] != 0:
-                    owned = False
-            if owned and survives(st, t + 1, jumps, cons):
-                emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off)
-                count += 1
+        if t + 1 < plen and owned and survives(st, t + 1, jumps, cons):
+            emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off)
+            count += 1
     if survives(st, plen, jumps, cons):
         emit(mode, st, plen, out, out_ch, row0 + count, dep_off)
         count += 1
@@ -224,6 +228,8 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
         if depth < dmax and cur < nch[depth]:
             c = cur
             cur += 1
+            if depth + 1 >= dmin:
+                st[0, S_IDX] += 1
             if child(st, depth, choices, depth, c, cons):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c

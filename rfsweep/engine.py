@@ -39,6 +39,7 @@ class Batch:
 @dataclass
 class Stats:
     space_size: int = 0
+    evaluated: int = 0
     kept: int = 0
     tasks: int = 0
     seconds: float = 0.0
@@ -48,6 +49,11 @@ class Stats:
     @property
     def rate(self) -> float:
         return self.space_size / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def pruned(self) -> int:
+        """Candidates never evaluated: their prefix was cut by a bound."""
+        return self.space_size - self.evaluated
 
 
 def _backend(device: str):
@@ -82,88 +88,138 @@ def _prefixes(space: Space, q: int, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def _split(space: Space, tasks: np.ndarray, plens: np.ndarray, counts: np.ndarray, limit: int, run):
+def _split(space: Space, tasks, plens, counts, evals, limit: int, count_pass):
     """Replace every task with more than ``limit`` survivors by its children, recursively, in order."""
     while True:
         big = np.nonzero((counts > limit) & (plens < space.depth_max))[0]
         if big.size == 0:
-            return tasks, plens, counts
-        pieces_t, pieces_l, pieces_c = [], [], []
+            return tasks, plens, counts, evals
+        pieces: list[tuple] = []
         prev = 0
         for i in big:
-            pieces_t.append(tasks[prev:i])
-            pieces_l.append(plens[prev:i])
-            pieces_c.append(counts[prev:i])
+            pieces.append((tasks[prev:i], plens[prev:i], counts[prev:i], evals[prev:i]))
             r = space.radices[plens[i]]
             kids = np.repeat(tasks[i:i + 1], r, axis=0)
             kids[:, plens[i]] = np.arange(r)
             kl = np.full(r, plens[i] + 1, np.int64)
-            pieces_t.append(kids)
-            pieces_l.append(kl)
-            pieces_c.append(run(0, kids, kl, np.zeros(r, np.int64)))
+            pieces.append((kids, kl, *count_pass(kids, kl)))
             prev = i + 1
-        pieces_t.append(tasks[prev:])
-        pieces_l.append(plens[prev:])
-        pieces_c.append(counts[prev:])
-        tasks, plens, counts = np.concatenate(pieces_t), np.concatenate(pieces_l), np.concatenate(pieces_c)
+        pieces.append((tasks[prev:], plens[prev:], counts[prev:], evals[prev:]))
+        tasks, plens, counts, evals = (np.concatenate([p[k] for p in pieces]) for k in range(4))
+
+
+class _Runner:
+    """Binds a space's kernel arrays to a backend's run_tasks."""
+
+    def __init__(self, space: Space, device: str, stats: Stats):
+        self.space = space
+        self.backend, stats.device = _backend(device)
+        self.arrays = space.kernel_arrays()
+        self.dummy_out = np.zeros((1, lm.NO), np.int64)
+        self.dummy_ch = np.zeros((1, max(1, space.depth_max)), np.int16)
+
+    def run(self, mode, tasks, plens, rows0, out=None, out_ch=None):
+        a = self.arrays
+        return self.backend.run_tasks(mode, tasks, plens, rows0, a["choices"], a["nch"], a["cons"], a["jumps"],
+                                      a["growth"], a["dep_off"], self.dummy_out if out is None else out,
+                                      self.dummy_ch if out_ch is None else out_ch)
+
+    def count_pass(self, tasks, plens):
+        """(survivors, candidates evaluated) per task."""
+        evals = np.zeros(len(tasks), np.int64)
+        counts = self.run(0, tasks, plens, evals)
+        return counts, evals
+
+
+def _chunks(space: Space, threads: int | None, stats: Stats):
+    """The first cut of the tree, in chunks of at most CHUNK_TASKS prefixes: (tasks, plens, done, total)."""
+    import numba
+
+    q = task_depth(space, threads or numba.get_num_threads())
+    total = math.prod(space.radices[:q])
+    stats.tasks = total
+    for start in range(0, total, CHUNK_TASKS):
+        stop = min(total, start + CHUNK_TASKS)
+        yield _prefixes(space, q, start, stop), np.full(stop - start, q, np.int64), stop, total
+
+
+class _Threads:
+    """Run with a given number of numba threads, restoring the previous number after."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+
+    def __enter__(self):
+        import numba
+
+        self.old = numba.get_num_threads()
+        if self.threads:
+            if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
+                raise RFSweepError(f"field 'threads': value {self.threads}: must be in 1..{numba.config.NUMBA_NUM_THREADS}")
+            numba.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        import numba
+
+        numba.set_num_threads(self.old)
+        return False
+
+
+def count_by_enumeration(space: Space, *, device: str = "cpu", threads: int | None = None,
+                         stats: Stats | None = None) -> int:
+    """Exact number of survivors by walking the tree (every constraint; pruned subtrees skipped)."""
+    stats = stats if stats is not None else Stats()
+    stats.space_size = space.size
+    runner = _Runner(space, device, stats)
+    t0 = time.perf_counter()
+    total = 0
+    with _Threads(threads):
+        for tasks, plens, _, _ in _chunks(space, threads, stats):
+            counts, evals = runner.count_pass(tasks, plens)
+            total += int(counts.sum())
+            stats.evaluated += int(evals.sum())
+    stats.kept = total
+    stats.seconds = time.perf_counter() - t0
+    return total
 
 
 def iter_batches(space: Space, *, slab_rows: int = SLAB_ROWS, threads: int | None = None, device: str = "cpu",
                  stats: Stats | None = None, progress: Callable[[int, int, int], None] | None = None
                  ) -> Iterator[Batch]:
-    """Yield survivor batches of at most ``slab_rows`` rows (more only if one prefix's own... never).
+    """Yield the survivors in depth-first order, in batches of at most ``slab_rows`` rows.
 
-    ``progress(done_tasks, total_tasks, kept)`` is called after every slab.
+    (A task that cannot be split further, a prefix of full depth, holds at most depth_max + 1 rows, so
+    a batch exceeds ``slab_rows`` only when ``slab_rows`` is below that.) ``progress(done, total,
+    kept)`` is called after each chunk of tasks.
     """
-    import numba
-
     stats = stats if stats is not None else Stats()
     stats.space_size = space.size
-    backend, stats.device = _backend(device)
-    arrays = space.kernel_arrays()
-    nthreads = threads or numba.get_num_threads()
-    dummy_out = np.zeros((1, lm.NO), np.int64)
-    dummy_ch = np.zeros((1, max(1, space.depth_max)), np.int16)
-
-    def run(mode, tasks, plens, rows0, out=dummy_out, out_ch=dummy_ch):
-        return backend.run_tasks(mode, tasks, plens, rows0, arrays["choices"], arrays["nch"], arrays["cons"],
-                                 arrays["jumps"], arrays["growth"], arrays["dep_off"], out, out_ch)
-
-    q = task_depth(space, nthreads)
-    total = math.prod(space.radices[:q])
-    stats.tasks = total
+    runner = _Runner(space, device, stats)
     t0 = time.perf_counter()
-    old_threads = numba.get_num_threads()
-    if threads:
-        if threads > numba.config.NUMBA_NUM_THREADS:
-            raise RFSweepError(f"field 'threads': value {threads}: at most {numba.config.NUMBA_NUM_THREADS}")
-        numba.set_num_threads(threads)
     try:
-        for start in range(0, total, CHUNK_TASKS):
-            stop = min(total, start + CHUNK_TASKS)
-            tasks = _prefixes(space, q, start, stop)
-            plens = np.full(stop - start, q, np.int64)
-            counts = run(0, tasks, plens, np.zeros(stop - start, np.int64))
-            tasks, plens, counts = _split(space, tasks, plens, counts, slab_rows, run)
-            keep = counts > 0
-            tasks, plens, counts = tasks[keep], plens[keep], counts[keep]
-            i = 0
-            while i < len(counts):
-                # group consecutive tasks into one slab of at most slab_rows rows
-                acc = np.cumsum(counts[i:])
-                j = i + max(1, int(np.searchsorted(acc, slab_rows, side="right")))
-                rows = int(acc[j - i - 1])
-                rows0 = np.zeros(j - i, np.int64)
-                rows0[1:] = acc[: j - i - 1]
-                out = np.empty((rows, lm.NO), np.int64)
-                out_ch = np.zeros((rows, max(1, space.depth_max)), np.int16)
-                run(1, tasks[i:j], plens[i:j], rows0, out, out_ch)
-                stats.kept += rows
-                yield Batch(out, out_ch)
-                i = j
-            if progress is not None:
-                progress(stop, total, stats.kept)
+        with _Threads(threads):
+            for tasks, plens, done, total in _chunks(space, threads, stats):
+                counts, evals = runner.count_pass(tasks, plens)
+                tasks, plens, counts, evals = _split(space, tasks, plens, counts, evals, slab_rows, runner.count_pass)
+                stats.evaluated += int(evals.sum())
+                keep = counts > 0
+                tasks, plens, counts = tasks[keep], plens[keep], counts[keep]
+                i = 0
+                while i < len(counts):
+                    # group consecutive tasks into one slab of at most slab_rows rows
+                    acc = np.cumsum(counts[i:])
+                    j = i + max(1, int(np.searchsorted(acc, slab_rows, side="right")))
+                    rows = int(acc[j - i - 1])
+                    rows0 = np.zeros(j - i, np.int64)
+                    rows0[1:] = acc[: j - i - 1]
+                    out = np.empty((rows, lm.NO), np.int64)
+                    out_ch = np.zeros((rows, max(1, space.depth_max)), np.int16)
+                    runner.run(1, tasks[i:j], plens[i:j], rows0, out, out_ch)
+                    stats.kept += rows
+                    yield Batch(out, out_ch)
+                    i = j
+                if progress is not None:
+                    progress(done, total, stats.kept)
     finally:
-        if threads:
-            numba.set_num_threads(old_threads)
         stats.seconds = time.perf_counter() - t0
