@@ -97,7 +97,7 @@ def search(output, limit, sort, device, threads, as_json, **kwargs):
     stats = Stats()
     progress = _progress_bar() if sys.stderr.isatty() and not as_json else None
     if output is None:
-        limit = limit or 20
+        limit = 20 if limit is None else limit
         sort = sort or "params"
         df = sweep.search(space, limit=limit, sort=sort, device=device, threads=threads, stats=stats)
         written = len(df)
