@@ -37,7 +37,7 @@ import numpy as np
 from rfsweep import arithmetic as ar
 from rfsweep.analyze import LayerResult, evaluate
 from rfsweep.errors import SpecError
-from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Network, fail
+from rfsweep.spec import MERGE_OPS, POOL_OPS, Network, fail
 
 MASSES = (0.5, 0.9, 0.95)
 MAX_POINTS = 1 << 25  # a grid larger than this (per axis) is refused rather than filling the memory

@@ -10,7 +10,6 @@ unit. The resulting gradient map, normalised, must equal the library's distribut
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest

@@ -1,0 +1,709 @@
+"""Anchor design for detectors, checked against strides, receptive fields and exact effective RFs.
+
+A detector level is a tap: a layer whose units predict boxes. For each level this module reports the
+stride (= jump), rf, the exact ERF (:mod:`rfsweep.erf`), the centre of unit 0 and how far it sits from
+the anchor centres of the usual convention, the anchors a rule gives and warnings where an anchor is
+larger than the RF, larger than the ERF extent, or too sparse for its stride.
+
+Conventions
+-----------
+* Geometry is per axis ``[h, w]`` like everywhere in rfsweep; anchors are ``[w, h]`` pairs, as detectors
+  write them. A ratio ``r`` is width/height: ``w = a·sqrt(r)``, ``h = a/sqrt(r)`` for an anchor of scale
+  ``a`` (SSD's convention). mmdetection and torchvision use height/width; the exports convert.
+* Anchor centres are at ``(i + center_offset)·stride`` in continuous image coordinates, where pixel ``p``
+  spans ``[p, p+1)`` (the box convention of COCO, torchvision and mmdetection; mmdetection's
+  ``AnchorGenerator(center_offset=...)``). Unit ``i`` of a tap is centred at ``center + 0.5 + i·jump`` in
+  the same coordinates (``center`` as :mod:`rfsweep.arithmetic` defines it, 0-indexed pixel centres), so
+  ``misalignment = center_offset·stride - (center + 0.5)``, the same for every unit.
+* Levels keep the order of the taps given; ``retinanet`` and ``ssd`` number them in that order.
+
+Rules (``stride`` per axis, ``i`` the level index from 0, ``m`` the number of levels):
+
+* ``s3fd``: ``a = 4·stride`` (Zhang et al. 2017, equal-proportion interval); default ratios ``1``.
+* ``fpn``: ``a = 8·stride`` (Lin et al. 2017, 32 px on P2 at stride 4).
+* ``retinanet``: ``a = 4·2^(j/3)·stride``, ``j = 0, 1, 2`` (three scales per level).
+* ``ssd``: ``s_k = s_min + (s_max - s_min)(k-1)/(m-1)``, ``k = 1..m``, ``s_min = 0.2``, ``s_max = 0.9``;
+  ``a = s_k·image size`` per axis, plus one box at ratio 1 of scale ``sqrt(s_k·s_{k+1})`` with
+  ``s_{m+1} = 1`` (torchvision's DefaultBoxGenerator; with one level ``s_1 = s_min``, ``s_2 = s_max``);
+  needs the input size.
+
+Within a level anchors are ratio-major (for each ratio, each scale), the order of mmdetection's and
+torchvision's generators; the SSD extra box comes last.
+
+Box metrics follow YOLOv5's ``utils/autoanchor.py`` (reimplemented in numpy): for boxes ``wh`` and anchors
+``k``, ``r = wh/k`` per side, ``x = min(r, 1/r)`` reduced by min over w and h, ``best = max over anchors``;
+``BPR = mean(best > 1/thr)`` and ``AAT = mean over boxes of the number of anchors with x > 1/thr``,
+``thr = 4``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rfsweep import erf as erfmod
+from rfsweep.analyze import evaluate, fmt_number, plain
+from rfsweep.errors import RFSweepError
+from rfsweep.spec import Network
+
+RULES = ("s3fd", "fpn", "retinanet", "ssd")
+DEFAULT_RATIOS = {"s3fd": (1.0,), "fpn": (0.5, 1.0, 2.0), "retinanet": (0.5, 1.0, 2.0), "ssd": (0.5, 1.0, 2.0)}
+SSD_S_MIN, SSD_S_MAX = 0.2, 0.9
+YOLO_THR = 4.0
+
+
+def _err(fieldname: str, value: Any, why: str) -> RFSweepError:
+    return RFSweepError(f"field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+
+
+# ----------------------------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class LevelScales:
+    """The square sizes (before ratios) of one level, per axis ``(w, h)``; ``extra`` only at ratio 1."""
+
+    sizes: tuple[tuple[float, float], ...]
+    extra: tuple[tuple[float, float], ...] = ()
+
+
+def ssd_scales(m: int, s_min: float = SSD_S_MIN, s_max: float = SSD_S_MAX) -> list[float]:
+    """``s_1..s_m`` linearly between ``s_min`` and ``s_max``, then ``s_{m+1} = 1`` (one level: ``[s_min, s_max]``),
+    as torchvision's DefaultBoxGenerator."""
+    if m == 1:
+        return [s_min, s_max]
+    return [s_min + (s_max - s_min) * k / (m - 1) for k in range(m)] + [1.0]
+
+
+def rule_scales(rule: str, strides: Sequence[tuple[Any, Any]], image_size: tuple[int, int] | None = None,
+                s_min: float = SSD_S_MIN, s_max: float = SSD_S_MAX) -> list[LevelScales]:
+    """Per level, the anchor scales of ``rule`` (``strides`` are ``(h, w)`` per level)."""
+    if rule not in RULES:
+        raise _err("rule", rule, f"must be one of {', '.join(RULES)}")
+    out = []
+    if rule == "ssd":
+        if image_size is None:
+            raise _err("input-size", None, "the ssd rule sizes anchors by the image size; give --input-size")
+        if not 0 < s_min <= s_max <= 1:
+            raise _err("ssd scales", [s_min, s_max], "need 0 < s_min <= s_max <= 1")
+        s = ssd_scales(len(strides), s_min, s_max)
+        ih, iw = image_size
+        for k in range(len(strides)):
+            e = math.sqrt(s[k] * s[k + 1])
+            out.append(LevelScales(((s[k] * iw, s[k] * ih),), ((e * iw, e * ih),)))
+        return out
+    for sh, sw in strides:
+        sh, sw = float(sh), float(sw)
+        if rule == "s3fd":
+            mult = (4.0,)
+        elif rule == "fpn":
+            mult = (8.0,)
+        else:
+            mult = tuple(4.0 * 2 ** (j / 3) for j in range(3))
+        out.append(LevelScales(tuple((m * sw, m * sh) for m in mult)))
+    return out
+
+
+def apply_ratios(scales: LevelScales, ratios: Sequence[float]) -> list[tuple[float, float]]:
+    """Anchors ``[w, h]`` of one level: ratio-major, then the extra boxes (ratio 1)."""
+    anchors = [(w * math.sqrt(r), h / math.sqrt(r)) for r in ratios for (w, h) in scales.sizes]
+    return anchors + list(scales.extra)
+
+
+def rule_anchors(rule: str, strides: Sequence[tuple[Any, Any]], ratios: Sequence[float] | None = None,
+                 image_size: tuple[int, int] | None = None, s_min: float = SSD_S_MIN,
+                 s_max: float = SSD_S_MAX) -> list[list[tuple[float, float]]]:
+    """Anchors ``[w, h]`` per level for ``strides`` (``(h, w)`` per level) under ``rule``."""
+    ratios = check_ratios(DEFAULT_RATIOS[rule] if ratios is None and rule in RULES else ratios)
+    return [apply_ratios(s, ratios) for s in rule_scales(rule, strides, image_size, s_min, s_max)]
+
+
+def check_ratios(ratios: Any) -> tuple[float, ...]:
+    """Positive finite ratios (w/h); '0.5,1,2' is accepted."""
+    raw = ratios
+    if isinstance(ratios, str):
+        try:
+            ratios = [float(x) for x in ratios.split(",") if x.strip()]
+        except ValueError:
+            raise _err("ratios", raw, "must be positive numbers separated by commas, e.g. 0.5,1,2") from None
+    try:
+        ratios = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError):
+        raise _err("ratios", raw, "must be positive numbers, e.g. 0.5,1,2") from None
+    if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
+        raise _err("ratios", raw, "must be positive numbers, e.g. 0.5,1,2")
+    return ratios
+
+
+# ---------------------------------------------------------------------------------------- box metrics
+
+def _wh(array: Any, fieldname: str) -> np.ndarray:
+    a = np.asarray(array, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
+        raise _err(fieldname, list(a.shape), "must be a non-empty array of [w, h] rows")
+    return a
+
+
+def yolo_metric(wh: Any, anchors: Any, thr: float = YOLO_THR) -> tuple[float, float]:
+    """(BPR, AAT) of boxes ``wh`` (N x 2) against anchors (K x 2), as YOLOv5's check_anchors.
+
+    ``r = wh/anchor`` per side, ``x = min(r, 1/r).min(over w, h)``, ``best = x.max(over anchors)``;
+    BPR is the share of boxes with ``best > 1/thr``, AAT the mean number of anchors with ``x > 1/thr``.
+    """
+    wh, k = _wh(wh, "boxes"), _wh(anchors, "anchors")
+    x = _ratio_metric(wh, k)
+    best = x.max(1)
+    return float((best > 1 / thr).mean()), float((x > 1 / thr).sum(1).mean())
+
+
+def _ratio_metric(wh: np.ndarray, k: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = wh[:, None, :] / k[None, :, :]
+        x = np.minimum(r, 1.0 / r).min(2)
+    return np.nan_to_num(x, nan=0.0)
+
+
+def _kmeans(points: np.ndarray, n: int, rng: np.random.Generator, restarts: int, iters: int = 100,
+            thresh: float = 1e-5) -> np.ndarray:
+    """Lloyd's k-means from ``restarts`` random initialisations (distinct observations), best distortion."""
+    best, best_d = None, np.inf
+    for _ in range(restarts):
+        c = points[rng.choice(len(points), n, replace=False)].copy()
+        prev = np.inf
+        for _ in range(iters):
+            d2 = ((points[:, None, :] - c[None, :, :]) ** 2).sum(2)
+            lab = d2.argmin(1)
+            dist = float(np.sqrt(d2[np.arange(len(points)), lab]).mean())
+            for j in range(n):
+                sel = lab == j
+                if sel.any():
+                    c[j] = points[sel].mean(0)
+            if prev - dist <= thresh:
+                break
+            prev = dist
+        if dist < best_d:
+            best, best_d = c.copy(), dist
+    return best
+
+
+def kmeans_anchors(wh: Any, n: int, thr: float = YOLO_THR, generations: int = 0, seed: int = 0,
+                   restarts: int = 10) -> np.ndarray:
+    """``n`` anchors ``[w, h]`` for boxes ``wh``, sorted by area, as YOLOv5's kmean_anchors does.
+
+    Boxes with both sides below 2 px are left out of the fit; k-means runs on whitened ``w, h`` (divided
+    by their standard deviations), then, with ``generations > 0``, a genetic evolution mutates all
+    anchors by factors ``clip(1 + N(0, 0.1·u), 0.3, 3)`` (each entry with probability 0.9) and keeps a
+    mutation when it raises the fitness ``mean(best·(best > 1/thr))``. Deterministic for a given seed.
+    """
+    wh0 = _wh(wh, "boxes")
+    pts = wh0[(wh0 >= 2.0).any(1)]
+    if len(pts) == 0:
+        raise _err("boxes", len(wh0), "no box has a side of 2 px or more; nothing to fit anchors to")
+    distinct = np.unique(pts, axis=0)
+    if n < 1:
+        raise _err("kmeans anchors", n, "need at least one anchor")
+    n = min(n, len(distinct))
+    rng = np.random.default_rng(seed)
+    s = pts.std(0)
+    s[s == 0] = 1.0
+    k = _kmeans(pts / s, n, rng, restarts) * s
+    inv = 1.0 / thr
+
+    def fitness(anchors):
+        best = _ratio_metric(pts, anchors).max(1)
+        return float((best * (best > inv)).mean())
+
+    f = fitness(k)
+    for _ in range(generations):
+        v = np.ones(k.shape)
+        while (v == 1).all():
+            v = ((rng.random(k.shape) < 0.9) * rng.random() * rng.standard_normal(k.shape) * 0.1 + 1).clip(0.3, 3.0)
+        kg = (k * v).clip(min=2.0)
+        fg = fitness(kg)
+        if fg > f:
+            f, k = fg, kg
+    return k[np.argsort(k.prod(1), kind="stable")]
+
+
+def read_boxes(path: str | Path) -> np.ndarray:
+    """Box sizes from a CSV or Parquet file with columns ``w`` and ``h`` (pixels of the network input)."""
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            df = pd.read_csv(p)
+    except FileNotFoundError:
+        raise _err("boxes", str(p), "no such file") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+        raise _err("boxes", str(p), f"cannot be read as {'Parquet' if p.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    missing = [c for c in ("w", "h") if c not in df.columns]
+    if missing:
+        raise _err("boxes", str(p), f"needs columns w and h (pixels); it has {', '.join(map(str, df.columns)) or 'none'}")
+    if len(df) == 0:
+        raise _err("boxes", str(p), "has no rows")
+    try:
+        wh = df[["w", "h"]].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _err("boxes", str(p), "columns w and h must be numbers") from None
+    bad = ~(np.isfinite(wh).all(1) & (wh > 0).all(1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _err("boxes", str(p), f"row {i} has w={wh[i, 0]:g}, h={wh[i, 1]:g}: sizes must be positive numbers")
+    return wh
+
+
+# -------------------------------------------------------------------------------------------- levels
+
+@dataclass
+class Level:
+    """One detector level. Geometry is (h, w); anchors are [w, h]."""
+
+    tap: str
+    out_size: tuple
+    stride: tuple[Fraction, Fraction]
+    rf: tuple[Fraction, Fraction]
+    center: tuple[Fraction, Fraction]
+    misalignment: tuple[float, float]
+    erf: dict
+    scales: LevelScales
+    anchors: list[tuple[float, float]]
+    density: list[float] = field(default_factory=list)
+    anchor_rf: list[tuple[float, float]] = field(default_factory=list)
+    anchor_erf: list[tuple[float, float]] = field(default_factory=list)
+    iou_half_stride: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnchorReport:
+    """Everything `rfsweep anchors` prints; :meth:`to_json` is the machine-readable form."""
+
+    net: Network
+    rule: str
+    ratios: tuple[float, ...]
+    center_offset: float
+    erf_mass: float
+    min_iou: float
+    levels: list[Level]
+    thr: float = YOLO_THR
+    n_boxes: int | None = None
+    bpr: float | None = None
+    aat: float | None = None
+    kmeans: dict | None = None
+    dists: dict = field(default_factory=dict, repr=False)
+
+    def all_anchors(self) -> np.ndarray:
+        return np.array([a for lv in self.levels for a in lv.anchors], dtype=np.float64)
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+
+def _shift_iou(w: float, h: float, sw: float, sh: float) -> float:
+    """IoU of an anchor with an equal box centred half a stride away on both axes (midway between anchors)."""
+    ow, oh = max(w - sw / 2, 0.0), max(h - sh / 2, 0.0)
+    inter = ow * oh
+    return inter / (2 * w * h - inter)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _wxh(w: float, h: float) -> str:
+    return f"{_fmt(w)}x{_fmt(h)}"
+
+
+def _level_checks(lv: Level, mass_key: str, center_offset: float, min_iou: float) -> None:
+    sh, sw = (float(s) for s in lv.stride)
+    rfh, rfw = (float(r) for r in lv.rf)
+    eh, ew = lv.erf["erf_extent"][mass_key]
+    for w, h in lv.anchors:
+        lv.density.append(math.sqrt(w * h) / math.sqrt(sw * sh))
+        lv.anchor_rf.append((w / rfw, h / rfh))
+        lv.anchor_erf.append((w / ew, h / eh))
+        iou = _shift_iou(w, h, sw, sh)
+        lv.iou_half_stride.append(iou)
+        if w > rfw or h > rfh:
+            lv.warnings.append(f"anchor {_wxh(w, h)} exceeds the RF {_wxh(rfw, rfh)}")
+        elif w > ew or h > eh:
+            lv.warnings.append(f"anchor {_wxh(w, h)} exceeds the ERF {mass_key}% extent {_wxh(ew, eh)}")
+        if iou < min_iou:
+            lv.warnings.append(f"anchor {_wxh(w, h)} is too sparse for stride {_wxh(sw, sh)}: a box equal to it "
+                               f"centred midway between anchor centres has IoU {iou:.2f} < {min_iou:g}")
+    for axis, label in ((0, "h"), (1, "w")):
+        s = float(lv.stride[axis])
+        mis = lv.misalignment[axis]
+        if abs(mis) > s / 4:
+            other = 0.5 if center_offset == 0 else 0.0
+            alt = other * s - (float(lv.center[axis]) + 0.5)
+            hint = f"; center_offset {other:g} puts them {alt:+.4g} px away" if abs(alt) < abs(mis) else ""
+            lv.warnings.append(f"anchor centres ({label}) sit {mis:+.4g} px from the unit centres "
+                               f"(more than stride/4 = {s / 4:g}){hint}")
+
+
+def anchor_report(model: Any, taps: Sequence[str] | str, rule: str = "fpn", ratios: Any = None,
+                  input_size: Any = None, center_offset: float = 0.0, boxes: Any = None,
+                  generations: int = 0, seed: int = 0, n_kmeans: int | None = None, erf_mass: float = 0.95,
+                  min_iou: float = 0.5, thr: float = YOLO_THR, s_min: float = SSD_S_MIN,
+                  s_max: float = SSD_S_MAX) -> AnchorReport:
+    """Anchor design for the detector levels ``taps`` of ``model``.
+
+    Parameters
+    ----------
+    model : zoo name, spec file, spec dict or Network
+    taps : list of layer names or 'L1,L2,...'
+        The detector levels, in level order.
+    rule : 's3fd' | 'fpn' | 'retinanet' | 'ssd'
+    ratios : w/h ratios (list or '0.5,1,2'); default per rule (s3fd: 1; others: 0.5, 1, 2)
+    input_size : N, (h, w) or 'HxW'; overrides the spec's (ssd needs one)
+    center_offset : 0 or 0.5; anchor centres at ``(i + center_offset)·stride``
+    boxes : N x 2 array of [w, h] or a CSV/Parquet path with columns w, h; enables BPR/AAT and k-means
+    generations : genetic evolution steps after k-means (YOLOv5 uses 1000); 0 skips it
+    seed : seed of k-means and evolution
+    n_kmeans : number of k-means anchors (default: as many as the rule gives over all levels)
+    erf_mass : the ERF extent anchors are checked against (default the 95 % extent)
+    min_iou : sparsity warning threshold for :func:`_shift_iou`
+    thr : YOLOv5's anchor_t (ratio threshold), 4
+    """
+    from rfsweep.spec import parse_input_size
+    from rfsweep.zoo import resolve
+
+    if isinstance(taps, str):
+        taps = [t.strip() for t in taps.split(",") if t.strip()]
+    taps = list(taps)
+    if not taps:
+        raise _err("taps", "", "name at least one layer (a detector level), e.g. --taps layer2,layer3")
+    if len(set(taps)) != len(taps):
+        raise _err("taps", ",".join(taps), "a layer is named twice")
+    if rule not in RULES:
+        raise _err("rule", rule, f"must be one of {', '.join(RULES)}")
+    ratios = check_ratios(DEFAULT_RATIOS[rule] if ratios is None else ratios)
+    try:
+        center_offset = float(center_offset)
+    except (TypeError, ValueError):
+        raise _err("center-offset", center_offset, "must be 0 or 0.5") from None
+    if center_offset not in (0.0, 0.5):
+        raise _err("center-offset", center_offset, "must be 0 or 0.5 (mmdetection's center_offset conventions)")
+    if not 0 < erf_mass <= 1:
+        raise _err("erf-mass", erf_mass, "must be in (0, 1]")
+    if generations < 0:
+        raise _err("evolve", generations, "must be >= 0")
+    if thr <= 1:
+        raise _err("thr", thr, "must be > 1 (YOLOv5 uses 4)")
+
+    net = resolve(model, parse_input_size(input_size))
+    results = evaluate(net)
+    by_name = {r.layer.name: r for r in results}
+    for t in taps:
+        if t not in by_name:
+            raise _err("taps", t, f"no layer of that name in '{net.name}' (`rfsweep analyze {net.name}` lists them)")
+        if by_name[t].axes[0].whole:
+            raise _err("taps", t, "a global layer (after a global pool or a linear layer) has no stride or "
+                       "local RF; tap a spatial layer")
+    masses = sorted(set(erfmod.MASSES) | {erf_mass})
+    dists = erfmod.distributions(net, taps, fieldname="taps", results=results)
+    strides = [tuple(a.jump for a in by_name[t].axes) for t in taps]
+    scales = rule_scales(rule, strides, net.input_size, s_min, s_max)
+    mass_key = erfmod._mass_key(erf_mass)
+    levels = []
+    for t, st, sc in zip(taps, strides, scales):
+        r = by_name[t]
+        summary = erfmod.summarize(*dists[t], masses=masses)
+        centers = tuple(a.center for a in r.axes)
+        mis = tuple(center_offset * float(s) - (float(c) + 0.5) for s, c in zip(st, centers))
+        lv = Level(tap=t, out_size=tuple(a.size for a in r.axes), stride=st, rf=tuple(a.rf for a in r.axes),
+                   center=centers, misalignment=mis, erf=summary, scales=sc, anchors=apply_ratios(sc, ratios))
+        _level_checks(lv, mass_key, center_offset, min_iou)
+        levels.append(lv)
+    rep = AnchorReport(net=net, rule=rule, ratios=ratios, center_offset=center_offset, erf_mass=erf_mass,
+                       min_iou=min_iou, levels=levels, thr=thr, dists=dists)
+    if boxes is not None:
+        wh = read_boxes(boxes) if isinstance(boxes, (str, Path)) else _wh(boxes, "boxes")
+        if not (np.isfinite(wh).all() and (wh > 0).all()):
+            raise _err("boxes", "array", "sizes must be positive finite numbers")
+        rep.n_boxes = len(wh)
+        rep.bpr, rep.aat = yolo_metric(wh, rep.all_anchors(), thr)
+        n = n_kmeans if n_kmeans is not None else len(rep.all_anchors())
+        k = kmeans_anchors(wh, n, thr=thr, generations=generations, seed=seed)
+        bpr, aat = yolo_metric(wh, k, thr)
+        per_level = None
+        if len(k) % len(levels) == 0:
+            g = len(k) // len(levels)
+            per_level = [k[i * g:(i + 1) * g].tolist() for i in range(len(levels))]
+        rep.kmeans = {"anchors": k.tolist(), "bpr": bpr, "aat": aat, "levels": per_level,
+                      "generations": generations, "seed": seed}
+    return rep
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+def _r(x: float, nd: int = 6) -> float:
+    return round(float(x), nd)
+
+
+def _num(x) -> int | float:
+    v = plain(Fraction(x))
+    return v if isinstance(v, int) else _r(v)
+
+
+def to_json(rep: AnchorReport) -> dict:
+    """``{"model", "input_size", "rule", "ratios", "center_offset", "levels": [...], "bpr", "aat", ...}``.
+
+    Each level: tap, out_size, stride, rf, erf_sigma, erf_extent ({'50': [h, w], '90': ..., '95': ...}),
+    erf_kurtosis, center, misalignment ([h, w]), anchors ([[w, h], ...]), density (sqrt(w·h)/stride per
+    anchor), anchor_rf and anchor_erf ([w/rf_w, h/rf_h] and the same against the ERF extent),
+    iou_half_stride, warnings.
+    """
+    levels = []
+    for lv in rep.levels:
+        levels.append({
+            "tap": lv.tap,
+            "out_size": list(lv.out_size),
+            "stride": [_num(s) for s in lv.stride],
+            "rf": [_num(r) for r in lv.rf],
+            "erf_sigma": [_r(s) for s in lv.erf["erf_sigma"]],
+            "erf_extent": {k: [_r(x) for x in v] for k, v in lv.erf["erf_extent"].items()},
+            "erf_kurtosis": [_r(k, 4) for k in lv.erf["excess_kurtosis"]],
+            "erf_grid_step": [_r(s) for s in lv.erf["grid_step"]],
+            "center": [_num(c) for c in lv.center],
+            "misalignment": [_r(m) for m in lv.misalignment],
+            "anchors": [[_r(w, 4), _r(h, 4)] for w, h in lv.anchors],
+            "density": [_r(d, 4) for d in lv.density],
+            "anchor_rf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_rf],
+            "anchor_erf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_erf],
+            "iou_half_stride": [_r(i, 4) for i in lv.iou_half_stride],
+            "warnings": list(lv.warnings),
+        })
+    out = {"model": rep.net.name, "input_size": list(rep.net.input_size) if rep.net.input_size else None,
+           "rule": rep.rule, "ratios": list(rep.ratios), "center_offset": rep.center_offset,
+           "erf_mass": rep.erf_mass, "levels": levels, "thr": rep.thr, "boxes": rep.n_boxes,
+           "bpr": None if rep.bpr is None else _r(rep.bpr), "aat": None if rep.aat is None else _r(rep.aat),
+           "kmeans": None}
+    if rep.kmeans is not None:
+        k = rep.kmeans
+        out["kmeans"] = {"anchors": [[_r(w, 2), _r(h, 2)] for w, h in k["anchors"]], "bpr": _r(k["bpr"]),
+                         "aat": _r(k["aat"]), "generations": k["generations"], "seed": k["seed"],
+                         "levels": None if k["levels"] is None else
+                         [[[_r(w, 2), _r(h, 2)] for w, h in lv] for lv in k["levels"]]}
+    return out
+
+
+def _pair_text(vals, fmt=fmt_number) -> str:
+    text = [fmt(v) for v in vals]
+    return text[0] if text[0] == text[1] else "x".join(text)
+
+
+def to_table(rep: AnchorReport) -> str:
+    """Readable report: levels, anchors, warnings, box metrics."""
+    lines = []
+    size = "x".join(map(str, rep.net.input_size)) if rep.net.input_size else "unknown"
+    mk = erfmod._mass_key(rep.erf_mass)
+    lines.append(f"{rep.net.name}: input {size}, rule {rep.rule}, ratios (w/h) {','.join(f'{r:g}' for r in rep.ratios)}, "
+                 f"anchor centres at (i+{rep.center_offset:g})*stride")
+    head = ["level", "tap", "stride", "rf", "erf_sigma", "erf50", "erf90", "erf95", "center", "misalign"]
+    rows = []
+    f2 = lambda v: f"{v:.2f}"  # noqa: E731
+    fg = lambda v: f"{v:.4g}"  # noqa: E731
+    for i, lv in enumerate(rep.levels):
+        ext = lv.erf["erf_extent"]
+        rows.append([str(i), lv.tap, _pair_text(lv.stride), _pair_text(lv.rf), _pair_text(lv.erf["erf_sigma"], f2),
+                     _pair_text(ext["50"], fg), _pair_text(ext["90"], fg), _pair_text(ext["95"], fg),
+                     _pair_text(lv.center), _pair_text(lv.misalignment, fg)])
+    lines += _align(head, rows, left={"tap"})
+    lines.append("")
+    lines.append(f"anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
+                 f"centred midway between anchor centres")
+    head = ["level", "w", "h", "density", "w/rf", "h/rf", f"w/erf{mk}", f"h/erf{mk}", "iou@half"]
+    rows = []
+    for i, lv in enumerate(rep.levels):
+        for (w, h), d, (arw, arh), (aew, aeh), iou in zip(lv.anchors, lv.density, lv.anchor_rf, lv.anchor_erf,
+                                                          lv.iou_half_stride):
+            rows.append([str(i), f"{w:.1f}", f"{h:.1f}", f"{d:.2f}", f"{arw:.2f}", f"{arh:.2f}", f"{aew:.2f}",
+                         f"{aeh:.2f}", f"{iou:.2f}"])
+    lines += _align(head, rows, left=set())
+    warns = [(lv.tap, w) for lv in rep.levels for w in lv.warnings]
+    if warns:
+        lines.append("")
+        lines.append("warnings:")
+        lines += [f"  {tap}: {w}" for tap, w in warns]
+    if rep.bpr is not None:
+        lines.append("")
+        lines.append(f"boxes: {rep.n_boxes}; anchors of all levels: BPR {rep.bpr:.4f}, AAT {rep.aat:.2f} "
+                     f"(YOLOv5 metric, ratio threshold {rep.thr:g})")
+        k = rep.kmeans
+        gen = f", {k['generations']} generations of evolution" if k["generations"] else ""
+        lines.append(f"k-means proposal ({len(k['anchors'])} anchors, seed {k['seed']}{gen}): BPR {k['bpr']:.4f}, "
+                     f"AAT {k['aat']:.2f}")
+        if k["levels"]:
+            for i, lvk in enumerate(k["levels"]):
+                lines.append(f"  level {i}: " + ", ".join(f"[{w:.1f}, {h:.1f}]" for w, h in lvk))
+        else:
+            lines.append("  " + ", ".join(f"[{w:.1f}, {h:.1f}]" for w, h in k["anchors"]))
+    return "\n".join(lines)
+
+
+def _align(head: list[str], rows: list[list[str]], left: set[str]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if h in left else c.rjust(w) for c, w, h in zip(cells, widths, head)).rstrip()
+
+    return [fmt(head)] + [fmt(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------- exports
+
+def _stride_value(stride: tuple[Fraction, Fraction]):
+    """mmdetection stride: one number when square, else [w, h] (its order)."""
+    sh, sw = (_num(s) for s in stride)
+    return sh if sh == sw else [sw, sh]
+
+
+def export_mmdet(rep: AnchorReport) -> tuple[dict, list[str]]:
+    """mmdetection ``anchor_generator`` settings and notes on what they cannot express.
+
+    mmdetection's ratios are height/width, so each ratio ``r`` here becomes ``1/r`` (same order).
+    """
+    notes = []
+    ratios = [_r(1 / r) for r in rep.ratios]
+    strides = [_stride_value(lv.stride) for lv in rep.levels]
+    if any(lv.stride[0] != lv.stride[1] for lv in rep.levels) and rep.rule != "ssd":
+        notes.append("non-square strides: mmdetection bases anchors on the shorter stride, these anchors scale "
+                     "each side by its own stride")
+    if rep.rule in ("s3fd", "fpn"):
+        cfg = {"type": "AnchorGenerator", "strides": strides, "ratios": ratios,
+               "scales": [4 if rep.rule == "s3fd" else 8], "center_offset": rep.center_offset}
+    elif rep.rule == "retinanet":
+        cfg = {"type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 3, "strides": strides,
+               "ratios": ratios, "center_offset": rep.center_offset}
+    else:
+        cfg = {"type": "AnchorGenerator", "strides": strides, "ratios": ratios, "scales": [1.0],
+               "base_sizes": [_r(lv.scales.sizes[0][1], 4) for lv in rep.levels]}
+        # base_size != stride: center_offset would scale with the base size, so give the centres explicitly
+        if rep.center_offset:
+            cfg["centers"] = [[_r(rep.center_offset * float(lv.stride[1])), _r(rep.center_offset * float(lv.stride[0]))]
+                              for lv in rep.levels]
+        else:
+            cfg["center_offset"] = 0.0
+        notes.append("AnchorGenerator cannot add SSD's extra ratio-1 box of scale sqrt(s_k*s_k+1) per level; "
+                     "these settings give the other anchors")
+        if rep.net.input_size and rep.net.input_size[0] != rep.net.input_size[1]:
+            notes.append("non-square input: mmdetection's base sizes are square; base_sizes use the height")
+    return cfg, notes
+
+
+def export_torchvision(rep: AnchorReport) -> tuple[dict, list[str]]:
+    """torchvision settings: ``AnchorGenerator(sizes, aspect_ratios)``, or for the ssd rule
+    ``DefaultBoxGenerator(aspect_ratios, scales, steps)`` when the ratios allow it.
+
+    torchvision's aspect ratios are height/width: each ratio ``r`` here becomes ``1/r``.
+    """
+    notes = []
+    if rep.rule == "ssd":
+        rs = set(round(r, 9) for r in rep.ratios)
+        closed = 1.0 in rs and all(round(1 / r, 9) in rs for r in rs)
+        if closed:
+            ih, iw = rep.net.input_size
+            scales = ssd_scales(len(rep.levels))
+            if ih != iw:
+                notes.append("non-square input: DefaultBoxGenerator scales are relative to each side, as here")
+            cfg = {"type": "DefaultBoxGenerator",
+                   "aspect_ratios": [[_r(r) for r in sorted(rs) if r > 1] for _ in rep.levels],
+                   "scales": [_r(s) for s in scales],
+                   "steps": [_num(lv.stride[0]) for lv in rep.levels]}
+            if any(lv.stride[0] != lv.stride[1] for lv in rep.levels):
+                notes.append("non-square strides: steps give the height stride only")
+            if rep.center_offset != 0.5:
+                notes.append("DefaultBoxGenerator centres boxes at (i+0.5)*step; center_offset 0 is not expressible")
+            notes.append("DefaultBoxGenerator orders a level's boxes as s_k, s'_k, then each ratio and its inverse")
+            return cfg, notes
+        notes.append("ratios not closed under inversion: SSD's DefaultBoxGenerator cannot express them; "
+                     "AnchorGenerator without SSD's extra ratio-1 box instead")
+    cfg = {"type": "AnchorGenerator",
+           "sizes": [[_r(w, 4) for (w, h) in lv.scales.sizes] for lv in rep.levels],
+           "aspect_ratios": [[_r(1 / r) for r in rep.ratios] for _ in rep.levels]}
+    if rep.center_offset != 0:
+        notes.append("torchvision's AnchorGenerator centres anchors at i*stride (center_offset 0)")
+    if any(lv.stride[0] != lv.stride[1] for lv in rep.levels) or any(w != h for lv in rep.levels for w, h in lv.scales.sizes):
+        notes.append("non-square strides or input: torchvision sizes are square; sizes give the width")
+    notes.append("torchvision rounds anchor coordinates to integers")
+    return cfg, notes
+
+
+def export(rep: AnchorReport, kind: str) -> tuple[dict, list[str]]:
+    """``kind`` 'mmdet' or 'torchvision'."""
+    if kind == "mmdet":
+        return export_mmdet(rep)
+    if kind == "torchvision":
+        return export_torchvision(rep)
+    raise _err("export", kind, "must be mmdet or torchvision")
+
+
+# ------------------------------------------------------------------------------------------------- plot
+
+def plot(rep: AnchorReport, path: str) -> None:
+    """Per level the ERF heat map with its anchors (solid), the RF (dashed) and the ERF extent (dotted)."""
+    import os
+    import tempfile
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+    except ImportError:
+        raise RFSweepError("plot: matplotlib is not installed (pip install 'rfsweep[plot]')") from None
+    n = len(rep.levels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
+    mk = erfmod._mass_key(rep.erf_mass)
+    for ax, lv in zip(axes[0], rep.levels):
+        dh, dw = rep.dists[lv.tap]
+        heat = erfmod.heatmap(dh, dw)
+        ph, pw = dh.positions(), dw.positions()
+        hs, ws = float(dh.step), float(dw.step)
+        ax.imshow(heat, origin="upper", cmap="magma", interpolation="nearest",
+                  extent=(pw[0] - ws / 2, pw[-1] + ws / 2, ph[-1] + hs / 2, ph[0] - hs / 2))
+        rfh, rfw = float(lv.rf[0]), float(lv.rf[1])
+        ax.add_patch(Rectangle((-rfw / 2, -rfh / 2), rfw, rfh, fill=False, ls="--", lw=1.2, ec="white", label="RF"))
+        eh, ew = lv.erf["erf_extent"][mk]
+        ax.add_patch(Rectangle((-ew / 2, -eh / 2), ew, eh, fill=False, ls=":", lw=1.2, ec="cyan",
+                               label=f"ERF {mk}%"))
+        for j, (w, h) in enumerate(lv.anchors):
+            ax.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.0, ec="lime",
+                                   label="anchors" if j == 0 else None))
+        half = max(rfw, rfh, *(max(w, h) for w, h in lv.anchors)) / 2 * 1.08
+        ax.set_xlim(-half, half)
+        ax.set_ylim(half, -half)
+        ax.set_title(f"{lv.tap}\nstride {_pair_text(lv.stride)}, rf {_pair_text(lv.rf)}", fontsize=9)
+        ax.set_xlabel("w offset (input px)")
+        ax.set_ylabel("h offset (input px)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{rep.net.name}: ERF, RF and {rep.rule} anchors per level", fontsize=10)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+__all__ = ["anchor_report", "rule_anchors", "rule_scales", "apply_ratios", "ssd_scales", "yolo_metric",
+           "kmeans_anchors", "read_boxes", "export", "export_mmdet", "export_torchvision", "to_json", "to_table",
+           "plot", "AnchorReport", "Level", "RULES", "DEFAULT_RATIOS"]
