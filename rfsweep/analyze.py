@@ -49,6 +49,8 @@ def sees_whole_input(a: ar.Axis, n: int) -> bool:
         return True
     if a.size is None:
         return False
+    if a.phases is not None:  # after a transposed conv or an upsample: units differ, check each
+        return all(h is not None and h[0] <= 0 and h[1] >= n - 1 for h in map(a.hull, range(a.size)))
     half = (a.rf - 1) / 2
     return a.center + half >= n - 1 and a.center + (a.size - 1) * a.jump - half <= 0
 
@@ -74,6 +76,8 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
             a, b = first_axes[axis], axes[axis]
             if a.whole != b.whole:
                 raise fail(layer.name, "inputs", [first_name, name], "cannot merge a global map with a spatial one")
+            if a.whole:  # global vectors (after global pools / linear layers) always line up
+                continue
             for what, va, vb in (("size", a.size, b.size), ("jump", a.jump, b.jump), ("centre", a.center, b.center)):
                 if va != vb:
                     raise fail(layer.name, "inputs", [first_name, name],
@@ -88,6 +92,8 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
     else:
         weights = [Fraction(c) for c in chans]
         channels = sum(chans)
+    if first_axes[0].whole:
+        return first_axes, channels
     axes = tuple(ar.merge_axes([s[2][axis] for s in sources], weights) for axis in range(2))
     return axes, channels
 

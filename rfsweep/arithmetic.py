@@ -20,13 +20,17 @@ left/right padding ``pL``/``pR``, effective kernel ``k' = d(k-1)+1``:
 
 Transposed convolutions and upsampling divide the jump by their stride. Their receptive field is the
 largest support over output units, which is exact and an integer number of input units: a 4x4
-stride-2 transposed conv reaches 2 input units per output unit, not 4/2 + 1.5.
+stride-2 transposed conv reaches 2 input units per output unit, not 4/2 + 1.5. After them the units of a
+map no longer all have the same support (a nearest x2 upsample makes units 2t and 2t+1 copies of unit t),
+so the recurrence ``rf + (k'-1)·jump`` is no longer exact for the layers that follow: the axis then keeps
+the hull of every phase of the (periodic) map in ``Axis.phases`` and rf is the largest hull, exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from math import floor, lcm
 
 ZERO = Fraction(0)
 ONE = Fraction(1)
@@ -38,6 +42,11 @@ class Axis:
 
     ``size`` is None when the input size is unknown. ``whole`` marks a map whose units see the whole
     input (after a global pool or a linear layer); rf, jump and center mean nothing there.
+
+    ``phases`` is None while every unit's support is ``center + u·jump ± (rf-1)/2`` (conv/pool chains).
+    After a transposed conv or an upsample it holds, for each phase ``u mod len(phases)``, the first and
+    last input pixel a unit reaches relative to ``center + u·jump`` (None where a unit reaches nothing,
+    e.g. the gaps of a 1x1 stride-2 transposed conv); rf is then the largest hull.
     """
 
     size: int | None
@@ -46,11 +55,56 @@ class Axis:
     center: Fraction = ZERO
     erf_var: Fraction = ZERO
     whole: bool = False
+    phases: tuple[tuple[Fraction, Fraction] | None, ...] | None = None
 
     @property
     def eff_padding(self) -> Fraction:
         """Left padding referred to the input: ``(rf-1)/2 - center``."""
         return (self.rf - 1) / 2 - self.center
+
+    def phase_hulls(self) -> tuple[tuple[Fraction, Fraction] | None, ...]:
+        """Per-phase hull offsets relative to ``center + u·jump`` (one phase for a regular map)."""
+        if self.phases is not None:
+            return self.phases
+        half = (self.rf - 1) / 2
+        return ((-half, half),)
+
+    def hull(self, u: int) -> tuple[Fraction, Fraction] | None:
+        """First and last input pixel (padding included) unit ``u`` reaches; None if it reaches none."""
+        phases = self.phase_hulls()
+        offsets = phases[u % len(phases)]
+        if offsets is None:
+            return None
+        base = self.center + u * self.jump
+        return base + offsets[0], base + offsets[1]
+
+
+def _resample(a: Axis, period: int, reads, center: Fraction, jump: Fraction):
+    """rf and phases of a new map whose unit ``u`` reads the input units ``reads(u)``.
+
+    ``period`` is a multiple of the new map's period; the result is reduced to the shortest period and
+    to ``phases=None`` when every unit has the same hull, symmetric about its centre.
+    """
+    phases = []
+    for u in range(period):
+        ends = [h for h in (a.hull(i) for i in reads(u)) if h is not None]
+        if not ends:
+            phases.append(None)
+            continue
+        base = center + u * jump
+        phases.append((min(h[0] for h in ends) - base, max(h[1] for h in ends) - base))
+    return _reduce_phases(phases)
+
+
+def _reduce_phases(phases: list) -> tuple[Fraction, tuple | None]:
+    p = next(p for p in range(1, len(phases) + 1)
+             if len(phases) % p == 0 and all(phases[i] == phases[i % p] for i in range(len(phases))))
+    phases = tuple(phases[:p])
+    spans = [hi - lo + 1 for lo_hi in phases if lo_hi is not None for lo, hi in [lo_hi]]
+    rf = max(spans) if spans else ZERO
+    if p == 1 and phases[0] is not None and phases[0][0] == -phases[0][1]:
+        return rf, None
+    return rf, phases
 
 
 def input_axis(size: int | None) -> Axis:
@@ -103,14 +157,12 @@ def conv_out_size(n: int, k_eff: int, stride: int, pad_left: int, pad_right: int
     input or its left padding.
     """
     span = n + pad_left + pad_right - k_eff
-    if span < 0:
-        return 0
     if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + pad_left:
+        return span // stride + 1 if span >= 0 else 0
+    out = -(-span // stride) + 1  # ceil(span/s) + 1: the last window may overhang by less than a stride
+    while out > 0 and (out - 1) * stride >= n + pad_left:
         out -= 1
-    return out
+    return max(out, 0)
 
 
 def conv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int,
@@ -118,12 +170,19 @@ def conv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, p
     """A convolution or pooling layer (they share the update)."""
     k_eff = effective_kernel(kernel, dilation)
     size = None if a.size is None else conv_out_size(a.size, k_eff, stride, pad_left, pad_right, ceil_mode)
+    center = a.center + (Fraction(k_eff - 1, 2) - pad_left) * a.jump
+    rf, phases = a.rf + (k_eff - 1) * a.jump, None
+    if a.phases is not None:
+        rf, phases = _resample(a, len(a.phases),
+                               lambda u: [u * stride - pad_left + m * dilation for m in range(kernel)],
+                               center, a.jump * stride)
     return Axis(
         size=size,
         jump=a.jump * stride,
-        rf=a.rf + (k_eff - 1) * a.jump,
-        center=a.center + (Fraction(k_eff - 1, 2) - pad_left) * a.jump,
+        rf=rf,
+        center=center,
         erf_var=a.erf_var + (a.jump * dilation) ** 2 * Fraction(kernel * kernel - 1, 12),
+        phases=phases,
     )
 
 
@@ -148,12 +207,20 @@ def deconv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int,
     size = None
     if a.size is not None:
         size = (a.size - 1) * stride - pad_left - pad_right + k_eff + output_padding
+    center = a.center + (pad_left - Fraction(k_eff - 1, 2)) * a.jump / stride
+
+    def reads(u):  # output u takes input i through tap m when i·s - pad_left + m·d == u
+        return [(u + pad_left - m * dilation) // stride for m in range(kernel)
+                if (u + pad_left - m * dilation) % stride == 0]
+
+    rf, phases = _resample(a, len(a.phase_hulls()) * stride, reads, center, a.jump / stride)
     return Axis(
         size=size,
         jump=a.jump / stride,
-        rf=a.rf + deconv_support(kernel, stride, dilation) * a.jump,
-        center=a.center + (pad_left - Fraction(k_eff - 1, 2)) * a.jump / stride,
+        rf=rf,
+        center=center,
         erf_var=a.erf_var + (a.jump * dilation / stride) ** 2 * Fraction(kernel * kernel - 1, 12),
+        phases=phases,
     )
 
 
@@ -166,27 +233,44 @@ def upsample_axis(a: Axis, scale: int, mode: str = "nearest") -> Axis:
     """
     size = None if a.size is None else a.size * scale
     center = a.center + (Fraction(1, 2 * scale) - Fraction(1, 2)) * a.jump
-    rf, var = a.rf, a.erf_var
+    var = a.erf_var
     if mode == "bilinear" and scale > 1:
-        rf = a.rf + a.jump
-        phases = [(Fraction(2 * j + 1, 2 * scale) - Fraction(1, 2)) % 1 for j in range(scale)]
-        var = a.erf_var + a.jump ** 2 * sum(f * (1 - f) for f in phases) / scale
-    return Axis(size=size, jump=a.jump / scale, rf=rf, center=center, erf_var=var)
+        fracs = [(Fraction(2 * j + 1, 2 * scale) - Fraction(1, 2)) % 1 for j in range(scale)]
+        var = a.erf_var + a.jump ** 2 * sum(f * (1 - f) for f in fracs) / scale
+
+    def reads(u):
+        if mode == "nearest":  # PyTorch 'nearest': floor(u/s)
+            return [u // scale]
+        src = Fraction(2 * u + 1, 2 * scale) - Fraction(1, 2)
+        i0 = floor(src)
+        return [i0, i0 + 1] if src != i0 else [i0]
+
+    rf, phases = _resample(a, len(a.phase_hulls()) * scale, reads, center, a.jump / scale)
+    return Axis(size=size, jump=a.jump / scale, rf=rf, center=center, erf_var=var, phases=phases)
 
 
 def whole_axis(a: Axis) -> Axis:
     """After a global pool or a linear layer every unit sees the whole input."""
-    return Axis(size=1, jump=a.jump, rf=a.rf, center=a.center, erf_var=a.erf_var, whole=True)
+    return Axis(size=1, jump=a.jump, rf=a.rf, center=a.center, erf_var=a.erf_var, whole=True, phases=a.phases)
 
 
 def merge_axes(axes: list[Axis], weights: list[Fraction]) -> Axis:
     """Merge aligned branches (add, concat): the caller has checked equal size, jump and centre.
 
-    The merged rf is the largest; the effective-RF distribution is the mixture of the branches'
+    The merged rf is the largest (the largest union of the branches' hulls, phase by phase, after a
+    transposed conv or an upsample); the effective-RF distribution is the mixture of the branches'
     distributions with ``weights`` (equal for add, channel counts for concat). All branches share the
     same centre, so the mixture's variance is the weighted mean of the variances.
     """
     total = sum(weights)
     var = sum(w * a.erf_var for w, a in zip(weights, axes)) / total
     first = axes[0]
-    return replace(first, rf=max(a.rf for a in axes), erf_var=var)
+    if all(a.phases is None for a in axes):
+        return replace(first, rf=max(a.rf for a in axes), erf_var=var)
+    period = lcm(*(len(a.phase_hulls()) for a in axes))
+    phases = []
+    for u in range(period):
+        hulls = [h for h in (a.phase_hulls()[u % len(a.phase_hulls())] for a in axes) if h is not None]
+        phases.append((min(h[0] for h in hulls), max(h[1] for h in hulls)) if hulls else None)
+    rf, phases = _reduce_phases(phases)
+    return replace(first, rf=rf, erf_var=var, phases=phases)

@@ -129,7 +129,11 @@ def plot(net: Network, results: list[LayerResult], path: str) -> None:
     ax.legend()
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    except OSError as exc:
+        plt.close(fig)
+        raise RFSweepError(f"field 'plot': value {path!r}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)

@@ -150,7 +150,10 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
         kw["stride"] = pair(name, "stride", raw.get("stride", 1))
         kw["dilation"] = pair(name, "dilation", raw.get("dilation", 1))
         kw["padding"] = padding_spec(name, raw.get("padding", 0))
-        kw["ceil_mode"] = bool(raw.get("ceil_mode", False))
+        ceil_mode = raw.get("ceil_mode", False)
+        if not isinstance(ceil_mode, bool):
+            raise fail(name, "ceil_mode", ceil_mode, "must be true or false")
+        kw["ceil_mode"] = ceil_mode
     if op == "deconv":
         if any(isinstance(p, str) for p in kw["padding"]):
             raise fail(name, "padding", raw.get("padding"), "a transposed conv takes explicit integer padding")
