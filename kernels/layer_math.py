@@ -154,6 +154,38 @@ def survives(st, t, jumps, cons):
 
 
 @register_jitable
+def feasible(st, t, growth, cons):
+    """Some completion of the node at depth ``t`` (itself included) can end inside the RF window.
+
+    The layers after position ``t`` add ``jump_t x v`` to the rf, where ``v`` is one of the relative
+    increments the remaining positions can produce. ``growth[t, 0]`` is the largest such ``v``;
+    when ``growth`` has more columns, ``growth[t, 1 + x]`` counts the achievable ``v <= x`` (the node
+    itself counts as v = 0 when t >= depth_min), which makes the test exact for the rf window.
+    """
+    rf = st[t, S_RF]
+    jump = st[t, S_JUMP]
+    if rf + jump * growth[t, 0] < cons[C_RF_MIN]:
+        return False
+    width = growth.shape[1]
+    if width == 1:
+        return True
+    lo = cons[C_RF_MIN] - rf
+    if lo <= 0:
+        lo = 0
+    else:
+        lo = (lo + jump - 1) // jump
+    hi = (cons[C_RF_MAX] - rf) // jump
+    if hi > width - 2:
+        hi = width - 2
+    if lo > hi:
+        return False
+    below = 0
+    if lo > 0:
+        below = growth[t, lo]
+    return growth[t, 1 + hi] > below
+
+
+@register_jitable
 def emit(mode, st, t, out, out_ch, row, dep_off):
     """Write the node at depth ``t`` as row ``row`` (fill mode only)."""
     if mode == 0:
@@ -210,7 +242,7 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
         st[t + 1, S_IDX] = c
         if not jump_ok(st[t + 1, S_JUMP], jumps, cons):
             return count
-        if st[t + 1, S_RF] + st[t + 1, S_JUMP] * growth[t + 1] < cons[C_RF_MIN]:
+        if not feasible(st, t + 1, growth, cons):
             return count
         if t + 1 < plen and owned and survives(st, t + 1, jumps, cons):
             emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off)
@@ -233,8 +265,7 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
             if child(st, depth, choices, depth, c, cons):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
-                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and \
-                        st[depth + 1, S_RF] + st[depth + 1, S_JUMP] * growth[depth + 1] >= cons[C_RF_MIN]:
+                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and feasible(st, depth + 1, growth, cons):
                     if survives(st, depth + 1, jumps, cons):
                         emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off)
                         count += 1

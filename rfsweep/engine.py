@@ -153,6 +153,10 @@ class _Threads:
         import numba
 
         self.old = numba.get_num_threads()
+        # dynamic scheduling: subtrees differ in size by orders of magnitude, and a static split of
+        # the task range left one of two cores idle for most of the R7 count
+        self.chunk = numba.get_parallel_chunksize()
+        numba.set_parallel_chunksize(1)
         if self.threads:
             if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
                 raise RFSweepError(f"field 'threads': value {self.threads}: must be in 1..{numba.config.NUMBA_NUM_THREADS}")
@@ -163,6 +167,7 @@ class _Threads:
         import numba
 
         numba.set_num_threads(self.old)
+        numba.set_parallel_chunksize(self.chunk)
         return False
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from rfsweep.errors import RFSweepError
 from rfsweep.kernels import layer_math as lm
 
-INT63 = 2 ** 62  # every bound the kernels can reach must stay below this (int64 wraps silently)
+INT63 = 2 ** 62
+REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability table  # every bound the kernels can reach must stay below this (int64 wraps silently)
 POOL_OPS = ("maxpool", "avgpool")
 SEARCH_OPS = ("conv",) + POOL_OPS
 OP_CODES = {"conv": lm.OP_CONV, "maxpool": lm.OP_MAXPOOL, "avgpool": lm.OP_AVGPOOL}
@@ -205,9 +206,34 @@ class Space:
             "nch": np.array(self.radices, np.int64),
             "cons": cons,
             "jumps": jumps,
-            "growth": np.array(self.growth(), np.int64),
+            "growth": self.growth_table(),
             "dep_off": np.array(self.depth_offsets(), np.int64),
         }
+
+    def growth_table(self) -> np.ndarray:
+        """growth[t, 0]: the most rf positions t.. add per unit of jump; with an rf upper bound of at most
+        REACH_MAX, growth[t, 1 + x] also counts the relative increments v <= x that positions t.. can
+        add (v = 0 when depth t may stop), so the kernels prune every prefix that cannot land in the window.
+        """
+        g = np.array(self.growth(), np.int64)[:, None]
+        if self.rf_max is None or self.rf_cap > REACH_MAX:
+            return np.ascontiguousarray(g)
+        width = self.rf_cap + 1  # increments 0..rf_cap-1 matter (rf starts at 1)
+        reach = np.zeros(width, bool)
+        reach[0] = True  # after the last position nothing is added
+        table = np.zeros((self.depth_max + 1, 1 + width), np.int64)
+        table[self.depth_max, 1:] = np.cumsum(reach)
+        for t in range(self.depth_max - 1, -1, -1):
+            nxt = np.zeros(width, bool)
+            nxt[0] = t >= self.depth_min
+            vals = np.nonzero(reach)[0]
+            for c in self.positions[t]:
+                v = c.dilation * (c.kernel - 1) + c.stride * vals
+                nxt[v[v < width]] = True
+            reach = nxt
+            table[t, 1:] = np.cumsum(reach)
+        table[:, 0] = g[:, 0]
+        return table
 
     @property
     def rf_bound(self) -> int:
