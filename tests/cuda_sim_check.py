@@ -1,0 +1,134 @@
+"""Runs the CUDA kernels under numba's CUDA simulator and requires exactly the CPU's rows.
+
+Run by tests/test_cuda.py in a subprocess, because NUMBA_ENABLE_CUDASIM must be set before numba is
+first imported (the main test process has already imported numba without it). Also runnable by hand:
+
+    NUMBA_ENABLE_CUDASIM=1 python tests/cuda_sim_check.py
+
+The simulator runs ~6,000 threads/s, so the spaces are small (hundreds to thousands of candidates) but
+cover pools, channel lists and the width rule, valid / same / tf_same padding, rf windows, budgets,
+jump constraints, depth ranges and per-position choices. Exit code 0 when every comparison holds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+from numba import config  # noqa: E402
+
+from rfsweep import engine, gpu  # noqa: E402
+from rfsweep.kernels import layer_math as lm  # noqa: E402
+from rfsweep.space import build_space  # noqa: E402
+
+SPACES = {
+    "pools-valid": {"depth": "1-3", "ops": ["conv", "maxpool"], "kernels": [1, 3], "strides": [1, 2],
+                    "pool_kernels": [2], "padding": "valid", "input_size": 16},
+    "channels-same-window": {"depth": "2-3", "ops": ["conv"], "kernels": [1, 3, 5], "strides": [1, 2],
+                             "dilations": [1, 2], "channels": [8, 16], "padding": "same", "input_size": 32,
+                             "rf_min": 5, "rf_max": 20, "max_params": 4000},
+    "tf-same-jumps": {"depth": "1-4", "ops": ["conv", "avgpool"], "kernels": [1, 3], "strides": [1, 3],
+                      "pool_kernels": [2], "padding": "tf_same", "input_size": 23, "jump": [3, 9]},
+    "budgets-unproductive": {"depth": "2-4", "ops": ["conv", "maxpool"], "kernels": [3, 5], "strides": [1, 2],
+                             "pool_kernels": [3], "padding": "valid", "input_size": 20, "min_out_size": 2,
+                             "max_macs": 2_000_000, "no_unproductive": True, "width": 4, "max_width": 16,
+                             "positions": [{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}]},
+    "target-rf": {"depth": "3-5", "ops": ["conv"], "kernels": [1, 3], "strides": [1, 2], "padding": "same",
+                  "input_size": 64, "target_rf": 15, "tolerance": 2},
+}
+
+
+def rows(space, device):
+    batches = list(engine.iter_batches(space, device=device, slab_rows=256))
+    out = np.concatenate([b.out for b in batches]) if batches else np.zeros((0, lm.NO), np.int64)
+    ch = np.concatenate([b.choice for b in batches]) if batches else np.zeros((0, space.depth_max), np.int16)
+    return out, ch, [len(b) for b in batches]
+
+
+def check_engine(name, settings) -> bool:
+    space = build_space(settings)
+    t0 = time.perf_counter()
+    cpu_out, cpu_ch, cpu_sizes = rows(space, "cpu")
+    t1 = time.perf_counter()
+    gpu_out, gpu_ch, gpu_sizes = rows(space, "cuda")
+    t2 = time.perf_counter()
+    ok = (np.array_equal(cpu_out, gpu_out) and np.array_equal(cpu_ch, gpu_ch)
+          and cpu_sizes == gpu_sizes and cpu_out.dtype == gpu_out.dtype and cpu_ch.dtype == gpu_ch.dtype)
+    print(f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {len(cpu_out):5d}  "
+          f"batches {len(cpu_sizes):2d}  cpu {t1 - t0:5.2f} s  sim {t2 - t1:5.2f} s")
+    return ok
+
+
+def check_kernels(name, settings, q, target=None) -> bool:
+    """run_tasks on coarse tasks (prefix lengths q and q+1, so the CUDA side cuts them unevenly),
+    both modes, the fill on a subset of tasks starting at a nonzero row."""
+    from rfsweep.kernels import cpu, cuda as kc
+
+    default_target = kc.SUB_TARGET
+    space = build_space(settings)
+    a = space.kernel_arrays()
+    args = [a[k] for k in ("choices", "nch", "cons", "jumps", "growth", "dep_off")]
+    tasks = engine._prefixes(space, q, 0, int(np.prod(space.radices[:q])))
+    plens = np.full(len(tasks), q, np.int64)
+    # cut task 1 into its children, as the engine's split does: prefixes of two lengths in one call
+    r = space.radices[q]
+    kids = np.repeat(tasks[1:2], r, axis=0)
+    kids[:, q] = np.arange(r)
+    tasks = np.concatenate([tasks[:1], kids, tasks[2:]])
+    plens = np.concatenate([plens[:1], np.full(r, q + 1, np.int64), plens[2:]])
+    total = len(tasks)
+    dummy_out = np.zeros((1, lm.NO), np.int64)
+    dummy_ch = np.zeros((1, space.depth_max), np.int16)
+    ev_cpu = np.zeros(total, np.int64)
+    ev_gpu = np.zeros(total, np.int64)
+    if target is not None:
+        kc.SUB_TARGET = target  # host-side only: no recompilation
+    c_cpu = cpu.run_tasks(0, tasks, plens, ev_cpu, *args, dummy_out, dummy_ch)
+    c_gpu = kc.run_tasks(0, tasks, plens, ev_gpu, *args, dummy_out, dummy_ch)
+    ok = np.array_equal(c_cpu, c_gpu) and np.array_equal(ev_cpu, ev_gpu)
+    lev, fans = kc.plan(plens, a["nch"], space.depth_max)
+    # fill tasks 1.. (skip the first) at row 7 of a larger slab, as a later slab of the engine would
+    sel = slice(1, total)
+    n = int(c_cpu[sel].sum())
+    rows0 = 7 + np.concatenate(([0], np.cumsum(c_cpu[sel])[:-1])).astype(np.int64)
+    outs = []
+    for mod in (cpu, kc):
+        out = np.full((n + 7, lm.NO), -1, np.int64)
+        ch = np.zeros((n + 7, space.depth_max), np.int16)
+        got = mod.run_tasks(1, tasks[sel], plens[sel], rows0, *args, out, ch)
+        outs.append((out, ch, got))  # rows 0..6 must stay as they were
+    ok = ok and all(np.array_equal(x, y) for x, y in zip(outs[0], outs[1]))
+    batches = len(list(kc._groups(fans, max(kc.SUB_BATCH, int(fans.max())))))
+    kc.SUB_TARGET = default_target
+    print(f"{'ok ' if ok else 'BAD'} kernel {name:22s} tasks {total:4d} cut {lev} -> {int(fans.sum()):5d} subtasks "
+          f"in {batches} launches  "
+          f"survivors {int(c_cpu.sum()):5d}  rows filled {n}")
+    return ok
+
+
+def main() -> int:
+    if not config.ENABLE_CUDASIM:
+        print("NUMBA_ENABLE_CUDASIM was not set before numba was imported", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    ok = True
+    mod, name = gpu.backend("auto")
+    ok &= name == "cuda" and mod.__name__ == "rfsweep.kernels.cuda"
+    mod, name = gpu.backend("cuda")
+    ok &= name == "cuda"
+    print(f"{'ok ' if ok else 'BAD'} backend: auto and cuda pick {mod.__name__} ({gpu.describe()})")
+    for key, settings in SPACES.items():
+        ok &= check_engine(key, settings)
+    ok &= check_kernels("pools-valid", SPACES["pools-valid"], 1)
+    ok &= check_kernels("tf-same-jumps", SPACES["tf-same-jumps"], 1, target=600)
+    ok &= check_kernels("target-rf", SPACES["target-rf"], 2)
+    print(f"{'all identical' if ok else 'MISMATCH'} in {time.perf_counter() - t0:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
