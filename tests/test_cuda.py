@@ -1,5 +1,6 @@
 """The CUDA backend: identical rows to the CPU (under numba's CUDA simulator here, on a GPU where one
-exists), a clear error for ``--device cuda`` without a GPU, and ``auto`` falling back to the CPU.
+exists), kernels that compile for a real GPU (PTX through NVVM, where a CUDA toolkit is installed), a
+clear error for ``--device cuda`` without a GPU, and ``auto`` falling back to the CPU.
 
 NUMBA_ENABLE_CUDASIM must be set before numba is first imported, and this process has already imported
 numba without it, so the simulator runs in a subprocess (tests/cuda_sim_check.py). Tests marked
@@ -39,6 +40,16 @@ def test_cuda_kernels_match_cpu_under_simulator():
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("all identical")
+    assert "BAD" not in proc.stdout
+
+
+def test_cuda_kernels_compile_for_a_real_gpu():
+    """Types and compiles the kernels to PTX with NVVM (no GPU needed): the simulator checks no types."""
+    proc = subprocess.run([sys.executable, str(HERE / "cuda_ptx_check.py")], env=_env(False), capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode == 77:
+        pytest.skip(proc.stdout.strip() or "cannot compile CUDA kernels here")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "BAD" not in proc.stdout
 
 
