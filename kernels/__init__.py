@@ -1,0 +1,28 @@
+"""Numba kernels (importable as rfsweep.kernels): layer_math (shared math), cpu, cuda."""
+
+import hashlib
+from pathlib import Path
+
+
+def _drop_stale_cache() -> None:
+    """Delete cpu.py's cached machine code when layer_math.py has changed.
+
+    numba's cache=True keys a kernel on its own file only, but cpu.py's kernels inline layer_math's
+    register_jitable functions: an edit there would otherwise run the old compiled code.
+    """
+    here = Path(__file__).resolve().parent
+    try:
+        stamp = hashlib.sha1((here / "layer_math.py").read_bytes()).hexdigest()
+        cache = here / "__pycache__"
+        marker = cache / "layer_math.stamp"
+        if marker.is_file() and marker.read_text() == stamp:
+            return
+        for f in cache.glob("cpu.*.nb[ic]"):
+            f.unlink()
+        cache.mkdir(exist_ok=True)
+        marker.write_text(stamp)
+    except OSError:  # a read-only install: nothing is cached there to go stale
+        pass
+
+
+_drop_stale_cache()

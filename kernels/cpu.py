@@ -8,12 +8,13 @@ import numpy as np
 from numba import njit, prange
 
 from rfsweep.kernels.layer_math import (
+    CH_PASS, CH_WIDTH, width_channels,
     C_DMAX, C_DMIN, C_MIN_OUT, C_N, C_PAD, C_RF_MAX, C_RF_MIN, F_D, F_K, F_S, NS, PAD_VALID, S_IDX,
     pad_left, walk_task,
 )
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_off, out, out_ch):
     """Walk every task's subtree; mode 0 returns survivor counts per task, mode 1 also writes them.
 
@@ -105,3 +106,45 @@ def count_dp(choices, nch, cons, jump_values, jump_next, final_ok, rf_cap, hist_
                     for ni in range(nd):
                         hist_u[rf] += cur_u[j, rf, ni]
                         hist_f[rf] += cur_f[j, rf, ni]
+
+
+@njit(cache=True, nogil=True)
+def flatten_layers(choice, depth, t_op, t_k, t_s, t_d, t_c, cin0, width, max_width):
+    """The per-layer list columns of a batch as flat arrays plus list offsets, in one pass.
+
+    ``t_*[pos, c]`` are the choice tables; channels follow the pools' pass-through and the width
+    rule exactly as the walk computes them (``width_channels``).
+    """
+    rows = depth.shape[0]
+    total = 0
+    for r in range(rows):
+        total += depth[r]
+    offsets = np.empty(rows + 1, np.int32)
+    op = np.empty(total, np.int8)
+    kernel = np.empty(total, np.uint8)
+    stride = np.empty(total, np.uint8)
+    dilation = np.empty(total, np.uint8)
+    channels = np.empty(total, np.int32)
+    i = 0
+    for r in range(rows):
+        offsets[r] = i
+        cin = cin0
+        ndown = 0
+        for p in range(depth[r]):
+            c = choice[r, p]
+            s = t_s[p, c]
+            if s > 1:
+                ndown += 1
+            cc = t_c[p, c]
+            if cc == CH_WIDTH:
+                cin = width_channels(width, max_width, ndown)
+            elif cc != CH_PASS:
+                cin = cc
+            op[i] = t_op[p, c]
+            kernel[i] = t_k[p, c]
+            stride[i] = s
+            dilation[i] = t_d[p, c]
+            channels[i] = cin
+            i += 1
+    offsets[rows] = i
+    return offsets, op, kernel, stride, dilation, channels

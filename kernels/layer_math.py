@@ -29,8 +29,8 @@ NC = 15
 PAD_VALID, PAD_SAME, PAD_TF_SAME = 0, 1, 2
 
 # walk state fields
-(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX) = range(11)
-NS = 11
+(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX, S_JLOG) = range(12)
+NS = 12  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts instead of divisions)
 
 # output fields
 (O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF) = range(9)
@@ -54,6 +54,19 @@ def pad_left(n, keff, s, mode):
     if total < 0:
         total = 0
     return total // 2, total - total // 2
+
+
+@register_jitable
+def width_channels(width, max_width, ndown):
+    """The width rule: ``min(width x 2^ndown, max_width)`` without overflowing."""
+    cout = width
+    for _ in range(ndown):
+        if cout >= max_width:
+            break
+        cout *= 2
+    if cout > max_width:
+        cout = max_width
+    return cout
 
 
 @register_jitable
@@ -84,7 +97,22 @@ def child(st, t, choices, pos, c, cons):
     span = n + pl + pr - keff
     if span < 0:
         return False
-    n_out = span // s + 1
+    # integer division is most of a node's cost; strides 1 and 2 are the common case
+    jlog = st[t, S_JLOG]
+    if s == 1:
+        n_out = span + 1
+    elif s == 2:
+        n_out = (span >> 1) + 1
+        if jlog >= 0:
+            jlog += 1
+    else:
+        n_out = span // s + 1
+        if jlog >= 0:
+            if s & (s - 1) == 0:
+                while s > 1 << (jlog - st[t, S_JLOG]):
+                    jlog += 1
+            else:
+                jlog = -1
     if n_out < cons[C_MIN_OUT]:
         return False
     rf_out = rf + (keff - 1) * jump
@@ -99,13 +127,7 @@ def child(st, t, choices, pos, c, cons):
     cout = cin
     if op == OP_CONV:
         if cc == CH_WIDTH:
-            cout = cons[C_WIDTH]
-            for _ in range(ndown):
-                cout *= 2
-                if cout >= cons[C_MAX_WIDTH]:
-                    break
-            if cout > cons[C_MAX_WIDTH]:
-                cout = cons[C_MAX_WIDTH]
+            cout = width_channels(cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
         else:
             cout = cc
         w = k * k * cin * cout
@@ -122,6 +144,7 @@ def child(st, t, choices, pos, c, cons):
     st[t + 1, S_MACS] = macs
     st[t + 1, S_ERF] = st[t, S_ERF] + (jump * d) * (jump * d) * (k * k - 1)
     st[t + 1, S_NDOWN] = ndown
+    st[t + 1, S_JLOG] = jlog
     return True
 
 
@@ -170,11 +193,18 @@ def feasible(st, t, growth, cons):
     if width == 1:
         return True
     lo = cons[C_RF_MIN] - rf
+    hi = cons[C_RF_MAX] - rf  # >= 0: child() refused rf above the maximum
+    jlog = st[t, S_JLOG]
     if lo <= 0:
         lo = 0
+    elif jlog >= 0:
+        lo = (lo + jump - 1) >> jlog
     else:
         lo = (lo + jump - 1) // jump
-    hi = (cons[C_RF_MAX] - rf) // jump
+    if jlog >= 0:
+        hi = hi >> jlog
+    else:
+        hi = hi // jump
     if hi > width - 2:
         hi = width - 2
     if lo > hi:
@@ -224,6 +254,7 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
     st[0, S_ERF] = 0
     st[0, S_NDOWN] = 0
     st[0, S_PID] = 0
+    st[0, S_JLOG] = 0
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     count = 0
     dmin = cons[C_DMIN]
@@ -260,6 +291,14 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
         if depth < dmax and cur < nch[depth]:
             c = cur
             cur += 1
+            # choices are sorted by d(k-1): past the rf maximum, so is every later choice; at the last
+            # position a choice below the minimum cannot be a survivor either
+            rf_next = st[depth, S_RF] + choices[depth, c, F_D] * (choices[depth, c, F_K] - 1) * st[depth, S_JUMP]
+            if rf_next > cons[C_RF_MAX]:
+                cur = nch[depth]
+                continue
+            if depth + 1 == dmax and rf_next < cons[C_RF_MIN]:
+                continue
             if depth + 1 >= dmin:
                 st[0, S_IDX] += 1
             if child(st, depth, choices, depth, c, cons):

@@ -75,8 +75,11 @@ def _human(n: float) -> str:
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option("--sort", type=click.Choice(["params", "macs", "rf_error", "erf"]),
               help="Order for --limit: fewest params/MACs, closest rf, or largest ERF first.")
+@click.option("--columns", type=click.Choice(["full", "compact"]), default="full", show_default=True,
+              help="compact leaves out the per-layer list columns (arch_id + `rfsweep show` decode them); "
+                   "it writes ~4x faster.")
 @friendly
-def search(output, limit, sort, device, threads, as_json, **kwargs):
+def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
     """Enumerate candidate stacks and keep those meeting the constraints.
 
     Survivors stream to a Parquet file (-o), written under a temporary name and renamed when
@@ -107,7 +110,7 @@ def search(output, limit, sort, device, threads, as_json, **kwargs):
             click.echo(df[cols].to_string(index=False))
     else:
         sweep.search_to_parquet(output, space, limit=limit, sort=sort, device=device, threads=threads,
-                                stats=stats, progress=progress)
+                                stats=stats, progress=progress, columns=columns)
         written = stats.extra["written"]
     if progress is not None:
         click.echo("", err=True)

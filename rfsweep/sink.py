@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -35,18 +37,24 @@ def _int_type(bound: int, signed: bool = True) -> pa.DataType:
     return pa.int64()
 
 
-def schema(space: Space, extra: list[pa.Field] | None = None) -> pa.Schema:
+LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
+LAYOUTS = ("full", "compact")
+
+
+def schema(space: Space, extra: list[pa.Field] | None = None, layout: str = "full") -> pa.Schema:
+    """Output columns; the compact layout leaves out the per-layer lists (arch_id decodes them)."""
+    if layout not in LAYOUTS:
+        raise RFSweepError(f"field 'columns': value {json.dumps(layout)}: must be full or compact")
     rf_t = _int_type(space.rf_bound)
-    small = _int_type(max(max(c.kernel, c.stride, c.dilation) for p in space.positions for c in p), signed=False)
     fields = [
         pa.field("arch_id", pa.int64()),
         pa.field("depth", pa.uint8()),
         pa.field("op", pa.list_(pa.dictionary(pa.int8(), pa.string()))),
-        pa.field("kernel", pa.list_(small)),
-        pa.field("stride", pa.list_(small)),
-        pa.field("dilation", pa.list_(small)),
+        pa.field("kernel", pa.list_(pa.uint8())),  # the space caps kernel, stride and dilation at 255
+        pa.field("stride", pa.list_(pa.uint8())),
+        pa.field("dilation", pa.list_(pa.uint8())),
         pa.field("padding", pa.list_(pa.dictionary(pa.int8(), pa.string()))),
-        pa.field("channels", pa.list_(_int_type(space.max_channels))),
+        pa.field("channels", pa.list_(pa.int32())),
         pa.field("rf", rf_t),
         pa.field("jump", _int_type(space.jump_bound)),
         pa.field("eff_padding", rf_t),
@@ -56,6 +64,8 @@ def schema(space: Space, extra: list[pa.Field] | None = None) -> pa.Schema:
         pa.field("macs", pa.int64()),
         pa.field("erf_sigma", pa.float64()),
     ]
+    if layout == "compact":
+        fields = [f for f in fields if f.name not in LIST_COLUMNS]
     return pa.schema(fields + (extra or []))
 
 
@@ -67,16 +77,13 @@ def metadata(space: Space, extra: dict | None = None) -> dict[bytes, bytes]:
 
 
 class LayerTables:
-    """Per-position lookup tables (choice index -> op code, kernel, ...) for vectorised list columns."""
+    """Per-position lookup tables (choice index -> op code, kernel, ...) for the list columns."""
 
     def __init__(self, space: Space):
         width = max(space.radices)
         self.space = space
-        self.op = np.zeros((space.depth_max, width), np.int8)
-        self.kernel = np.zeros((space.depth_max, width), np.int64)
-        self.stride = np.zeros((space.depth_max, width), np.int64)
-        self.dilation = np.zeros((space.depth_max, width), np.int64)
-        self.channels = np.zeros((space.depth_max, width), np.int64)
+        shape = (space.depth_max, width)
+        self.op, self.kernel, self.stride, self.dilation, self.channels = (np.zeros(shape, np.int64) for _ in range(5))
         for p, options in enumerate(space.positions):
             for c, ch in enumerate(options):
                 self.op[p, c] = OP_CODES[ch.op]
@@ -85,54 +92,34 @@ class LayerTables:
                 self.dilation[p, c] = ch.dilation
                 self.channels[p, c] = ch.channels
 
-    def columns(self, choice: np.ndarray, depth: np.ndarray) -> dict[str, np.ndarray]:
-        """[rows, depth_max] arrays of each per-layer value (entries past a row's depth are junk)."""
-        rows, dmax = choice.shape[0], self.space.depth_max
-        pos = np.arange(dmax)
-        c = choice.astype(np.int64)
-        cols = {name: getattr(self, name)[pos, c] for name in ("op", "kernel", "stride", "dilation")}
-        raw_ch = self.channels[pos, c]
-        chans = np.empty((rows, dmax), np.int64)
-        cin = np.full(rows, self.space.in_channels, np.int64)
-        ndown = np.zeros(rows, np.int64)
-        for p in range(dmax):
-            ndown += cols["stride"][:, p] > 1
-            width = np.minimum(self.space.width * 2 ** np.minimum(ndown, 62), self.space.max_width)
-            ch = np.where(raw_ch[:, p] == lm.CH_WIDTH, width, raw_ch[:, p])
-            cin = np.where(raw_ch[:, p] == lm.CH_PASS, cin, ch)
-            chans[:, p] = cin
-        cols["channels"] = chans
-        return cols
+    def flatten(self, choice: np.ndarray, depth: np.ndarray):
+        """(offsets, op, kernel, stride, dilation, channels) flat arrays of a batch (kernels.cpu.flatten_layers)."""
+        from rfsweep.kernels.cpu import flatten_layers
+
+        sp = self.space
+        return flatten_layers(np.ascontiguousarray(choice), np.ascontiguousarray(depth, dtype=np.int64), self.op,
+                              self.kernel, self.stride, self.dilation, self.channels, sp.in_channels, sp.width,
+                              sp.max_width)
 
 
 def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema,
              extra: dict[str, np.ndarray] | None = None) -> pa.Table:
     out = batch.out
     depth = out[:, lm.O_DEPTH]
-    mask = np.arange(space.depth_max)[None, :] < depth[:, None]
-    offsets = np.zeros(len(depth) + 1, np.int32)
-    np.cumsum(depth, out=offsets[1:])
-    offsets = pa.array(offsets, pa.int32())
-    per_layer = tables.columns(batch.choice, depth)
-
-    def lst(name, values):
-        typ = sch.field(name).type.value_type
-        return pa.ListArray.from_arrays(offsets, pa.array(values[mask], typ))
-
-    n_flat = int(offsets[-1].as_py()) if len(depth) else 0
-    op_dict = pa.DictionaryArray.from_arrays(pa.array(per_layer["op"][mask], pa.int8()), pa.array(OP_NAMES))
-    pad_dict = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_flat, np.int8)), pa.array([space.padding]))
+    cols = {}
+    if "op" in sch.names:
+        offsets, op, kernel, stride, dilation, channels = tables.flatten(batch.choice, depth)
+        offsets = pa.array(offsets, pa.int32())
+        op_dict = pa.DictionaryArray.from_arrays(pa.array(op, pa.int8()), pa.array(OP_NAMES))
+        pad_dict = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), pa.array([space.padding]))
+        for name, values in (("op", op_dict), ("kernel", kernel), ("stride", stride), ("dilation", dilation),
+                             ("padding", pad_dict), ("channels", channels)):
+            cols[name] = pa.ListArray.from_arrays(offsets, values if isinstance(values, pa.Array) else pa.array(values))
     rf = out[:, lm.O_RF]
     pad = out[:, lm.O_PAD]
-    cols = {
+    cols |= {
         "arch_id": pa.array(out[:, lm.O_ARCH], pa.int64()),
         "depth": pa.array(depth, pa.uint8()),
-        "op": pa.ListArray.from_arrays(offsets, op_dict),
-        "kernel": lst("kernel", per_layer["kernel"]),
-        "stride": lst("stride", per_layer["stride"]),
-        "dilation": lst("dilation", per_layer["dilation"]),
-        "padding": pa.ListArray.from_arrays(offsets, pad_dict),
-        "channels": lst("channels", per_layer["channels"]),
         "rf": pa.array(rf, sch.field("rf").type),
         "jump": pa.array(out[:, lm.O_JUMP], sch.field("jump").type),
         "eff_padding": pa.array(pad, sch.field("eff_padding").type),
@@ -148,7 +135,11 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema,
 
 
 class ParquetSink:
-    """Write tables to ``path`` atomically: a temporary file beside it, renamed on success, removed on error."""
+    """Write tables to ``path`` atomically: a temporary file beside it, renamed on success, removed on error.
+
+    Tables are written by a background thread (pyarrow releases the GIL, and so do the kernels), so
+    encoding a slab overlaps with computing the next; at most one slab waits in the queue (each holds ~150 MB of Arrow data at 1M rows).
+    """
 
     def __init__(self, path: str, sch: pa.Schema, meta: dict[bytes, bytes]):
         self.path = os.path.abspath(path)
@@ -158,19 +149,47 @@ class ParquetSink:
         fd, self.tmp = tempfile.mkstemp(prefix=".rfsweep-", suffix=".parquet.tmp", dir=directory)
         os.close(fd)
         self.schema = sch.with_metadata(meta)
-        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd", compression_level=1)
+        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd", compression_level=1,
+                                       use_dictionary=["op", "padding"], write_statistics=False)
         self.rows = 0
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="rfsweep-parquet-writer", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            table = self.queue.get()
+            if table is None:
+                return
+            if self.error is None:
+                try:
+                    self.writer.write_table(table)
+                except BaseException as exc:  # reported by the next write() or close()
+                    self.error = exc
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise RFSweepError(f"field 'output': value {json.dumps(self.path)}: write failed: {self.error}")
 
     def write(self, table: pa.Table) -> None:
-        self.writer.write_table(table.replace_schema_metadata(self.schema.metadata))
+        self._check()
+        self.queue.put(table.replace_schema_metadata(self.schema.metadata))
         self.rows += table.num_rows
 
+    def _stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
     def close(self) -> None:
+        self._stop()
         self.writer.close()
+        self._check()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         try:
+            self._stop()
             self.writer.close()
         finally:
             if os.path.exists(self.tmp):
@@ -181,7 +200,12 @@ class ParquetSink:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                if os.path.exists(self.tmp):
+                    os.unlink(self.tmp)
+                raise
         else:
             self.abort()
         return False

@@ -197,6 +197,7 @@ def _batches(space: Space, limit: int | None, sort: str | None, **kw) -> Iterato
                            "them all in memory)")
     if limit is not None and limit < 1:
         raise RFSweepError(f"field 'limit': value {limit}: must be >= 1")
+    kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
     if limit is None:
         yield from engine.iter_batches(space, **kw)
         return
@@ -216,26 +217,27 @@ def _batches(space: Space, limit: int | None, sort: str | None, **kw) -> Iterato
 
 
 def search(space: Space | dict | None = None, *, limit: int | None = None, sort: str | None = None,
-           device: str = "cpu", threads: int | None = None, stats: Stats | None = None,
+           device: str = "cpu", threads: int | None = None, stats: Stats | None = None, columns: str = "full",
            **settings: Any) -> pd.DataFrame:
     """Survivors as a DataFrame (columns as the Parquet output). Use ``limit`` on large spaces.
 
     Parameters are the search settings (``target_rf``, ``depth``, ``kernels``, ... as in
     ``rfsweep search --help`` with underscores), ``limit``/``sort`` (params, macs, rf_error, erf),
-    ``device`` (cpu, cuda, auto) and ``threads``.
+    ``device`` (cpu, cuda, auto), ``threads`` and ``columns`` (full, or compact without the per-layer lists).
     """
     sp = make_space(space, **settings)
-    tables = [t for t in iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats)]
-    sch = sink.schema(sp)
+    tables = list(iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats,
+                              columns=columns))
+    sch = sink.schema(sp, layout=columns)
     table = pa.concat_tables(tables) if tables else sch.empty_table()
     return table.to_pandas()
 
 
 def iter_tables(space: Space, *, limit: int | None = None, sort: str | None = None, device: str = "cpu",
                 threads: int | None = None, stats: Stats | None = None,
-                progress: Callable[[int, int, int], None] | None = None) -> Iterator[pa.Table]:
+                progress: Callable[[int, int, int], None] | None = None, columns: str = "full") -> Iterator[pa.Table]:
     """Arrow tables of survivors (see :func:`search`)."""
-    sch = sink.schema(space)
+    sch = sink.schema(space, layout=columns)
     tables = sink.LayerTables(space)
     for batch in _batches(space, limit, sort, device=device, threads=threads, stats=stats, progress=progress):
         if len(batch):
@@ -244,14 +246,14 @@ def iter_tables(space: Space, *, limit: int | None = None, sort: str | None = No
 
 def search_to_parquet(path: str, space: Space | dict | None = None, *, limit: int | None = None,
                       sort: str | None = None, device: str = "cpu", threads: int | None = None,
-                      stats: Stats | None = None, progress=None, **settings: Any) -> Stats:
+                      stats: Stats | None = None, progress=None, columns: str = "full", **settings: Any) -> Stats:
     """Stream survivors to ``path`` (atomically: a temporary name, renamed when complete)."""
     sp = make_space(space, **settings)
     stats = stats if stats is not None else Stats()
-    meta = sink.metadata(sp, {"limit": limit, "sort": sort})
-    with sink.ParquetSink(path, sink.schema(sp), meta) as out:
+    meta = sink.metadata(sp, {"limit": limit, "sort": sort, "columns": columns})
+    with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta) as out:
         for table in iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats,
-                                 progress=progress):
+                                 progress=progress, columns=columns):
             out.write(table)
     stats.extra["written"] = out.rows
     return stats
