@@ -15,7 +15,7 @@ from rfsweep.kernels.layer_math import (
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_off, out, out_ch):
+def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
     """Walk every task's subtree; mode 0 returns survivor counts per task, mode 1 also writes them.
 
     In mode 1 task ``i`` writes rows ``rows0[i] .. rows0[i] + count - 1``: the caller sets ``rows0``
@@ -29,7 +29,7 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_
     dmax = cons[C_DMAX]
     for i in prange(ntask):
         st = np.empty((dmax + 1, NS), np.int64)
-        counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], choices, nch, cons, jumps, growth, dep_off,
+        counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], choices, nch, cons, jumps, anchors, growth, dep_off,
                               st, out, out_ch)
         if mode == 0:
             rows0[i] = st[0, S_IDX]

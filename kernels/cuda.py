@@ -78,7 +78,7 @@ def _subtask(tasks, plens, nch, p, lev, dmax, k, pre):
 
 @cuda.jit
 def _count_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, counts, evals, sub_counts,
-                  choices, nch, cons, jumps, growth, dep_off, out, out_ch):
+                  choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
     gid = cuda.grid(1)
     if gid >= nsub:
         return
@@ -86,7 +86,7 @@ def _count_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, counts, evals, 
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
     plen = _subtask(tasks, plens, nch, p0 + p, lev, cons[C_DMAX], gid - sub_off[p], pre)
-    c = walk_task(0, pre, plen, 0, choices, nch, cons, jumps, growth, dep_off, st, out, out_ch)
+    c = walk_task(0, pre, plen, 0, choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch)
     sub_counts[gid] = c
     cuda.atomic.add(counts, p0 + p, c)
     cuda.atomic.add(evals, p0 + p, st[0, S_IDX])
@@ -106,7 +106,7 @@ def _offsets_kernel(rows0, p0, nparent, sub_off, sub_counts, sub_rows):
 
 @cuda.jit
 def _fill_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, sub_rows, sub_counts,
-                 choices, nch, cons, jumps, growth, dep_off, out, out_ch):
+                 choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
     gid = cuda.grid(1)
     if gid >= nsub:
         return
@@ -116,7 +116,7 @@ def _fill_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, sub_rows, sub_co
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
     plen = _subtask(tasks, plens, nch, p0 + p, lev, cons[C_DMAX], gid - sub_off[p], pre)
-    walk_task(1, pre, plen, sub_rows[gid], choices, nch, cons, jumps, growth, dep_off, st, out, out_ch)
+    walk_task(1, pre, plen, sub_rows[gid], choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch)
 
 
 def _fans(plens: np.ndarray, nch: np.ndarray, dmax: int, lev: int) -> np.ndarray:
@@ -173,7 +173,7 @@ def _dev(a: np.ndarray, dtype) -> object:
     return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
 
 
-def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_off, out, out_ch):
+def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
     """Walk every task's subtree on the GPU; as ``kernels.cpu.run_tasks`` (same arguments, same results).
 
     Mode 0 returns the survivor counts per task and stores the candidates evaluated in ``rows0``;
@@ -195,8 +195,8 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_
     d_rows0 = _dev(rows0, np.int64)
     d_counts = cuda.to_device(counts)
     d_evals = cuda.to_device(np.zeros(ntask, np.int64))
-    d_choices, d_nch, d_cons, d_jumps, d_growth, d_dep = (
-        _dev(a, np.int64) for a in (choices, nch, cons, jumps, growth, dep_off))
+    d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep = (
+        _dev(a, np.int64) for a in (choices, nch, cons, jumps, anchors, growth, dep_off))
     # mode 1: copies of the host slabs, so rows no task writes come back unchanged, as on the CPU;
     # mode 0 writes no row: one row stands in (a device array is never empty)
     d_out = _dev(_rows(out, mode), np.int64)
@@ -211,13 +211,13 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, growth, dep_
         d_off = cuda.to_device(np.ascontiguousarray(off, np.int64))
         _count_kernel[_blocks(nsub), THREADS_PER_BLOCK](
             d_tasks, d_plens, p0, nparent, d_off, lev, nsub, d_counts, d_evals, d_sub_counts,
-            d_choices, d_nch, d_cons, d_jumps, d_growth, d_dep, d_out, d_ch)
+            d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep, d_out, d_ch)
         if mode == 1:
             _offsets_kernel[_blocks(nparent), THREADS_PER_BLOCK](
                 d_rows0, p0, nparent, d_off, d_sub_counts, d_sub_rows)
             _fill_kernel[_blocks(nsub), THREADS_PER_BLOCK](
                 d_tasks, d_plens, p0, nparent, d_off, lev, nsub, d_sub_rows, d_sub_counts,
-                d_choices, d_nch, d_cons, d_jumps, d_growth, d_dep, d_out, d_ch)
+                d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep, d_out, d_ch)
 
     d_counts.copy_to_host(counts)
     if mode == 0:

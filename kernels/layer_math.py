@@ -24,8 +24,14 @@ CH_WIDTH = -2  # conv channels from the width rule
 
 # constraint / space scalars
 (C_RF_MIN, C_RF_MAX, C_MIN_OUT, C_MAX_PARAMS, C_MAX_MACS, C_NO_UNPROD, C_N, C_CIN, C_PAD,
- C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS) = range(15)
-NC = 15
+ C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS, C_NLEVELS) = range(16)
+NC = 16
+
+# detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
+# A_RF_LO <= rf <= A_RF_HI and 12 x erf variance >= A_ERF12 (so 2 x erf_sigma >= the ERF minimum)
+A_STRIDE, A_RF_LO, A_RF_HI, A_ERF12 = range(4)
+NA = 4
+MAX_LEVELS = 8
 PAD_VALID, PAD_SAME, PAD_TF_SAME = 0, 1, 2
 
 # walk state fields
@@ -34,7 +40,7 @@ NS = 12  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts i
 
 # output fields
 (O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF) = range(9)
-NO = 9
+NO = 9  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf variance
 
 MAX_DEPTH = 32  # the CUDA kernels size their local state with it
 
@@ -161,17 +167,52 @@ def jump_ok(jump, jumps, cons):
 
 
 @register_jitable
-def survives(st, t, jumps, cons):
+def tap_ok(st, t, anchors, i):
+    """The layer at depth ``t`` meets level ``i``'s rf window and ERF minimum."""
+    rf = st[t, S_RF]
+    return anchors[i, A_RF_LO] <= rf <= anchors[i, A_RF_HI] and st[t, S_ERF] >= anchors[i, A_ERF12]
+
+
+@register_jitable
+def levels_step(st, t, anchors, cons):
+    """False when the child at depth t+1 (just built from node t) can no longer meet every level.
+
+    Jumps only grow, so the layers at one jump form a run and the level's tap is the run's last layer:
+    a child that leaves jump s for a larger one fixes node t as the tap of level s; a child that
+    jumps over s leaves that level without a tap; and while at jump s the rf only grows.
+    """
+    j0 = st[t, S_JUMP]
+    j1 = st[t + 1, S_JUMP]
+    for i in range(cons[C_NLEVELS]):
+        s = anchors[i, A_STRIDE]
+        if j1 == s:
+            if st[t + 1, S_RF] > anchors[i, A_RF_HI]:
+                return False
+        elif j0 < s < j1:
+            return False
+        elif j0 == s < j1:
+            if t == 0 or not tap_ok(st, t, anchors, i):
+                return False
+    return True
+
+
+@register_jitable
+def survives(st, t, jumps, anchors, cons):
     """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
     if t < cons[C_DMIN]:
         return False
     if st[t, S_RF] < cons[C_RF_MIN]:
         return False
+    jump = st[t, S_JUMP]
+    for i in range(cons[C_NLEVELS]):
+        s = anchors[i, A_STRIDE]
+        if s > jump or (s == jump and not tap_ok(st, t, anchors, i)):
+            return False
     nj = cons[C_NJUMPS]
     if nj == 0:
         return True
     for i in range(nj):
-        if jumps[i] == st[t, S_JUMP]:
+        if jumps[i] == jump:
             return True
     return False
 
@@ -216,10 +257,17 @@ def feasible(st, t, growth, cons):
 
 
 @register_jitable
-def emit(mode, st, t, out, out_ch, row, dep_off):
-    """Write the node at depth ``t`` as row ``row`` (fill mode only)."""
+def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
+    """Write the node at depth ``t`` as row ``row`` (fill mode only), with each level's tap."""
     if mode == 0:
         return
+    for i in range(cons[C_NLEVELS]):
+        u = t
+        while st[u, S_JUMP] != anchors[i, A_STRIDE]:
+            u -= 1
+        out[row, NO + 3 * i] = u - 1
+        out[row, NO + 3 * i + 1] = st[u, S_RF]
+        out[row, NO + 3 * i + 2] = st[u, S_ERF]
     out[row, O_ARCH] = dep_off[t] + st[t, S_PID]
     out[row, O_DEPTH] = t
     out[row, O_RF] = st[t, S_RF]
@@ -234,7 +282,7 @@ def emit(mode, st, t, out, out_ch, row, dep_off):
 
 
 @register_jitable
-def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_off, st, out, out_ch):
+def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch):
     """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
 
     A task is the subtree under the node ``prefix[:plen]``. It also emits the ancestors of that node
@@ -271,15 +319,15 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
             return count
         st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
         st[t + 1, S_IDX] = c
-        if not jump_ok(st[t + 1, S_JUMP], jumps, cons):
+        if not jump_ok(st[t + 1, S_JUMP], jumps, cons) or not levels_step(st, t, anchors, cons):
             return count
         if not feasible(st, t + 1, growth, cons):
             return count
-        if t + 1 < plen and owned and survives(st, t + 1, jumps, cons):
-            emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off)
+        if t + 1 < plen and owned and survives(st, t + 1, jumps, anchors, cons):
+            emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
             count += 1
-    if survives(st, plen, jumps, cons):
-        emit(mode, st, plen, out, out_ch, row0 + count, dep_off)
+    if survives(st, plen, jumps, anchors, cons):
+        emit(mode, st, plen, out, out_ch, row0 + count, dep_off, anchors, cons)
         count += 1
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
     # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
@@ -304,9 +352,10 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, growth, dep_o
             if child(st, depth, choices, depth, c, cons):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
-                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and feasible(st, depth + 1, growth, cons):
-                    if survives(st, depth + 1, jumps, cons):
-                        emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off)
+                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and feasible(st, depth + 1, growth, cons) and \
+                        levels_step(st, depth, anchors, cons):
+                    if survives(st, depth + 1, jumps, anchors, cons):
+                        emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
                         count += 1
                     depth += 1
                     cur = 0

@@ -38,6 +38,12 @@ SPACE_OPTIONS = [
     click.option("--max-rf-ratio", type=float, help="Largest rf / input size."),
     click.option("--no-unproductive", is_flag=True, default=None,
                  help="Drop candidates with a spatial layer whose every input unit already sees the whole input."),
+    click.option("--anchors", help="Detector levels SIZE@STRIDE, e.g. 32@8,64@16,128@32: each needs a tap (the "
+                 "last layer at that jump) whose rf and ERF suit the anchor."),
+    click.option("--anchor-rf", help="Tap rf / anchor window MIN:MAX.  [default: 1:4; S3FD's taps have RFs "
+                 "1.4-3.6x their anchors, LFFD sizes RFs 2-4x its objects]"),
+    click.option("--anchor-erf", help="Smallest 2 x erf_sigma / anchor at the tap (S3FD: anchors should sit "
+                 "inside the effective RF).  [default: 1]"),
     click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
                  help="Where the kernels run; auto takes the GPU when numba.cuda sees one."),
     click.option("--threads", type=int, help="CPU threads (default: all cores)."),
@@ -46,7 +52,7 @@ SPACE_OPTIONS = [
 SETTING_NAMES = ["depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
                  "width", "max_width", "padding", "input_size", "in_channels", "bias", "target_rf", "tolerance",
                  "rf_min", "rf_max", "min_out_size", "max_params", "max_macs", "jump", "max_rf_ratio",
-                 "no_unproductive"]
+                 "no_unproductive", "anchors", "anchor_rf", "anchor_erf"]
 
 
 def space_options(fn):

@@ -121,7 +121,7 @@ class _Runner:
     def run(self, mode, tasks, plens, rows0, out=None, out_ch=None):
         a = self.arrays
         return self.backend.run_tasks(mode, tasks, plens, rows0, a["choices"], a["nch"], a["cons"], a["jumps"],
-                                      a["growth"], a["dep_off"], self.dummy_out if out is None else out,
+                                      a["anchors"], a["growth"], a["dep_off"], self.dummy_out if out is None else out,
                                       self.dummy_ch if out_ch is None else out_ch)
 
     def count_pass(self, tasks, plens):
@@ -204,9 +204,9 @@ def iter_batches(space: Space, *, slab_rows: int = SLAB_ROWS, threads: int | Non
 
     def slab(rows: int) -> tuple[np.ndarray, np.ndarray]:
         if not reuse_buffers:
-            return np.empty((rows, lm.NO), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)
+            return np.empty((rows, space.out_width), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)
         if not buffers or buffers[0].shape[0] < rows:
-            buffers[:] = [np.empty((rows, lm.NO), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)]
+            buffers[:] = [np.empty((rows, space.out_width), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)]
         return buffers[0][:rows], buffers[1][:rows]
 
     stats = stats if stats is not None else Stats()

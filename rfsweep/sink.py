@@ -66,6 +66,9 @@ def schema(space: Space, extra: list[pa.Field] | None = None, layout: str = "ful
     ]
     if layout == "compact":
         fields = [f for f in fields if f.name not in LIST_COLUMNS]
+    for lv in space.levels:  # per detector level: its tap (layer index), the tap's rf and ERF sigma
+        fields += [pa.field(f"s{lv.stride}_tap", pa.int8()), pa.field(f"s{lv.stride}_rf", rf_t),
+                   pa.field(f"s{lv.stride}_erf_sigma", pa.float64())]
     return pa.schema(fields + (extra or []))
 
 
@@ -129,6 +132,11 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema,
         "macs": pa.array(out[:, lm.O_MACS], pa.int64()),
         "erf_sigma": pa.array(np.sqrt(out[:, lm.O_ERF] / 12.0), pa.float64()),
     }
+    for i, lv in enumerate(space.levels):
+        base = lm.NO + 3 * i
+        cols[f"s{lv.stride}_tap"] = pa.array(out[:, base], pa.int8())
+        cols[f"s{lv.stride}_rf"] = pa.array(out[:, base + 1], sch.field(f"s{lv.stride}_rf").type)
+        cols[f"s{lv.stride}_erf_sigma"] = pa.array(np.sqrt(out[:, base + 2] / 12.0), pa.float64())
     for name, values in (extra or {}).items():
         cols[name] = pa.array(values, sch.field(name).type)
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)

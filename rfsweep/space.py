@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,11 +60,14 @@ DEFAULTS: dict[str, Any] = {
     "jump": None,
     "max_rf_ratio": None,
     "no_unproductive": False,
+    "anchors": None,  # detector levels "32@8,64@16": anchor size @ stride
+    "anchor_rf": "1:4",
+    "anchor_erf": "1",
 }
 SPACE_KEYS = ("depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
               "width", "max_width", "padding", "input_size", "in_channels", "bias", "positions")
 CONSTRAINT_KEYS = ("target_rf", "tolerance", "rf_min", "rf_max", "min_out_size", "max_params", "max_macs",
-                   "jump", "max_rf_ratio", "no_unproductive")
+                   "jump", "max_rf_ratio", "no_unproductive", "anchors", "anchor_rf", "anchor_erf")
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
 
 
@@ -80,6 +84,22 @@ class Choice:
     stride: int
     dilation: int
     channels: int
+
+
+@dataclass(frozen=True)
+class Level:
+    """A detector level: anchors of ``anchor`` pixels on the map of jump ``stride``.
+
+    Met by the level's tap, the last layer at that jump, when ``rf_lo <= rf <= rf_hi`` and
+    ``2 x erf_sigma >= erf_min`` (as 12 x erf variance >= ``erf12``, exact in integers).
+    """
+
+    anchor: int
+    stride: int
+    rf_lo: int
+    rf_hi: int
+    erf12: int
+    erf_min: float
 
 
 @dataclass
@@ -103,7 +123,13 @@ class Space:
     jumps: tuple[int, ...]
     no_unproductive: bool
     target_rf: int | None
+    levels: tuple[Level, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def out_width(self) -> int:
+        """Columns of a kernel output row: the metrics, then tap, rf and 12 x erf variance per level."""
+        return lm.NO + 3 * len(self.levels)
 
     # ---- sizes ----
     @property
@@ -202,12 +228,17 @@ class Space:
         cons[lm.C_DMIN] = self.depth_min
         cons[lm.C_DMAX] = dmax
         cons[lm.C_NJUMPS] = len(self.jumps)
+        cons[lm.C_NLEVELS] = len(self.levels)
         jumps = np.array(self.jumps or (0,), np.int64)
+        anchors = np.zeros((max(1, len(self.levels)), lm.NA), np.int64)
+        for i, lv in enumerate(self.levels):
+            anchors[i] = (lv.stride, lv.rf_lo, lv.rf_hi, lv.erf12)
         return {
             "choices": choices,
             "nch": np.array(self.radices, np.int64),
             "cons": cons,
             "jumps": jumps,
+            "anchors": anchors,
             "growth": self.growth_table(),
             "dep_off": np.array(self.depth_offsets(), np.int64),
         }
@@ -467,17 +498,66 @@ def build_space(settings: dict[str, Any]) -> Space:
     if not isinstance(s["no_unproductive"], bool):
         raise bad("no_unproductive", s["no_unproductive"], "must be true or false")
 
+    levels = parse_levels(s["anchors"], s["anchor_rf"], s["anchor_erf"])
+
     resolved = {k: s[k] for k in DEFAULTS}
     resolved["depth"] = [dmin, dmax]
     space = Space(depth_min=dmin, depth_max=dmax, input_size=n, in_channels=cin, padding=padding,
                   bias=s["bias"], width=width, max_width=max_width, positions=positions, rf_min=rf_min,
                   rf_max=rf_max, min_out_size=_int("min_out_size", s["min_out_size"], 1),
                   max_params=max_params, max_macs=max_macs, jumps=jumps,
-                  no_unproductive=s["no_unproductive"], target_rf=target, settings=resolved)
+                  no_unproductive=s["no_unproductive"], target_rf=target, levels=levels, settings=resolved)
     if space.max_channels >= 2 ** 31:
         raise bad("channels", space.max_channels, "at most 2^31 - 1 channels")
     space.check_representable()
     return space
+
+
+def _fraction(name: str, value: Any) -> Fraction:
+    try:
+        f = Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise bad(name, value, "must be a number") from None
+    if f < 0:
+        raise bad(name, value, "must be >= 0")
+    return f
+
+
+def parse_levels(anchors: Any, anchor_rf: Any, anchor_erf: Any) -> tuple[Level, ...]:
+    """'32@8,64@16' (or [[32, 8], ...]) with rf ratio window 'MIN:MAX' and ERF minimum -> Levels."""
+    if anchors is None:
+        return ()
+    pairs = []
+    items = anchors.split(",") if isinstance(anchors, str) else anchors
+    if not isinstance(items, (list, tuple)) or not items:
+        raise bad("anchors", anchors, "must be a list of SIZE@STRIDE, e.g. 32@8,64@16")
+    for item in items:
+        parts = item.split("@") if isinstance(item, str) else list(item) if isinstance(item, (list, tuple)) else []
+        if len(parts) != 2:
+            raise bad("anchors", item, "each level is SIZE@STRIDE, e.g. 32@8")
+        pairs.append((_int("anchors", parts[0], 1), _int("anchors", parts[1], 1)))
+    strides = [p[1] for p in pairs]
+    if len(set(strides)) != len(strides):
+        raise bad("anchors", anchors, "one level per stride")
+    if len(pairs) > lm.MAX_LEVELS:
+        raise bad("anchors", anchors, f"at most {lm.MAX_LEVELS} levels")
+    text = str(anchor_rf)
+    if ":" not in text:
+        raise bad("anchor_rf", anchor_rf, "must be MIN:MAX (rf / anchor), e.g. 1:4")
+    lo_s, hi_s = text.split(":", 1)
+    lo = _fraction("anchor_rf", lo_s)
+    hi = _fraction("anchor_rf", hi_s) if hi_s.strip() else None
+    if hi is not None and hi < lo:
+        raise bad("anchor_rf", anchor_rf, "MIN is larger than MAX")
+    erf = _fraction("anchor_erf", anchor_erf)
+    levels = []
+    for anchor, stride in sorted(pairs, key=lambda p: p[1]):
+        rf_lo = math.ceil(lo * anchor)
+        rf_hi = INT63 if hi is None else math.floor(hi * anchor)
+        # 2 sigma >= e A  <=>  4 var >= (e A)^2  <=>  12 var >= 3 (e A)^2
+        erf12 = math.ceil(3 * (erf * anchor) ** 2)
+        levels.append(Level(anchor, stride, rf_lo, rf_hi, erf12, float(erf)))
+    return tuple(levels)
 
 
 def space_from_json(text: str) -> Space:

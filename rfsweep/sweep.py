@@ -91,7 +91,7 @@ def dp_cells(space: Space, cap: int) -> int:
 
 def count_method(space: Space) -> str:
     """'dp' when every constraint is one the (jump, rf, out-size) programme tracks, else 'enumerate'."""
-    if space.max_params is not None or space.max_macs is not None or space.no_unproductive:
+    if space.max_params is not None or space.max_macs is not None or space.no_unproductive or space.levels:
         return "enumerate"
     cap = space.rf_min if space.rf_max is None else min(space.rf_max, space.rf_bound)
     if dp_cells(space, cap) > DP_CELLS_MAX:
@@ -118,10 +118,15 @@ def count_details(space: Space | dict | None = None, *, device: str = "cpu", thr
     """Exact number of candidates meeting the constraints, and how it was found.
 
     rf, jump and out-size constraints are counted by dynamic programming over (jump, rf, out size)
-    states, without enumerating: the cost does not grow with the space. Budgets (params, MACs) and
-    --no-unproductive need the whole prefix, so they are counted by the pruned enumeration.
+    states, without enumerating: the cost does not grow with the space. Budgets (params, MACs),
+    --no-unproductive and detector levels need the whole prefix, so they are counted by the pruned
+    enumeration.
     """
     sp = make_space(space, **settings)
+    if device != "cpu":  # refuse a device that is not there even when the DP (CPU-only) answers
+        from rfsweep import gpu
+
+        gpu.backend(device)
     if method == "auto":
         method = count_method(sp)
     if method not in ("dp", "enumerate"):
@@ -186,7 +191,7 @@ class TopK:
 
     def result(self) -> Batch:
         if self.best is None:
-            return Batch(np.zeros((0, lm.NO), np.int64), np.zeros((0, max(1, self.space.depth_max)), np.int16))
+            return Batch(np.zeros((0, self.space.out_width), np.int64), np.zeros((0, max(1, self.space.depth_max)), np.int16))
         return self.best
 
 

@@ -61,7 +61,7 @@ def main() -> int:
         vec = np.zeros(4, np.int64)
         out = np.zeros((1, lm.NO), np.int64)
         ch = np.zeros((1, space.depth_max), np.int16)
-        arrs = tuple(ty(a[k]) for k in ("choices", "nch", "cons", "jumps", "growth", "dep_off"))
+        arrs = tuple(ty(a[k]) for k in ("choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"))
         head = (ty(tasks), ty(vec), i64, i64, ty(vec), i64, i64)
         sigs = {"count": (kc._count_kernel, head + (ty(vec),) * 3 + arrs + (ty(out), ty(ch))),
                 "fill": (kc._fill_kernel, head + (ty(vec),) * 2 + arrs + (ty(out), ty(ch))),

@@ -39,12 +39,15 @@ SPACES = {
                              "positions": [{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}]},
     "target-rf": {"depth": "3-5", "ops": ["conv"], "kernels": [1, 3], "strides": [1, 2], "padding": "same",
                   "input_size": 64, "target_rf": 15, "tolerance": 2},
+    "anchor-levels": {"depth": "2-4", "ops": ["conv", "maxpool"], "kernels": [1, 3, 5], "strides": [1, 2],
+                      "pool_kernels": [2, 3], "input_size": 64, "anchors": "8@2,16@4", "anchor_rf": "1:3",
+                      "anchor_erf": "0.5"},
 }
 
 
 def rows(space, device):
     batches = list(engine.iter_batches(space, device=device, slab_rows=256))
-    out = np.concatenate([b.out for b in batches]) if batches else np.zeros((0, lm.NO), np.int64)
+    out = np.concatenate([b.out for b in batches]) if batches else np.zeros((0, space.out_width), np.int64)
     ch = np.concatenate([b.choice for b in batches]) if batches else np.zeros((0, space.depth_max), np.int16)
     return out, ch, [len(b) for b in batches]
 
@@ -71,7 +74,7 @@ def check_kernels(name, settings, q, target=None) -> bool:
     default_target = kc.SUB_TARGET
     space = build_space(settings)
     a = space.kernel_arrays()
-    args = [a[k] for k in ("choices", "nch", "cons", "jumps", "growth", "dep_off")]
+    args = [a[k] for k in ("choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off")]
     tasks = engine._prefixes(space, q, 0, int(np.prod(space.radices[:q])))
     plens = np.full(len(tasks), q, np.int64)
     # cut task 1 into its children, as the engine's split does: prefixes of two lengths in one call

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 from rfsweep import arithmetic as ar
 from rfsweep.analyze import sees_whole_input
@@ -18,6 +19,7 @@ def evaluate_candidate(space, idx):
     layers = space.layers(idx)
     cin = space.in_channels
     unproductive = False
+    per_layer = []
     for layer in layers:
         k, s = layer["kernel"], layer["stride"]
         d = layer.get("dilation", 1)
@@ -33,7 +35,8 @@ def evaluate_candidate(space, idx):
             params += w + (layer["channels"] if space.bias else 0)
             macs += w * a.size * a.size
             cin = layer["channels"]
-    return {"rf": int(a.rf), "jump": int(a.jump), "eff_padding": int(a.eff_padding), "center": float(a.center),
+        per_layer.append(a)
+    return {"layers": per_layer,"rf": int(a.rf), "jump": int(a.jump), "eff_padding": int(a.eff_padding), "center": float(a.center),
             "out_size": a.size, "params": params, "macs": macs, "erf_sigma": math.sqrt(a.erf_var),
             "unproductive": unproductive}
 
@@ -53,7 +56,22 @@ def meets(space, m):
         return False
     if space.no_unproductive and m["unproductive"]:
         return False
-    return True
+    return all(level_tap(space, m, lv) is not None for lv in space.levels)
+
+
+def level_tap(space, m, level):
+    """Index of the level's tap (last layer whose jump is the level's stride) if it meets the level."""
+    taps = [i for i, a in enumerate(m["layers"]) if a.jump == level.stride]
+    if not taps:
+        return None
+    a = m["layers"][taps[-1]]
+    lo, hi = str(space.settings["anchor_rf"]).split(":")
+    erf_min = Fraction(str(space.settings["anchor_erf"]))
+    if a.rf < Fraction(lo) * level.anchor or (hi.strip() and a.rf > Fraction(hi) * level.anchor):
+        return None
+    if 4 * a.erf_var < (erf_min * level.anchor) ** 2:  # 2 sigma >= erf_min x anchor, exactly
+        return None
+    return taps[-1]
 
 
 def depth_first(space):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naive_sweep import evaluate_candidate, naive_search
+from naive_sweep import evaluate_candidate, level_tap, naive_search
 from rfsweep import analyze, sweep
 from rfsweep.cli import main
 from rfsweep.engine import Stats, iter_batches
@@ -37,6 +37,10 @@ SPACES = {
     "positions": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], input_size=32, rf_min=9, rf_max=40,
                       positions=[{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]},
                                  {"index": 3, "ops": ["maxpool"], "pool_kernels": [2, 3]}]),
+    "anchors": dict(depth="2-4", kernels=[1, 3, 5], strides=[1, 2], ops=["conv", "maxpool"], pool_kernels=[2, 3],
+                    input_size=64, anchors="8@2,16@4", anchor_rf="1:3", anchor_erf="0.5"),
+    "anchors_open_max": dict(depth="1-4", kernels=[3, 5], strides=[1, 2], input_size=32, anchors="4@1,8@2",
+                             anchor_rf="1.5:", anchor_erf="0.25", rf_max=40),
     "ratio_valid_pools": dict(depth="1-3", kernels=[3], pool_kernels=[2], strides=[1, 2], padding="valid",
                               input_size=12, max_rf_ratio=0.75, ops=["conv", "maxpool"]),
 }
@@ -64,6 +68,12 @@ def _assert_same_as_naive(space, df):
             assert getattr(row, col) == m[col], (col, aid)
         assert row.center == m["center"]
         assert math.isclose(row.erf_sigma, m["erf_sigma"], rel_tol=1e-12, abs_tol=1e-12)
+        for lv in space.levels:
+            tap = level_tap(space, m, lv)
+            assert getattr(row, f"s{lv.stride}_tap") == tap
+            assert getattr(row, f"s{lv.stride}_rf") == m["layers"][tap].rf
+            assert math.isclose(getattr(row, f"s{lv.stride}_erf_sigma"), math.sqrt(m["layers"][tap].erf_var),
+                                rel_tol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -133,7 +143,7 @@ def test_small_slabs_split_tasks_and_keep_order():
     assert np.array_equal(np.concatenate([b.choice for b in batches]), a_ch)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     depth=st.tuples(st.integers(1, 3), st.integers(0, 1)),
     kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3),
@@ -147,13 +157,18 @@ def test_small_slabs_split_tasks_and_keep_order():
     jump=st.one_of(st.none(), st.lists(st.sampled_from([1, 2, 3, 4, 6, 8]), min_size=1, max_size=2)),
     max_params=st.one_of(st.none(), st.integers(0, 2000)),
     unprod=st.booleans(),
+    anchors=st.one_of(st.none(), st.lists(st.tuples(st.integers(1, 12), st.sampled_from([1, 2, 3, 4, 6])),
+                                          min_size=1, max_size=2, unique_by=lambda a: a[1])),
+    anchor_rf=st.sampled_from(["1:4", "0.5:2", "2:", "0:1.5"]),
+    anchor_erf=st.sampled_from(["0", "0.25", "1/3", "1"]),
 )
 def test_random_spaces_match_naive(depth, kernels, strides, dilations, ops, padding, n, rf, min_out, jump,
-                                   max_params, unprod):
+                                   max_params, unprod, anchors, anchor_rf, anchor_erf):
     settings_ = dict(depth=[depth[0], depth[0] + depth[1]], kernels=kernels, pool_kernels=kernels, strides=strides,
                      dilations=dilations, ops=ops, padding=padding, input_size=n, rf_min=rf[0],
                      rf_max=rf[0] + rf[1], min_out_size=min_out, jump=jump, max_params=max_params,
-                     no_unproductive=unprod, channels=[2, 3])
+                     no_unproductive=unprod, channels=[2, 3], anchor_rf=anchor_rf, anchor_erf=anchor_erf,
+                     anchors=None if anchors is None else [list(a) for a in anchors])
     space = build_space(settings_)
     df = sweep.search(space)
     _assert_same_as_naive(space, df)
@@ -243,6 +258,10 @@ def test_unrepresentable_space_is_refused():
     (["--jump", "2,x"], "jump"),
     (["--sort", "params"], "sort"),
     (["--limit", "0"], "limit"),
+    (["--anchors", "32@8,64@8"], "anchors"),
+    (["--anchors", "32-8"], "anchors"),
+    (["--anchors", "32@8", "--anchor-rf", "4:1"], "anchor_rf"),
+    (["--anchors", "32@8", "--anchor-erf", "x"], "anchor_erf"),
 ])
 def test_bad_flags_give_one_line_errors(args, field):
     res = CliRunner().invoke(main, ["search", "--depth", "2", *args] if args[0] != "--depth" else ["search", *args],
@@ -307,3 +326,25 @@ def test_stats_count_evaluated_candidates():
     list(iter_batches(space, stats=stats))
     assert 0 < stats.evaluated <= space.size
     assert stats.pruned == space.size - stats.evaluated
+
+
+def test_anchor_levels_prune_inside_the_kernel():
+    """Levels cut the walk itself: far fewer candidates are evaluated than without them."""
+    base = dict(depth="2-5", kernels=[1, 3, 5], strides=[1, 2], input_size=64, rf_max=80)
+    plain, levels = Stats(), Stats()
+    list(iter_batches(build_space(base), stats=plain))
+    list(iter_batches(build_space(dict(base, anchors="8@2,16@4", anchor_rf="1:3", anchor_erf="0.5")), stats=levels))
+    assert levels.evaluated < plain.evaluated / 2
+
+
+def test_search_cli_with_anchors_writes_level_columns(tmp_path):
+    out = tmp_path / "a.parquet"
+    res = CliRunner().invoke(main, ["search", "--depth", "2-4", "--kernels", "1,3,5", "--input-size", "64",
+                                    "--anchors", "8@2,16@4", "--anchor-rf", "1:3", "--anchor-erf", "0.5",
+                                    "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert {"s2_tap", "s2_rf", "s2_erf_sigma", "s4_tap", "s4_rf", "s4_erf_sigma"} <= set(table.column_names)
+    assert table.num_rows == json.loads(res.stdout)["kept"] > 0
+    df = table.to_pandas()
+    assert ((df["s2_rf"] >= 8) & (df["s2_rf"] <= 24) & (2 * df["s2_erf_sigma"] >= 4 - 1e-12)).all()
