@@ -24,8 +24,8 @@ CH_WIDTH = -2  # conv channels from the width rule
 
 # constraint / space scalars
 (C_RF_MIN, C_RF_MAX, C_MIN_OUT, C_MAX_PARAMS, C_MAX_MACS, C_NO_UNPROD, C_N, C_CIN, C_PAD,
- C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS, C_NLEVELS) = range(16)
-NC = 16
+ C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS, C_NLEVELS, C_MIN_CONVS) = range(17)
+NC = 17
 
 # detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
 # A_RF_LO <= rf <= A_RF_HI and 12 x erf variance >= A_ERF12 (so 2 x erf_sigma >= the ERF minimum)
@@ -35,8 +35,8 @@ MAX_LEVELS = 8
 PAD_VALID, PAD_SAME, PAD_TF_SAME = 0, 1, 2
 
 # walk state fields
-(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX, S_JLOG) = range(12)
-NS = 12  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts instead of divisions)
+(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX, S_JLOG, S_NCONV) = range(13)
+NS = 13  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts instead of divisions)
 
 # output fields
 (O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF) = range(9)
@@ -131,7 +131,9 @@ def child(st, t, choices, pos, c, cons):
     params = st[t, S_PARAMS]
     macs = st[t, S_MACS]
     cout = cin
+    nconv = st[t, S_NCONV]
     if op == OP_CONV:
+        nconv += 1
         if cc == CH_WIDTH:
             cout = width_channels(cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
         else:
@@ -151,7 +153,9 @@ def child(st, t, choices, pos, c, cons):
     st[t + 1, S_ERF] = st[t, S_ERF] + (jump * d) * (jump * d) * (k * k - 1)
     st[t + 1, S_NDOWN] = ndown
     st[t + 1, S_JLOG] = jlog
-    return True
+    st[t + 1, S_NCONV] = nconv
+    # too few positions left to reach the minimum number of convs
+    return nconv + cons[C_DMAX] - (t + 1) >= cons[C_MIN_CONVS]
 
 
 @register_jitable
@@ -201,7 +205,7 @@ def survives(st, t, jumps, anchors, cons):
     """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
     if t < cons[C_DMIN]:
         return False
-    if st[t, S_RF] < cons[C_RF_MIN]:
+    if st[t, S_RF] < cons[C_RF_MIN] or st[t, S_NCONV] < cons[C_MIN_CONVS]:
         return False
     jump = st[t, S_JUMP]
     for i in range(cons[C_NLEVELS]):
@@ -303,6 +307,7 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
     st[0, S_NDOWN] = 0
     st[0, S_PID] = 0
     st[0, S_JLOG] = 0
+    st[0, S_NCONV] = 0
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     count = 0
     dmin = cons[C_DMIN]

@@ -38,6 +38,8 @@ SPACE_OPTIONS = [
     click.option("--max-rf-ratio", type=float, help="Largest rf / input size."),
     click.option("--no-unproductive", is_flag=True, default=None,
                  help="Drop candidates with a spatial layer whose every input unit already sees the whole input."),
+    click.option("--min-convs", help="Fewest conv layers in a candidate (pools alone have no parameters, so "
+                 "--sort params without it favours pool-only stacks).  [default: 0]"),
     click.option("--anchors", help="Detector levels SIZE@STRIDE, e.g. 32@8,64@16,128@32: each needs a tap (the "
                  "last layer at that jump) whose rf and ERF suit the anchor."),
     click.option("--anchor-rf", help="Tap rf / anchor window MIN:MAX.  [default: 1:4; S3FD's taps have RFs "
@@ -52,7 +54,7 @@ SPACE_OPTIONS = [
 SETTING_NAMES = ["depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
                  "width", "max_width", "padding", "input_size", "in_channels", "bias", "target_rf", "tolerance",
                  "rf_min", "rf_max", "min_out_size", "max_params", "max_macs", "jump", "max_rf_ratio",
-                 "no_unproductive", "anchors", "anchor_rf", "anchor_erf"]
+                 "no_unproductive", "min_convs", "anchors", "anchor_rf", "anchor_erf"]
 
 
 def space_options(fn):

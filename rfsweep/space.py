@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "jump": None,
     "max_rf_ratio": None,
     "no_unproductive": False,
+    "min_convs": 0,
     "anchors": None,  # detector levels "32@8,64@16": anchor size @ stride
     "anchor_rf": "1:4",
     "anchor_erf": "1",
@@ -67,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
 SPACE_KEYS = ("depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
               "width", "max_width", "padding", "input_size", "in_channels", "bias", "positions")
 CONSTRAINT_KEYS = ("target_rf", "tolerance", "rf_min", "rf_max", "min_out_size", "max_params", "max_macs",
-                   "jump", "max_rf_ratio", "no_unproductive", "anchors", "anchor_rf", "anchor_erf")
+                   "jump", "max_rf_ratio", "no_unproductive", "min_convs", "anchors", "anchor_rf", "anchor_erf")
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
 
 
@@ -123,6 +124,7 @@ class Space:
     jumps: tuple[int, ...]
     no_unproductive: bool
     target_rf: int | None
+    min_convs: int = 0
     levels: tuple[Level, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -229,6 +231,7 @@ class Space:
         cons[lm.C_DMAX] = dmax
         cons[lm.C_NJUMPS] = len(self.jumps)
         cons[lm.C_NLEVELS] = len(self.levels)
+        cons[lm.C_MIN_CONVS] = self.min_convs
         jumps = np.array(self.jumps or (0,), np.int64)
         anchors = np.zeros((max(1, len(self.levels)), lm.NA), np.int64)
         for i, lv in enumerate(self.levels):
@@ -506,7 +509,8 @@ def build_space(settings: dict[str, Any]) -> Space:
                   bias=s["bias"], width=width, max_width=max_width, positions=positions, rf_min=rf_min,
                   rf_max=rf_max, min_out_size=_int("min_out_size", s["min_out_size"], 1),
                   max_params=max_params, max_macs=max_macs, jumps=jumps,
-                  no_unproductive=s["no_unproductive"], target_rf=target, levels=levels, settings=resolved)
+                  no_unproductive=s["no_unproductive"], target_rf=target, levels=levels,
+                  min_convs=_int("min_convs", s["min_convs"], 0), settings=resolved)
     if space.max_channels >= 2 ** 31:
         raise bad("channels", space.max_channels, "at most 2^31 - 1 channels")
     space.check_representable()

@@ -36,7 +36,7 @@ def evaluate_candidate(space, idx):
             macs += w * a.size * a.size
             cin = layer["channels"]
         per_layer.append(a)
-    return {"layers": per_layer,"rf": int(a.rf), "jump": int(a.jump), "eff_padding": int(a.eff_padding), "center": float(a.center),
+    return {"layers": per_layer, "spec": layers,"rf": int(a.rf), "jump": int(a.jump), "eff_padding": int(a.eff_padding), "center": float(a.center),
             "out_size": a.size, "params": params, "macs": macs, "erf_sigma": math.sqrt(a.erf_var),
             "unproductive": unproductive}
 
@@ -55,6 +55,8 @@ def meets(space, m):
     if space.jumps and m["jump"] not in space.jumps:
         return False
     if space.no_unproductive and m["unproductive"]:
+        return False
+    if sum(layer["op"] == "conv" for layer in m["spec"]) < space.min_convs:
         return False
     return all(level_tap(space, m, lv) is not None for lv in space.levels)
 

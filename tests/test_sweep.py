@@ -41,6 +41,8 @@ SPACES = {
                     input_size=64, anchors="8@2,16@4", anchor_rf="1:3", anchor_erf="0.5"),
     "anchors_open_max": dict(depth="1-4", kernels=[3, 5], strides=[1, 2], input_size=32, anchors="4@1,8@2",
                              anchor_rf="1.5:", anchor_erf="0.25", rf_max=40),
+    "min_convs": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool", "avgpool"],
+                      pool_kernels=[2, 3], input_size=32, min_convs=2, rf_min=6, rf_max=30),
     "ratio_valid_pools": dict(depth="1-3", kernels=[3], pool_kernels=[2], strides=[1, 2], padding="valid",
                               input_size=12, max_rf_ratio=0.75, ops=["conv", "maxpool"]),
 }
@@ -161,14 +163,15 @@ def test_small_slabs_split_tasks_and_keep_order():
                                           min_size=1, max_size=2, unique_by=lambda a: a[1])),
     anchor_rf=st.sampled_from(["1:4", "0.5:2", "2:", "0:1.5"]),
     anchor_erf=st.sampled_from(["0", "0.25", "1/3", "1"]),
+    min_convs=st.integers(0, 3),
 )
 def test_random_spaces_match_naive(depth, kernels, strides, dilations, ops, padding, n, rf, min_out, jump,
-                                   max_params, unprod, anchors, anchor_rf, anchor_erf):
+                                   max_params, unprod, anchors, anchor_rf, anchor_erf, min_convs):
     settings_ = dict(depth=[depth[0], depth[0] + depth[1]], kernels=kernels, pool_kernels=kernels, strides=strides,
                      dilations=dilations, ops=ops, padding=padding, input_size=n, rf_min=rf[0],
                      rf_max=rf[0] + rf[1], min_out_size=min_out, jump=jump, max_params=max_params,
                      no_unproductive=unprod, channels=[2, 3], anchor_rf=anchor_rf, anchor_erf=anchor_erf,
-                     anchors=None if anchors is None else [list(a) for a in anchors])
+                     anchors=None if anchors is None else [list(a) for a in anchors], min_convs=min_convs)
     space = build_space(settings_)
     df = sweep.search(space)
     _assert_same_as_naive(space, df)
