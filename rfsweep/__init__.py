@@ -9,4 +9,16 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
 from rfsweep.analyze import analyze  # noqa: E402
 
-__all__ = ["analyze", "RFSweepError", "SpecError", "__version__"]
+_SWEEP = ("search", "search_to_parquet", "count", "count_details")
+
+
+def __getattr__(name):
+    """The sweep API loads numba on first use, so `import rfsweep` stays light."""
+    if name in _SWEEP:
+        from rfsweep import sweep
+
+        return getattr(sweep, name)
+    raise AttributeError(f"module 'rfsweep' has no attribute {name!r}")
+
+
+__all__ = ["analyze", "RFSweepError", "SpecError", "__version__", *_SWEEP]

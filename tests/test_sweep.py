@@ -351,3 +351,23 @@ def test_search_cli_with_anchors_writes_level_columns(tmp_path):
     assert table.num_rows == json.loads(res.stdout)["kept"] > 0
     df = table.to_pandas()
     assert ((df["s2_rf"] >= 8) & (df["s2_rf"] <= 24) & (2 * df["s2_erf_sigma"] >= 4 - 1e-12)).all()
+
+
+def test_readme_search_examples_run(tmp_path):
+    """The README's space file builds, and its Python API lines run."""
+    import re
+    from pathlib import Path
+
+    import rfsweep
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## rfsweep search"):text.index("## rfsweep count")]
+    toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "space.toml"
+    path.write_text(toml)
+    res = CliRunner().invoke(main, ["count", "--space", str(path), "--depth", "4-5", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["method"] == "enumerate"  # max_params needs the enumeration
+    assert callable(rfsweep.search) and callable(rfsweep.count) and callable(rfsweep.search_to_parquet)
+    assert rfsweep.count(depth=3, kernels=[1, 3], rf_min=5, rf_max=9) == sweep.count(
+        build_space(dict(depth=3, kernels=[1, 3], rf_min=5, rf_max=9)))
