@@ -653,17 +653,11 @@ def export(rep: AnchorReport, kind: str) -> tuple[dict, list[str]]:
 
 def plot(rep: AnchorReport, path: str) -> None:
     """Per level the ERF heat map with its anchors (solid), the RF (dashed) and the ERF extent (dotted)."""
-    import os
-    import tempfile
+    from rfsweep.report import pyplot, save_figure
 
-    try:
-        import matplotlib
+    plt = pyplot()
+    from matplotlib.patches import Rectangle
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
-    except ImportError:
-        raise RFSweepError("plot: matplotlib is not installed (pip install 'rfsweep[plot]')") from None
     n = len(rep.levels)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
     mk = erfmod._mass_key(rep.erf_mass)
@@ -691,17 +685,7 @@ def plot(rep: AnchorReport, path: str) -> None:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{rep.net.name}: ERF, RF and {rep.rule} anchors per level", fontsize=10)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 __all__ = ["anchor_report", "rule_anchors", "rule_scales", "apply_ratios", "ssd_scales", "yolo_metric",

@@ -104,13 +104,7 @@ def to_table(net: Network, results: list[LayerResult]) -> str:
 
 def plot(net: Network, results: list[LayerResult], path: str) -> None:
     """RF and 2-sigma ERF per layer (height axis, and width if it differs) against the input size."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RFSweepError("plot: matplotlib is not installed (pip install 'rfsweep[plot]')") from None
+    plt = pyplot()
     spatial = [r for r in results if not r.axes[0].whole]
     x = list(range(len(spatial)))
     fig, ax = plt.subplots(figsize=(max(6, len(spatial) * 0.18), 4.5))
@@ -128,6 +122,24 @@ def plot(net: Network, results: list[LayerResult], path: str) -> None:
     ax.set_title(f"{net.name}: receptive field growth")
     ax.legend()
     fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or a one-line error naming the missing extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RFSweepError("field 'plot': matplotlib is not installed (pip install 'rfsweep[plot]')") from None
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int) -> None:
+    """Save a figure atomically (a temporary file beside ``path``, renamed when complete) and close it."""
+    plt = pyplot()
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
@@ -136,7 +148,7 @@ def plot(net: Network, results: list[LayerResult], path: str) -> None:
         raise RFSweepError(f"field 'plot': value {path!r}: cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
