@@ -30,10 +30,7 @@ Rules (``stride`` per axis, ``i`` the level index from 0, ``m`` the number of le
 Within a level anchors are ratio-major (for each ratio, each scale), the order of mmdetection's and
 torchvision's generators; the SSD extra box comes last.
 
-Box metrics follow YOLOv5's ``utils/autoanchor.py`` (reimplemented in numpy): for boxes ``wh`` and anchors
-``k``, ``r = wh/k`` per side, ``x = min(r, 1/r)`` reduced by min over w and h, ``best = max over anchors``;
-``BPR = mean(best > 1/thr)`` and ``AAT = mean over boxes of the number of anchors with x > 1/thr``,
-``thr = 4``.
+Box metrics (BPR, AAT, k-means) live in :mod:`rfsweep.boxes`; generator exports in :mod:`rfsweep.export`.
 """
 
 from __future__ import annotations
@@ -49,13 +46,13 @@ import numpy as np
 
 from rfsweep import erf as erfmod
 from rfsweep.analyze import evaluate, fmt_number, plain
+from rfsweep.boxes import YOLO_THR, _wh, kmeans_anchors, read_boxes, yolo_metric
 from rfsweep.errors import RFSweepError
 from rfsweep.spec import Network
 
 RULES = ("s3fd", "fpn", "retinanet", "ssd")
 DEFAULT_RATIOS = {"s3fd": (1.0,), "fpn": (0.5, 1.0, 2.0), "retinanet": (0.5, 1.0, 2.0), "ssd": (0.5, 1.0, 2.0)}
 SSD_S_MIN, SSD_S_MAX = 0.2, 0.9
-YOLO_THR = 4.0
 
 
 def _err(fieldname: str, value: Any, why: str) -> RFSweepError:
@@ -138,127 +135,6 @@ def check_ratios(ratios: Any) -> tuple[float, ...]:
     if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
         raise _err("ratios", raw, "must be positive numbers, e.g. 0.5,1,2")
     return ratios
-
-
-# ---------------------------------------------------------------------------------------- box metrics
-
-def _wh(array: Any, fieldname: str) -> np.ndarray:
-    a = np.asarray(array, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
-        raise _err(fieldname, list(a.shape), "must be a non-empty array of [w, h] rows")
-    return a
-
-
-def yolo_metric(wh: Any, anchors: Any, thr: float = YOLO_THR) -> tuple[float, float]:
-    """(BPR, AAT) of boxes ``wh`` (N x 2) against anchors (K x 2), as YOLOv5's check_anchors.
-
-    ``r = wh/anchor`` per side, ``x = min(r, 1/r).min(over w, h)``, ``best = x.max(over anchors)``;
-    BPR is the share of boxes with ``best > 1/thr``, AAT the mean number of anchors with ``x > 1/thr``.
-    """
-    wh, k = _wh(wh, "boxes"), _wh(anchors, "anchors")
-    x = _ratio_metric(wh, k)
-    best = x.max(1)
-    return float((best > 1 / thr).mean()), float((x > 1 / thr).sum(1).mean())
-
-
-def _ratio_metric(wh: np.ndarray, k: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = wh[:, None, :] / k[None, :, :]
-        x = np.minimum(r, 1.0 / r).min(2)
-    return np.nan_to_num(x, nan=0.0)
-
-
-def _kmeans(points: np.ndarray, n: int, rng: np.random.Generator, restarts: int, iters: int = 100,
-            thresh: float = 1e-5) -> np.ndarray:
-    """Lloyd's k-means from ``restarts`` random initialisations (distinct observations), best distortion."""
-    best, best_d = None, np.inf
-    for _ in range(restarts):
-        c = points[rng.choice(len(points), n, replace=False)].copy()
-        prev = np.inf
-        for _ in range(iters):
-            d2 = ((points[:, None, :] - c[None, :, :]) ** 2).sum(2)
-            lab = d2.argmin(1)
-            dist = float(np.sqrt(d2[np.arange(len(points)), lab]).mean())
-            for j in range(n):
-                sel = lab == j
-                if sel.any():
-                    c[j] = points[sel].mean(0)
-            if prev - dist <= thresh:
-                break
-            prev = dist
-        if dist < best_d:
-            best, best_d = c.copy(), dist
-    return best
-
-
-def kmeans_anchors(wh: Any, n: int, thr: float = YOLO_THR, generations: int = 0, seed: int = 0,
-                   restarts: int = 10) -> np.ndarray:
-    """``n`` anchors ``[w, h]`` for boxes ``wh``, sorted by area, as YOLOv5's kmean_anchors does.
-
-    Boxes with both sides below 2 px are left out of the fit; k-means runs on whitened ``w, h`` (divided
-    by their standard deviations), then, with ``generations > 0``, a genetic evolution mutates all
-    anchors by factors ``clip(1 + N(0, 0.1·u), 0.3, 3)`` (each entry with probability 0.9) and keeps a
-    mutation when it raises the fitness ``mean(best·(best > 1/thr))``. Deterministic for a given seed.
-    """
-    wh0 = _wh(wh, "boxes")
-    pts = wh0[(wh0 >= 2.0).any(1)]
-    if len(pts) == 0:
-        raise _err("boxes", len(wh0), "no box has a side of 2 px or more; nothing to fit anchors to")
-    distinct = np.unique(pts, axis=0)
-    if n < 1:
-        raise _err("kmeans anchors", n, "need at least one anchor")
-    n = min(n, len(distinct))
-    rng = np.random.default_rng(seed)
-    s = pts.std(0)
-    s[s == 0] = 1.0
-    k = _kmeans(pts / s, n, rng, restarts) * s
-    inv = 1.0 / thr
-
-    def fitness(anchors):
-        best = _ratio_metric(pts, anchors).max(1)
-        return float((best * (best > inv)).mean())
-
-    f = fitness(k)
-    for _ in range(generations):
-        v = np.ones(k.shape)
-        while (v == 1).all():
-            v = ((rng.random(k.shape) < 0.9) * rng.random() * rng.standard_normal(k.shape) * 0.1 + 1).clip(0.3, 3.0)
-        kg = (k * v).clip(min=2.0)
-        fg = fitness(kg)
-        if fg > f:
-            f, k = fg, kg
-    return k[np.argsort(k.prod(1), kind="stable")]
-
-
-def read_boxes(path: str | Path) -> np.ndarray:
-    """Box sizes from a CSV or Parquet file with columns ``w`` and ``h`` (pixels of the network input)."""
-    import pandas as pd
-
-    p = Path(path)
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p)
-    except FileNotFoundError:
-        raise _err("boxes", str(p), "no such file") from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise _err("boxes", str(p), f"cannot be read as {'Parquet' if p.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
-                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    missing = [c for c in ("w", "h") if c not in df.columns]
-    if missing:
-        raise _err("boxes", str(p), f"needs columns w and h (pixels); it has {', '.join(map(str, df.columns)) or 'none'}")
-    if len(df) == 0:
-        raise _err("boxes", str(p), "has no rows")
-    try:
-        wh = df[["w", "h"]].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        raise _err("boxes", str(p), "columns w and h must be numbers") from None
-    bad = ~(np.isfinite(wh).all(1) & (wh > 0).all(1))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise _err("boxes", str(p), f"row {i} has w={wh[i, 0]:g}, h={wh[i, 1]:g}: sizes must be positive numbers")
-    return wh
 
 
 # -------------------------------------------------------------------------------------------- levels
@@ -521,7 +397,7 @@ def to_table(rep: AnchorReport) -> str:
                      _pair_text(lv.center), _pair_text(lv.misalignment, fg)])
     lines += _align(head, rows, left={"tap"})
     lines.append("")
-    lines.append(f"anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
+    lines.append("anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
                  f"centred midway between anchor centres")
     head = ["level", "w", "h", "density", "w/rf", "h/rf", f"w/erf{mk}", f"h/erf{mk}", "iou@half"]
     rows = []
@@ -559,94 +435,6 @@ def _align(head: list[str], rows: list[list[str]], left: set[str]) -> list[str]:
         return "  ".join(c.ljust(w) if h in left else c.rjust(w) for c, w, h in zip(cells, widths, head)).rstrip()
 
     return [fmt(head)] + [fmt(r) for r in rows]
-
-
-# ---------------------------------------------------------------------------------------------- exports
-
-def _stride_value(stride: tuple[Fraction, Fraction]):
-    """mmdetection stride: one number when square, else [w, h] (its order)."""
-    sh, sw = (_num(s) for s in stride)
-    return sh if sh == sw else [sw, sh]
-
-
-def export_mmdet(rep: AnchorReport) -> tuple[dict, list[str]]:
-    """mmdetection ``anchor_generator`` settings and notes on what they cannot express.
-
-    mmdetection's ratios are height/width, so each ratio ``r`` here becomes ``1/r`` (same order).
-    """
-    notes = []
-    ratios = [_r(1 / r) for r in rep.ratios]
-    strides = [_stride_value(lv.stride) for lv in rep.levels]
-    if any(lv.stride[0] != lv.stride[1] for lv in rep.levels) and rep.rule != "ssd":
-        notes.append("non-square strides: mmdetection bases anchors on the shorter stride, these anchors scale "
-                     "each side by its own stride")
-    if rep.rule in ("s3fd", "fpn"):
-        cfg = {"type": "AnchorGenerator", "strides": strides, "ratios": ratios,
-               "scales": [4 if rep.rule == "s3fd" else 8], "center_offset": rep.center_offset}
-    elif rep.rule == "retinanet":
-        cfg = {"type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 3, "strides": strides,
-               "ratios": ratios, "center_offset": rep.center_offset}
-    else:
-        cfg = {"type": "AnchorGenerator", "strides": strides, "ratios": ratios, "scales": [1.0],
-               "base_sizes": [_r(lv.scales.sizes[0][1], 4) for lv in rep.levels]}
-        # base_size != stride: center_offset would scale with the base size, so give the centres explicitly
-        if rep.center_offset:
-            cfg["centers"] = [[_r(rep.center_offset * float(lv.stride[1])), _r(rep.center_offset * float(lv.stride[0]))]
-                              for lv in rep.levels]
-        else:
-            cfg["center_offset"] = 0.0
-        notes.append("AnchorGenerator cannot add SSD's extra ratio-1 box of scale sqrt(s_k*s_k+1) per level; "
-                     "these settings give the other anchors")
-        if rep.net.input_size and rep.net.input_size[0] != rep.net.input_size[1]:
-            notes.append("non-square input: mmdetection's base sizes are square; base_sizes use the height")
-    return cfg, notes
-
-
-def export_torchvision(rep: AnchorReport) -> tuple[dict, list[str]]:
-    """torchvision settings: ``AnchorGenerator(sizes, aspect_ratios)``, or for the ssd rule
-    ``DefaultBoxGenerator(aspect_ratios, scales, steps)`` when the ratios allow it.
-
-    torchvision's aspect ratios are height/width: each ratio ``r`` here becomes ``1/r``.
-    """
-    notes = []
-    if rep.rule == "ssd":
-        rs = set(round(r, 9) for r in rep.ratios)
-        closed = 1.0 in rs and all(round(1 / r, 9) in rs for r in rs)
-        if closed:
-            ih, iw = rep.net.input_size
-            scales = ssd_scales(len(rep.levels))
-            if ih != iw:
-                notes.append("non-square input: DefaultBoxGenerator scales are relative to each side, as here")
-            cfg = {"type": "DefaultBoxGenerator",
-                   "aspect_ratios": [[_r(r) for r in sorted(rs) if r > 1] for _ in rep.levels],
-                   "scales": [_r(s) for s in scales],
-                   "steps": [_num(lv.stride[0]) for lv in rep.levels]}
-            if any(lv.stride[0] != lv.stride[1] for lv in rep.levels):
-                notes.append("non-square strides: steps give the height stride only")
-            if rep.center_offset != 0.5:
-                notes.append("DefaultBoxGenerator centres boxes at (i+0.5)*step; center_offset 0 is not expressible")
-            notes.append("DefaultBoxGenerator orders a level's boxes as s_k, s'_k, then each ratio and its inverse")
-            return cfg, notes
-        notes.append("ratios not closed under inversion: SSD's DefaultBoxGenerator cannot express them; "
-                     "AnchorGenerator without SSD's extra ratio-1 box instead")
-    cfg = {"type": "AnchorGenerator",
-           "sizes": [[_r(w, 4) for (w, h) in lv.scales.sizes] for lv in rep.levels],
-           "aspect_ratios": [[_r(1 / r) for r in rep.ratios] for _ in rep.levels]}
-    if rep.center_offset != 0:
-        notes.append("torchvision's AnchorGenerator centres anchors at i*stride (center_offset 0)")
-    if any(lv.stride[0] != lv.stride[1] for lv in rep.levels) or any(w != h for lv in rep.levels for w, h in lv.scales.sizes):
-        notes.append("non-square strides or input: torchvision sizes are square; sizes give the width")
-    notes.append("torchvision rounds anchor coordinates to integers")
-    return cfg, notes
-
-
-def export(rep: AnchorReport, kind: str) -> tuple[dict, list[str]]:
-    """``kind`` 'mmdet' or 'torchvision'."""
-    if kind == "mmdet":
-        return export_mmdet(rep)
-    if kind == "torchvision":
-        return export_torchvision(rep)
-    raise _err("export", kind, "must be mmdet or torchvision")
 
 
 # ------------------------------------------------------------------------------------------------- plot
@@ -688,6 +476,5 @@ def plot(rep: AnchorReport, path: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-__all__ = ["anchor_report", "rule_anchors", "rule_scales", "apply_ratios", "ssd_scales", "yolo_metric",
-           "kmeans_anchors", "read_boxes", "export", "export_mmdet", "export_torchvision", "to_json", "to_table",
+__all__ = ["anchor_report", "rule_anchors", "rule_scales", "apply_ratios", "ssd_scales", "to_json", "to_table",
            "plot", "AnchorReport", "Level", "RULES", "DEFAULT_RATIOS"]

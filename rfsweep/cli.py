@@ -135,11 +135,12 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
       rfsweep anchors resnet50 --taps layer3.5.relu_2,layer4.2.relu_2 --rule retinanet --export mmdet
     """
     from rfsweep import anchors as anc
+    from rfsweep.export import export
 
     rep = anc.anchor_report(model, taps, rule=rule, ratios=ratios, input_size=input_size,
                             center_offset=float(center_offset), boxes=boxes, generations=evolve, seed=seed)
     if export_kind:
-        cfg, notes = anc.export(rep, export_kind)
+        cfg, notes = export(rep, export_kind)
         click.echo(json.dumps(cfg))
         for note in notes:
             click.echo(f"note: {note}", err=True)

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from rfsweep import anchors as anc
+from rfsweep import boxes as boxmod
+from rfsweep import export as exportmod
 from rfsweep.cli import main
 
 R50 = "layer2.3.relu_2,layer3.5.relu_2,layer4.2.relu_2"
@@ -60,27 +62,27 @@ def test_yolo_metric_by_hand():
     boxes = [[10, 10], [20, 20], [50, 10], [3, 3], [100, 100]]
     # x per box and anchor (min over sides of min(r, 1/r)): [1, .25], [.5, .5], [.2, .5], [.3, .075], [.1, .2]
     # best: 1, .5, .5, .3, .2 -> 4 of 5 above 1/4; anchors above 1/4: 1, 2, 1, 1, 0
-    bpr, aat = anc.yolo_metric(boxes, anchors)
+    bpr, aat = boxmod.yolo_metric(boxes, anchors)
     assert bpr == pytest.approx(0.8)
     assert aat == pytest.approx(1.0)
     # x == 1/thr exactly is not above the threshold (strict >, as YOLOv5)
-    assert anc.yolo_metric([[10, 40]], [[10, 10]]) == (0.0, 0.0)
+    assert boxmod.yolo_metric([[10, 40]], [[10, 10]]) == (0.0, 0.0)
 
 
 def test_kmeans_finds_clusters_and_is_seeded():
     rng = np.random.default_rng(3)
     centres = np.array([[12, 10], [40, 60], [150, 120]])
     wh = np.concatenate([c * np.exp(rng.normal(0, 0.05, (200, 2))) for c in centres])
-    k1 = anc.kmeans_anchors(wh, 3, seed=1)
-    k2 = anc.kmeans_anchors(wh, 3, seed=1)
+    k1 = boxmod.kmeans_anchors(wh, 3, seed=1)
+    k2 = boxmod.kmeans_anchors(wh, 3, seed=1)
     assert np.array_equal(k1, k2)
     assert np.allclose(k1, centres, rtol=0.05)
-    assert anc.yolo_metric(wh, k1)[0] == 1.0
+    assert boxmod.yolo_metric(wh, k1)[0] == 1.0
     # evolution never lowers YOLOv5's fitness
     def fitness(k):
         x = np.minimum(wh[:, None] / k[None], k[None] / wh[:, None]).min(2).max(1)
         return (x * (x > 0.25)).mean()
-    k3 = anc.kmeans_anchors(wh, 3, seed=1, generations=50)
+    k3 = boxmod.kmeans_anchors(wh, 3, seed=1, generations=50)
     assert fitness(k3) >= fitness(k1) - 1e-12
 
 
@@ -145,7 +147,7 @@ def _mmdet_base_anchors(cfg: dict, level: int) -> list[tuple[float, float]]:
 @pytest.mark.parametrize("rule", ["s3fd", "fpn", "retinanet"])
 def test_mmdet_export_reproduces_anchors(rule):
     rep = anc.anchor_report("resnet50", R50, rule=rule, ratios=[0.5, 1, 3], center_offset=0.5)
-    cfg, notes = anc.export_mmdet(rep)
+    cfg, notes = exportmod.export_mmdet(rep)
     assert cfg["type"] == "AnchorGenerator" and cfg["strides"] == [8, 16, 32]
     assert cfg["center_offset"] == 0.5
     for i, lv in enumerate(rep.levels):
@@ -156,7 +158,7 @@ def test_mmdet_export_reproduces_anchors(rule):
 
 def test_mmdet_export_ssd_notes_extra_box():
     rep = anc.anchor_report("resnet50", R50, rule="ssd", center_offset=0.5)
-    cfg, notes = anc.export_mmdet(rep)
+    cfg, notes = exportmod.export_mmdet(rep)
     assert close(cfg["base_sizes"], [0.2 * 224, 0.55 * 224, 0.9 * 224])
     assert cfg["centers"] == [[4, 4], [8, 8], [16, 16]] and "center_offset" not in cfg
     assert any("extra" in n for n in notes)
@@ -166,7 +168,7 @@ def test_mmdet_export_ssd_notes_extra_box():
 
 def test_torchvision_export():
     rep = anc.anchor_report("resnet50", R50, rule="fpn", ratios=[0.5, 1, 2])
-    cfg, notes = anc.export_torchvision(rep)
+    cfg, notes = exportmod.export_torchvision(rep)
     assert cfg == {"type": "AnchorGenerator", "sizes": [[64.0], [128.0], [256.0]],
                    "aspect_ratios": [[2.0, 1.0, 0.5]] * 3}
     # torchvision: h_ratios = sqrt(ar), w = size / h_ratio -> our [w, h] in the same order
@@ -175,7 +177,7 @@ def test_torchvision_export():
         ws, hs = (sizes[0] / h_r), (sizes[0] * h_r)
         assert close(list(zip(ws, hs)), lv.anchors)
     ssd = anc.anchor_report("resnet50", R50, rule="ssd", center_offset=0.5)
-    cfg, notes = anc.export_torchvision(ssd)
+    cfg, notes = exportmod.export_torchvision(ssd)
     assert cfg == {"type": "DefaultBoxGenerator", "aspect_ratios": [[2.0]] * 3, "scales": [0.2, 0.55, 0.9, 1.0],
                    "steps": [8, 16, 32]}
 
