@@ -398,7 +398,7 @@ def to_table(rep: AnchorReport) -> str:
     lines += _align(head, rows, left={"tap"})
     lines.append("")
     lines.append("anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
-                 f"centred midway between anchor centres")
+                 "centred midway between anchor centres")
     head = ["level", "w", "h", "density", "w/rf", "h/rf", f"w/erf{mk}", f"h/erf{mk}", "iou@half"]
     rows = []
     for i, lv in enumerate(rep.levels):
