@@ -560,6 +560,8 @@ def parse_levels(anchors: Any, anchor_rf: Any, anchor_erf: Any) -> tuple[Level, 
         rf_hi = INT63 if hi is None else math.floor(hi * anchor)
         # 2 sigma >= e A  <=>  4 var >= (e A)^2  <=>  12 var >= 3 (e A)^2
         erf12 = math.ceil(3 * (erf * anchor) ** 2)
+        if erf12 >= INT63:
+            raise bad("anchor_erf", anchor_erf, f"too large for anchor {anchor}")
         levels.append(Level(anchor, stride, rf_lo, rf_hi, erf12, float(erf)))
     return tuple(levels)
 

@@ -22,7 +22,7 @@ from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, build_space
 
 SORT_KEYS = ("params", "macs", "rf_error", "erf")
-DP_CELLS_MAX = 60_000_000  # (jumps x rf x out-size) states; beyond it, count by enumeration
+DP_CELLS_MAX = 10_000_000  # (jumps x rf x out-size) states, 32 bytes each; beyond it, count by enumeration
 
 
 def make_space(space: Space | dict | None = None, **settings: Any) -> Space:
