@@ -220,3 +220,12 @@ def test_readme_analyze_output_is_current():
     shown = code_block(readme_section("rfsweep analyze"), "").splitlines()
     assert shown[0] == "$ rfsweep analyze alexnet_v2"
     assert shown[1:] == run("analyze", "alexnet_v2").stdout.rstrip("\n").splitlines()
+
+
+@pytest.mark.parametrize("args", [["search", "--padding", "foo"], ["analyze"], ["count", "--threads", "x"],
+                                  ["search", "--depth", "2", "-o", "."], ["nosuchcommand"]])
+def test_usage_errors_are_one_line(args):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
