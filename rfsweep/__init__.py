@@ -7,13 +7,13 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
-from rfsweep.analyze import analyze  # noqa: E402
+from rfsweep.analyze import analyze  # noqa: E402  (the function, not the module of the same name)
 
 _SWEEP = ("search", "search_to_parquet", "count", "count_details")
 
 
 def __getattr__(name):
-    """The sweep API loads numba on first use, so `import rfsweep` stays light."""
+    """The sweep API loads numba on first use, so `import rfsweep` (and the CLI) stays light."""
     if name in _SWEEP:
         from rfsweep import sweep
 

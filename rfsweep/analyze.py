@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path never needs it
+    import pandas as pd
 
 from rfsweep import arithmetic as ar
 from rfsweep.errors import SpecError
@@ -200,8 +202,10 @@ def axis_values(r: LayerResult, attr: str) -> tuple:
     return tuple(out)
 
 
-def to_frame(results: list[LayerResult]) -> pd.DataFrame:
+def to_frame(results: list[LayerResult]) -> "pd.DataFrame":
     """One row per layer; spatial columns hold (h, w) tuples of int/float (None for global maps)."""
+    import pandas as pd
+
     rows = []
     for r in results:
         row: dict[str, Any] = {"name": r.layer.name, "op": r.layer.op}
@@ -216,7 +220,7 @@ def to_frame(results: list[LayerResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS + ["global", "flags"])
 
 
-def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
+def analyze(spec_or_name: Any, input_size: Any = None) -> "pd.DataFrame":
     """Per-layer receptive-field table of a network.
 
     Parameters
