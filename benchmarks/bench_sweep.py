@@ -47,7 +47,7 @@ from rfsweep import engine, sweep
 from rfsweep.space import build_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cuda import R7, human  # noqa: E402  (one definition of the reference space)
+from bench_cuda import R7  # noqa: E402  (one definition of the reference space)
 
 COUNT_WINDOW = (200, 250)
 SEARCH_WINDOW = (223, 225)
