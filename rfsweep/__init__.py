@@ -6,6 +6,32 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
+def _source_checkout_aliases() -> None:
+    """Make a source checkout importable like the installed package.
+
+    The design card keeps the numba code in a top-level kernels/ folder and the zoo in data/; the
+    wheel installs them as rfsweep.kernels and rfsweep._data. When Python picks up ./rfsweep from a
+    checkout (``python -c`` in the repository root, even with the package installed), those two are
+    not inside it: load them from the folders beside it under their installed names.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name, folder in (("kernels", "kernels"), ("_data", "data")):
+        full = f"rfsweep.{name}"
+        init = os.path.join(root, folder, "__init__.py")
+        if full in sys.modules or not os.path.isfile(init) or importlib.util.find_spec(full) is not None:
+            continue
+        spec = importlib.util.spec_from_file_location(full, init, submodule_search_locations=[os.path.dirname(init)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+
+
+_source_checkout_aliases()
+
 from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
 from rfsweep.analyze import analyze  # noqa: E402  (the function, not the module of the same name)
 

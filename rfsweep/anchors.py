@@ -35,7 +35,6 @@ Box metrics (BPR, AAT, k-means) live in :mod:`rfsweep.boxes`; generator exports 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -47,7 +46,7 @@ import numpy as np
 from rfsweep import erf as erfmod
 from rfsweep.analyze import evaluate, fmt_number, plain
 from rfsweep.boxes import YOLO_THR, _wh, kmeans_anchors, read_boxes, yolo_metric
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 from rfsweep.spec import Network
 
 RULES = ("s3fd", "fpn", "retinanet", "ssd")
@@ -55,8 +54,7 @@ DEFAULT_RATIOS = {"s3fd": (1.0,), "fpn": (0.5, 1.0, 2.0), "retinanet": (0.5, 1.0
 SSD_S_MIN, SSD_S_MAX = 0.2, 0.9
 
 
-def _err(fieldname: str, value: Any, why: str) -> RFSweepError:
-    return RFSweepError(f"field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+_err = field_error
 
 
 # ----------------------------------------------------------------------------------------------- rules

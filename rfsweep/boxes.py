@@ -8,19 +8,17 @@ Reimplemented in numpy after YOLOv5's ``utils/autoanchor.py``: for boxes ``wh`` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 
 YOLO_THR = 4.0
 
 
-def _err(fieldname: str, value: Any, why: str) -> RFSweepError:
-    return RFSweepError(f"field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+_err = field_error
 
 
 

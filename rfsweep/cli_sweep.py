@@ -8,7 +8,7 @@ import sys
 import click
 
 from rfsweep.cli import friendly, main
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import RFSweepError, field_error
 
 SPACE_OPTIONS = [
     click.option("--space", "space_file", type=click.Path(dir_okay=False),
@@ -213,7 +213,7 @@ def show(file, arch_id, fmt):
     try:
         idx = space.decode(arch_id)
     except RFSweepError:
-        raise RFSweepError(f"field 'arch_id': value {arch_id}: not in this file's space (0..{space.size - 1})") from None
+        raise field_error("arch_id", arch_id, f"not in this file's space (0..{space.size - 1})") from None
     net_spec = space.network_spec(idx, name=f"arch {arch_id}")
     if fmt == "spec":
         click.echo(json.dumps(net_spec, indent=1))

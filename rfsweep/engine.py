@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
 
@@ -159,7 +159,7 @@ class _Threads:
         numba.set_parallel_chunksize(1)
         if self.threads:
             if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
-                raise RFSweepError(f"field 'threads': value {self.threads}: must be in 1..{numba.config.NUMBA_NUM_THREADS}")
+                raise field_error("threads", self.threads, f"must be in 1..{numba.config.NUMBA_NUM_THREADS}")
             numba.set_num_threads(self.threads)
         return self
 

@@ -8,16 +8,15 @@ tests run the CUDA kernels on machines without one.
 
 from __future__ import annotations
 
-import json
 
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import RFSweepError, field_error
 
 DEVICES = ("cpu", "cuda", "auto")
 INSTALL_HINT = "install rfsweep[cuda] with numba-cuda[cu12] or numba-cuda[cu13], and an NVIDIA driver"
 
 
 def _device_error(device: str, why: str) -> RFSweepError:
-    return RFSweepError(f"field 'device': value {json.dumps(device)}: {why}")
+    return field_error("device", device, why)
 
 
 def cuda_problem() -> str | None:

@@ -9,7 +9,7 @@ import os
 import tempfile
 
 from rfsweep.analyze import LayerResult, axis_values, fmt_number, plain
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import RFSweepError, field_error
 from rfsweep.spec import Network
 
 JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
@@ -145,7 +145,7 @@ def save_figure(fig, path: str, dpi: int) -> None:
         fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
     except OSError as exc:
         plt.close(fig)
-        raise RFSweepError(f"field 'plot': value {path!r}: cannot write there ({exc.strerror})") from None
+        raise field_error("plot", path, f"cannot write there ({exc.strerror})") from None
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rfsweep.engine import Batch
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import OP_CODES, Space
 
@@ -44,7 +44,7 @@ LAYOUTS = ("full", "compact")
 def schema(space: Space, extra: list[pa.Field] | None = None, layout: str = "full") -> pa.Schema:
     """Output columns; the compact layout leaves out the per-layer lists (arch_id decodes them)."""
     if layout not in LAYOUTS:
-        raise RFSweepError(f"field 'columns': value {json.dumps(layout)}: must be full or compact")
+        raise field_error("columns", layout, "must be full or compact")
     rf_t = _int_type(space.rf_bound)
     def lst(value_type):
         return pa.list_(pa.field("item", value_type, nullable=False))
@@ -158,7 +158,7 @@ class ParquetSink:
         self.path = os.path.abspath(path)
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
-            raise RFSweepError(f"field 'output': value {json.dumps(path)}: directory does not exist")
+            raise field_error("output", path, "directory does not exist")
         fd, self.tmp = tempfile.mkstemp(prefix=".rfsweep-", suffix=".parquet.tmp", dir=directory)
         os.close(fd)
         self.schema = sch.with_metadata(meta)
@@ -183,7 +183,7 @@ class ParquetSink:
 
     def _check(self) -> None:
         if self.error is not None:
-            raise RFSweepError(f"field 'output': value {json.dumps(self.path)}: write failed: {self.error}")
+            raise field_error("output", self.path, f"write failed: {self.error}")
 
     def write(self, table: pa.Table) -> None:
         self._check()
@@ -229,7 +229,7 @@ def read_spec(path: str) -> dict:
     try:
         meta = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
-        raise RFSweepError(f"field 'file': value {json.dumps(str(path))}: not a readable Parquet file ({exc})") from None
+        raise field_error("file", str(path), f"not a readable Parquet file ({exc})") from None
     if META_KEY not in meta:
-        raise RFSweepError(f"field 'file': value {json.dumps(str(path))}: has no rfsweep.spec metadata")
+        raise field_error("file", str(path), "has no rfsweep.spec metadata")
     return json.loads(meta[META_KEY])

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 
 INT63 = 2 ** 62
@@ -72,8 +72,7 @@ CONSTRAINT_KEYS = ("target_rf", "tolerance", "rf_min", "rf_max", "min_out_size",
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
 
 
-def bad(fieldname: str, value: Any, why: str) -> RFSweepError:
-    return RFSweepError(f"field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+bad = field_error
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rfsweep.errors import SpecError
+from rfsweep.errors import SpecError, field_error
 
 CONV_OPS = ("conv", "deconv")
 POOL_OPS = ("maxpool", "avgpool")
@@ -79,8 +79,8 @@ def _where(layer: str | None) -> str:
 
 
 def fail(layer: str | None, fieldname: str, value: Any, why: str) -> SpecError:
-    """The one-line error every check raises: layer, field, value, reason."""
-    return SpecError(f"{_where(layer)}field '{fieldname}': value {json.dumps(value, default=str)}: {why}")
+    """The one-line error every spec check raises: layer, field, value, reason."""
+    return field_error(fieldname, value, why, layer=layer, cls=SpecError)
 
 
 def _int(layer, fieldname, value, minimum):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path neve
 
 from rfsweep import engine, sink
 from rfsweep.engine import Batch, Stats
-from rfsweep.errors import RFSweepError
+from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, build_space
 
@@ -133,10 +133,10 @@ def count_details(space: Space | dict | None = None, *, device: str = "cpu", thr
     if method == "auto":
         method = count_method(sp)
     if method not in ("dp", "enumerate"):
-        raise RFSweepError(f"field 'method': value {method!r}: must be auto, dp or enumerate")
+        raise field_error("method", method, "must be auto, dp or enumerate")
     if method == "dp" and count_method(sp) != "dp":
-        raise RFSweepError("field 'method': value \"dp\": this space has constraints the programme cannot count "
-                           "(params, MACs, unproductive) or is too large for it; use enumerate")
+        raise field_error("method", "dp", "this space has constraints the programme cannot count (params, MACs, "
+                          "unproductive, min convs, anchors) or is too large for it; use enumerate")
     t0 = time.perf_counter()
     if method == "dp":
         hist = rf_histogram(sp, sp.rf_min, sp.rf_max)
@@ -175,7 +175,7 @@ def _sort_key(out: np.ndarray, space: Space, sort: str) -> np.ndarray:
         return np.abs(2 * out[:, lm.O_RF] - target2)
     if sort == "erf":
         return -out[:, lm.O_ERF]  # largest effective RF first
-    raise RFSweepError(f"field 'sort': value {sort!r}: must be one of {', '.join(SORT_KEYS)}")
+    raise field_error("sort", sort, f"must be one of {', '.join(SORT_KEYS)}")
 
 
 class TopK:
@@ -201,10 +201,9 @@ class TopK:
 def _batches(space: Space, limit: int | None, sort: str | None, **kw) -> Iterator[Batch]:
     """Survivor batches: all of them in depth-first order, or the best ``limit`` by ``sort``."""
     if sort is not None and limit is None:
-        raise RFSweepError(f"field 'sort': value {sort!r}: needs --limit (sorting every survivor would hold "
-                           "them all in memory)")
+        raise field_error("sort", sort, "needs --limit (sorting every survivor would hold them all in memory)")
     if limit is not None and limit < 1:
-        raise RFSweepError(f"field 'limit': value {limit}: must be >= 1")
+        raise field_error("limit", limit, "must be >= 1")
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
     if limit is None:
         yield from engine.iter_batches(space, **kw)
