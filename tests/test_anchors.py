@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from rfsweep import anchors as anc
+from rfsweep.errors import RFSweepError
 from rfsweep import boxes as boxmod
 from rfsweep import export as exportmod
 from rfsweep.cli import main
@@ -53,7 +54,7 @@ def test_ssd_rule_linear_scales_and_extra_box():
 def test_ssd_non_square_image_scales_each_side():
     (level,) = anc.rule_anchors("ssd", [(8, 8)], ratios=[1], image_size=(200, 400))
     assert level[0] == pytest.approx((0.2 * 400, 0.2 * 200))  # [w, h]
-    with pytest.raises(anc.RFSweepError, match="input-size"):
+    with pytest.raises(RFSweepError, match="input-size"):
         anc.rule_anchors("ssd", [(8, 8)])
 
 
