@@ -1,4 +1,4 @@
-"""The sweep engine against the plain-Python enumerator (tests/naive_sweep.py), on small spaces."""
+"""The sweep engine against the plain-Python enumerator (second part of tests/naive.py), on small spaces."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naive_sweep import evaluate_candidate, level_tap, naive_search
+from naive import evaluate_candidate, level_tap, naive_search
 from rfsweep import analyze, sweep
 from rfsweep.cli import main
 from rfsweep.engine import Stats, iter_batches
