@@ -371,3 +371,27 @@ def test_readme_search_examples_run(tmp_path):
     assert callable(rfsweep.search) and callable(rfsweep.count) and callable(rfsweep.search_to_parquet)
     assert rfsweep.count(depth=3, kernels=[1, 3], rf_min=5, rf_max=9) == sweep.count(
         build_space(dict(depth=3, kernels=[1, 3], rf_min=5, rf_max=9)))
+
+
+def test_ctrl_c_leaves_no_file(tmp_path):
+    """SIGINT in the middle of a real search: exit code 130, one line, no output and no temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r7.parquet"
+    cmd = [sys.executable, "-c", "from rfsweep.cli import main; main()", "search", "--depth", "7", "--ops", "conv",
+           "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3", "--channels", "32",
+           "--rf-min", "200", "--rf-max", "250", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".rfsweep-*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    time.sleep(0.5)  # let it write a slab or two
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
+    assert list(tmp_path.iterdir()) == []
