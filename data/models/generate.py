@@ -87,8 +87,12 @@ def slim_alexnet_v2() -> Net:
         net.add(name, "conv", kernel=3, padding="tf_same", channels=ch)
         net.add(name + "/Relu", "relu")
     net.feature_layer = net.add("pool5", "maxpool", kernel=3, stride=2, padding="valid")
-    # Fully connected layers written as convolutions.
-    net.add("fc6", "conv", kernel=5, padding="valid", channels=4096)
+    return _slim_fc_head(net, fc6_kernel=5)  # fully connected layers written as convolutions
+
+
+def _slim_fc_head(net: Net, fc6_kernel: int) -> Net:
+    """TF-Slim's fully connected head as convolutions: fc6 (VALID), fc7 and fc8 (1x1), with ReLU and dropout."""
+    net.add("fc6", "conv", kernel=fc6_kernel, padding="valid", channels=4096)
     net.add("fc6/Relu", "relu")
     net.add("dropout6", "dropout")
     net.add("fc7", "conv", kernel=1, padding="tf_same", channels=4096)
@@ -109,14 +113,7 @@ def slim_vgg_16() -> Net:
             net.add(name + "/Relu", "relu")
         net.add(f"pool{block}", "maxpool", kernel=2, stride=2, padding="valid")
     net.feature_layer = "pool5"
-    net.add("fc6", "conv", kernel=7, padding="valid", channels=4096)  # fc_conv_padding='VALID'
-    net.add("fc6/Relu", "relu")
-    net.add("dropout6", "dropout")
-    net.add("fc7", "conv", kernel=1, padding="tf_same", channels=4096)
-    net.add("fc7/Relu", "relu")
-    net.add("dropout7", "dropout")
-    net.add("fc8", "conv", kernel=1, padding="tf_same", channels=1000)
-    return net
+    return _slim_fc_head(net, fc6_kernel=7)  # fc_conv_padding='VALID'
 
 
 # mobilenet_v1._CONV_DEFS: (kind, stride, depth); every kernel is 3x3.
