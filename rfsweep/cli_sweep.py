@@ -85,7 +85,7 @@ def _human(n: float) -> str:
               help="Order for --limit: fewest params/MACs, closest rf, or largest ERF first.")
 @click.option("--columns", type=click.Choice(["full", "compact"]), default="full", show_default=True,
               help="compact leaves out the per-layer list columns (arch_id + `rfsweep show` decode them); "
-                   "it writes ~4x faster.")
+                   "the R7 search writes ~3x faster.")
 @friendly
 def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
     """Enumerate candidate stacks and keep those meeting the constraints.
@@ -97,6 +97,7 @@ def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
     \b
     Examples:
       rfsweep search --target-rf 224 -o candidates.parquet
+      rfsweep search --target-rf 224 --min-convs 5 --sort params --limit 1000 -o best.parquet
       rfsweep search --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 \\
           --channels 32 --rf-min 223 --rf-max 225 -o r7.parquet
       rfsweep search --target-rf 224 --tolerance 4 --max-params 2e6 --jump 32 --limit 100 --sort params
