@@ -20,7 +20,7 @@ from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
 
-SLAB_ROWS = 1 << 20  # ~1M rows: one Parquet row group per slab (pyarrow writes a group per table)
+SLAB_ROWS = 1 << 20  # ~1M rows a slab; the sink cuts it into Parquet row groups of 512K (sink.ROW_GROUP_ROWS)
 CHUNK_TASKS = 1 << 16
 TASKS_PER_THREAD = 512
 
