@@ -145,7 +145,7 @@ def _nothing(space, summary) -> str:
     below, above = summary["nearest_rf_below"], summary["nearest_rf_above"]
     text = f"no candidate matches rf {window}"
     if below or above:
-        text += (f"; nearest reachable RFs in this space (jump and out-size constraints kept, budgets ignored): "
+        text += (f"; nearest reachable RFs in this space (jump and out-size constraints kept; budgets, --min-convs, --anchors and --no-unproductive ignored): "
                  f"below {', '.join(map(str, below)) or 'none'}, above {', '.join(map(str, above)) or 'none'}")
     if space.rf_min % 2 == 0 and all(c.kernel % 2 == 1 for p in space.positions for c in p):
         text += "; with odd kernels every rf is odd: add --tolerance or an even (pool) kernel"
