@@ -51,10 +51,6 @@ SPACE_OPTIONS = [
     click.option("--threads", type=int, help="CPU threads (default: all cores)."),
     click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
 ]
-SETTING_NAMES = ["depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
-                 "width", "max_width", "padding", "input_size", "in_channels", "bias", "target_rf", "tolerance",
-                 "rf_min", "rf_max", "min_out_size", "max_params", "max_macs", "jump", "max_rf_ratio",
-                 "no_unproductive", "min_convs", "anchors", "anchor_rf", "anchor_erf"]
 
 
 def space_options(fn):
@@ -64,10 +60,10 @@ def space_options(fn):
 
 
 def _space(kwargs):
-    from rfsweep.space import build_space, load_space_file
+    from rfsweep.space import DEFAULTS, build_space, load_space_file
 
     settings = load_space_file(kwargs["space_file"]) if kwargs.get("space_file") else {}
-    for name in SETTING_NAMES:
+    for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)
         if kwargs.get(name) is not None:
             settings[name] = kwargs[name]
     return build_space(settings)

@@ -12,11 +12,10 @@ the choice indices read as digits (position 0 most significant) of radices ``n_c
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +64,6 @@ DEFAULTS: dict[str, Any] = {
     "anchor_rf": "1:4",
     "anchor_erf": "1",
 }
-SPACE_KEYS = ("depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels",
-              "width", "max_width", "padding", "input_size", "in_channels", "bias", "positions")
-CONSTRAINT_KEYS = ("target_rf", "tolerance", "rf_min", "rf_max", "min_out_size", "max_params", "max_macs",
-                   "jump", "max_rf_ratio", "no_unproductive", "min_convs", "anchors", "anchor_rf", "anchor_erf")
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
 
 
@@ -313,8 +308,6 @@ class Space:
                 raise bad("space", self.settings.get("depth"),
                           f"{what} {value:.3e} does not fit in int64; narrow the space (depth, kernels, strides)")
 
-    def to_json(self) -> str:
-        return json.dumps(self.settings, sort_keys=True)
 
 
 # ---------------------------------------------------------------- parsing
@@ -565,9 +558,4 @@ def parse_levels(anchors: Any, anchor_rf: Any, anchor_erf: Any) -> tuple[Level, 
     return tuple(levels)
 
 
-def space_from_json(text: str) -> Space:
-    """Rebuild a Space from the settings stored in a Parquet file's metadata."""
-    return build_space(json.loads(text))
-
-
-__all__ = ["Space", "Choice", "build_space", "load_space_file", "space_from_json", "DEFAULTS", "asdict"]
+__all__ = ["Space", "Choice", "Level", "build_space", "load_space_file", "DEFAULTS"]

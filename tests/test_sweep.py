@@ -395,3 +395,14 @@ def test_ctrl_c_leaves_no_file(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
+    """No flag parsed and ignored: each search/count option is a setting (or a run option), and back."""
+    from rfsweep.space import DEFAULTS
+
+    run_options = {"space_file", "device", "threads", "as_json", "output", "limit", "sort", "columns", "method"}
+    for command in ("search", "count"):
+        params = {p.name for p in main.commands[command].params} - {"help"}
+        assert set(DEFAULTS) - {"positions"} <= params, command
+        assert params - set(DEFAULTS) <= run_options, command
