@@ -71,7 +71,7 @@ def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
     arrays = space.kernel_arrays()
     cons = arrays["cons"].copy()
     cons[lm.C_RF_MIN] = rf_min
-    cap = rf_min if rf_max is None else min(rf_max, space.rf_bound)
+    cap = dp_cap(space, rf_min, rf_max)
     cons[lm.C_RF_MAX] = space.rf_bound if rf_max is None else cap
     if cap < rf_min:
         return [0] * (rf_min + 1)
@@ -86,6 +86,11 @@ def _exact(low: int, approx: float) -> int:
     return low + (1 << 64) * round((approx - low) / float(1 << 64))
 
 
+def dp_cap(space: Space, rf_min: int, rf_max: int | None) -> int:
+    """The programme's last rf bucket: the upper bound when there is one, else rf_min (saturating)."""
+    return rf_min if rf_max is None else min(rf_max, space.rf_bound)
+
+
 def dp_cells(space: Space, cap: int) -> int:
     nd = space.input_size + 1 if space.padding == "valid" else 1
     return len(_jump_tables(space)[0]) * (cap + 1) * nd
@@ -96,8 +101,7 @@ def count_method(space: Space) -> str:
     if (space.max_params is not None or space.max_macs is not None or space.no_unproductive or space.levels
             or space.min_convs):
         return "enumerate"
-    cap = space.rf_min if space.rf_max is None else min(space.rf_max, space.rf_bound)
-    if dp_cells(space, cap) > DP_CELLS_MAX:
+    if dp_cells(space, dp_cap(space, space.rf_min, space.rf_max)) > DP_CELLS_MAX:
         return "enumerate"
     return "dp"
 
