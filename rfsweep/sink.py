@@ -44,7 +44,7 @@ LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
 LAYOUTS = ("full", "compact")
 
 
-def schema(space: Space, extra: list[pa.Field] | None = None, layout: str = "full") -> pa.Schema:
+def schema(space: Space, layout: str = "full") -> pa.Schema:
     """Output columns; the compact layout leaves out the per-layer lists (arch_id decodes them)."""
     if layout not in LAYOUTS:
         raise field_error("columns", layout, "must be full or compact")
@@ -76,7 +76,7 @@ def schema(space: Space, extra: list[pa.Field] | None = None, layout: str = "ful
         fields += [(f"s{lv.stride}_tap", pa.int8()), (f"s{lv.stride}_rf", rf_t),
                    (f"s{lv.stride}_erf_sigma", pa.float64())]
     # nothing is ever null: non-nullable fields write ~30% faster (no definition levels to encode)
-    return pa.schema([pa.field(name, typ, nullable=False) for name, typ in fields] + (extra or []))
+    return pa.schema([pa.field(name, typ, nullable=False) for name, typ in fields])
 
 
 def metadata(space: Space, extra: dict | None = None) -> dict[bytes, bytes]:
@@ -112,8 +112,8 @@ class LayerTables:
                               sp.max_width)
 
 
-def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema,
-             extra: dict[str, np.ndarray] | None = None) -> pa.Table:
+def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) -> pa.Table:
+    """One batch as an Arrow table of schema ``sch`` (full or compact layout)."""
     out = batch.out
     depth = out[:, lm.O_DEPTH]
     cols = {}
@@ -145,8 +145,6 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema,
         cols[f"s{lv.stride}_tap"] = pa.array(out[:, base], pa.int8())
         cols[f"s{lv.stride}_rf"] = pa.array(out[:, base + 1], sch.field(f"s{lv.stride}_rf").type)
         cols[f"s{lv.stride}_erf_sigma"] = pa.array(np.sqrt(out[:, base + 2] / 12.0), pa.float64())
-    for name, values in (extra or {}).items():
-        cols[name] = pa.array(values, sch.field(name).type)
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
