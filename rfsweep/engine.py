@@ -67,6 +67,18 @@ def _backend(device: str):
     return gpu.backend(device)
 
 
+def kernels_cached() -> bool:
+    """Whether the CPU kernels' compiled code is in numba's on-disk cache (False: the first call compiles)."""
+    import os
+
+    from rfsweep.kernels import cpu
+
+    try:
+        return os.path.exists(cpu.run_tasks._cache._cache_file._index_path)
+    except AttributeError:  # numba's cache internals moved: say nothing rather than guess
+        return True
+
+
 def task_depth(space: Space, threads: int) -> int:
     """Prefix length of the first cut: enough tasks to balance the threads, no deeper than needed."""
     want = max(64, threads * TASKS_PER_THREAD)
