@@ -67,6 +67,21 @@ def main():
       rfsweep search --target-rf 224 -o candidates.parquet
       rfsweep count --depth 10 --rf-min 200 --rf-max 250
     """
+    _diagnostics_to_stderr()
+
+
+def _diagnostics_to_stderr() -> None:
+    """The library's notes (logger 'rfsweep', e.g. a first-run compile) go to stderr as plain lines."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        def emit(self, record):  # the stream of the moment (tests swap it per invocation)
+            click.echo(record.getMessage(), err=True)
+
+    log = logging.getLogger("rfsweep")
+    if not any(isinstance(h, ToStderr) or type(h).__name__ == "ToStderr" for h in log.handlers):
+        log.addHandler(ToStderr())
+        log.setLevel(logging.INFO)
 
 
 @main.command()

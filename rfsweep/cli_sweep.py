@@ -60,17 +60,13 @@ def space_options(fn):
 
 
 def _space(kwargs):
-    from rfsweep.engine import kernels_cached
     from rfsweep.space import DEFAULTS, build_space, load_space_file
 
     settings = load_space_file(kwargs["space_file"]) if kwargs.get("space_file") else {}
     for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)
         if kwargs.get(name) is not None:
             settings[name] = kwargs[name]
-    space = build_space(settings)
-    if kwargs.get("device", "cpu") == "cpu" and not kernels_cached():  # only once the input is valid
-        click.echo("compiling the numba kernels (once per install, about 10 s)...", err=True)
-    return space
+    return build_space(settings)
 
 
 def _human(n: float) -> str:

@@ -9,6 +9,7 @@ number of threads or the device.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import numpy as np
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
+
+log = logging.getLogger("rfsweep")
 
 SLAB_ROWS = 1 << 20  # ~1M rows a slab; the sink cuts it into Parquet row groups of 512K (sink.ROW_GROUP_ROWS)
 CHUNK_TASKS = 1 << 16
@@ -126,6 +129,8 @@ class _Runner:
     def __init__(self, space: Space, device: str, stats: Stats):
         self.space = space
         self.backend, stats.device = _backend(device)
+        if stats.device == "cpu" and not kernels_cached():
+            log.info("compiling the numba kernels (once per install, about 10 s)...")
         self.arrays = space.kernel_arrays()
         self.dummy_out = np.zeros((1, lm.NO), np.int64)
         self.dummy_ch = np.zeros((1, max(1, space.depth_max)), np.int16)
