@@ -6,10 +6,10 @@ import csv
 import io
 import math
 import os
-import tempfile
 
 from rfsweep.analyze import LayerResult, axis_values, fmt_number, plain
 from rfsweep.errors import RFSweepError, field_error
+from rfsweep.files import reserve_beside
 from rfsweep.spec import Network
 
 JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
@@ -140,15 +140,13 @@ def pyplot():
 def save_figure(fig, path: str, dpi: int) -> None:
     """Save a figure atomically (a temporary file beside ``path``, renamed when complete) and close it."""
     plt = pyplot()
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+        tmp = reserve_beside(path, ".tmp.png")
     except OSError as exc:
         plt.close(fig)
         raise field_error("plot", path, f"cannot write there ({exc.strerror})") from None
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
+        fig.savefig(tmp, dpi=dpi, format="png")
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import tempfile
 import threading
 
 import numpy as np
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 
 from rfsweep.engine import Batch
 from rfsweep.errors import field_error
+from rfsweep.files import reserve_beside
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import OP_CODES, Space
 
@@ -160,8 +160,7 @@ class ParquetSink:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise field_error("output", path, "directory does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=".rfsweep-", suffix=".parquet.tmp", dir=directory)
-        os.close(fd)
+        self.tmp = reserve_beside(self.path, ".parquet.tmp")
         self.schema = sch.with_metadata(meta)
         self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd", compression_level=1,
                                        use_dictionary=["op", "padding"], write_statistics=False)

@@ -406,3 +406,12 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         params = {p.name for p in main.commands[command].params} - {"help"}
         assert set(DEFAULTS) - {"positions"} <= params, command
         assert params - set(DEFAULTS) <= run_options, command
+
+
+def test_output_has_the_permissions_of_any_new_file(tmp_path):
+    """The temporary name must not leave the result private (mkstemp's 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path = tmp_path / "out.parquet"
+    sweep.search_to_parquet(str(path), build_space(SPACES["min_out"]))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
