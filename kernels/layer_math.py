@@ -22,8 +22,10 @@ from numba.extending import register_jitable
 # still (0.27 s, 2.1 s, 0.88 s) but made the first compile take 49 s instead of 7 s: not taken.
 
 # choice fields
-F_OP, F_K, F_S, F_D, F_C = 0, 1, 2, 3, 4
-NF = 5
+F_OP, F_K, F_S, F_D, F_C, F_ROLE = 0, 1, 2, 3, 4, 5
+NF = 6
+# F_ROLE bits: the choice may be followed by more layers (body), may be a candidate's last layer (head)
+ROLE_BODY, ROLE_HEAD = 1, 2
 OP_CONV, OP_MAXPOOL, OP_AVGPOOL = 0, 1, 2
 CH_PASS = -1  # pools: channels pass through
 CH_WIDTH = -2  # conv channels from the width rule
@@ -207,9 +209,11 @@ def levels_step(st, t, anchors, cons):
 
 
 @register_jitable(_nrt=False)
-def survives(st, t, jumps, anchors, cons):
+def survives(st, t, choices, jumps, anchors, cons):
     """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
     if t < cons[C_DMIN]:
+        return False
+    if choices[t - 1, st[t, S_IDX], F_ROLE] & ROLE_HEAD == 0:
         return False
     if st[t, S_RF] < cons[C_RF_MIN] or st[t, S_NCONV] < cons[C_MIN_CONVS]:
         return False
@@ -324,7 +328,7 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
         for u in range(t + 1, plen):
             if prefix[u] != 0:
                 owned = False
-        if (owned or t + 1 == plen) and t + 1 >= dmin:
+        if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
         if not child(st, t, choices, t, c, cons):
             return count
@@ -334,15 +338,17 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
             return count
         if not feasible(st, t + 1, growth, cons):
             return count
-        if t + 1 < plen and owned and survives(st, t + 1, jumps, anchors, cons):
+        if t + 1 < plen and owned and survives(st, t + 1, choices, jumps, anchors, cons):
             emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
             count += 1
-    if survives(st, plen, jumps, anchors, cons):
+        if t + 1 < plen and choices[t, c, F_ROLE] & ROLE_BODY == 0:
+            return count  # a head-only layer ends every candidate through it
+    if survives(st, plen, choices, jumps, anchors, cons):
         emit(mode, st, plen, out, out_ch, row0 + count, dep_off, anchors, cons)
         count += 1
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
     # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
-    if plen >= dmax:
+    if plen >= dmax or (plen > 0 and choices[plen - 1, prefix[plen - 1], F_ROLE] & ROLE_BODY == 0):
         return count
     depth = plen
     cur = 0
@@ -358,18 +364,20 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
                 continue
             if depth + 1 == dmax and rf_next < cons[C_RF_MIN]:
                 continue
-            if depth + 1 >= dmin:
+            role = choices[depth, c, F_ROLE]
+            if depth + 1 >= dmin and role & ROLE_HEAD:
                 st[0, S_IDX] += 1
             if child(st, depth, choices, depth, c, cons):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
                 if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and feasible(st, depth + 1, growth, cons) and \
                         levels_step(st, depth, anchors, cons):
-                    if survives(st, depth + 1, jumps, anchors, cons):
+                    if survives(st, depth + 1, choices, jumps, anchors, cons):
                         emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
                         count += 1
-                    depth += 1
-                    cur = 0
+                    if role & ROLE_BODY:
+                        depth += 1
+                        cur = 0
         else:
             if depth == plen:
                 break

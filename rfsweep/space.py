@@ -24,8 +24,9 @@ import numpy as np
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 
-INT63 = 2 ** 62
-REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability table  # every bound the kernels can reach must stay below this (int64 wraps silently)
+INT63 = 2 ** 62  # every bound the kernels can reach must stay below this (int64 wraps silently)
+REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability table
+ROLE_BODY, ROLE_HEAD = lm.ROLE_BODY, lm.ROLE_HEAD
 POOL_OPS = ("maxpool", "avgpool")
 SEARCH_OPS = ("conv",) + POOL_OPS
 OP_CODES = {"conv": lm.OP_CONV, "maxpool": lm.OP_MAXPOOL, "avgpool": lm.OP_AVGPOOL}
@@ -120,7 +121,18 @@ class Space:
     target_rf: int | None
     min_convs: int = 0
     levels: tuple[Level, ...] = ()
+    # roles[p][c]: bit 1, the choice may be followed by more layers; bit 2, it may be a candidate's
+    # last layer. All 3 unless a head (positions index -1) gives the last layer its own choices.
+    roles: list[list[int]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.roles:
+            self.roles = [[ROLE_BODY | ROLE_HEAD] * len(p) for p in self.positions]
+
+    @property
+    def has_head(self) -> bool:
+        return any(r != ROLE_BODY | ROLE_HEAD for rs in self.roles for r in rs)
 
     @property
     def out_width(self) -> int:
@@ -133,12 +145,20 @@ class Space:
         return [len(p) for p in self.positions]
 
     def depth_size(self, depth: int) -> int:
+        """arch_ids reserved for one depth: the product of the radices (mixed-radix numbering)."""
         return math.prod(self.radices[:depth])
+
+    @property
+    def id_space(self) -> int:
+        """arch_ids run over [0, id_space); without a head every id is a candidate."""
+        return sum(self.depth_size(d) for d in range(self.depth_min, self.depth_max + 1))
 
     @property
     def size(self) -> int:
         """Number of candidates (Python int, exact)."""
-        return sum(self.depth_size(d) for d in range(self.depth_min, self.depth_max + 1))
+        body = [sum(1 for r in rs if r & ROLE_BODY) for rs in self.roles]
+        head = [sum(1 for r in rs if r & ROLE_HEAD) for rs in self.roles]
+        return sum(math.prod(body[:d - 1]) * head[d - 1] for d in range(self.depth_min, self.depth_max + 1))
 
     def depth_offsets(self) -> list[int]:
         """arch_id of the first candidate of each depth (index = depth; 0 below depth_min)."""
@@ -148,6 +168,12 @@ class Space:
             if d >= self.depth_min:
                 acc += self.depth_size(d)
         return out
+
+    def is_candidate(self, idx: list[int]) -> bool:
+        """Every layer but the last may be followed, and the last may end a candidate."""
+        return (self.depth_min <= len(idx) <= self.depth_max
+                and all(self.roles[p][c] & ROLE_BODY for p, c in enumerate(idx[:-1]))
+                and bool(self.roles[len(idx) - 1][idx[-1]] & ROLE_HEAD))
 
     def growth(self) -> list[int]:
         """growth[t]: the most rf the layers at positions t.. can add, in units of the jump at t."""
@@ -160,8 +186,8 @@ class Space:
     def decode(self, arch_id: int) -> list[int]:
         """arch_id -> the choice index at each position."""
         arch_id = int(arch_id)
-        if arch_id < 0 or arch_id >= self.size:
-            raise bad("arch_id", arch_id, f"must be in [0, {self.size})")
+        if arch_id < 0 or arch_id >= self.id_space:
+            raise bad("arch_id", arch_id, f"must be in [0, {self.id_space})")
         offsets = self.depth_offsets()
         depth = max(d for d in range(self.depth_min, self.depth_max + 1) if offsets[d] <= arch_id)
         rest = arch_id - offsets[depth]
@@ -169,7 +195,11 @@ class Space:
         for r in reversed(self.radices[:depth]):
             rest, digit = divmod(rest, r)
             digits.append(digit)
-        return digits[::-1]
+        idx = digits[::-1]
+        if not self.is_candidate(idx):
+            raise bad("arch_id", arch_id, "is not a candidate of this space (its last layer is not a head choice, "
+                      "or an earlier one is head-only)")
+        return idx
 
     def encode(self, idx: list[int]) -> int:
         pid = 0
@@ -207,7 +237,7 @@ class Space:
         choices = np.zeros((dmax, width, lm.NF), np.int64)
         for p, options in enumerate(self.positions):
             for c, ch in enumerate(options):
-                choices[p, c] = (OP_CODES[ch.op], ch.kernel, ch.stride, ch.dilation, ch.channels)
+                choices[p, c] = (OP_CODES[ch.op], ch.kernel, ch.stride, ch.dilation, ch.channels, self.roles[p][c])
         cons = np.zeros(lm.NC, np.int64)
         cons[lm.C_RF_MIN] = self.rf_min
         cons[lm.C_RF_MAX] = self.rf_cap
@@ -299,7 +329,7 @@ class Space:
 
     def check_representable(self) -> None:
         """Refuse spaces whose ids or metrics could wrap int64 inside the kernels."""
-        checks = [("space size", self.size), ("largest rf", self.rf_bound), ("largest jump", self.jump_bound),
+        checks = [("space size", self.id_space), ("largest rf", self.rf_bound), ("largest jump", self.jump_bound),
                   ("largest params", self.params_bound()),
                   ("largest MACs", self.params_bound() * self.input_size ** 2),
                   ("largest erf variance x12", self.erf_bound())]
@@ -401,17 +431,37 @@ def _choices(opts: dict[str, Any], where: str) -> list[Choice]:
             for k in pool_kernels:
                 for s in pool_strides:
                     out.append(Choice(op, k, s, 1, lm.CH_PASS))
-    # Canonical order: by the rf a choice adds per unit of jump, d(k-1), then op, kernel, stride,
-    # dilation, channels. The walk relies on it: once a choice overshoots the rf maximum, every later
-    # choice at that position does too, and the loop stops (R7 at [223, 225]: 5x fewer layer updates).
-    out.sort(key=lambda c: (c.dilation * (c.kernel - 1), SEARCH_OPS.index(c.op), c.kernel, c.stride, c.dilation,
-                            c.channels))
+    out.sort(key=_canonical)
     for c in out:
         if c.kernel > 255 or c.stride > 255 or c.dilation > 255:
             raise bad(f"{where}kernels", c.kernel, "kernel, stride and dilation must be at most 255")
     if len(out) > 32767:
         raise bad(f"{where}ops", ops, f"{len(out)} choices at one position; at most 32767")
     return out
+
+
+def _canonical(c: Choice):
+    """Canonical order: by the rf a choice adds per unit of jump, d(k-1), then op, kernel, stride,
+    dilation, channels. The walk relies on it: once a choice overshoots the rf maximum, every later
+    choice at that position does too, and the loop stops (R7 at [223, 225]: 5x fewer layer updates)."""
+    return (c.dilation * (c.kernel - 1), SEARCH_OPS.index(c.op), c.kernel, c.stride, c.dilation, c.channels)
+
+
+def _with_head(positions: list[list[Choice]], head: list[Choice] | None, dmin: int):
+    """Merge the head's choices (the last layer of every candidate, index -1) into each position where a
+    candidate can end, and mark which choices may continue (body) and which may end (head)."""
+    if head is None:
+        return positions, [[ROLE_BODY | ROLE_HEAD] * len(p) for p in positions]
+    merged, roles = [], []
+    for p, body in enumerate(positions):
+        if p + 1 < dmin:  # no candidate ends here
+            merged.append(body)
+            roles.append([ROLE_BODY] * len(body))
+            continue
+        union = sorted(set(body) | set(head), key=_canonical)
+        merged.append(union)
+        roles.append([(ROLE_BODY if c in body else 0) | (ROLE_HEAD if c in head else 0) for c in union])
+    return merged, roles
 
 
 def load_space_file(path: str | Path) -> dict[str, Any]:
@@ -447,6 +497,7 @@ def build_space(settings: dict[str, Any]) -> Space:
 
     base = {k: s[k] for k in ("ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")}
     positions = [list(_choices(base, "")) for _ in range(dmax)]
+    head: list[Choice] | None = None
     raw_positions = s["positions"]
     if not isinstance(raw_positions, list):
         raise bad("positions", raw_positions, "must be a list of tables with an index")
@@ -456,11 +507,17 @@ def build_space(settings: dict[str, Any]) -> Space:
         for key in entry:
             if key not in POSITION_KEYS:
                 raise bad(f"positions.{key}", entry[key], f"unknown field; allowed: {', '.join(POSITION_KEYS)}")
-        idx = _int("positions.index", entry["index"], 0)
+        idx = _int("positions.index", entry["index"], -1)
         if idx >= dmax:
-            raise bad("positions.index", idx, f"must be below the largest depth ({dmax})")
+            raise bad("positions.index", idx, f"must be below the largest depth ({dmax}), or -1 for the last layer")
         opts = {**base, **{k: v for k, v in entry.items() if k != "index"}}
-        positions[idx] = _choices(opts, f"positions[{idx}].")
+        if idx == -1:
+            if head is not None:
+                raise bad("positions.index", idx, "one entry for the last layer (-1)")
+            head = _choices(opts, "positions[-1].")
+        else:
+            positions[idx] = _choices(opts, f"positions[{idx}].")
+    positions, roles = _with_head(positions, head, dmin)
 
     # constraints
     rf_min, rf_max = 1, None
@@ -502,7 +559,7 @@ def build_space(settings: dict[str, Any]) -> Space:
                   rf_max=rf_max, min_out_size=_int("min_out_size", s["min_out_size"], 1),
                   max_params=max_params, max_macs=max_macs, jumps=jumps,
                   no_unproductive=s["no_unproductive"], target_rf=target, levels=levels,
-                  min_convs=_int("min_convs", s["min_convs"], 0), settings=resolved)
+                  min_convs=_int("min_convs", s["min_convs"], 0), roles=roles, settings=resolved)
     if space.max_channels >= 2 ** 31:
         raise bad("channels", space.max_channels, "at most 2^31 - 1 channels")
     space.check_representable()

@@ -99,7 +99,7 @@ def dp_cells(space: Space, cap: int) -> int:
 def count_method(space: Space) -> str:
     """'dp' when every constraint is one the (jump, rf, out-size) programme tracks, else 'enumerate'."""
     if (space.max_params is not None or space.max_macs is not None or space.no_unproductive or space.levels
-            or space.min_convs):
+            or space.min_convs or space.has_head):
         return "enumerate"
     if dp_cells(space, dp_cap(space, space.rf_min, space.rf_max)) > DP_CELLS_MAX:
         return "enumerate"
@@ -126,7 +126,7 @@ def count_details(space: Space | dict | None = None, *, device: str = "cpu", thr
 
     rf, jump and out-size constraints are counted by dynamic programming over (jump, rf, out size)
     states, without enumerating: the cost does not grow with the space. Budgets (params, MACs),
-    --no-unproductive, --min-convs and detector levels need the whole prefix, so they are counted by the pruned
+    --no-unproductive, --min-convs, detector levels and a head (positions index -1) need the whole prefix, so they are counted by the pruned
     enumeration.
     """
     sp = make_space(space, **settings)

@@ -283,6 +283,8 @@ def naive_search(space):
     """[(arch_id, choice indices, metrics)] of every survivor, in depth-first order."""
     rows = []
     for idx in depth_first(space):
+        if not is_candidate(space, idx):
+            continue
         m = evaluate_candidate(space, idx)
         if meets(space, m):
             rows.append((space.encode(idx), idx, m))
@@ -290,4 +292,12 @@ def naive_search(space):
 
 
 def naive_count(space):
-    return sum(1 for idx in depth_first(space) if meets(space, evaluate_candidate(space, idx)))
+    return sum(1 for idx in depth_first(space)
+               if is_candidate(space, idx) and meets(space, evaluate_candidate(space, idx)))
+
+
+def is_candidate(space, idx):
+    """With a head (positions index -1): the last layer is a head choice, the others body choices."""
+    body = [{c for c, r in enumerate(rs) if r & 1} for rs in space.roles]
+    head = [{c for c, r in enumerate(rs) if r & 2} for rs in space.roles]
+    return all(c in body[p] for p, c in enumerate(idx[:-1])) and idx[-1] in head[len(idx) - 1]

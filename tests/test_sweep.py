@@ -41,6 +41,13 @@ SPACES = {
                     input_size=64, anchors="8@2,16@4", anchor_rf="1:3", anchor_erf="0.5"),
     "anchors_open_max": dict(depth="1-4", kernels=[3, 5], strides=[1, 2], input_size=32, anchors="4@1,8@2",
                              anchor_rf="1.5:", anchor_erf="0.25", rf_max=40),
+    "head": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool"], pool_kernels=[2],
+                 input_size=32, rf_min=5, rf_max=30,
+                 positions=[{"index": 0, "ops": ["conv"], "kernels": [5], "strides": [2]},
+                            {"index": -1, "ops": ["conv", "avgpool"], "kernels": [1, 3], "pool_kernels": [3],
+                             "strides": [1], "channels": [10]}]),
+    "head_from_depth_1": dict(depth="1-3", kernels=[3], strides=[1, 2], ops=["conv"], input_size=16, rf_max=20,
+                              positions=[{"index": -1, "kernels": [1], "channels": [7]}]),
     "min_convs": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool", "avgpool"],
                       pool_kernels=[2, 3], input_size=32, min_convs=2, rf_min=6, rf_max=30),
     "ratio_valid_pools": dict(depth="1-3", kernels=[3], pool_kernels=[2], strides=[1, 2], padding="valid",
@@ -415,3 +422,36 @@ def test_output_has_the_permissions_of_any_new_file(tmp_path):
     path = tmp_path / "out.parquet"
     sweep.search_to_parquet(str(path), build_space(SPACES["min_out"]))
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("name", ["head", "head_from_depth_1"])
+def test_head_sets_the_last_layer_of_every_candidate(name):
+    from naive import depth_first, is_candidate
+
+    space = build_space(SPACES[name])
+    assert space.has_head
+    candidates = [idx for idx in depth_first(space) if is_candidate(space, idx)]
+    assert space.size == len(candidates) < space.id_space
+    head = {(c["op"], c.get("channels")) for c in [{"op": "conv", "channels": 10}, {"op": "avgpool"}]}
+    df = sweep.search(space)
+    for row in df.itertuples(index=False):
+        layers = space.layers(space.decode(row.arch_id))
+        if name == "head":
+            assert (layers[-1]["op"], layers[-1].get("channels")) in head
+            assert layers[0]["kernel"] == 5 or len(layers) == 1
+        else:
+            assert layers[-1]["kernel"] == 1 and layers[-1]["channels"] == 7
+            assert all(layer["kernel"] == 3 for layer in layers[:-1])
+    bad_id = next(i for i in range(space.id_space) if not is_candidate(space, _digits(space, i)))
+    with pytest.raises(RFSweepError, match="not a candidate"):
+        space.decode(bad_id)
+
+
+def _digits(space, arch_id):
+    offsets = space.depth_offsets()
+    depth = max(d for d in range(space.depth_min, space.depth_max + 1) if offsets[d] <= arch_id)
+    rest, digits = arch_id - offsets[depth], []
+    for r in reversed(space.radices[:depth]):
+        rest, digit = divmod(rest, r)
+        digits.append(digit)
+    return digits[::-1]
