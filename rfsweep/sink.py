@@ -90,17 +90,11 @@ class LayerTables:
     """Per-position lookup tables (choice index -> op code, kernel, ...) for the list columns."""
 
     def __init__(self, space: Space):
-        width = max(space.radices)
         self.space = space
-        shape = (space.depth_max, width)
-        self.op, self.kernel, self.stride, self.dilation, self.channels = (np.zeros(shape, np.int64) for _ in range(5))
-        for p, options in enumerate(space.positions):
-            for c, ch in enumerate(options):
-                self.op[p, c] = OP_CODES[ch.op]
-                self.kernel[p, c] = ch.kernel
-                self.stride[p, c] = ch.stride
-                self.dilation[p, c] = ch.dilation
-                self.channels[p, c] = ch.channels
+        # slices of the kernels' own choice table: one encoding of the choices
+        choices = space.kernel_arrays()["choices"]
+        self.op, self.kernel, self.stride, self.dilation, self.channels = (
+            np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C))
 
     def flatten(self, choice: np.ndarray, depth: np.ndarray):
         """(offsets, op, kernel, stride, dilation, channels) flat arrays of a batch (kernels.cpu.flatten_layers)."""

@@ -183,8 +183,8 @@ class Space:
         return g
 
     # ---- arch ids ----
-    def decode(self, arch_id: int) -> list[int]:
-        """arch_id -> the choice index at each position."""
+    def digits(self, arch_id: int) -> list[int]:
+        """arch_id -> choice indices, without checking that they name a candidate."""
         arch_id = int(arch_id)
         if arch_id < 0 or arch_id >= self.id_space:
             raise bad("arch_id", arch_id, f"must be in [0, {self.id_space})")
@@ -195,7 +195,11 @@ class Space:
         for r in reversed(self.radices[:depth]):
             rest, digit = divmod(rest, r)
             digits.append(digit)
-        idx = digits[::-1]
+        return digits[::-1]
+
+    def decode(self, arch_id: int) -> list[int]:
+        """arch_id -> the choice index at each position."""
+        idx = self.digits(arch_id)
         if not self.is_candidate(idx):
             raise bad("arch_id", arch_id, "is not a candidate of this space (its last layer is not a head choice, "
                       "or an earlier one is head-only)")
@@ -222,7 +226,7 @@ class Space:
         return out
 
     def width_channels(self, ndown: int) -> int:
-        return min(self.width * 2 ** ndown, self.max_width)
+        return lm.width_channels(self.width, self.max_width, ndown)  # the kernels' own rule
 
     def network_spec(self, idx: list[int], name: str = "candidate") -> dict[str, Any]:
         """A network spec `rfsweep analyze` takes, for one candidate."""

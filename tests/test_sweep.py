@@ -442,16 +442,7 @@ def test_head_sets_the_last_layer_of_every_candidate(name):
         else:
             assert layers[-1]["kernel"] == 1 and layers[-1]["channels"] == 7
             assert all(layer["kernel"] == 3 for layer in layers[:-1])
-    bad_id = next(i for i in range(space.id_space) if not is_candidate(space, _digits(space, i)))
+    bad_id = next(i for i in range(space.id_space) if not is_candidate(space, space.digits(i)))
     with pytest.raises(RFSweepError, match="not a candidate"):
         space.decode(bad_id)
 
-
-def _digits(space, arch_id):
-    offsets = space.depth_offsets()
-    depth = max(d for d in range(space.depth_min, space.depth_max + 1) if offsets[d] <= arch_id)
-    rest, digits = arch_id - offsets[depth], []
-    for r in reversed(space.radices[:depth]):
-        rest, digit = divmod(rest, r)
-        digits.append(digit)
-    return digits[::-1]
