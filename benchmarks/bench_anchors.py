@@ -20,8 +20,16 @@ from rfsweep import __version__
 from rfsweep.engine import Stats, count_by_enumeration
 from rfsweep.space import build_space
 
-R7 = dict(depth=7, ops=["conv"], kernels=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2, 3], channels=[32],
-          padding="same", input_size=224)
+R7 = dict(
+    depth=7,
+    ops=["conv"],
+    kernels=[1, 3, 5, 7],
+    strides=[1, 2],
+    dilations=[1, 2, 3],
+    channels=[32],
+    padding="same",
+    input_size=224,
+)
 LEVELS = dict(anchors="16@4,32@8,64@16", anchor_rf="1:4", anchor_erf="0.5")
 CASES = [
     ("rf [200, 250]", dict(rf_min=200, rf_max=250)),
@@ -63,8 +71,10 @@ def main() -> None:
     args = ap.parse_args()
     threads = args.threads or numba.get_num_threads()
     print(f"rfsweep {__version__}, {time.strftime('%Y-%m-%d')}, {cpu_model()}, {threads} numba threads")
-    print(f"levels: {LEVELS['anchors']} (SIZE@STRIDE), rf/anchor in {LEVELS['anchor_rf']}, "
-          f"2 x erf_sigma >= {LEVELS['anchor_erf']} x anchor\n")
+    print(
+        f"levels: {LEVELS['anchors']} (SIZE@STRIDE), rf/anchor in {LEVELS['anchor_rf']}, "
+        f"2 x erf_sigma >= {LEVELS['anchor_erf']} x anchor\n"
+    )
     print("| case | survivors | evaluated | seconds | candidates/s | vs. without levels |")
     print("|---|---:|---:|---:|---:|---:|")
     base = {}

@@ -26,8 +26,15 @@ import time
 from rfsweep import engine, gpu
 from rfsweep.space import build_space
 
-R7 = {"ops": ["conv"], "kernels": [1, 3, 5, 7], "strides": [1, 2], "dilations": [1, 2, 3], "channels": [32],
-      "padding": "same", "input_size": 224}
+R7 = {
+    "ops": ["conv"],
+    "kernels": [1, 3, 5, 7],
+    "strides": [1, 2],
+    "dilations": [1, 2, 3],
+    "channels": [32],
+    "padding": "same",
+    "input_size": 224,
+}
 TASKS = {"count": (200, 250), "search": (223, 225)}
 
 
@@ -82,10 +89,14 @@ def main(argv=None) -> int:
     if why_not is None and gpu.simulated() and not args.simulator_ok:
         why_not = "NUMBA_ENABLE_CUDASIM=1: the simulator is for tests, not timings"
     have_gpu = why_not is None
-    print(f"R{depth}: depth {depth}, 20 choices a layer, {20 ** depth:,} candidates; host {platform.node()}, "
-          f"{os.cpu_count()} cores, numba {numba.__version__}")
-    print(f"CPU: {threads or numba.config.NUMBA_NUM_THREADS} threads; "
-          f"GPU: {gpu.describe() if have_gpu else 'not available (' + why_not + ')'}")
+    print(
+        f"R{depth}: depth {depth}, 20 choices a layer, {20**depth:,} candidates; host {platform.node()}, "
+        f"{os.cpu_count()} cores, numba {numba.__version__}"
+    )
+    print(
+        f"CPU: {threads or numba.config.NUMBA_NUM_THREADS} threads; "
+        f"GPU: {gpu.describe() if have_gpu else 'not available (' + why_not + ')'}"
+    )
 
     devices = ([] if args.skip_cpu else ["cpu"]) + (["cuda"] if have_gpu else [])
     warm = build_space({**R7, "depth": min(depth, 3), "rf_min": 20, "rf_max": 30})
@@ -100,15 +111,26 @@ def main(argv=None) -> int:
         for device in devices:
             n, dt, name = timed(count if task == "count" else search, space, device, threads, args.repeat)
             got[device] = (n, dt)
-            rows.append((f"{task} rf [{lo}, {hi}]", name, n, dt, space.size / dt, n / dt,
-                         got["cpu"][1] / dt if device == "cuda" and "cpu" in got else None))
+            rows.append(
+                (
+                    f"{task} rf [{lo}, {hi}]",
+                    name,
+                    n,
+                    dt,
+                    space.size / dt,
+                    n / dt,
+                    got["cpu"][1] / dt if device == "cuda" and "cpu" in got else None,
+                )
+            )
         if len(got) == 2 and got["cpu"][0] != got["cuda"][0]:
             print(f"MISMATCH in {task}: cpu {got['cpu'][0]} survivors, cuda {got['cuda'][0]}", file=sys.stderr)
             return 1
 
     print()
-    print(f"{'task':20s} {'device':6s} {'survivors':>12s} {'seconds':>9s} {'candidates/s':>13s} "
-          f"{'survivors/s':>12s} {'gpu/cpu':>8s}")
+    print(
+        f"{'task':20s} {'device':6s} {'survivors':>12s} {'seconds':>9s} {'candidates/s':>13s} "
+        f"{'survivors/s':>12s} {'gpu/cpu':>8s}"
+    )
     for task, name, n, dt, rate, srate, ratio in rows:
         r = f"{ratio:7.1f}x" if ratio is not None else "       -"
         print(f"{task:20s} {name:6s} {n:12,d} {dt:9.3f} {human(rate):>13s} {human(srate):>12s} {r:>8s}")

@@ -58,6 +58,7 @@ NUMPY_CHUNK = 1 << 22
 
 # ------------------------------------------------------------------ helpers
 
+
 def r7(depth: int, window: tuple[int, int], **extra):
     lo, hi = window
     return build_space({**R7, "depth": depth, "rf_min": lo, "rf_max": hi, **extra})
@@ -125,20 +126,38 @@ def machine() -> dict:
         pass
     try:
         root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=root, timeout=10).stdout.strip() or "?"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "rfsweep", "kernels"], capture_output=True,
-                               text=True, cwd=root, timeout=10).stdout.strip()
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, timeout=10
+            ).stdout.strip()
+            or "?"
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "rfsweep", "kernels"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=10,
+        ).stdout.strip()
         commit += " + uncommitted changes to rfsweep/ or kernels/" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = "?"
-    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-            "threading_layer": _threading_layer(), "numba": numba.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "rfsweep": rfsweep.__version__, "commit": commit,
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "threading_layer": _threading_layer(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "rfsweep": rfsweep.__version__,
+        "commit": commit,
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 # ------------------------------------------------------------------ baselines
+
 
 def _layer_tables(space):
     """Per position: rf added per unit of jump (k'-1), stride and k' of every choice, as int64 arrays."""
@@ -207,12 +226,19 @@ def python_count(space, ids) -> int:
 def first_subtree(space):
     """The space with position 0 fixed to its choice 0: its arch ids are the first 20^(D-1) of ``space``."""
     c = space.positions[0][0]
-    pos = {"index": 0, "ops": [c.op], "kernels": [c.kernel], "strides": [c.stride], "dilations": [c.dilation],
-           "channels": [c.channels]}
+    pos = {
+        "index": 0,
+        "ops": [c.op],
+        "kernels": [c.kernel],
+        "strides": [c.stride],
+        "dilations": [c.dilation],
+        "channels": [c.channels],
+    }
     return build_space({**space.settings, "positions": [pos]})
 
 
 # ------------------------------------------------------------------ sections
+
 
 def section_count(args, depth: int, checks: list, targets: list) -> str:
     space = r7(depth, COUNT_WINDOW)
@@ -229,8 +255,15 @@ def section_count(args, depth: int, checks: list, targets: list) -> str:
         stop = sub.size
         got, np_s = best_of(lambda: numpy_count(space, 0, stop), 1)
         np_rate = stop / np_s
-        rows.append((f"NumPy, div/mod decode, chunks of 2^{NUMPY_CHUNK.bit_length() - 1}", stop, got, np_s,
-                     f"first 20^{depth - 1} = {stop:,} ids (1/20 of the space)"))
+        rows.append(
+            (
+                f"NumPy, div/mod decode, chunks of 2^{NUMPY_CHUNK.bit_length() - 1}",
+                stop,
+                got,
+                np_s,
+                f"first 20^{depth - 1} = {stop:,} ids (1/20 of the space)",
+            )
+        )
         want = sweep.count_details(sub, method="dp").count
         checks.append((f"NumPy count on ids [0, {stop:,}) = rfsweep DP count of that subtree ({want:,})", got == want))
 
@@ -240,11 +273,11 @@ def section_count(args, depth: int, checks: list, targets: list) -> str:
         ids = sorted(rng.randrange(size) for _ in range(args.python_sample))
         got, py_s = best_of(lambda: python_count(space, ids), 1)
         py_rate = len(ids) / py_s
-        rows.append(("pure Python loop, rfsweep.arithmetic", len(ids), got, py_s,
-                     f"{len(ids):,} random ids (seed 7)"))
+        rows.append(("pure Python loop, rfsweep.arithmetic", len(ids), got, py_s, f"{len(ids):,} random ids (seed 7)"))
         np_got = _numpy_eval(space, np.array(ids, np.int64), _layer_tables(space))
-        checks.append((f"pure Python count on the {len(ids):,}-id sample = NumPy count on it ({np_got:,})",
-                       got == np_got))
+        checks.append(
+            (f"pure Python count on the {len(ids):,}-id sample = NumPy count on it ({np_got:,})", got == np_got)
+        )
 
     want = EXPECTED.get(("count", depth))
     if want is not None:
@@ -254,25 +287,60 @@ def section_count(args, depth: int, checks: list, targets: list) -> str:
     out = []
     for name, covered, n, s, note in rows:
         r = covered / s
-        out.append([name, note, f"{n:,}", secs(s), rate(r), ratio(r / np_rate) if np_rate else "-",
-                    ratio(r / py_rate) if py_rate else "-"])
+        out.append(
+            [
+                name,
+                note,
+                f"{n:,}",
+                secs(s),
+                rate(r),
+                ratio(r / np_rate) if np_rate else "-",
+                ratio(r / py_rate) if py_rate else "-",
+            ]
+        )
     dp_rate = size / dp_s
-    targets.append((f"count: DP >= {TARGETS['dp_rate']:.0e} candidates/s", dp_rate >= TARGETS["dp_rate"],
-                    f"{dp_rate:.3g}/s"))
+    targets.append(
+        (f"count: DP >= {TARGETS['dp_rate']:.0e} candidates/s", dp_rate >= TARGETS["dp_rate"], f"{dp_rate:.3g}/s")
+    )
     if np_rate:
-        targets.append((f"count: DP >= {TARGETS['dp_over_numpy']:.0f}x NumPy", dp_rate / np_rate >= TARGETS["dp_over_numpy"],
-                        f"{dp_rate / np_rate:,.0f}x; the enumeration: {size / en_s / np_rate:.1f}x"))
-    head = (f"### 1. count, rf in [{COUNT_WINDOW[0]}, {COUNT_WINDOW[1]}], depth {depth} "
-            f"({size:,} candidates)\n\ncandidates/s = ids covered / seconds; x NumPy, x Python: ratio of "
-            "candidates/s.\n\n")
+        targets.append(
+            (
+                f"count: DP >= {TARGETS['dp_over_numpy']:.0f}x NumPy",
+                dp_rate / np_rate >= TARGETS["dp_over_numpy"],
+                f"{dp_rate / np_rate:,.0f}x; the enumeration: {size / en_s / np_rate:.1f}x",
+            )
+        )
+    head = (
+        f"### 1. count, rf in [{COUNT_WINDOW[0]}, {COUNT_WINDOW[1]}], depth {depth} "
+        f"({size:,} candidates)\n\ncandidates/s = ids covered / seconds; x NumPy, x Python: ratio of "
+        "candidates/s.\n\n"
+    )
     return head + table(["method", "ids covered", "survivors", "seconds", "candidates/s", "x NumPy", "x Python"], out)
 
 
 def _cli_flags(depth: int, window: tuple[int, int]) -> list[str]:
-    return ["--depth", str(depth), "--ops", ",".join(R7["ops"]), "--kernels", ",".join(map(str, R7["kernels"])),
-            "--strides", ",".join(map(str, R7["strides"])), "--dilations", ",".join(map(str, R7["dilations"])),
-            "--channels", ",".join(map(str, R7["channels"])), "--padding", R7["padding"],
-            "--input-size", str(R7["input_size"]), "--rf-min", str(window[0]), "--rf-max", str(window[1])]
+    return [
+        "--depth",
+        str(depth),
+        "--ops",
+        ",".join(R7["ops"]),
+        "--kernels",
+        ",".join(map(str, R7["kernels"])),
+        "--strides",
+        ",".join(map(str, R7["strides"])),
+        "--dilations",
+        ",".join(map(str, R7["dilations"])),
+        "--channels",
+        ",".join(map(str, R7["channels"])),
+        "--padding",
+        R7["padding"],
+        "--input-size",
+        str(R7["input_size"]),
+        "--rf-min",
+        str(window[0]),
+        "--rf-max",
+        str(window[1]),
+    ]
 
 
 def _rfsweep_exe() -> list[str]:
@@ -309,8 +377,19 @@ def section_search(args, depth: int, checks: list, targets: list) -> str:
         return n, stats
 
     (n_kernel, kstats), k_s = best_of(kernels_only, args.repeat)
-    rows = [["kernels only: engine.iter_batches(reuse_buffers=True), nothing written", f"{n_kernel:,}", secs(k_s),
-             rate(n_kernel / k_s), rate(size / k_s), "-", "-", "-", "-"]]
+    rows = [
+        [
+            "kernels only: engine.iter_batches(reuse_buffers=True), nothing written",
+            f"{n_kernel:,}",
+            secs(k_s),
+            rate(n_kernel / k_s),
+            rate(size / k_s),
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+    ]
     want = EXPECTED.get(("search", depth))
     if want is not None:
         checks.append((f"search survivors = {want:,}", n_kernel == want))
@@ -328,21 +407,45 @@ def section_search(args, depth: int, checks: list, targets: list) -> str:
                     best = (wall, cpu, summary, path.stat().st_size)
             wall, cpu, summary, nbytes = best
             kept = summary["written"]
-            checks.append((f"`rfsweep search --columns {columns}` wrote {kept:,} rows = kernel survivors",
-                           kept == n_kernel))
-            rows.append([f"`rfsweep search -o FILE --columns {columns}` (child process, wall incl. start-up)",
-                         f"{kept:,}", secs(wall), rate(kept / wall), rate(size / wall), f"{peak / 2**20:,.0f} MiB",
-                         f"{nbytes / 2**20:,.1f} MiB", secs(summary["seconds"]), secs(cpu)])
-            targets.append((f"search --columns {columns}: >= {TARGETS['search_rate']:.0e} survivors/s end to end",
-                            kept / wall >= TARGETS["search_rate"], f"{kept / wall:.3g}/s ({wall:.2f} s)"))
-            targets.append((f"search --columns {columns}: peak RSS < 1 GB", peak < TARGETS["peak_rss"],
-                            f"{peak / 1e9:.3f} GB = {peak / 2**20:,.0f} MiB"))
-    head = (f"### 2. search, rf in [{SEARCH_WINDOW[0]}, {SEARCH_WINDOW[1]}], depth {depth} ({size:,} candidates)"
-            f"\n\nCLI rows: best wall of {max(1, args.cli_repeat)} run(s), peak RSS the largest of them; "
-            "'in-CLI s' is the sweep's own clock (--json summary), without interpreter start-up and imports; "
-            "'CPU s' the child's user + system time (both cores busy: up to 2x wall).\n\n")
-    return head + table(["what", "survivors", "seconds", "survivors/s", "candidates/s", "peak RSS", "file",
-                         "in-CLI s", "CPU s"], rows)
+            checks.append(
+                (f"`rfsweep search --columns {columns}` wrote {kept:,} rows = kernel survivors", kept == n_kernel)
+            )
+            rows.append(
+                [
+                    f"`rfsweep search -o FILE --columns {columns}` (child process, wall incl. start-up)",
+                    f"{kept:,}",
+                    secs(wall),
+                    rate(kept / wall),
+                    rate(size / wall),
+                    f"{peak / 2**20:,.0f} MiB",
+                    f"{nbytes / 2**20:,.1f} MiB",
+                    secs(summary["seconds"]),
+                    secs(cpu),
+                ]
+            )
+            targets.append(
+                (
+                    f"search --columns {columns}: >= {TARGETS['search_rate']:.0e} survivors/s end to end",
+                    kept / wall >= TARGETS["search_rate"],
+                    f"{kept / wall:.3g}/s ({wall:.2f} s)",
+                )
+            )
+            targets.append(
+                (
+                    f"search --columns {columns}: peak RSS < 1 GB",
+                    peak < TARGETS["peak_rss"],
+                    f"{peak / 1e9:.3f} GB = {peak / 2**20:,.0f} MiB",
+                )
+            )
+    head = (
+        f"### 2. search, rf in [{SEARCH_WINDOW[0]}, {SEARCH_WINDOW[1]}], depth {depth} ({size:,} candidates)"
+        f"\n\nCLI rows: best wall of {max(1, args.cli_repeat)} run(s), peak RSS the largest of them; "
+        "'in-CLI s' is the sweep's own clock (--json summary), without interpreter start-up and imports; "
+        "'CPU s' the child's user + system time (both cores busy: up to 2x wall).\n\n"
+    )
+    return head + table(
+        ["what", "survivors", "seconds", "survivors/s", "candidates/s", "peak RSS", "file", "in-CLI s", "CPU s"], rows
+    )
 
 
 def section_scaling(args, depths, checks: list) -> str:
@@ -352,7 +455,9 @@ def section_scaling(args, depths, checks: list) -> str:
     for depth in depths:
         space = r7(depth, SEARCH_WINDOW)
         size = space.size
-        dp_res, dp_s = best_of(lambda: sweep.count_details(space, method="dp", threads=args.threads), max(5, args.repeat))
+        dp_res, dp_s = best_of(
+            lambda space=space: sweep.count_details(space, method="dp", threads=args.threads), max(5, args.repeat)
+        )
         n = dp_res.count
         projected = None if prev is None or prev[0] == 0 else prev[1] * n / prev[0]
         if projected is not None and projected > args.max_enum_seconds:
@@ -369,30 +474,56 @@ def section_scaling(args, depths, checks: list) -> str:
             exact &= stats.evaluated == n
             en_rates = [rate(size / en_s), rate(n / en_s)]
         rows.append([str(depth), f"{size:.3g}", f"{n:,}", secs(dp_s), rate(size / dp_s), en_cell, *en_rates])
-    head = (f"### 3. scaling, rf in [{SEARCH_WINDOW[0]}, {SEARCH_WINDOW[1]}], same 20 choices a layer\n\n"
-            f"Enumeration: one run per depth, skipped when the previous depth's seconds per survivor project "
-            f"more than {args.max_enum_seconds:.0f} s. "
-            + ("The walk evaluated no candidate outside the window at any depth run (pruning is exact), so its "
-               "work is the survivors plus their prefixes.\n\n" if exact else "\n\n"))
-    return head + table(["depth", "space", "survivors", "DP s", "DP candidates/s", "enumerate s",
-                         "enumerate candidates/s", "enumerate survivors/s"], rows)
+    head = (
+        f"### 3. scaling, rf in [{SEARCH_WINDOW[0]}, {SEARCH_WINDOW[1]}], same 20 choices a layer\n\n"
+        f"Enumeration: one run per depth, skipped when the previous depth's seconds per survivor project "
+        f"more than {args.max_enum_seconds:.0f} s. "
+        + (
+            "The walk evaluated no candidate outside the window at any depth run (pruning is exact), so its "
+            "work is the survivors plus their prefixes.\n\n"
+            if exact
+            else "\n\n"
+        )
+    )
+    return head + table(
+        [
+            "depth",
+            "space",
+            "survivors",
+            "DP s",
+            "DP candidates/s",
+            "enumerate s",
+            "enumerate candidates/s",
+            "enumerate survivors/s",
+        ],
+        rows,
+    )
 
 
 # ------------------------------------------------------------------ main
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="depth 5 versions of everything (< 30 s)")
     ap.add_argument("--skip-numpy", action="store_true", help="leave out the NumPy row of the count")
-    ap.add_argument("--python-sample", type=int, help="ids in the pure-Python sample (default 200,000; "
-                    "20,000 with --quick; 0 leaves the row out)")
+    ap.add_argument(
+        "--python-sample",
+        type=int,
+        help="ids in the pure-Python sample (default 200,000; 20,000 with --quick; 0 leaves the row out)",
+    )
     ap.add_argument("--threads", type=int, help="numba threads (default: all cores)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per rfsweep row, the best is kept (default 2)")
     ap.add_argument("--cli-repeat", type=int, default=2, help="runs per CLI row, the best is kept (default 2)")
-    ap.add_argument("--max-enum-seconds", type=float, default=60.0,
-                    help="skip scaling enumerations projected to take longer (default 60)")
-    ap.add_argument("--only", choices=["count", "search", "scaling"], action="append",
-                    help="run only these sections (repeatable)")
+    ap.add_argument(
+        "--max-enum-seconds",
+        type=float,
+        default=60.0,
+        help="skip scaling enumerations projected to take longer (default 60)",
+    )
+    ap.add_argument(
+        "--only", choices=["count", "search", "scaling"], action="append", help="run only these sections (repeatable)"
+    )
     args = ap.parse_args(argv)
     if args.python_sample is None:
         args.python_sample = 20_000 if args.quick else 200_000
@@ -415,13 +546,20 @@ def main(argv=None) -> int:
     m = machine()
     print(f"## rfsweep sweep benchmark ({'quick, depth 5' if args.quick else 'R7'})\n")
     print(f"- date: {m['date']}")
-    print(f"- machine: {m['cores']} cores, {m['cpu']}; numba {m['numba']} with {m['numba_threads']} threads "
-          f"(threading layer {m['threading_layer']}); numpy {m['numpy']}; Python {m['python']}")
+    print(
+        f"- machine: {m['cores']} cores, {m['cpu']}; numba {m['numba']} with {m['numba_threads']} threads "
+        f"(threading layer {m['threading_layer']}); numpy {m['numpy']}; Python {m['python']}"
+    )
     print(f"- rfsweep {m['rfsweep']} (commit {m['commit']})")
-    print(f"- 1-minute load average before the run: {load0:.2f}" + ("  (other work was running: timings may be low)"
-                                                                    if load0 > 0.5 else ""))
-    print(f"- space: conv, kernels 1,3,5,7, strides 1,2, dilations 1,2,3, 32 channels, same padding, input 224: "
-          f"20 choices a layer; depth {depth} = {20 ** depth:,} candidates\n", flush=True)
+    print(
+        f"- 1-minute load average before the run: {load0:.2f}"
+        + ("  (other work was running: timings may be low)" if load0 > 0.5 else "")
+    )
+    print(
+        f"- space: conv, kernels 1,3,5,7, strides 1,2, dilations 1,2,3, 32 channels, same padding, input 224: "
+        f"20 choices a layer; depth {depth} = {20**depth:,} candidates\n",
+        flush=True,
+    )
 
     checks: list[tuple[str, bool]] = []
     targets: list[tuple[str, bool, str]] = []
@@ -440,8 +578,10 @@ def main(argv=None) -> int:
     print("### Checks\n")
     for what, ok in checks:
         print(f"- {'OK' if ok else 'MISMATCH'}: {what}")
-    print(f"\n{time.perf_counter() - t_all:.0f} s in all; 1-minute load average at the end: {_load():.2f} "
-          "(this benchmark alone brings it towards its thread count)")
+    print(
+        f"\n{time.perf_counter() - t_all:.0f} s in all; 1-minute load average at the end: {_load():.2f} "
+        "(this benchmark alone brings it towards its thread count)"
+    )
     return 0 if all(ok for _, ok in checks) else 1
 
 

@@ -8,9 +8,24 @@ import numpy as np
 from numba import njit, prange
 
 from rfsweep.kernels.layer_math import (
-    CH_PASS, CH_WIDTH, width_channels,
-    C_DMAX, C_DMIN, C_MIN_OUT, C_N, C_PAD, C_RF_MAX, C_RF_MIN, F_D, F_K, F_S, NS, PAD_VALID, S_IDX,
-    pad_left, walk_task,
+    C_DMAX,
+    C_DMIN,
+    C_MIN_OUT,
+    C_N,
+    C_PAD,
+    C_RF_MAX,
+    C_RF_MIN,
+    CH_PASS,
+    CH_WIDTH,
+    F_D,
+    F_K,
+    F_S,
+    NS,
+    PAD_VALID,
+    S_IDX,
+    pad_left,
+    walk_task,
+    width_channels,
 )
 
 
@@ -29,8 +44,9 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, gro
     dmax = cons[C_DMAX]
     for i in prange(ntask):
         st = np.empty((dmax + 1, NS), np.int64)
-        counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], choices, nch, cons, jumps, anchors, growth, dep_off,
-                              st, out, out_ch)
+        counts[i] = walk_task(
+            mode, tasks[i], plens[i], rows0[i], choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch
+        )
         if mode == 0:
             rows0[i] = st[0, S_IDX]
     return counts

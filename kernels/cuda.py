@@ -77,8 +77,27 @@ def _subtask(tasks, plens, nch, p, lev, dmax, k, pre):
 
 
 @cuda.jit
-def _count_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, counts, evals, sub_counts,
-                  choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
+def _count_kernel(
+    tasks,
+    plens,
+    p0,
+    nparent,
+    sub_off,
+    lev,
+    nsub,
+    counts,
+    evals,
+    sub_counts,
+    choices,
+    nch,
+    cons,
+    jumps,
+    anchors,
+    growth,
+    dep_off,
+    out,
+    out_ch,
+):
     gid = cuda.grid(1)
     if gid >= nsub:
         return
@@ -105,8 +124,26 @@ def _offsets_kernel(rows0, p0, nparent, sub_off, sub_counts, sub_rows):
 
 
 @cuda.jit
-def _fill_kernel(tasks, plens, p0, nparent, sub_off, lev, nsub, sub_rows, sub_counts,
-                 choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
+def _fill_kernel(
+    tasks,
+    plens,
+    p0,
+    nparent,
+    sub_off,
+    lev,
+    nsub,
+    sub_rows,
+    sub_counts,
+    choices,
+    nch,
+    cons,
+    jumps,
+    anchors,
+    growth,
+    dep_off,
+    out,
+    out_ch,
+):
     gid = cuda.grid(1)
     if gid >= nsub:
         return
@@ -124,12 +161,13 @@ def _fans(plens: np.ndarray, nch: np.ndarray, dmax: int, lev: int) -> np.ndarray
     fans = np.ones(len(plens), np.int64)
     for p in np.unique(plens):
         p = int(p)
-        fans[plens == p] = math.prod(int(r) for r in nch[p:min(p + lev, dmax)])
+        fans[plens == p] = math.prod(int(r) for r in nch[p : min(p + lev, dmax)])
     return fans
 
 
-def plan(plens: np.ndarray, nch: np.ndarray, dmax: int, target: int | None = None,
-         batch: int | None = None) -> tuple[int, np.ndarray]:
+def plan(
+    plens: np.ndarray, nch: np.ndarray, dmax: int, target: int | None = None, batch: int | None = None
+) -> tuple[int, np.ndarray]:
     """(lev, fans): cut every task ``lev`` levels deeper, until at least about ``target`` subtasks
     in all (not many times more), no task with more than ``batch`` subtasks (one task fits a launch)."""
     target = SUB_TARGET if target is None else target
@@ -155,7 +193,7 @@ def _groups(fans: np.ndarray, batch: int):
     while p0 < n:
         p1 = int(np.searchsorted(cum, cum[p0] + batch, side="right")) - 1
         p1 = min(max(p1, p0 + 1), n)
-        yield p0, p1, cum[p0:p1 + 1] - cum[p0]
+        yield p0, p1, cum[p0 : p1 + 1] - cum[p0]
         p0 = p1
 
 
@@ -196,7 +234,8 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, gro
     d_counts = cuda.to_device(counts)
     d_evals = cuda.to_device(np.zeros(ntask, np.int64))
     d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep = (
-        _dev(a, np.int64) for a in (choices, nch, cons, jumps, anchors, growth, dep_off))
+        _dev(a, np.int64) for a in (choices, nch, cons, jumps, anchors, growth, dep_off)
+    )
     # mode 1: copies of the host slabs, so rows no task writes come back unchanged, as on the CPU;
     # mode 0 writes no row: one row stands in (a device array is never empty)
     d_out = _dev(_rows(out, mode), np.int64)
@@ -210,14 +249,48 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, gro
         nsub = int(off[-1])
         d_off = cuda.to_device(np.ascontiguousarray(off, np.int64))
         _count_kernel[_blocks(nsub), THREADS_PER_BLOCK](
-            d_tasks, d_plens, p0, nparent, d_off, lev, nsub, d_counts, d_evals, d_sub_counts,
-            d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep, d_out, d_ch)
+            d_tasks,
+            d_plens,
+            p0,
+            nparent,
+            d_off,
+            lev,
+            nsub,
+            d_counts,
+            d_evals,
+            d_sub_counts,
+            d_choices,
+            d_nch,
+            d_cons,
+            d_jumps,
+            d_anchors,
+            d_growth,
+            d_dep,
+            d_out,
+            d_ch,
+        )
         if mode == 1:
-            _offsets_kernel[_blocks(nparent), THREADS_PER_BLOCK](
-                d_rows0, p0, nparent, d_off, d_sub_counts, d_sub_rows)
+            _offsets_kernel[_blocks(nparent), THREADS_PER_BLOCK](d_rows0, p0, nparent, d_off, d_sub_counts, d_sub_rows)
             _fill_kernel[_blocks(nsub), THREADS_PER_BLOCK](
-                d_tasks, d_plens, p0, nparent, d_off, lev, nsub, d_sub_rows, d_sub_counts,
-                d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep, d_out, d_ch)
+                d_tasks,
+                d_plens,
+                p0,
+                nparent,
+                d_off,
+                lev,
+                nsub,
+                d_sub_rows,
+                d_sub_counts,
+                d_choices,
+                d_nch,
+                d_cons,
+                d_jumps,
+                d_anchors,
+                d_growth,
+                d_dep,
+                d_out,
+                d_ch,
+            )
 
     d_counts.copy_to_host(counts)
     if mode == 0:

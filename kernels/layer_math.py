@@ -31,8 +31,25 @@ CH_PASS = -1  # pools: channels pass through
 CH_WIDTH = -2  # conv channels from the width rule
 
 # constraint / space scalars
-(C_RF_MIN, C_RF_MAX, C_MIN_OUT, C_MAX_PARAMS, C_MAX_MACS, C_NO_UNPROD, C_N, C_CIN, C_PAD,
- C_BIAS, C_WIDTH, C_MAX_WIDTH, C_DMIN, C_DMAX, C_NJUMPS, C_NLEVELS, C_MIN_CONVS) = range(17)
+(
+    C_RF_MIN,
+    C_RF_MAX,
+    C_MIN_OUT,
+    C_MAX_PARAMS,
+    C_MAX_MACS,
+    C_NO_UNPROD,
+    C_N,
+    C_CIN,
+    C_PAD,
+    C_BIAS,
+    C_WIDTH,
+    C_MAX_WIDTH,
+    C_DMIN,
+    C_DMAX,
+    C_NJUMPS,
+    C_NLEVELS,
+    C_MIN_CONVS,
+) = range(17)
 NC = 17
 
 # detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
@@ -370,8 +387,11 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
             if child(st, depth, choices, depth, c, cons):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
-                if jump_ok(st[depth + 1, S_JUMP], jumps, cons) and feasible(st, depth + 1, growth, cons) and \
-                        levels_step(st, depth, anchors, cons):
+                if (
+                    jump_ok(st[depth + 1, S_JUMP], jumps, cons)
+                    and feasible(st, depth + 1, growth, cons)
+                    and levels_step(st, depth, anchors, cons)
+                ):
                     if survives(st, depth + 1, choices, jumps, anchors, cons):
                         emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
                         count += 1

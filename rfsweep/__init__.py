@@ -1,10 +1,13 @@
 """rfsweep: exact receptive-field arithmetic and Numba-accelerated architecture sweeps."""
-from importlib.metadata import PackageNotFoundError, version as _version
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("rfsweep")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
+
 
 def _source_checkout_aliases() -> None:
     """Make a source checkout importable like the installed package.
@@ -32,8 +35,8 @@ def _source_checkout_aliases() -> None:
 
 _source_checkout_aliases()
 
-from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
 from rfsweep.analyze import analyze  # noqa: E402  (the function, not the module of the same name)
+from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
 
 _SWEEP = ("search", "search_to_parquet", "count", "count_details")
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path never needs it
     import pandas as pd
 
@@ -20,8 +19,7 @@ from rfsweep import arithmetic as ar
 from rfsweep.errors import SpecError
 from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network, fail
 
-COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center",
-           "params", "macs", "erf_sigma"]
+COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 
 
 @dataclass
@@ -82,9 +80,13 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
                 continue
             for what, va, vb in (("size", a.size, b.size), ("jump", a.jump, b.jump), ("centre", a.center, b.center)):
                 if va != vb:
-                    raise fail(layer.name, "inputs", [first_name, name],
-                               f"branches are not aligned: {what} ({label}) of '{first_name}' is {fmt_number(va)}, "
-                               f"of '{name}' is {fmt_number(vb)}")
+                    raise fail(
+                        layer.name,
+                        "inputs",
+                        [first_name, name],
+                        f"branches are not aligned: {what} ({label}) of '{first_name}' is {fmt_number(va)}, "
+                        f"of '{name}' is {fmt_number(vb)}",
+                    )
     chans = [c for _, _, _, c in sources]
     if layer.op == "add":
         if len(set(chans)) != 1:
@@ -117,8 +119,12 @@ def evaluate(net: Network) -> list[LayerResult]:
         elif op in CONV_OPS + POOL_OPS:
             axes = tuple(_spatial(layer, in_axes[i], i) for i in range(2))
             if any(a.size is not None and a.size < 1 for a in axes):
-                raise fail(layer.name, "out_size", [a.size for a in axes],
-                           f"output size below 1 (input {[a.size for a in in_axes]})")
+                raise fail(
+                    layer.name,
+                    "out_size",
+                    [a.size for a in axes],
+                    f"output size below 1 (input {[a.size for a in in_axes]})",
+                )
             cout = cin
             if op in CONV_OPS:
                 cout = layer.channels
@@ -130,12 +136,13 @@ def evaluate(net: Network) -> list[LayerResult]:
                 macs = None if grid[0].size is None else weights * grid[0].size * grid[1].size
             if n_in is not None and all(a.size is not None for a in in_axes):
                 spatial = [ar.effective_kernel(layer.kernel[i], layer.dilation[i]) > 1 for i in range(2)]
-                if any(spatial) and op != "deconv" and all(
-                        sees_whole_input(in_axes[i], n_in[i]) for i in range(2)):
+                if any(spatial) and op != "deconv" and all(sees_whole_input(in_axes[i], n_in[i]) for i in range(2)):
                     flags.append("unproductive")
         elif op == "upsample":
-            axes = tuple(in_axes[i] if in_axes[i].whole else ar.upsample_axis(in_axes[i], layer.scale[i], layer.mode)
-                         for i in range(2))
+            axes = tuple(
+                in_axes[i] if in_axes[i].whole else ar.upsample_axis(in_axes[i], layer.scale[i], layer.mode)
+                for i in range(2)
+            )
             cout = cin
         elif op == "global_pool":
             axes = tuple(ar.whole_axis(a) for a in in_axes)
@@ -202,7 +209,7 @@ def axis_values(r: LayerResult, attr: str) -> tuple:
     return tuple(out)
 
 
-def to_frame(results: list[LayerResult]) -> "pd.DataFrame":
+def to_frame(results: list[LayerResult]) -> pd.DataFrame:
     """One row per layer; spatial columns hold (h, w) tuples of int/float (None for global maps)."""
     import pandas as pd
 
@@ -220,7 +227,7 @@ def to_frame(results: list[LayerResult]) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=COLUMNS + ["global", "flags"])
 
 
-def analyze(spec_or_name: Any, input_size: Any = None) -> "pd.DataFrame":
+def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
     """Per-layer receptive-field table of a network.
 
     Parameters

@@ -36,10 +36,11 @@ Box metrics (BPR, AAT, k-means) live in :mod:`rfsweep.boxes`; generator exports 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ _err = field_error
 
 # ----------------------------------------------------------------------------------------------- rules
 
+
 @dataclass(frozen=True)
 class LevelScales:
     """The square sizes (before ratios) of one level, per axis ``(w, h)``; ``extra`` only at ratio 1."""
@@ -75,8 +77,13 @@ def ssd_scales(m: int, s_min: float = SSD_S_MIN, s_max: float = SSD_S_MAX) -> li
     return [s_min + (s_max - s_min) * k / (m - 1) for k in range(m)] + [1.0]
 
 
-def rule_scales(rule: str, strides: Sequence[tuple[Any, Any]], image_size: tuple[int, int] | None = None,
-                s_min: float = SSD_S_MIN, s_max: float = SSD_S_MAX) -> list[LevelScales]:
+def rule_scales(
+    rule: str,
+    strides: Sequence[tuple[Any, Any]],
+    image_size: tuple[int, int] | None = None,
+    s_min: float = SSD_S_MIN,
+    s_max: float = SSD_S_MAX,
+) -> list[LevelScales]:
     """Per level, the anchor scales of ``rule`` (``strides`` are ``(h, w)`` per level)."""
     if rule not in RULES:
         raise _err("rule", rule, f"must be one of {', '.join(RULES)}")
@@ -110,9 +117,14 @@ def apply_ratios(scales: LevelScales, ratios: Sequence[float]) -> list[tuple[flo
     return anchors + list(scales.extra)
 
 
-def rule_anchors(rule: str, strides: Sequence[tuple[Any, Any]], ratios: Sequence[float] | None = None,
-                 image_size: tuple[int, int] | None = None, s_min: float = SSD_S_MIN,
-                 s_max: float = SSD_S_MAX) -> list[list[tuple[float, float]]]:
+def rule_anchors(
+    rule: str,
+    strides: Sequence[tuple[Any, Any]],
+    ratios: Sequence[float] | None = None,
+    image_size: tuple[int, int] | None = None,
+    s_min: float = SSD_S_MIN,
+    s_max: float = SSD_S_MAX,
+) -> list[list[tuple[float, float]]]:
     """Anchors ``[w, h]`` per level for ``strides`` (``(h, w)`` per level) under ``rule``."""
     ratios = check_ratios(DEFAULT_RATIOS[rule] if ratios is None and rule in RULES else ratios)
     return [apply_ratios(s, ratios) for s in rule_scales(rule, strides, image_size, s_min, s_max)]
@@ -136,6 +148,7 @@ def check_ratios(ratios: Any) -> tuple[float, ...]:
 
 
 # -------------------------------------------------------------------------------------------- levels
+
 
 @dataclass
 class Level:
@@ -212,8 +225,10 @@ def _level_checks(lv: Level, mass_key: str, center_offset: float, min_iou: float
         elif w > ew or h > eh:
             lv.warnings.append(f"anchor {_wxh(w, h)} exceeds the ERF {mass_key}% extent {_wxh(ew, eh)}")
         if iou < min_iou:
-            lv.warnings.append(f"anchor {_wxh(w, h)} is too sparse for stride {_wxh(sw, sh)}: a box equal to it "
-                               f"centred midway between anchor centres has IoU {iou:.2f} < {min_iou:g}")
+            lv.warnings.append(
+                f"anchor {_wxh(w, h)} is too sparse for stride {_wxh(sw, sh)}: a box equal to it "
+                f"centred midway between anchor centres has IoU {iou:.2f} < {min_iou:g}"
+            )
     for axis, label in ((0, "h"), (1, "w")):
         s = float(lv.stride[axis])
         mis = lv.misalignment[axis]
@@ -221,15 +236,29 @@ def _level_checks(lv: Level, mass_key: str, center_offset: float, min_iou: float
             other = 0.5 if center_offset == 0 else 0.0
             alt = other * s - (float(lv.center[axis]) + 0.5)
             hint = f"; center_offset {other:g} puts them {alt:+.4g} px away" if abs(alt) < abs(mis) else ""
-            lv.warnings.append(f"anchor centres ({label}) sit {mis:+.4g} px from the unit centres "
-                               f"(more than stride/4 = {s / 4:g}){hint}")
+            lv.warnings.append(
+                f"anchor centres ({label}) sit {mis:+.4g} px from the unit centres "
+                f"(more than stride/4 = {s / 4:g}){hint}"
+            )
 
 
-def anchor_report(model: Any, taps: Sequence[str] | str, rule: str = "fpn", ratios: Any = None,
-                  input_size: Any = None, center_offset: float = 0.0, boxes: Any = None,
-                  generations: int = 0, seed: int = 0, n_kmeans: int | None = None, erf_mass: float = 0.95,
-                  min_iou: float = 0.5, thr: float = YOLO_THR, s_min: float = SSD_S_MIN,
-                  s_max: float = SSD_S_MAX) -> AnchorReport:
+def anchor_report(
+    model: Any,
+    taps: Sequence[str] | str,
+    rule: str = "fpn",
+    ratios: Any = None,
+    input_size: Any = None,
+    center_offset: float = 0.0,
+    boxes: Any = None,
+    generations: int = 0,
+    seed: int = 0,
+    n_kmeans: int | None = None,
+    erf_mass: float = 0.95,
+    min_iou: float = 0.5,
+    thr: float = YOLO_THR,
+    s_min: float = SSD_S_MIN,
+    s_max: float = SSD_S_MAX,
+) -> AnchorReport:
     """Anchor design for the detector levels ``taps`` of ``model``.
 
     Parameters
@@ -282,8 +311,11 @@ def anchor_report(model: Any, taps: Sequence[str] | str, rule: str = "fpn", rati
         if t not in by_name:
             raise _err("taps", t, f"no layer of that name in '{net.name}' (`rfsweep analyze {net.name}` lists them)")
         if by_name[t].axes[0].whole:
-            raise _err("taps", t, "a global layer (after a global pool or a linear layer) has no stride or "
-                       "local RF; tap a spatial layer")
+            raise _err(
+                "taps",
+                t,
+                "a global layer (after a global pool or a linear layer) has no stride or local RF; tap a spatial layer",
+            )
     masses = sorted(set(erfmod.MASSES) | {erf_mass})
     dists = erfmod.distributions(net, taps, fieldname="taps", results=results)
     strides = [tuple(a.jump for a in by_name[t].axes) for t in taps]
@@ -295,12 +327,30 @@ def anchor_report(model: Any, taps: Sequence[str] | str, rule: str = "fpn", rati
         summary = erfmod.summarize(*dists[t], masses=masses)
         centers = tuple(a.center for a in r.axes)
         mis = tuple(center_offset * float(s) - (float(c) + 0.5) for s, c in zip(st, centers))
-        lv = Level(tap=t, out_size=tuple(a.size for a in r.axes), stride=st, rf=tuple(a.rf for a in r.axes),
-                   center=centers, misalignment=mis, erf=summary, scales=sc, anchors=apply_ratios(sc, ratios))
+        lv = Level(
+            tap=t,
+            out_size=tuple(a.size for a in r.axes),
+            stride=st,
+            rf=tuple(a.rf for a in r.axes),
+            center=centers,
+            misalignment=mis,
+            erf=summary,
+            scales=sc,
+            anchors=apply_ratios(sc, ratios),
+        )
         _level_checks(lv, mass_key, center_offset, min_iou)
         levels.append(lv)
-    rep = AnchorReport(net=net, rule=rule, ratios=ratios, center_offset=center_offset, erf_mass=erf_mass,
-                       min_iou=min_iou, levels=levels, thr=thr, dists=dists)
+    rep = AnchorReport(
+        net=net,
+        rule=rule,
+        ratios=ratios,
+        center_offset=center_offset,
+        erf_mass=erf_mass,
+        min_iou=min_iou,
+        levels=levels,
+        thr=thr,
+        dists=dists,
+    )
     if boxes is not None:
         wh = read_boxes(boxes) if isinstance(boxes, (str, Path)) else _wh(boxes, "boxes")
         if not (np.isfinite(wh).all() and (wh > 0).all()):
@@ -313,13 +363,20 @@ def anchor_report(model: Any, taps: Sequence[str] | str, rule: str = "fpn", rati
         per_level = None
         if len(k) % len(levels) == 0:
             g = len(k) // len(levels)
-            per_level = [k[i * g:(i + 1) * g].tolist() for i in range(len(levels))]
-        rep.kmeans = {"anchors": k.tolist(), "bpr": bpr, "aat": aat, "levels": per_level,
-                      "generations": generations, "seed": seed}
+            per_level = [k[i * g : (i + 1) * g].tolist() for i in range(len(levels))]
+        rep.kmeans = {
+            "anchors": k.tolist(),
+            "bpr": bpr,
+            "aat": aat,
+            "levels": per_level,
+            "generations": generations,
+            "seed": seed,
+        }
     return rep
 
 
 # ----------------------------------------------------------------------------------------------- output
+
 
 def _r(x: float, nd: int = 6) -> float:
     return round(float(x), nd)
@@ -340,35 +397,50 @@ def to_json(rep: AnchorReport) -> dict:
     """
     levels = []
     for lv in rep.levels:
-        levels.append({
-            "tap": lv.tap,
-            "out_size": list(lv.out_size),
-            "stride": [_num(s) for s in lv.stride],
-            "rf": [_num(r) for r in lv.rf],
-            "erf_sigma": [_r(s) for s in lv.erf["erf_sigma"]],
-            "erf_extent": {k: [_r(x) for x in v] for k, v in lv.erf["erf_extent"].items()},
-            "erf_kurtosis": [_r(k, 4) for k in lv.erf["excess_kurtosis"]],
-            "erf_grid_step": [_r(s) for s in lv.erf["grid_step"]],
-            "center": [_num(c) for c in lv.center],
-            "misalignment": [_r(m) for m in lv.misalignment],
-            "anchors": [[_r(w, 4), _r(h, 4)] for w, h in lv.anchors],
-            "density": [_r(d, 4) for d in lv.density],
-            "anchor_rf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_rf],
-            "anchor_erf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_erf],
-            "iou_half_stride": [_r(i, 4) for i in lv.iou_half_stride],
-            "warnings": list(lv.warnings),
-        })
-    out = {"model": rep.net.name, "input_size": list(rep.net.input_size) if rep.net.input_size else None,
-           "rule": rep.rule, "ratios": list(rep.ratios), "center_offset": rep.center_offset,
-           "erf_mass": rep.erf_mass, "levels": levels, "thr": rep.thr, "boxes": rep.n_boxes,
-           "bpr": None if rep.bpr is None else _r(rep.bpr), "aat": None if rep.aat is None else _r(rep.aat),
-           "kmeans": None}
+        levels.append(
+            {
+                "tap": lv.tap,
+                "out_size": list(lv.out_size),
+                "stride": [_num(s) for s in lv.stride],
+                "rf": [_num(r) for r in lv.rf],
+                "erf_sigma": [_r(s) for s in lv.erf["erf_sigma"]],
+                "erf_extent": {k: [_r(x) for x in v] for k, v in lv.erf["erf_extent"].items()},
+                "erf_kurtosis": [_r(k, 4) for k in lv.erf["excess_kurtosis"]],
+                "erf_grid_step": [_r(s) for s in lv.erf["grid_step"]],
+                "center": [_num(c) for c in lv.center],
+                "misalignment": [_r(m) for m in lv.misalignment],
+                "anchors": [[_r(w, 4), _r(h, 4)] for w, h in lv.anchors],
+                "density": [_r(d, 4) for d in lv.density],
+                "anchor_rf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_rf],
+                "anchor_erf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_erf],
+                "iou_half_stride": [_r(i, 4) for i in lv.iou_half_stride],
+                "warnings": list(lv.warnings),
+            }
+        )
+    out = {
+        "model": rep.net.name,
+        "input_size": list(rep.net.input_size) if rep.net.input_size else None,
+        "rule": rep.rule,
+        "ratios": list(rep.ratios),
+        "center_offset": rep.center_offset,
+        "erf_mass": rep.erf_mass,
+        "levels": levels,
+        "thr": rep.thr,
+        "boxes": rep.n_boxes,
+        "bpr": None if rep.bpr is None else _r(rep.bpr),
+        "aat": None if rep.aat is None else _r(rep.aat),
+        "kmeans": None,
+    }
     if rep.kmeans is not None:
         k = rep.kmeans
-        out["kmeans"] = {"anchors": [[_r(w, 2), _r(h, 2)] for w, h in k["anchors"]], "bpr": _r(k["bpr"]),
-                         "aat": _r(k["aat"]), "generations": k["generations"], "seed": k["seed"],
-                         "levels": None if k["levels"] is None else
-                         [[[_r(w, 2), _r(h, 2)] for w, h in lv] for lv in k["levels"]]}
+        out["kmeans"] = {
+            "anchors": [[_r(w, 2), _r(h, 2)] for w, h in k["anchors"]],
+            "bpr": _r(k["bpr"]),
+            "aat": _r(k["aat"]),
+            "generations": k["generations"],
+            "seed": k["seed"],
+            "levels": None if k["levels"] is None else [[[_r(w, 2), _r(h, 2)] for w, h in lv] for lv in k["levels"]],
+        }
     return out
 
 
@@ -382,28 +454,55 @@ def to_table(rep: AnchorReport) -> str:
     lines = []
     size = "x".join(map(str, rep.net.input_size)) if rep.net.input_size else "unknown"
     mk = erfmod._mass_key(rep.erf_mass)
-    lines.append(f"{rep.net.name}: input {size}, rule {rep.rule}, ratios (w/h) {','.join(f'{r:g}' for r in rep.ratios)}, "
-                 f"anchor centres at (i+{rep.center_offset:g})*stride")
+    lines.append(
+        f"{rep.net.name}: input {size}, rule {rep.rule}, ratios (w/h) {','.join(f'{r:g}' for r in rep.ratios)}, "
+        f"anchor centres at (i+{rep.center_offset:g})*stride"
+    )
     head = ["level", "tap", "stride", "rf", "erf_sigma", "erf50", "erf90", "erf95", "center", "misalign"]
     rows = []
     f2 = lambda v: f"{v:.2f}"  # noqa: E731
     fg = lambda v: f"{v:.4g}"  # noqa: E731
     for i, lv in enumerate(rep.levels):
         ext = lv.erf["erf_extent"]
-        rows.append([str(i), lv.tap, _pair_text(lv.stride), _pair_text(lv.rf), _pair_text(lv.erf["erf_sigma"], f2),
-                     _pair_text(ext["50"], fg), _pair_text(ext["90"], fg), _pair_text(ext["95"], fg),
-                     _pair_text(lv.center), _pair_text(lv.misalignment, fg)])
+        rows.append(
+            [
+                str(i),
+                lv.tap,
+                _pair_text(lv.stride),
+                _pair_text(lv.rf),
+                _pair_text(lv.erf["erf_sigma"], f2),
+                _pair_text(ext["50"], fg),
+                _pair_text(ext["90"], fg),
+                _pair_text(ext["95"], fg),
+                _pair_text(lv.center),
+                _pair_text(lv.misalignment, fg),
+            ]
+        )
     lines += _align(head, rows, left={"tap"})
     lines.append("")
-    lines.append("anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
-                 "centred midway between anchor centres")
+    lines.append(
+        "anchors [w, h]; density = sqrt(w*h)/stride; iou@half = IoU of the anchor with an equal box "
+        "centred midway between anchor centres"
+    )
     head = ["level", "w", "h", "density", "w/rf", "h/rf", f"w/erf{mk}", f"h/erf{mk}", "iou@half"]
     rows = []
     for i, lv in enumerate(rep.levels):
-        for (w, h), d, (arw, arh), (aew, aeh), iou in zip(lv.anchors, lv.density, lv.anchor_rf, lv.anchor_erf,
-                                                          lv.iou_half_stride):
-            rows.append([str(i), f"{w:.1f}", f"{h:.1f}", f"{d:.2f}", f"{arw:.2f}", f"{arh:.2f}", f"{aew:.2f}",
-                         f"{aeh:.2f}", f"{iou:.2f}"])
+        for (w, h), d, (arw, arh), (aew, aeh), iou in zip(
+            lv.anchors, lv.density, lv.anchor_rf, lv.anchor_erf, lv.iou_half_stride
+        ):
+            rows.append(
+                [
+                    str(i),
+                    f"{w:.1f}",
+                    f"{h:.1f}",
+                    f"{d:.2f}",
+                    f"{arw:.2f}",
+                    f"{arh:.2f}",
+                    f"{aew:.2f}",
+                    f"{aeh:.2f}",
+                    f"{iou:.2f}",
+                ]
+            )
     lines += _align(head, rows, left=set())
     warns = [(lv.tap, w) for lv in rep.levels for w in lv.warnings]
     if warns:
@@ -412,12 +511,16 @@ def to_table(rep: AnchorReport) -> str:
         lines += [f"  {tap}: {w}" for tap, w in warns]
     if rep.bpr is not None:
         lines.append("")
-        lines.append(f"boxes: {rep.n_boxes}; anchors of all levels: BPR {rep.bpr:.4f}, AAT {rep.aat:.2f} "
-                     f"(YOLOv5 metric, ratio threshold {rep.thr:g})")
+        lines.append(
+            f"boxes: {rep.n_boxes}; anchors of all levels: BPR {rep.bpr:.4f}, AAT {rep.aat:.2f} "
+            f"(YOLOv5 metric, ratio threshold {rep.thr:g})"
+        )
         k = rep.kmeans
         gen = f", {k['generations']} generations of evolution" if k["generations"] else ""
-        lines.append(f"k-means proposal ({len(k['anchors'])} anchors, seed {k['seed']}{gen}): BPR {k['bpr']:.4f}, "
-                     f"AAT {k['aat']:.2f}")
+        lines.append(
+            f"k-means proposal ({len(k['anchors'])} anchors, seed {k['seed']}{gen}): BPR {k['bpr']:.4f}, "
+            f"AAT {k['aat']:.2f}"
+        )
         if k["levels"]:
             for i, lvk in enumerate(k["levels"]):
                 lines.append(f"  level {i}: " + ", ".join(f"[{w:.1f}, {h:.1f}]" for w, h in lvk))
@@ -437,6 +540,7 @@ def _align(head: list[str], rows: list[list[str]], left: set[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------- plot
 
+
 def plot(rep: AnchorReport, path: str) -> None:
     """Per level the ERF heat map with its anchors (solid), the RF (dashed) and the ERF extent (dotted)."""
     from rfsweep.report import pyplot, save_figure
@@ -452,16 +556,21 @@ def plot(rep: AnchorReport, path: str) -> None:
         heat = erfmod.heatmap(dh, dw)
         ph, pw = dh.positions(), dw.positions()
         hs, ws = float(dh.step), float(dw.step)
-        ax.imshow(heat, origin="upper", cmap="magma", interpolation="nearest",
-                  extent=(pw[0] - ws / 2, pw[-1] + ws / 2, ph[-1] + hs / 2, ph[0] - hs / 2))
+        ax.imshow(
+            heat,
+            origin="upper",
+            cmap="magma",
+            interpolation="nearest",
+            extent=(pw[0] - ws / 2, pw[-1] + ws / 2, ph[-1] + hs / 2, ph[0] - hs / 2),
+        )
         rfh, rfw = float(lv.rf[0]), float(lv.rf[1])
         ax.add_patch(Rectangle((-rfw / 2, -rfh / 2), rfw, rfh, fill=False, ls="--", lw=1.2, ec="white", label="RF"))
         eh, ew = lv.erf["erf_extent"][mk]
-        ax.add_patch(Rectangle((-ew / 2, -eh / 2), ew, eh, fill=False, ls=":", lw=1.2, ec="cyan",
-                               label=f"ERF {mk}%"))
+        ax.add_patch(Rectangle((-ew / 2, -eh / 2), ew, eh, fill=False, ls=":", lw=1.2, ec="cyan", label=f"ERF {mk}%"))
         for j, (w, h) in enumerate(lv.anchors):
-            ax.add_patch(Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.0, ec="lime",
-                                   label="anchors" if j == 0 else None))
+            ax.add_patch(
+                Rectangle((-w / 2, -h / 2), w, h, fill=False, lw=1.0, ec="lime", label="anchors" if j == 0 else None)
+            )
         half = max(rfw, rfh, *(max(w, h) for w, h in lv.anchors)) / 2 * 1.08
         ax.set_xlim(-half, half)
         ax.set_ylim(half, -half)
@@ -474,5 +583,17 @@ def plot(rep: AnchorReport, path: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-__all__ = ["anchor_report", "rule_anchors", "rule_scales", "apply_ratios", "ssd_scales", "to_json", "to_table",
-           "plot", "AnchorReport", "Level", "RULES", "DEFAULT_RATIOS"]
+__all__ = [
+    "anchor_report",
+    "rule_anchors",
+    "rule_scales",
+    "apply_ratios",
+    "ssd_scales",
+    "to_json",
+    "to_table",
+    "plot",
+    "AnchorReport",
+    "Level",
+    "RULES",
+    "DEFAULT_RATIOS",
+]

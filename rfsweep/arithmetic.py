@@ -97,8 +97,11 @@ def _resample(a: Axis, period: int, reads, center: Fraction, jump: Fraction):
 
 
 def _reduce_phases(phases: list) -> tuple[Fraction, tuple | None]:
-    p = next(p for p in range(1, len(phases) + 1)
-             if len(phases) % p == 0 and all(phases[i] == phases[i % p] for i in range(len(phases))))
+    p = next(
+        p
+        for p in range(1, len(phases) + 1)
+        if len(phases) % p == 0 and all(phases[i] == phases[i % p] for i in range(len(phases)))
+    )
     phases = tuple(phases[:p])
     spans = [hi - lo + 1 for lo_hi in phases if lo_hi is not None for lo, hi in [lo_hi]]
     rf = max(spans) if spans else ZERO
@@ -165,17 +168,22 @@ def conv_out_size(n: int, k_eff: int, stride: int, pad_left: int, pad_right: int
     return max(out, 0)
 
 
-def conv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int,
-              ceil_mode: bool = False) -> Axis:
+def conv_axis(
+    a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int, ceil_mode: bool = False
+) -> Axis:
     """A convolution or pooling layer (they share the update)."""
     k_eff = effective_kernel(kernel, dilation)
     size = None if a.size is None else conv_out_size(a.size, k_eff, stride, pad_left, pad_right, ceil_mode)
     center = a.center + (Fraction(k_eff - 1, 2) - pad_left) * a.jump
     rf, phases = a.rf + (k_eff - 1) * a.jump, None
     if a.phases is not None:
-        rf, phases = _resample(a, len(a.phases),
-                               lambda u: [u * stride - pad_left + m * dilation for m in range(kernel)],
-                               center, a.jump * stride)
+        rf, phases = _resample(
+            a,
+            len(a.phases),
+            lambda u: [u * stride - pad_left + m * dilation for m in range(kernel)],
+            center,
+            a.jump * stride,
+        )
     return Axis(
         size=size,
         jump=a.jump * stride,
@@ -200,8 +208,9 @@ def deconv_support(kernel: int, stride: int, dilation: int) -> int:
     return best
 
 
-def deconv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int,
-                output_padding: int = 0) -> Axis:
+def deconv_axis(
+    a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int, output_padding: int = 0
+) -> Axis:
     """A transposed convolution (PyTorch ConvTranspose semantics: padding crops the output)."""
     k_eff = effective_kernel(kernel, dilation)
     size = None
@@ -210,8 +219,11 @@ def deconv_axis(a: Axis, kernel: int, stride: int, dilation: int, pad_left: int,
     center = a.center + (pad_left - Fraction(k_eff - 1, 2)) * a.jump / stride
 
     def reads(u):  # output u takes input i through tap m when i·s - pad_left + m·d == u
-        return [(u + pad_left - m * dilation) // stride for m in range(kernel)
-                if (u + pad_left - m * dilation) % stride == 0]
+        return [
+            (u + pad_left - m * dilation) // stride
+            for m in range(kernel)
+            if (u + pad_left - m * dilation) % stride == 0
+        ]
 
     rf, phases = _resample(a, len(a.phase_hulls()) * stride, reads, center, a.jump / stride)
     return Axis(
@@ -236,7 +248,7 @@ def upsample_axis(a: Axis, scale: int, mode: str = "nearest") -> Axis:
     var = a.erf_var
     if mode == "bilinear" and scale > 1:
         fracs = [(Fraction(2 * j + 1, 2 * scale) - Fraction(1, 2)) % 1 for j in range(scale)]
-        var = a.erf_var + a.jump ** 2 * sum(f * (1 - f) for f in fracs) / scale
+        var = a.erf_var + a.jump**2 * sum(f * (1 - f) for f in fracs) / scale
 
     def reads(u):
         if mode == "nearest":  # PyTorch 'nearest': floor(u/s)

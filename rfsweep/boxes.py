@@ -21,7 +21,6 @@ YOLO_THR = 4.0
 _err = field_error
 
 
-
 def _wh(array: Any, fieldname: str) -> np.ndarray:
     a = np.asarray(array, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
@@ -48,8 +47,9 @@ def _ratio_metric(wh: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0)
 
 
-def _kmeans(points: np.ndarray, n: int, rng: np.random.Generator, restarts: int, iters: int = 100,
-            thresh: float = 1e-5) -> np.ndarray:
+def _kmeans(
+    points: np.ndarray, n: int, rng: np.random.Generator, restarts: int, iters: int = 100, thresh: float = 1e-5
+) -> np.ndarray:
     """Lloyd's k-means from ``restarts`` random initialisations (distinct observations), best distortion."""
     best, best_d = None, np.inf
     for _ in range(restarts):
@@ -71,8 +71,9 @@ def _kmeans(points: np.ndarray, n: int, rng: np.random.Generator, restarts: int,
     return best
 
 
-def kmeans_anchors(wh: Any, n: int, thr: float = YOLO_THR, generations: int = 0, seed: int = 0,
-                   restarts: int = 10) -> np.ndarray:
+def kmeans_anchors(
+    wh: Any, n: int, thr: float = YOLO_THR, generations: int = 0, seed: int = 0, restarts: int = 10
+) -> np.ndarray:
     """``n`` anchors ``[w, h]`` for boxes ``wh``, sorted by area, as YOLOv5's kmean_anchors does.
 
     Boxes with both sides below 2 px are left out of the fit; k-means runs on whitened ``w, h`` (divided
@@ -123,11 +124,17 @@ def read_boxes(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise _err("boxes", str(p), "no such file") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise _err("boxes", str(p), f"cannot be read as {'Parquet' if p.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
-                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise _err(
+            "boxes",
+            str(p),
+            f"cannot be read as {'Parquet' if p.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+        ) from None
     missing = [c for c in ("w", "h") if c not in df.columns]
     if missing:
-        raise _err("boxes", str(p), f"needs columns w and h (pixels); it has {', '.join(map(str, df.columns)) or 'none'}")
+        raise _err(
+            "boxes", str(p), f"needs columns w and h (pixels); it has {', '.join(map(str, df.columns)) or 'none'}"
+        )
     if len(df) == 0:
         raise _err("boxes", str(p), "has no rows")
     try:

@@ -88,7 +88,9 @@ def _diagnostics_to_stderr() -> None:
 @click.argument("model")
 @click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw RF and ERF (2 sigma) growth to this PNG.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw RF and ERF (2 sigma) growth to this PNG."
+)
 @friendly
 def analyze(model, input_size, fmt, plot_path):
     """Per-layer RF, jump, offsets, out size, params, MACs and ERF sigma of MODEL.
@@ -132,9 +134,17 @@ def zoo(as_json):
         results = evaluate(net)
         target = net.feature_layer or results[-1].layer.name
         res = next(r for r in results if r.layer.name == target)
-        rows.append({"model": name, "input_size": list(net.input_size or []), "feature_layer": target,
-                     "rf": [fmt_number(a.rf) for a in res.axes], "jump": [fmt_number(a.jump) for a in res.axes],
-                     "params": sum(r.params for r in results), "source": net.source})
+        rows.append(
+            {
+                "model": name,
+                "input_size": list(net.input_size or []),
+                "feature_layer": target,
+                "rf": [fmt_number(a.rf) for a in res.axes],
+                "jump": [fmt_number(a.jump) for a in res.axes],
+                "params": sum(r.params for r in results),
+                "source": net.source,
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -149,21 +159,45 @@ def zoo(as_json):
 @main.command()
 @click.argument("model")
 @click.option("--taps", required=True, help="Detector levels: layer names L1,L2,... in level order.")
-@click.option("--rule", type=click.Choice(["s3fd", "fpn", "retinanet", "ssd"]), default="fpn", show_default=True,
-              help="Anchor rule: s3fd 4*stride, fpn 8*stride, retinanet 4*2^(i/3)*stride, ssd linear scales.")
+@click.option(
+    "--rule",
+    type=click.Choice(["s3fd", "fpn", "retinanet", "ssd"]),
+    default="fpn",
+    show_default=True,
+    help="Anchor rule: s3fd 4*stride, fpn 8*stride, retinanet 4*2^(i/3)*stride, ssd linear scales.",
+)
 @click.option("--ratios", help="Aspect ratios w/h, e.g. 0.5,1,2 (default: 1 for s3fd, 0.5,1,2 otherwise).")
-@click.option("--center-offset", type=click.Choice(["0", "0.5"]), default="0", show_default=True,
-              help="Anchor centres at (i + offset)*stride, as mmdetection's center_offset.")
+@click.option(
+    "--center-offset",
+    type=click.Choice(["0", "0.5"]),
+    default="0",
+    show_default=True,
+    help="Anchor centres at (i + offset)*stride, as mmdetection's center_offset.",
+)
 @click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
-@click.option("--boxes", type=click.Path(dir_okay=False), help="CSV or Parquet with columns w,h (pixels): "
-              "YOLOv5 BPR/AAT and a k-means proposal.")
-@click.option("--evolve", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Generations of genetic evolution after k-means (YOLOv5 uses 1000).")
+@click.option(
+    "--boxes",
+    type=click.Path(dir_okay=False),
+    help="CSV or Parquet with columns w,h (pixels): YOLOv5 BPR/AAT and a k-means proposal.",
+)
+@click.option(
+    "--evolve",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Generations of genetic evolution after k-means (YOLOv5 uses 1000).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and evolution.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--export", "export_kind", type=click.Choice(["mmdet", "torchvision"]),
-              help="Print anchor-generator settings as JSON instead of the report (notes go to stderr).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw ERF heat maps with anchors and RF to this PNG.")
+@click.option(
+    "--export",
+    "export_kind",
+    type=click.Choice(["mmdet", "torchvision"]),
+    help="Print anchor-generator settings as JSON instead of the report (notes go to stderr).",
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw ERF heat maps with anchors and RF to this PNG."
+)
 @friendly
 def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve, seed, fmt, export_kind, plot_path):
     """Anchors per detector level of MODEL against stride, RF and exact ERF.
@@ -177,8 +211,17 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
     from rfsweep import anchors as anc
     from rfsweep.export import export
 
-    rep = anc.anchor_report(model, taps, rule=rule, ratios=ratios, input_size=input_size,
-                            center_offset=float(center_offset), boxes=boxes, generations=evolve, seed=seed)
+    rep = anc.anchor_report(
+        model,
+        taps,
+        rule=rule,
+        ratios=ratios,
+        input_size=input_size,
+        center_offset=float(center_offset),
+        boxes=boxes,
+        generations=evolve,
+        seed=seed,
+    )
     if export_kind:
         cfg, notes = export(rep, export_kind)
         click.echo(json.dumps(cfg))

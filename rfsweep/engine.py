@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def _split(space: Space, tasks, plens, counts, evals, limit: int, count_pass):
         for i in big:
             pieces.append((tasks[prev:i], plens[prev:i], counts[prev:i], evals[prev:i]))
             r = space.radices[plens[i]]
-            kids = np.repeat(tasks[i:i + 1], r, axis=0)
+            kids = np.repeat(tasks[i : i + 1], r, axis=0)
             kids[:, plens[i]] = np.arange(r)
             kl = np.full(r, plens[i] + 1, np.int64)
             pieces.append((kids, kl, *count_pass(kids, kl)))
@@ -137,9 +137,21 @@ class _Runner:
 
     def run(self, mode, tasks, plens, rows0, out=None, out_ch=None):
         a = self.arrays
-        return self.backend.run_tasks(mode, tasks, plens, rows0, a["choices"], a["nch"], a["cons"], a["jumps"],
-                                      a["anchors"], a["growth"], a["dep_off"], self.dummy_out if out is None else out,
-                                      self.dummy_ch if out_ch is None else out_ch)
+        return self.backend.run_tasks(
+            mode,
+            tasks,
+            plens,
+            rows0,
+            a["choices"],
+            a["nch"],
+            a["cons"],
+            a["jumps"],
+            a["anchors"],
+            a["growth"],
+            a["dep_off"],
+            self.dummy_out if out is None else out,
+            self.dummy_ch if out_ch is None else out_ch,
+        )
 
     def count_pass(self, tasks, plens):
         """(survivors, candidates evaluated) per task."""
@@ -188,8 +200,9 @@ class _Threads:
         return False
 
 
-def count_by_enumeration(space: Space, *, device: str = "cpu", threads: int | None = None,
-                         stats: Stats | None = None) -> int:
+def count_by_enumeration(
+    space: Space, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None
+) -> int:
     """Exact number of survivors by walking the tree (every constraint; pruned subtrees skipped)."""
     stats = stats if stats is not None else Stats()
     stats.space_size = space.size
@@ -206,9 +219,16 @@ def count_by_enumeration(space: Space, *, device: str = "cpu", threads: int | No
     return total
 
 
-def iter_batches(space: Space, *, slab_rows: int = SLAB_ROWS, threads: int | None = None, device: str = "cpu",
-                 stats: Stats | None = None, progress: Callable[[int, int, int], None] | None = None,
-                 reuse_buffers: bool = False) -> Iterator[Batch]:
+def iter_batches(
+    space: Space,
+    *,
+    slab_rows: int = SLAB_ROWS,
+    threads: int | None = None,
+    device: str = "cpu",
+    stats: Stats | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    reuse_buffers: bool = False,
+) -> Iterator[Batch]:
     """Yield the survivors in depth-first order, in batches of at most ``slab_rows`` rows.
 
     (A task that cannot be split further, a prefix of full depth, holds at most depth_max + 1 rows, so
@@ -223,7 +243,10 @@ def iter_batches(space: Space, *, slab_rows: int = SLAB_ROWS, threads: int | Non
         if not reuse_buffers:
             return np.empty((rows, space.out_width), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)
         if not buffers or buffers[0].shape[0] < rows:
-            buffers[:] = [np.empty((rows, space.out_width), np.int64), np.zeros((rows, max(1, space.depth_max)), np.int16)]
+            buffers[:] = [
+                np.empty((rows, space.out_width), np.int64),
+                np.zeros((rows, max(1, space.depth_max)), np.int16),
+            ]
         return buffers[0][:rows], buffers[1][:rows]
 
     stats = stats if stats is not None else Stats()

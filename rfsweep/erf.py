@@ -28,9 +28,10 @@ float rounding; extents come from the distribution itself (strided stacks are fa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class AxisDist:
         """Grid positions as float64 (exact for every grid that fits in the memory)."""
         return float(self.lo) + np.arange(len(self.probs), dtype=np.float64) * float(self.step)
 
-    def refine(self, step: Fraction) -> "AxisDist":
+    def refine(self, step: Fraction) -> AxisDist:
         """The same distribution on a finer grid (``self.step`` must be a multiple of ``step``)."""
         if step == self.step:
             return self
@@ -94,14 +95,16 @@ class AxisDist:
         start = (d.lo - lo) / step
         assert start.denominator == 1 and start >= 0
         out = np.zeros(n)
-        out[int(start): int(start) + len(d.probs)] = d.probs
+        out[int(start) : int(start) + len(d.probs)] = d.probs
         return out
 
 
 def _check_size(n: int) -> None:
     if n > MAX_POINTS:
-        raise SpecError(f"erf: the exact distribution needs {n:,} grid points per axis (more than {MAX_POINTS:,}); "
-                        "fractional jumps make the grid fine and large dilations make it long")
+        raise SpecError(
+            f"erf: the exact distribution needs {n:,} grid points per axis (more than {MAX_POINTS:,}); "
+            "fractional jumps make the grid fine and large dilations make it long"
+        )
 
 
 def delta() -> AxisDist:
@@ -127,7 +130,7 @@ def convolve_taps(dist: AxisDist, offsets: list[Fraction], weights: list[float])
         if w == 0:
             continue
         i = int((o - base) / step)
-        out[i: i + len(d.probs)] += (w / total) * d.probs
+        out[i : i + len(d.probs)] += (w / total) * d.probs
     return AxisDist(step, d.lo + base, out)
 
 
@@ -164,8 +167,13 @@ def _bilinear(dist: AxisDist, scale: int, jump: Fraction) -> AxisDist:
     return convolve_taps(dist, offsets, weights)
 
 
-def _layer_dist(r: LayerResult, in_axes: tuple[ar.Axis, ar.Axis], inputs: list[tuple[AxisDist, AxisDist]],
-                weights: list[float] | None, axis: int) -> AxisDist:
+def _layer_dist(
+    r: LayerResult,
+    in_axes: tuple[ar.Axis, ar.Axis],
+    inputs: list[tuple[AxisDist, AxisDist]],
+    weights: list[float] | None,
+    axis: int,
+) -> AxisDist:
     layer = r.layer
     src = inputs[0][axis]
     jump = in_axes[axis].jump
@@ -200,13 +208,19 @@ def _check_layer(net: Network, results: dict[str, LayerResult], name: str, field
         raise fail(None, fieldname, name, "no layer of that name in " + repr(net.name))
     r = results[name]
     if r.axes[0].whole:
-        raise fail(name, fieldname, name, "a global unit (after a global pool or a linear layer) sees the whole "
-                   "input; its ERF is not a local distribution")
+        raise fail(
+            name,
+            fieldname,
+            name,
+            "a global unit (after a global pool or a linear layer) sees the whole "
+            "input; its ERF is not a local distribution",
+        )
     return r
 
 
-def distributions(net: Network, names: Iterable[str], fieldname: str = "layer",
-                  results: list[LayerResult] | None = None) -> dict[str, tuple[AxisDist, AxisDist]]:
+def distributions(
+    net: Network, names: Iterable[str], fieldname: str = "layer", results: list[LayerResult] | None = None
+) -> dict[str, tuple[AxisDist, AxisDist]]:
     """Exact (h, w) distributions of several layers in one walk of the network.
 
     ``results`` may be passed when the caller already ran :func:`rfsweep.analyze.evaluate` on ``net``.
@@ -246,8 +260,9 @@ def _resolve(net_or_spec: Any, input_size: Any) -> Network:
     return resolve(net_or_spec, parse_input_size(input_size))
 
 
-def erf_distribution(net_or_spec: Any, layer_name: str, input_size: Any = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def erf_distribution(
+    net_or_spec: Any, layer_name: str, input_size: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact ERF of one unit of ``layer_name``, per axis.
 
     Parameters
@@ -306,7 +321,7 @@ def moments(dist: AxisDist) -> tuple[float, float, float]:
     var = float(np.dot(c * c, p))
     if var <= 0:
         return mean, 0.0, 0.0
-    return mean, math.sqrt(var), float(np.dot(c ** 4, p)) / var ** 2 - 3.0
+    return mean, math.sqrt(var), float(np.dot(c**4, p)) / var**2 - 3.0
 
 
 def summarize(dh: AxisDist, dw: AxisDist, masses: Iterable[float] = MASSES) -> dict:
@@ -315,8 +330,13 @@ def summarize(dh: AxisDist, dw: AxisDist, masses: Iterable[float] = MASSES) -> d
     extent = {}
     for m in masses:
         extent[_mass_key(m)] = [erf_extent(d.positions(), d.probs, m, float(d.step)) for d in (dh, dw)]
-    return {"erf_sigma": [mh[1], mw[1]], "erf_extent": extent, "excess_kurtosis": [mh[2], mw[2]],
-            "grid_step": [float(dh.step), float(dw.step)], "support": [[float(d.lo), float(d.hi)] for d in (dh, dw)]}
+    return {
+        "erf_sigma": [mh[1], mw[1]],
+        "erf_extent": extent,
+        "excess_kurtosis": [mh[2], mw[2]],
+        "grid_step": [float(dh.step), float(dw.step)],
+        "support": [[float(d.lo), float(d.hi)] for d in (dh, dw)],
+    }
 
 
 def _mass_key(m: float) -> str:
@@ -345,5 +365,14 @@ def heatmap(dh: AxisDist, dw: AxisDist) -> np.ndarray:
     return np.outer(dh.probs, dw.probs)
 
 
-__all__ = ["erf_distribution", "erf_extent", "erf_summary", "distributions", "summarize", "moments",
-           "heatmap", "AxisDist", "MASSES"]
+__all__ = [
+    "erf_distribution",
+    "erf_extent",
+    "erf_summary",
+    "distributions",
+    "summarize",
+    "moments",
+    "heatmap",
+    "AxisDist",
+    "MASSES",
+]

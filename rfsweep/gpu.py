@@ -8,7 +8,6 @@ tests run the CUDA kernels on machines without one.
 
 from __future__ import annotations
 
-
 from rfsweep.errors import RFSweepError, field_error
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -22,8 +21,7 @@ def _device_error(device: str, why: str) -> RFSweepError:
 def cuda_problem() -> str | None:
     """None when numba.cuda can run kernels here, else why not (one line, no trailing period)."""
     try:
-        from numba import config
-        from numba import cuda
+        from numba import config, cuda
     except Exception as exc:  # numba without its CUDA target, or a broken install
         return f"numba.cuda cannot be imported ({type(exc).__name__}); {INSTALL_HINT}"
     if config.ENABLE_CUDASIM:

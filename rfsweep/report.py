@@ -71,11 +71,30 @@ def to_csv(results: list[LayerResult]) -> str:
 
 def to_table(net: Network, results: list[LayerResult]) -> str:
     """A readable aligned table with totals and notes on flagged layers."""
-    cols = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "erf_sigma", "params", "macs", "flags"]
+    cols = [
+        "name",
+        "op",
+        "out_size",
+        "channels",
+        "jump",
+        "rf",
+        "eff_padding",
+        "center",
+        "erf_sigma",
+        "params",
+        "macs",
+        "flags",
+    ]
     rows = []
     for r in results:
-        row = {"name": r.layer.name, "op": r.layer.op, "channels": str(r.channels),
-               "params": f"{r.params:,}", "macs": "-" if r.macs is None else f"{r.macs:,}", "flags": ",".join(r.flags)}
+        row = {
+            "name": r.layer.name,
+            "op": r.layer.op,
+            "channels": str(r.channels),
+            "params": f"{r.params:,}",
+            "macs": "-" if r.macs is None else f"{r.macs:,}",
+            "flags": ",".join(r.flags),
+        }
         for col in _SPATIAL:
             row[col] = _cell(r, col)
         rows.append(row)
@@ -97,8 +116,10 @@ def to_table(net: Network, results: list[LayerResult]) -> str:
     if any("rf>input" in r.flags for r in results):
         lines.append("rf>input: the receptive field is larger than the input (it reaches into the padding)")
     if any("unproductive" in r.flags for r in results):
-        lines.append("unproductive: every unit of the layer's input already sees the whole input, so its kernel "
-                     "adds no context (Richter et al.)")
+        lines.append(
+            "unproductive: every unit of the layer's input already sees the whole input, so its kernel "
+            "adds no context (Richter et al.)"
+        )
     return "\n".join(lines)
 
 

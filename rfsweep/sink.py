@@ -35,7 +35,7 @@ def _int_type(bound: int, signed: bool = True) -> pa.DataType:
     for bits in (8, 16, 32, 64):
         if signed and bound < 2 ** (bits - 1):
             return getattr(pa, f"int{bits}")()
-        if not signed and bound < 2 ** bits:
+        if not signed and bound < 2**bits:
             return getattr(pa, f"uint{bits}")()
     return pa.int64()
 
@@ -49,6 +49,7 @@ def schema(space: Space, layout: str = "full") -> pa.Schema:
     if layout not in LAYOUTS:
         raise field_error("columns", layout, "must be full or compact")
     rf_t = _int_type(space.rf_bound)
+
     def lst(value_type):
         return pa.list_(pa.field("item", value_type, nullable=False))
 
@@ -73,8 +74,11 @@ def schema(space: Space, layout: str = "full") -> pa.Schema:
     if layout == "compact":
         fields = [f for f in fields if f[0] not in LIST_COLUMNS]
     for lv in space.levels:  # per detector level: its tap (layer index), the tap's rf and ERF sigma
-        fields += [(f"s{lv.stride}_tap", pa.int8()), (f"s{lv.stride}_rf", rf_t),
-                   (f"s{lv.stride}_erf_sigma", pa.float64())]
+        fields += [
+            (f"s{lv.stride}_tap", pa.int8()),
+            (f"s{lv.stride}_rf", rf_t),
+            (f"s{lv.stride}_erf_sigma", pa.float64()),
+        ]
     # nothing is ever null: non-nullable fields write ~30% faster (no definition levels to encode)
     return pa.schema([pa.field(name, typ, nullable=False) for name, typ in fields])
 
@@ -94,16 +98,26 @@ class LayerTables:
         # slices of the kernels' own choice table: one encoding of the choices
         choices = space.kernel_arrays()["choices"]
         self.op, self.kernel, self.stride, self.dilation, self.channels = (
-            np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C))
+            np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)
+        )
 
     def flatten(self, choice: np.ndarray, depth: np.ndarray):
         """(offsets, op, kernel, stride, dilation, channels) flat arrays of a batch (kernels.cpu.flatten_layers)."""
         from rfsweep.kernels.cpu import flatten_layers
 
         sp = self.space
-        return flatten_layers(np.ascontiguousarray(choice), np.ascontiguousarray(depth, dtype=np.int64), self.op,
-                              self.kernel, self.stride, self.dilation, self.channels, sp.in_channels, sp.width,
-                              sp.max_width)
+        return flatten_layers(
+            np.ascontiguousarray(choice),
+            np.ascontiguousarray(depth, dtype=np.int64),
+            self.op,
+            self.kernel,
+            self.stride,
+            self.dilation,
+            self.channels,
+            sp.in_channels,
+            sp.width,
+            sp.max_width,
+        )
 
 
 def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) -> pa.Table:
@@ -116,8 +130,14 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) ->
         offsets = pa.array(offsets, pa.int32())
         op_dict = pa.DictionaryArray.from_arrays(pa.array(op, pa.int8()), pa.array(OP_NAMES))
         pad_dict = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), pa.array([space.padding]))
-        for name, values in (("op", op_dict), ("kernel", kernel), ("stride", stride), ("dilation", dilation),
-                             ("padding", pad_dict), ("channels", channels)):
+        for name, values in (
+            ("op", op_dict),
+            ("kernel", kernel),
+            ("stride", stride),
+            ("dilation", dilation),
+            ("padding", pad_dict),
+            ("channels", channels),
+        ):
             values = values if isinstance(values, pa.Array) else pa.array(values)
             cols[name] = pa.ListArray.from_arrays(offsets, values, type=sch.field(name).type)
     rf = out[:, lm.O_RF]
@@ -146,7 +166,8 @@ class ParquetSink:
     """Write tables to ``path`` atomically: a temporary file beside it, renamed on success, removed on error.
 
     Tables are written by a background thread (pyarrow releases the GIL, and so do the kernels), so
-    encoding a slab overlaps with computing the next; at most one slab waits in the queue (each holds ~150 MB of Arrow data at 1M rows).
+    encoding a slab overlaps with computing the next; at most one slab waits in the queue (each holds
+    ~150 MB of Arrow data at 1M rows).
     """
 
     def __init__(self, path: str, sch: pa.Schema, meta: dict[bytes, bytes]):
@@ -156,8 +177,14 @@ class ParquetSink:
             raise field_error("output", path, "directory does not exist")
         self.tmp = reserve_beside(self.path, ".parquet.tmp")
         self.schema = sch.with_metadata(meta)
-        self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd", compression_level=1,
-                                       use_dictionary=["op", "padding"], write_statistics=False)
+        self.writer = pq.ParquetWriter(
+            self.tmp,
+            self.schema,
+            compression="zstd",
+            compression_level=1,
+            use_dictionary=["op", "padding"],
+            write_statistics=False,
+        )
         self.rows = 0
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None

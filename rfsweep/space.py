@@ -13,9 +13,9 @@ the choice indices read as digits (position 0 most significant) of radices ``n_c
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 import tomllib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 
-INT63 = 2 ** 62  # every bound the kernels can reach must stay below this (int64 wraps silently)
+INT63 = 2**62  # every bound the kernels can reach must stay below this (int64 wraps silently)
 REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability table
 ROLE_BODY, ROLE_HEAD = lm.ROLE_BODY, lm.ROLE_HEAD
 POOL_OPS = ("maxpool", "avgpool")
@@ -158,7 +158,7 @@ class Space:
         """Number of candidates (Python int, exact)."""
         body = [sum(1 for r in rs if r & ROLE_BODY) for rs in self.roles]
         head = [sum(1 for r in rs if r & ROLE_HEAD) for rs in self.roles]
-        return sum(math.prod(body[:d - 1]) * head[d - 1] for d in range(self.depth_min, self.depth_max + 1))
+        return sum(math.prod(body[: d - 1]) * head[d - 1] for d in range(self.depth_min, self.depth_max + 1))
 
     def depth_offsets(self) -> list[int]:
         """arch_id of the first candidate of each depth (index = depth; 0 below depth_min)."""
@@ -171,9 +171,11 @@ class Space:
 
     def is_candidate(self, idx: list[int]) -> bool:
         """Every layer but the last may be followed, and the last may end a candidate."""
-        return (self.depth_min <= len(idx) <= self.depth_max
-                and all(self.roles[p][c] & ROLE_BODY for p, c in enumerate(idx[:-1]))
-                and bool(self.roles[len(idx) - 1][idx[-1]] & ROLE_HEAD))
+        return (
+            self.depth_min <= len(idx) <= self.depth_max
+            and all(self.roles[p][c] & ROLE_BODY for p, c in enumerate(idx[:-1]))
+            and bool(self.roles[len(idx) - 1][idx[-1]] & ROLE_HEAD)
+        )
 
     def growth(self) -> list[int]:
         """growth[t]: the most rf the layers at positions t.. can add, in units of the jump at t."""
@@ -201,8 +203,12 @@ class Space:
         """arch_id -> the choice index at each position."""
         idx = self.digits(arch_id)
         if not self.is_candidate(idx):
-            raise bad("arch_id", arch_id, "is not a candidate of this space (its last layer is not a head choice, "
-                      "or an earlier one is head-only)")
+            raise bad(
+                "arch_id",
+                arch_id,
+                "is not a candidate of this space (its last layer is not a head choice, "
+                "or an earlier one is head-only)",
+            )
         return idx
 
     def encode(self, idx: list[int]) -> int:
@@ -217,8 +223,7 @@ class Space:
         for p, c in enumerate(idx):
             ch = self.positions[p][c]
             ndown += ch.stride > 1
-            layer = {"name": f"l{p}", "op": ch.op, "kernel": ch.kernel, "stride": ch.stride,
-                     "padding": self.padding}
+            layer = {"name": f"l{p}", "op": ch.op, "kernel": ch.kernel, "stride": ch.stride, "padding": self.padding}
             if ch.op == "conv":
                 cin = self.width_channels(ndown) if ch.channels == lm.CH_WIDTH else ch.channels
                 layer.update(dilation=ch.dilation, channels=cin, bias=self.bias)
@@ -230,8 +235,11 @@ class Space:
 
     def network_spec(self, idx: list[int], name: str = "candidate") -> dict[str, Any]:
         """A network spec `rfsweep analyze` takes, for one candidate."""
-        return {"name": name, "input": {"size": self.input_size, "channels": self.in_channels},
-                "layers": self.layers(idx)}
+        return {
+            "name": name,
+            "input": {"size": self.input_size, "channels": self.in_channels},
+            "layers": self.layers(idx),
+        }
 
     # ---- kernel inputs ----
     def kernel_arrays(self) -> dict[str, np.ndarray]:
@@ -327,24 +335,31 @@ class Space:
     def erf_bound(self) -> int:
         total, jump = 0, 1
         for p in self.positions:
-            total += max((jump * c.dilation) ** 2 * (c.kernel ** 2 - 1) for c in p)
+            total += max((jump * c.dilation) ** 2 * (c.kernel**2 - 1) for c in p)
             jump *= max(c.stride for c in p)
         return total
 
     def check_representable(self) -> None:
         """Refuse spaces whose ids or metrics could wrap int64 inside the kernels."""
-        checks = [("space size", self.id_space), ("largest rf", self.rf_bound), ("largest jump", self.jump_bound),
-                  ("largest params", self.params_bound()),
-                  ("largest MACs", self.params_bound() * self.input_size ** 2),
-                  ("largest erf variance x12", self.erf_bound())]
+        checks = [
+            ("space size", self.id_space),
+            ("largest rf", self.rf_bound),
+            ("largest jump", self.jump_bound),
+            ("largest params", self.params_bound()),
+            ("largest MACs", self.params_bound() * self.input_size**2),
+            ("largest erf variance x12", self.erf_bound()),
+        ]
         for what, value in checks:
             if value >= INT63:
-                raise bad("space", self.settings.get("depth"),
-                          f"{what} {value:.3e} does not fit in int64; narrow the space (depth, kernels, strides)")
-
+                raise bad(
+                    "space",
+                    self.settings.get("depth"),
+                    f"{what} {value:.3e} does not fit in int64; narrow the space (depth, kernels, strides)",
+                )
 
 
 # ---------------------------------------------------------------- parsing
+
 
 def _int_list(name: str, value: Any, minimum: int = 1) -> list[int]:
     if isinstance(value, str):
@@ -428,7 +443,7 @@ def _choices(opts: dict[str, Any], where: str) -> list[Choice]:
         if op == "conv":
             for k in kernels:
                 for s in strides:
-                    for d in (dilations if k > 1 else [1]):
+                    for d in dilations if k > 1 else [1]:
                         for c in channels:
                             out.append(Choice("conv", k, s, d, c))
         else:
@@ -558,13 +573,30 @@ def build_space(settings: dict[str, Any]) -> Space:
 
     resolved = {k: s[k] for k in DEFAULTS}
     resolved["depth"] = [dmin, dmax]
-    space = Space(depth_min=dmin, depth_max=dmax, input_size=n, in_channels=cin, padding=padding,
-                  bias=s["bias"], width=width, max_width=max_width, positions=positions, rf_min=rf_min,
-                  rf_max=rf_max, min_out_size=_int("min_out_size", s["min_out_size"], 1),
-                  max_params=max_params, max_macs=max_macs, jumps=jumps,
-                  no_unproductive=s["no_unproductive"], target_rf=target, levels=levels,
-                  min_convs=_int("min_convs", s["min_convs"], 0), roles=roles, settings=resolved)
-    if space.max_channels >= 2 ** 31:
+    space = Space(
+        depth_min=dmin,
+        depth_max=dmax,
+        input_size=n,
+        in_channels=cin,
+        padding=padding,
+        bias=s["bias"],
+        width=width,
+        max_width=max_width,
+        positions=positions,
+        rf_min=rf_min,
+        rf_max=rf_max,
+        min_out_size=_int("min_out_size", s["min_out_size"], 1),
+        max_params=max_params,
+        max_macs=max_macs,
+        jumps=jumps,
+        no_unproductive=s["no_unproductive"],
+        target_rf=target,
+        levels=levels,
+        min_convs=_int("min_convs", s["min_convs"], 0),
+        roles=roles,
+        settings=resolved,
+    )
+    if space.max_channels >= 2**31:
         raise bad("channels", space.max_channels, "at most 2^31 - 1 channels")
     space.check_representable()
     return space

@@ -160,7 +160,9 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
         kw["output_padding"] = pair(name, "output_padding", raw.get("output_padding", 0), minimum=0)
         for axis in range(2):
             if kw["output_padding"][axis] >= max(kw["stride"][axis], kw["dilation"][axis]):
-                raise fail(name, "output_padding", raw.get("output_padding"), "must be smaller than the stride or the dilation")
+                raise fail(
+                    name, "output_padding", raw.get("output_padding"), "must be smaller than the stride or the dilation"
+                )
     if op in CONV_OPS + ("linear",):
         if "channels" not in raw:
             raise fail(name, "channels", None, f"'{op}' needs output channels")
@@ -247,8 +249,14 @@ def parse_network(data: Any, input_size: Any = None) -> Network:
     feature = data.get("feature_layer")
     if feature is not None and feature not in {layer.name for layer in layers}:
         raise fail(None, "feature_layer", feature, "no layer of that name")
-    return Network(name=name, input_size=size, in_channels=channels, layers=ordered,
-                   source=data.get("source", ""), feature_layer=feature)
+    return Network(
+        name=name,
+        input_size=size,
+        in_channels=channels,
+        layers=ordered,
+        source=data.get("source", ""),
+        feature_layer=feature,
+    )
 
 
 def load_spec_data(path: str | Path) -> Any:

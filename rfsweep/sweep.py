@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,8 +39,10 @@ def make_space(space: Space | dict | None = None, **settings: Any) -> Space:
 
 # ------------------------------------------------------------------ counting
 
+
 def _jump_tables(space: Space):
     """Reachable jumps that can still end on an allowed jump, and the transition table between them."""
+
     def ok(j):
         return not space.jumps or any(a % j == 0 for a in space.jumps)
 
@@ -98,8 +101,14 @@ def dp_cells(space: Space, cap: int) -> int:
 
 def count_method(space: Space) -> str:
     """'dp' when every constraint is one the (jump, rf, out-size) programme tracks, else 'enumerate'."""
-    if (space.max_params is not None or space.max_macs is not None or space.no_unproductive or space.levels
-            or space.min_convs or space.has_head):
+    if (
+        space.max_params is not None
+        or space.max_macs is not None
+        or space.no_unproductive
+        or space.levels
+        or space.min_convs
+        or space.has_head
+    ):
         return "enumerate"
     if dp_cells(space, dp_cap(space, space.rf_min, space.rf_max)) > DP_CELLS_MAX:
         return "enumerate"
@@ -115,19 +124,30 @@ class CountResult:
     device: str
 
     def as_dict(self) -> dict:
-        return {"count": self.count, "space_size": self.space_size, "method": self.method,
-                "seconds": round(self.seconds, 6), "device": self.device,
-                "rate": (self.space_size / self.seconds) if self.seconds > 0 else None}
+        return {
+            "count": self.count,
+            "space_size": self.space_size,
+            "method": self.method,
+            "seconds": round(self.seconds, 6),
+            "device": self.device,
+            "rate": (self.space_size / self.seconds) if self.seconds > 0 else None,
+        }
 
 
-def count_details(space: Space | dict | None = None, *, device: str = "cpu", threads: int | None = None,
-                  method: str = "auto", **settings: Any) -> CountResult:
+def count_details(
+    space: Space | dict | None = None,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    method: str = "auto",
+    **settings: Any,
+) -> CountResult:
     """Exact number of candidates meeting the constraints, and how it was found.
 
     rf, jump and out-size constraints are counted by dynamic programming over (jump, rf, out size)
     states, without enumerating: the cost does not grow with the space. Budgets (params, MACs),
-    --no-unproductive, --min-convs, detector levels and a head (positions index -1) need the whole prefix, so they are counted by the pruned
-    enumeration.
+    --no-unproductive, --min-convs, detector levels and a head (positions index -1) need the whole
+    prefix, so they are counted by the pruned enumeration.
     """
     sp = make_space(space, **settings)
     if device != "cpu":  # refuse a device that is not there even when the DP (CPU-only) answers
@@ -139,12 +159,16 @@ def count_details(space: Space | dict | None = None, *, device: str = "cpu", thr
     if method not in ("dp", "enumerate"):
         raise field_error("method", method, "must be auto, dp or enumerate")
     if method == "dp" and count_method(sp) != "dp":
-        raise field_error("method", "dp", "this space has constraints the programme cannot count (params, MACs, "
-                          "unproductive, min convs, anchors) or is too large for it; use enumerate")
+        raise field_error(
+            "method",
+            "dp",
+            "this space has constraints the programme cannot count (params, MACs, "
+            "unproductive, min convs, anchors) or is too large for it; use enumerate",
+        )
     t0 = time.perf_counter()
     if method == "dp":
         hist = rf_histogram(sp, sp.rf_min, sp.rf_max)
-        return CountResult(sum(hist[sp.rf_min:]), sp.size, "dp", time.perf_counter() - t0, "cpu")
+        return CountResult(sum(hist[sp.rf_min :]), sp.size, "dp", time.perf_counter() - t0, "cpu")
     stats = Stats()
     n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats)
     return CountResult(n, sp.size, "enumerate", time.perf_counter() - t0, stats.device)
@@ -168,6 +192,7 @@ def nearest_rfs(space: Space, limit: int = 3) -> tuple[list[int], list[int]]:
 
 
 # ------------------------------------------------------------------ searching
+
 
 def _sort_key(out: np.ndarray, space: Space, sort: str) -> np.ndarray:
     if sort == "params":
@@ -198,7 +223,9 @@ class TopK:
 
     def result(self) -> Batch:
         if self.best is None:
-            return Batch(np.zeros((0, self.space.out_width), np.int64), np.zeros((0, max(1, self.space.depth_max)), np.int16))
+            return Batch(
+                np.zeros((0, self.space.out_width), np.int64), np.zeros((0, max(1, self.space.depth_max)), np.int16)
+            )
         return self.best
 
 
@@ -227,9 +254,17 @@ def _batches(space: Space, limit: int | None, sort: str | None, **kw) -> Iterato
     yield top.result()
 
 
-def search(space: Space | dict | None = None, *, limit: int | None = None, sort: str | None = None,
-           device: str = "cpu", threads: int | None = None, stats: Stats | None = None, columns: str = "full",
-           **settings: Any) -> "pd.DataFrame":
+def search(
+    space: Space | dict | None = None,
+    *,
+    limit: int | None = None,
+    sort: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+    columns: str = "full",
+    **settings: Any,
+) -> pd.DataFrame:
     """Survivors as a DataFrame (columns as the Parquet output). Use ``limit`` on large spaces.
 
     Parameters are the search settings (``target_rf``, ``depth``, ``kernels``, ... as in
@@ -237,16 +272,23 @@ def search(space: Space | dict | None = None, *, limit: int | None = None, sort:
     ``device`` (cpu, cuda, auto), ``threads`` and ``columns`` (full, or compact without the per-layer lists).
     """
     sp = make_space(space, **settings)
-    tables = list(iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats,
-                              columns=columns))
+    tables = list(iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats, columns=columns))
     sch = sink.schema(sp, layout=columns)
     table = pa.concat_tables(tables) if tables else sch.empty_table()
     return table.to_pandas()
 
 
-def iter_tables(space: Space, *, limit: int | None = None, sort: str | None = None, device: str = "cpu",
-                threads: int | None = None, stats: Stats | None = None,
-                progress: Callable[[int, int, int], None] | None = None, columns: str = "full") -> Iterator[pa.Table]:
+def iter_tables(
+    space: Space,
+    *,
+    limit: int | None = None,
+    sort: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    columns: str = "full",
+) -> Iterator[pa.Table]:
     """Arrow tables of survivors (see :func:`search`)."""
     sch = sink.schema(space, layout=columns)
     tables = sink.LayerTables(space)
@@ -255,16 +297,27 @@ def iter_tables(space: Space, *, limit: int | None = None, sort: str | None = No
             yield sink.to_table(batch, space, tables, sch)
 
 
-def search_to_parquet(path: str, space: Space | dict | None = None, *, limit: int | None = None,
-                      sort: str | None = None, device: str = "cpu", threads: int | None = None,
-                      stats: Stats | None = None, progress=None, columns: str = "full", **settings: Any) -> Stats:
+def search_to_parquet(
+    path: str,
+    space: Space | dict | None = None,
+    *,
+    limit: int | None = None,
+    sort: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+    progress=None,
+    columns: str = "full",
+    **settings: Any,
+) -> Stats:
     """Stream survivors to ``path`` (atomically: a temporary name, renamed when complete)."""
     sp = make_space(space, **settings)
     stats = stats if stats is not None else Stats()
     meta = sink.metadata(sp, {"limit": limit, "sort": sort, "columns": columns})
     with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta) as out:
-        for table in iter_tables(sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats,
-                                 progress=progress, columns=columns):
+        for table in iter_tables(
+            sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats, progress=progress, columns=columns
+        ):
             out.write(table)
     stats.extra["written"] = out.rows
     return stats

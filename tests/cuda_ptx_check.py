@@ -18,17 +18,17 @@ CC = (9, 0)  # H100
 
 
 def main() -> int:
-    import numpy as np
     import numba
+    import numpy as np
     from numba import config, types
 
     if config.ENABLE_CUDASIM:
         print("skip: NUMBA_ENABLE_CUDASIM is set")
         return SKIP
     try:
+        import numba.cuda.dispatcher as dispatcher
         from numba import cuda
         from numba.cuda.cudadrv import nvvm
-        import numba.cuda.dispatcher as dispatcher
     except Exception as exc:
         print(f"skip: numba.cuda cannot be imported ({exc})")
         return SKIP
@@ -50,8 +50,18 @@ def main() -> int:
 
     ok = True
     # the kernels' argument types are the same for every space (int64 arrays, int16 choices)
-    spaces = {"r7-window": {"depth": 7, "ops": ["conv"], "kernels": [1, 3, 5, 7], "strides": [1, 2],
-                            "dilations": [1, 2, 3], "channels": [32], "rf_min": 200, "rf_max": 250}}
+    spaces = {
+        "r7-window": {
+            "depth": 7,
+            "ops": ["conv"],
+            "kernels": [1, 3, 5, 7],
+            "strides": [1, 2],
+            "dilations": [1, 2, 3],
+            "channels": [32],
+            "rf_min": 200,
+            "rf_max": 250,
+        }
+    }
     for name, settings in spaces.items():
         space = build_space(settings)
         a = space.kernel_arrays()
@@ -63,9 +73,11 @@ def main() -> int:
         ch = np.zeros((1, space.depth_max), np.int16)
         arrs = tuple(ty(a[k]) for k in ("choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"))
         head = (ty(tasks), ty(vec), i64, i64, ty(vec), i64, i64)
-        sigs = {"count": (kc._count_kernel, head + (ty(vec),) * 3 + arrs + (ty(out), ty(ch))),
-                "fill": (kc._fill_kernel, head + (ty(vec),) * 2 + arrs + (ty(out), ty(ch))),
-                "offsets": (kc._offsets_kernel, (ty(vec), i64, i64, ty(vec), ty(vec), ty(vec)))}
+        sigs = {
+            "count": (kc._count_kernel, head + (ty(vec),) * 3 + arrs + (ty(out), ty(ch))),
+            "fill": (kc._fill_kernel, head + (ty(vec),) * 2 + arrs + (ty(out), ty(ch))),
+            "offsets": (kc._offsets_kernel, (ty(vec), i64, i64, ty(vec), ty(vec), ty(vec))),
+        }
         for kname, (kernel, sig) in sigs.items():
             t0 = time.perf_counter()
             try:

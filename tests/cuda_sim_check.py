@@ -26,25 +26,85 @@ from rfsweep.kernels import layer_math as lm  # noqa: E402
 from rfsweep.space import build_space  # noqa: E402
 
 SPACES = {
-    "pools-valid": {"depth": "1-3", "ops": ["conv", "maxpool"], "kernels": [1, 3], "strides": [1, 2],
-                    "pool_kernels": [2], "padding": "valid", "input_size": 16},
-    "channels-same-window": {"depth": "2-3", "ops": ["conv"], "kernels": [1, 3, 5], "strides": [1, 2],
-                             "dilations": [1, 2], "channels": [8, 16], "padding": "same", "input_size": 32,
-                             "rf_min": 5, "rf_max": 20, "max_params": 4000},
-    "tf-same-jumps": {"depth": "1-4", "ops": ["conv", "avgpool"], "kernels": [1, 3], "strides": [1, 3],
-                      "pool_kernels": [2], "padding": "tf_same", "input_size": 23, "jump": [3, 9]},
-    "budgets-unproductive": {"depth": "2-4", "ops": ["conv", "maxpool"], "kernels": [3, 5], "strides": [1, 2],
-                             "pool_kernels": [3], "padding": "valid", "input_size": 20, "min_out_size": 2,
-                             "max_macs": 2_000_000, "no_unproductive": True, "width": 4, "max_width": 16,
-                             "positions": [{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}]},
-    "target-rf": {"depth": "3-5", "ops": ["conv"], "kernels": [1, 3], "strides": [1, 2], "padding": "same",
-                  "input_size": 64, "target_rf": 15, "tolerance": 2},
-    "head": {"depth": "2-4", "ops": ["conv", "maxpool"], "kernels": [1, 3], "strides": [1, 2], "pool_kernels": [2],
-             "input_size": 32, "rf_min": 5, "rf_max": 30,
-             "positions": [{"index": -1, "ops": ["conv"], "kernels": [1], "strides": [1], "channels": [10]}]},
-    "anchor-levels": {"depth": "2-4", "ops": ["conv", "maxpool"], "kernels": [1, 3, 5], "strides": [1, 2],
-                      "pool_kernels": [2, 3], "input_size": 64, "anchors": "8@2,16@4", "anchor_rf": "1:3",
-                      "anchor_erf": "0.5"},
+    "pools-valid": {
+        "depth": "1-3",
+        "ops": ["conv", "maxpool"],
+        "kernels": [1, 3],
+        "strides": [1, 2],
+        "pool_kernels": [2],
+        "padding": "valid",
+        "input_size": 16,
+    },
+    "channels-same-window": {
+        "depth": "2-3",
+        "ops": ["conv"],
+        "kernels": [1, 3, 5],
+        "strides": [1, 2],
+        "dilations": [1, 2],
+        "channels": [8, 16],
+        "padding": "same",
+        "input_size": 32,
+        "rf_min": 5,
+        "rf_max": 20,
+        "max_params": 4000,
+    },
+    "tf-same-jumps": {
+        "depth": "1-4",
+        "ops": ["conv", "avgpool"],
+        "kernels": [1, 3],
+        "strides": [1, 3],
+        "pool_kernels": [2],
+        "padding": "tf_same",
+        "input_size": 23,
+        "jump": [3, 9],
+    },
+    "budgets-unproductive": {
+        "depth": "2-4",
+        "ops": ["conv", "maxpool"],
+        "kernels": [3, 5],
+        "strides": [1, 2],
+        "pool_kernels": [3],
+        "padding": "valid",
+        "input_size": 20,
+        "min_out_size": 2,
+        "max_macs": 2_000_000,
+        "no_unproductive": True,
+        "width": 4,
+        "max_width": 16,
+        "positions": [{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}],
+    },
+    "target-rf": {
+        "depth": "3-5",
+        "ops": ["conv"],
+        "kernels": [1, 3],
+        "strides": [1, 2],
+        "padding": "same",
+        "input_size": 64,
+        "target_rf": 15,
+        "tolerance": 2,
+    },
+    "head": {
+        "depth": "2-4",
+        "ops": ["conv", "maxpool"],
+        "kernels": [1, 3],
+        "strides": [1, 2],
+        "pool_kernels": [2],
+        "input_size": 32,
+        "rf_min": 5,
+        "rf_max": 30,
+        "positions": [{"index": -1, "ops": ["conv"], "kernels": [1], "strides": [1], "channels": [10]}],
+    },
+    "anchor-levels": {
+        "depth": "2-4",
+        "ops": ["conv", "maxpool"],
+        "kernels": [1, 3, 5],
+        "strides": [1, 2],
+        "pool_kernels": [2, 3],
+        "input_size": 64,
+        "anchors": "8@2,16@4",
+        "anchor_rf": "1:3",
+        "anchor_erf": "0.5",
+    },
 }
 
 
@@ -62,17 +122,25 @@ def check_engine(name, settings) -> bool:
     t1 = time.perf_counter()
     gpu_out, gpu_ch, gpu_sizes = rows(space, "cuda")
     t2 = time.perf_counter()
-    ok = (np.array_equal(cpu_out, gpu_out) and np.array_equal(cpu_ch, gpu_ch)
-          and cpu_sizes == gpu_sizes and cpu_out.dtype == gpu_out.dtype and cpu_ch.dtype == gpu_ch.dtype)
-    print(f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {len(cpu_out):5d}  "
-          f"batches {len(cpu_sizes):2d}  cpu {t1 - t0:5.2f} s  sim {t2 - t1:5.2f} s")
+    ok = (
+        np.array_equal(cpu_out, gpu_out)
+        and np.array_equal(cpu_ch, gpu_ch)
+        and cpu_sizes == gpu_sizes
+        and cpu_out.dtype == gpu_out.dtype
+        and cpu_ch.dtype == gpu_ch.dtype
+    )
+    print(
+        f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {len(cpu_out):5d}  "
+        f"batches {len(cpu_sizes):2d}  cpu {t1 - t0:5.2f} s  sim {t2 - t1:5.2f} s"
+    )
     return ok
 
 
 def check_kernels(name, settings, q, target=None) -> bool:
     """run_tasks on coarse tasks (prefix lengths q and q+1, so the CUDA side cuts them unevenly),
     both modes, the fill on a subset of tasks starting at a nonzero row."""
-    from rfsweep.kernels import cpu, cuda as kc
+    from rfsweep.kernels import cpu
+    from rfsweep.kernels import cuda as kc
 
     default_target = kc.SUB_TARGET
     space = build_space(settings)
@@ -110,9 +178,11 @@ def check_kernels(name, settings, q, target=None) -> bool:
     ok = ok and all(np.array_equal(x, y) for x, y in zip(outs[0], outs[1]))
     batches = len(list(kc._groups(fans, max(kc.SUB_BATCH, int(fans.max())))))
     kc.SUB_TARGET = default_target
-    print(f"{'ok ' if ok else 'BAD'} kernel {name:22s} tasks {total:4d} cut {lev} -> {int(fans.sum()):5d} subtasks "
-          f"in {batches} launches  "
-          f"survivors {int(c_cpu.sum()):5d}  rows filled {n}")
+    print(
+        f"{'ok ' if ok else 'BAD'} kernel {name:22s} tasks {total:4d} cut {lev} -> {int(fans.sum()):5d} subtasks "
+        f"in {batches} launches  "
+        f"survivors {int(c_cpu.sum()):5d}  rows filled {n}"
+    )
     return ok
 
 

@@ -156,7 +156,7 @@ def impulse_support(layers: list[dict], n: int, units=None) -> dict[int, set[int
             return {j}
         if j not in memo[level]:
             pixels: set[int] = set()
-            for i, weight in reads(layers[level - 1], ns[level - 1], j):
+            for i, _weight in reads(layers[level - 1], ns[level - 1], j):
                 pixels |= support(level - 1, i)
             memo[level][j] = pixels
         return memo[level][j]
@@ -200,6 +200,7 @@ def hull(pixels: set[int]) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ the sweep reference
 
+
 def evaluate_candidate(space, idx):
     """Metrics of one candidate as the analyzer computes them, or None if some layer does not fit."""
     from rfsweep import arithmetic as ar
@@ -228,9 +229,19 @@ def evaluate_candidate(space, idx):
             macs += w * a.size * a.size
             cin = layer["channels"]
         per_layer.append(a)
-    return {"layers": per_layer, "spec": layers,"rf": int(a.rf), "jump": int(a.jump), "eff_padding": int(a.eff_padding), "center": float(a.center),
-            "out_size": a.size, "params": params, "macs": macs, "erf_sigma": math.sqrt(a.erf_var),
-            "unproductive": unproductive}
+    return {
+        "layers": per_layer,
+        "spec": layers,
+        "rf": int(a.rf),
+        "jump": int(a.jump),
+        "eff_padding": int(a.eff_padding),
+        "center": float(a.center),
+        "out_size": a.size,
+        "params": params,
+        "macs": macs,
+        "erf_sigma": math.sqrt(a.erf_var),
+        "unproductive": unproductive,
+    }
 
 
 def meets(space, m):
@@ -270,12 +281,14 @@ def level_tap(space, m, level):
 
 def depth_first(space):
     """Every candidate's choice indices in depth-first (pre-)order."""
+
     def rec(prefix):
         if len(prefix) >= space.depth_min:
             yield list(prefix)
         if len(prefix) < space.depth_max:
             for c in range(space.radices[len(prefix)]):
                 yield from rec(prefix + [c])
+
     yield from rec([])
 
 
@@ -292,8 +305,9 @@ def naive_search(space):
 
 
 def naive_count(space):
-    return sum(1 for idx in depth_first(space)
-               if is_candidate(space, idx) and meets(space, evaluate_candidate(space, idx)))
+    return sum(
+        1 for idx in depth_first(space) if is_candidate(space, idx) and meets(space, evaluate_candidate(space, idx))
+    )
 
 
 def is_candidate(space, idx):

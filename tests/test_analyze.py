@@ -1,4 +1,5 @@
 """rfsweep.analyze on small hand-written networks: merges, padding rules, params/MACs, global layers, flags."""
+
 from __future__ import annotations
 
 import math
@@ -32,13 +33,15 @@ def var(k, jump=1, d=1):
 
 
 def branches(merge, c3=8, c5=8):
-    return net([
-        conv("stem", 3, 2, 1),
-        conv("b3", 3, 1, 1, c3, inputs=["stem"]),
-        conv("b5", 5, 1, 2, c5, inputs=["stem"]),
-        {"name": "m", "op": merge, "inputs": ["b3", "b5"]},
-        conv("head", 1, 1, 0),
-    ])
+    return net(
+        [
+            conv("stem", 3, 2, 1),
+            conv("b3", 3, 1, 1, c3, inputs=["stem"]),
+            conv("b5", 5, 1, 2, c5, inputs=["stem"]),
+            {"name": "m", "op": merge, "inputs": ["b3", "b5"]},
+            conv("head", 1, 1, 0),
+        ]
+    )
 
 
 def test_aligned_add():
@@ -67,11 +70,13 @@ def test_add_with_unequal_channels_is_refused():
 
 
 def test_misaligned_jump_is_refused():
-    spec = net([
-        conv("a", 1, 2, 0, inputs=["input"]),
-        conv("b", 17, 1, 0, inputs=["input"]),  # also 16x16, but jump 1
-        {"name": "sum", "op": "add", "inputs": ["a", "b"]},
-    ])
+    spec = net(
+        [
+            conv("a", 1, 2, 0, inputs=["input"]),
+            conv("b", 17, 1, 0, inputs=["input"]),  # also 16x16, but jump 1
+            {"name": "sum", "op": "add", "inputs": ["a", "b"]},
+        ]
+    )
     with pytest.raises(SpecError) as err:
         analyze(spec)
     msg = str(err.value)
@@ -81,11 +86,13 @@ def test_misaligned_jump_is_refused():
 
 
 def test_misaligned_centre_is_refused():
-    spec = net([
-        conv("a", 3, 1, 1, inputs=["input"]),  # centre 0
-        conv("b", 3, 1, [[0, 2], [1, 1]], inputs=["input"]),  # same size and jump, centre 1 on h
-        {"name": "cat", "op": "concat", "inputs": ["a", "b"]},
-    ])
+    spec = net(
+        [
+            conv("a", 3, 1, 1, inputs=["input"]),  # centre 0
+            conv("b", 3, 1, [[0, 2], [1, 1]], inputs=["input"]),  # same size and jump, centre 1 on h
+            {"name": "cat", "op": "concat", "inputs": ["a", "b"]},
+        ]
+    )
     with pytest.raises(SpecError) as err:
         analyze(spec)
     msg = str(err.value)
@@ -94,12 +101,16 @@ def test_misaligned_centre_is_refused():
 
 
 def test_global_vectors_merge_whatever_their_jump():
-    spec = net([
-        conv("a", 3, 2, 1), {"name": "ga", "op": "global_pool"},
-        conv("b", 3, 2, 1, inputs=["a"]), {"name": "gb", "op": "global_pool"},
-        {"name": "cat", "op": "concat", "inputs": ["ga", "gb"]},
-        {"name": "fc", "op": "linear", "channels": 10},
-    ])
+    spec = net(
+        [
+            conv("a", 3, 2, 1),
+            {"name": "ga", "op": "global_pool"},
+            conv("b", 3, 2, 1, inputs=["a"]),
+            {"name": "gb", "op": "global_pool"},
+            {"name": "cat", "op": "concat", "inputs": ["ga", "gb"]},
+            {"name": "fc", "op": "linear", "channels": 10},
+        ]
+    )
     frame = analyze(spec)
     assert row(frame, "cat")["channels"] == 16 and bool(row(frame, "cat")["global"])
     assert row(frame, "fc")["params"] == 16 * 10 + 10
@@ -151,8 +162,9 @@ def pytorch_pool_out(n, k, s, p, ceil_mode):
 def test_ceil_mode_pytorch_rule(n, k, s, p):
     for ceil_mode in (False, True):
         expected = pytorch_pool_out(n, k, s, p, ceil_mode)
-        spec = net([{"name": "p", "op": "maxpool", "kernel": k, "stride": s, "padding": p, "ceil_mode": ceil_mode}],
-                   size=n)
+        spec = net(
+            [{"name": "p", "op": "maxpool", "kernel": k, "stride": s, "padding": p, "ceil_mode": ceil_mode}], size=n
+        )
         if expected < 1:
             with pytest.raises(SpecError, match="out_size"):
                 analyze(spec)
@@ -163,8 +175,23 @@ def test_ceil_mode_pytorch_rule(n, k, s, p):
 def test_ceil_mode_examples():
     # GoogLeNet-style 3x3/s2 ceil pool: 112 -> 56; 5 with padding 1 and a 2x2/s2 window: 3 (not 4: the 4th
     # window would start in the right padding); a 3-window on 2 pixels still gives one unit.
-    pool = lambda n, k, s, p: analyze(net([{"name": "p", "op": "maxpool", "kernel": k, "stride": s,  # noqa: E731
-                                            "padding": p, "ceil_mode": True}], size=n)).iloc[0]["out_size"][0]
+    def pool(n, k, s, p):
+        return analyze(
+            net(
+                [
+                    {
+                        "name": "p",
+                        "op": "maxpool",
+                        "kernel": k,
+                        "stride": s,
+                        "padding": p,
+                        "ceil_mode": True,
+                    }
+                ],
+                size=n,
+            )
+        ).iloc[0]["out_size"][0]
+
     assert pool(112, 3, 2, 0) == 56
     assert pool(5, 2, 2, 1) == 3
     assert pool(2, 3, 2, 0) == 1
@@ -174,12 +201,15 @@ def test_ceil_mode_examples():
 
 
 def test_grouped_and_depthwise_params_and_macs():
-    spec = {"input": {"size": [20, 30], "channels": 32}, "layers": [
-        conv("grouped", 3, 1, 1, 64, groups=4),
-        conv("dw", 3, 2, 1, 64, groups=64, bias=False),
-        conv("pw", 1, 1, 0, 128),
-        conv("rect", [1, 7], 1, [0, 3], 16),
-    ]}
+    spec = {
+        "input": {"size": [20, 30], "channels": 32},
+        "layers": [
+            conv("grouped", 3, 1, 1, 64, groups=4),
+            conv("dw", 3, 2, 1, 64, groups=64, bias=False),
+            conv("pw", 1, 1, 0, 128),
+            conv("rect", [1, 7], 1, [0, 3], 16),
+        ],
+    }
     frame = analyze(spec)
     g, dw, pw, rect = (row(frame, n) for n in ("grouped", "dw", "pw", "rect"))
     assert g["params"] == 3 * 3 * (32 // 4) * 64 + 64
@@ -197,8 +227,10 @@ def test_groups_must_divide_input_channels():
 
 
 def test_deconv_params_and_macs():
-    spec = {"input": {"size": 8, "channels": 16}, "layers": [
-        {"name": "up", "op": "deconv", "kernel": 4, "stride": 2, "padding": 1, "channels": 8}]}
+    spec = {
+        "input": {"size": 8, "channels": 16},
+        "layers": [{"name": "up", "op": "deconv", "kernel": 4, "stride": 2, "padding": 1, "channels": 8}],
+    }
     r = analyze(spec).iloc[0]
     assert r["out_size"] == (16, 16)
     assert r["params"] == 4 * 4 * 16 * 8 + 8
@@ -213,8 +245,14 @@ def test_linear_and_global_pool():
     assert fc["params"] == 16 * 4 * 3 * 10 + 10 and fc["macs"] == 16 * 4 * 3 * 10
     assert bool(fc["global"]) and fc["rf"] == (None, None) and fc["out_size"] == (1, 1)
 
-    spec = net([conv("c", 3, 2, 1, 16), {"name": "gap", "op": "global_pool"},
-                {"name": "fc", "op": "linear", "channels": 10, "bias": False}], size=None)
+    spec = net(
+        [
+            conv("c", 3, 2, 1, 16),
+            {"name": "gap", "op": "global_pool"},
+            {"name": "fc", "op": "linear", "channels": 10, "bias": False},
+        ],
+        size=None,
+    )
     frame = analyze(spec)
     assert bool(row(frame, "gap")["global"]) and row(frame, "gap")["out_size"] == (1, 1)
     assert row(frame, "fc")["params"] == 160 and not bool(row(frame, "c")["global"])
@@ -246,8 +284,15 @@ def test_flags_need_every_unit_to_see_everything():
 
 
 def test_unknown_input_size():
-    spec = net([conv("a", 3, 2, 1), {"name": "p", "op": "maxpool", "kernel": 2, "stride": 2},
-                conv("b", 3, 1, "same"), {"name": "g", "op": "global_pool"}], size=None)
+    spec = net(
+        [
+            conv("a", 3, 2, 1),
+            {"name": "p", "op": "maxpool", "kernel": 2, "stride": 2},
+            conv("b", 3, 1, "same"),
+            {"name": "g", "op": "global_pool"},
+        ],
+        size=None,
+    )
     frame = analyze(spec)
     assert row(frame, "b")["out_size"] == (None, None)
     assert row(frame, "b")["rf"] == (3 + 2 + 2 * 4,) * 2

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from rfsweep import anchors as anc
-from rfsweep.errors import RFSweepError
 from rfsweep import boxes as boxmod
 from rfsweep import export as exportmod
 from rfsweep.cli import main
+from rfsweep.errors import RFSweepError
 
 R50 = "layer2.3.relu_2,layer3.5.relu_2,layer4.2.relu_2"
 S2 = math.sqrt(2)
@@ -79,10 +79,12 @@ def test_kmeans_finds_clusters_and_is_seeded():
     assert np.array_equal(k1, k2)
     assert np.allclose(k1, centres, rtol=0.05)
     assert boxmod.yolo_metric(wh, k1)[0] == 1.0
+
     # evolution never lowers YOLOv5's fitness
     def fitness(k):
         x = np.minimum(wh[:, None] / k[None], k[None] / wh[:, None]).min(2).max(1)
         return (x * (x > 0.25)).mean()
+
     k3 = boxmod.kmeans_anchors(wh, 3, seed=1, generations=50)
     assert fitness(k3) >= fitness(k1) - 1e-12
 
@@ -103,8 +105,11 @@ def test_report_geometry_resnet50():
 
 
 def test_warnings_rf_and_sparse():
-    spec = {"name": "tiny", "input": {"size": 32, "channels": 1}, "layers": [
-        {"name": "c", "op": "conv", "kernel": 3, "stride": 2, "channels": 1}]}
+    spec = {
+        "name": "tiny",
+        "input": {"size": 32, "channels": 1},
+        "layers": [{"name": "c", "op": "conv", "kernel": 3, "stride": 2, "channels": 1}],
+    }
     rep = anc.anchor_report(spec, ["c"], rule="fpn", ratios=[1])
     assert any("exceeds the RF 3x3" in w for w in rep.levels[0].warnings)
     # s3fd at density 4: IoU with a half-stride shifted equal box 3.5^2/(32-3.5^2) = 0.62, no warning
@@ -121,8 +126,20 @@ def test_json_keys(tmp_path):
     out = anc.to_json(anc.anchor_report("resnet50", R50, rule="retinanet", boxes=str(boxes)))
     assert {"levels", "bpr", "aat", "kmeans", "rule", "ratios", "center_offset"} <= set(out)
     lv = out["levels"][0]
-    assert {"tap", "stride", "rf", "erf_sigma", "erf_extent", "anchors", "center", "misalignment", "density",
-            "anchor_rf", "anchor_erf", "warnings"} <= set(lv)
+    assert {
+        "tap",
+        "stride",
+        "rf",
+        "erf_sigma",
+        "erf_extent",
+        "anchors",
+        "center",
+        "misalignment",
+        "density",
+        "anchor_rf",
+        "anchor_erf",
+        "warnings",
+    } <= set(lv)
     assert set(lv["erf_extent"]) == {"50", "90", "95"}
     assert len(lv["anchors"]) == 9 and all(len(a) == 2 for a in lv["anchors"])
     assert 0 <= out["bpr"] <= 1 and out["aat"] >= 0
@@ -170,8 +187,11 @@ def test_mmdet_export_ssd_notes_extra_box():
 def test_torchvision_export():
     rep = anc.anchor_report("resnet50", R50, rule="fpn", ratios=[0.5, 1, 2])
     cfg, notes = exportmod.export_torchvision(rep)
-    assert cfg == {"type": "AnchorGenerator", "sizes": [[64.0], [128.0], [256.0]],
-                   "aspect_ratios": [[2.0, 1.0, 0.5]] * 3}
+    assert cfg == {
+        "type": "AnchorGenerator",
+        "sizes": [[64.0], [128.0], [256.0]],
+        "aspect_ratios": [[2.0, 1.0, 0.5]] * 3,
+    }
     # torchvision: h_ratios = sqrt(ar), w = size / h_ratio -> our [w, h] in the same order
     for sizes, ars, lv in zip(cfg["sizes"], cfg["aspect_ratios"], rep.levels):
         h_r = np.sqrt(ars)
@@ -179,8 +199,12 @@ def test_torchvision_export():
         assert close(list(zip(ws, hs)), lv.anchors)
     ssd = anc.anchor_report("resnet50", R50, rule="ssd", center_offset=0.5)
     cfg, notes = exportmod.export_torchvision(ssd)
-    assert cfg == {"type": "DefaultBoxGenerator", "aspect_ratios": [[2.0]] * 3, "scales": [0.2, 0.55, 0.9, 1.0],
-                   "steps": [8, 16, 32]}
+    assert cfg == {
+        "type": "DefaultBoxGenerator",
+        "aspect_ratios": [[2.0]] * 3,
+        "scales": [0.2, 0.55, 0.9, 1.0],
+        "steps": [8, 16, 32],
+    }
 
 
 def _run(*args):
@@ -211,13 +235,16 @@ def test_cli_boxes_parquet(tmp_path):
     assert out["boxes"] == 4 and out["kmeans"]["generations"] == 5
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--taps", "nope"], "field 'taps': value \"nope\""),
-    (["--taps", "layer4.2.relu_2,fc"], "field 'taps': value \"fc\""),
-    (["--taps", "layer4.2.relu_2", "--ratios", "0,1"], "field 'ratios'"),
-    (["--taps", "layer4.2.relu_2", "--ratios", "x"], "field 'ratios'"),
-    (["--taps", "layer4.2.relu_2", "--boxes", "/nonexistent/b.csv"], "field 'boxes'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--taps", "nope"], "field 'taps': value \"nope\""),
+        (["--taps", "layer4.2.relu_2,fc"], "field 'taps': value \"fc\""),
+        (["--taps", "layer4.2.relu_2", "--ratios", "0,1"], "field 'ratios'"),
+        (["--taps", "layer4.2.relu_2", "--ratios", "x"], "field 'ratios'"),
+        (["--taps", "layer4.2.relu_2", "--boxes", "/nonexistent/b.csv"], "field 'boxes'"),
+    ],
+)
 def test_cli_bad_input_one_line(args, needle):
     r = _run("anchors", "resnet50", *args)
     assert r.exit_code == 2

@@ -5,6 +5,7 @@ code with rfsweep. For conv/pool chains every unit has the same hull, whose size
 is ``center + u·jump``; the uniform-weight input gradient has mean at the centre and variance erf_var exactly.
 After transposed convs and upsampling, units differ (periodically): rf is the largest hull over units.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,13 +27,19 @@ PROPERTY = settings(max_examples=200, deadline=None)
 @st.composite
 def pool_or_conv(draw, op=None):
     op = op or draw(st.sampled_from(["conv", "maxpool", "avgpool"]))
-    layer = {"op": op, "kernel": draw(st.integers(1, 7)), "stride": draw(st.integers(1, 3)),
-             "dilation": draw(st.integers(1, 3)) if op == "conv" else 1}
-    layer["padding"] = draw(st.one_of(
-        st.sampled_from(["valid", "same", "tf_same"]),
-        st.integers(0, 3),
-        st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    ))
+    layer = {
+        "op": op,
+        "kernel": draw(st.integers(1, 7)),
+        "stride": draw(st.integers(1, 3)),
+        "dilation": draw(st.integers(1, 3)) if op == "conv" else 1,
+    }
+    layer["padding"] = draw(
+        st.one_of(
+            st.sampled_from(["valid", "same", "tf_same"]),
+            st.integers(0, 3),
+            st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        )
+    )
     if op != "conv":
         layer["ceil_mode"] = draw(st.booleans())
     return layer
@@ -164,7 +171,12 @@ def test_unknown_size_changes_nothing_but_size(case):
     assume(not any(layer["padding"] == "tf_same" for layer in layers))
     known, unknown = run_axis(layers, n), run_axis(layers, None)
     assert unknown.size is None
-    assert (unknown.rf, unknown.jump, unknown.center, unknown.erf_var) == (known.rf, known.jump, known.center, known.erf_var)
+    assert (unknown.rf, unknown.jump, unknown.center, unknown.erf_var) == (
+        known.rf,
+        known.jump,
+        known.center,
+        known.erf_var,
+    )
 
 
 def test_rf_is_one_plus_sum_of_kernel_extents():
@@ -210,16 +222,19 @@ def test_deconv_then_conv_rf_is_an_integer():
     assert a.rf == 2 and a.jump == Fraction(1, 2)
     b = ar.conv_axis(a, 2, 1, 1, 0, 0)
     assert b.rf == 2
-    support = naive.impulse_support([{"op": "deconv", "kernel": 3, "stride": 2, "padding": 0},
-                                     {"op": "conv", "kernel": 2}], 8)
+    support = naive.impulse_support(
+        [{"op": "deconv", "kernel": 3, "stride": 2, "padding": 0}, {"op": "conv", "kernel": 2}], 8
+    )
     assert max(max(px) - min(px) + 1 for px in support.values()) == 2
 
 
 def test_nearest_upsample_then_conv_rf():
     """Nearest x2 makes units 2t and 2t+1 copies of t: a 6-tap conv after it reaches 4 units of t, not 3."""
-    layers = [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
-              {"op": "upsample", "scale": 2, "mode": "nearest"},
-              {"op": "conv", "kernel": 6, "padding": "same"}]
+    layers = [
+        {"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"op": "upsample", "scale": 2, "mode": "nearest"},
+        {"op": "conv", "kernel": 6, "padding": "same"},
+    ]
     a = run_axis(layers, 16)
     support = naive.impulse_support(layers, 16)
     assert a.rf == max(max(px) - min(px) + 1 for px in support.values()) == 3 + 3 * 2
@@ -321,10 +336,13 @@ def test_analyzer_with_resampling_per_axis(case):
 
 def test_analyzer_non_square_example():
     """A 7x3 stride 2x1 conv on 32x20, then a 3x3 pool: the two axes are computed independently."""
-    spec = {"input": {"size": [32, 20], "channels": 3}, "layers": [
-        {"name": "c", "op": "conv", "kernel": [7, 3], "stride": [2, 1], "padding": [[3, 3], [1, 1]], "channels": 8},
-        {"name": "p", "op": "maxpool", "kernel": 3, "stride": [2, 1]},
-    ]}
+    spec = {
+        "input": {"size": [32, 20], "channels": 3},
+        "layers": [
+            {"name": "c", "op": "conv", "kernel": [7, 3], "stride": [2, 1], "padding": [[3, 3], [1, 1]], "channels": 8},
+            {"name": "p", "op": "maxpool", "kernel": 3, "stride": [2, 1]},
+        ],
+    }
     frame = to_frame(evaluate(parse_network(spec)))
     assert frame.loc[0, "out_size"] == (16, 20) and frame.loc[0, "rf"] == (7, 3)
     assert frame.loc[1, "out_size"] == (7, 18) and frame.loc[1, "rf"] == (11, 5) and frame.loc[1, "jump"] == (4, 1)
@@ -333,8 +351,11 @@ def test_analyzer_non_square_example():
 
 def test_merge_after_resampling_is_the_union_of_hulls():
     """U-Net style: stride-2 conv, bilinear x2 and a 2-tap conv (centre 0, jump 1) added to a 3x3 conv."""
-    up = [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1}, {"op": "upsample", "scale": 2, "mode": "bilinear"},
-          {"op": "conv", "kernel": 2, "padding": (0, 1)}]
+    up = [
+        {"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"op": "upsample", "scale": 2, "mode": "bilinear"},
+        {"op": "conv", "kernel": 2, "padding": (0, 1)},
+    ]
     skip = [{"op": "conv", "kernel": 3, "padding": 1}]
     a, b = run_axis(up, 16), run_axis(skip, 16)
     assert (a.size, a.jump, a.center) == (b.size, b.jump, b.center)

@@ -1,4 +1,5 @@
 """The `rfsweep analyze` and `rfsweep zoo` commands: output formats, and one clean error line per bad spec."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,7 @@ from click.testing import CliRunner
 
 from rfsweep.cli import main
 
-JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs",
-             "erf_sigma"]
+JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 SPATIAL = ["out_size", "jump", "rf", "eff_padding", "center", "erf_sigma"]
 
 
@@ -27,14 +27,27 @@ def test_analyze_table():
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "vgg16: input 224x224, 3 channels"
-    assert lines[1].split() == ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center",
-                                "erf_sigma", "params", "macs", "flags"]
+    assert lines[1].split() == [
+        "name",
+        "op",
+        "out_size",
+        "channels",
+        "jump",
+        "rf",
+        "eff_padding",
+        "center",
+        "erf_sigma",
+        "params",
+        "macs",
+        "flags",
+    ]
     first = lines[2].split()
     assert first[:8] == ["features.0", "conv", "224", "64", "1", "3", "1", "0"]
     feature = next(line.split() for line in lines if line.startswith("features.30 "))
     assert feature[2:6] == ["7", "512", "32", "212"]  # the published RF
     assert lines[-1].startswith("total params 138,357,544") or any(
-        line.startswith("total params 138,357,544") for line in lines)
+        line.startswith("total params 138,357,544") for line in lines
+    )
     assert result.stderr == ""
 
 
@@ -113,17 +126,29 @@ BAD = {
     "stride -1": (spec_with(dict(OK, stride=-1)), [], ["'c1'", "'stride'", "-1"]),
     "dilation 0": (spec_with(dict(OK, dilation=[1, 0])), [], ["'c1'", "'dilation'", "value 0"]),
     "unknown input": (spec_with(OK, dict(OK, name="c2", inputs=["c0"])), [], ["'c2'", "'inputs'", '"c0"']),
-    "cycle": (spec_with(dict(OK, name="a", inputs=["b"]), dict(OK, name="b", inputs=["a"])), [],
-              ["'a'", "'inputs'", '["b"]', "cycle"]),
-    "tf_same without size": (spec_with(dict(OK, name="tf", padding="tf_same"), size=None), [],
-                             ["'tf'", "'padding'", '"tf_same"']),
-    "output below 1": (spec_with(dict(OK, name="big", kernel=9, padding=0), size=5), [],
-                       ["'big'", "'out_size'", "[0, 0]", "input [5, 5]"]),
+    "cycle": (
+        spec_with(dict(OK, name="a", inputs=["b"]), dict(OK, name="b", inputs=["a"])),
+        [],
+        ["'a'", "'inputs'", '["b"]', "cycle"],
+    ),
+    "tf_same without size": (
+        spec_with(dict(OK, name="tf", padding="tf_same"), size=None),
+        [],
+        ["'tf'", "'padding'", '"tf_same"'],
+    ),
+    "output below 1": (
+        spec_with(dict(OK, name="big", kernel=9, padding=0), size=5),
+        [],
+        ["'big'", "'out_size'", "[0, 0]", "input [5, 5]"],
+    ),
     "duplicate names": (spec_with(OK, dict(OK)), [], ["'c1'", "'name'", '"c1"', "unique"]),
     "bad input size": (spec_with(OK), ["--input-size", "224xabc"], ["'input-size'", '"224xabc"']),
     "input size 0": (spec_with(OK), ["--input-size", "0"], ["'input-size'", "value 0"]),
-    "ceil_mode not a bool": (spec_with({"name": "p", "op": "maxpool", "kernel": 2, "ceil_mode": "false"}), [],
-                             ["'p'", "'ceil_mode'", '"false"']),
+    "ceil_mode not a bool": (
+        spec_with({"name": "p", "op": "maxpool", "kernel": 2, "ceil_mode": "false"}),
+        [],
+        ["'p'", "'ceil_mode'", '"false"'],
+    ),
 }
 
 
@@ -165,9 +190,12 @@ def test_unknown_model_name():
 
 def test_toml_spec(tmp_path):
     path = tmp_path / "net.toml"
-    path.write_text('name = "tiny"\n[input]\nsize = [16, 8]\nchannels = 1\n'
-                    '[[layers]]\nname = "c"\nop = "conv"\nkernel = 3\nstride = 2\npadding = "same"\nchannels = 4\n'
-                    '[[layers]]\nname = "p"\nop = "maxpool"\nkernel = 2\nstride = 2\n', encoding="utf-8")
+    path.write_text(
+        'name = "tiny"\n[input]\nsize = [16, 8]\nchannels = 1\n'
+        '[[layers]]\nname = "c"\nop = "conv"\nkernel = 3\nstride = 2\npadding = "same"\nchannels = 4\n'
+        '[[layers]]\nname = "p"\nop = "maxpool"\nkernel = 2\nstride = 2\n',
+        encoding="utf-8",
+    )
     rows = json.loads(run("analyze", str(path), "--format", "json").stdout)
     assert [r["name"] for r in rows] == ["c", "p"]
     assert rows[1]["out_size"] == [4, 2] and rows[1]["rf"] == [5, 5] and rows[1]["jump"] == [4, 4]
@@ -199,12 +227,12 @@ def readme_section(title: str) -> str:
     text = README.read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start: end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 def code_block(section: str, lang: str) -> str:
     start = section.index(f"```{lang}\n") + len(lang) + 4
-    return section[start: section.index("\n```", start)]
+    return section[start : section.index("\n```", start)]
 
 
 @pytest.mark.parametrize("lang", ["json", "toml"])
@@ -222,8 +250,16 @@ def test_readme_analyze_output_is_current():
     assert shown[1:] == run("analyze", "alexnet_v2").stdout.rstrip("\n").splitlines()
 
 
-@pytest.mark.parametrize("args", [["search", "--padding", "foo"], ["analyze"], ["count", "--threads", "x"],
-                                  ["search", "--depth", "2", "-o", "."], ["nosuchcommand"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", "--padding", "foo"],
+        ["analyze"],
+        ["count", "--threads", "x"],
+        ["search", "--depth", "2", "-o", "."],
+        ["nosuchcommand"],
+    ],
+)
 def test_usage_errors_are_one_line(args):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2

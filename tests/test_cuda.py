@@ -30,13 +30,15 @@ def _env(simulate: bool) -> dict[str, str]:
 def _gpu_usable() -> bool:
     """A real GPU that numba.cuda can use, asked in a plain subprocess (no simulator)."""
     code = "from rfsweep import gpu; import sys; sys.exit(0 if gpu.cuda_problem() is None else 1)"
-    return subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True,
-                          timeout=120).returncode == 0
+    return (
+        subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True, timeout=120).returncode == 0
+    )
 
 
 def test_cuda_kernels_match_cpu_under_simulator():
-    proc = subprocess.run([sys.executable, str(HERE / "cuda_sim_check.py")], env=_env(True), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "cuda_sim_check.py")], env=_env(True), capture_output=True, text=True, timeout=600
+    )
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("all identical")
@@ -45,8 +47,9 @@ def test_cuda_kernels_match_cpu_under_simulator():
 
 def test_cuda_kernels_compile_for_a_real_gpu():
     """Types and compiles the kernels to PTX with NVVM (no GPU needed): the simulator checks no types."""
-    proc = subprocess.run([sys.executable, str(HERE / "cuda_ptx_check.py")], env=_env(False), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "cuda_ptx_check.py")], env=_env(False), capture_output=True, text=True, timeout=600
+    )
     if proc.returncode == 77:
         pytest.skip(proc.stdout.strip() or "cannot compile CUDA kernels here")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -57,10 +60,13 @@ def test_device_cuda_without_gpu_is_one_line_exit_2(tmp_path):
     if _gpu_usable():
         pytest.skip("a CUDA GPU is usable here")
     code = "from rfsweep.cli import main; main()"
-    for args in (["count", "--depth", "2", "--method", "enumerate", "--device", "cuda"],
-                 ["search", "--depth", "2", "--device", "cuda", "-o", str(tmp_path / "x.parquet")]):
-        proc = subprocess.run([sys.executable, "-c", code, *args], env=_env(False), capture_output=True,
-                              text=True, timeout=120)
+    for args in (
+        ["count", "--depth", "2", "--method", "enumerate", "--device", "cuda"],
+        ["search", "--depth", "2", "--device", "cuda", "-o", str(tmp_path / "x.parquet")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], env=_env(False), capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
@@ -85,20 +91,22 @@ def test_backend_errors_and_auto_fallback():
 
 
 def test_cpu_path_never_imports_cuda():
-    code = ("import sys\n"
-            "from rfsweep import engine\n"
-            "from rfsweep.space import build_space\n"
-            "sp = build_space({'depth': 2, 'target_rf': 7})\n"
-            "n = sum(len(b) for b in engine.iter_batches(sp, device='cpu'))\n"
-            "assert n > 0\n"
-            "bad = [m for m in ('numba.cuda', 'rfsweep.kernels.cuda', 'rfsweep.gpu') if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys\n"
+        "from rfsweep import engine\n"
+        "from rfsweep.space import build_space\n"
+        "sp = build_space({'depth': 2, 'target_rf': 7})\n"
+        "n = sum(len(b) for b in engine.iter_batches(sp, device='cpu'))\n"
+        "assert n > 0\n"
+        "bad = [m for m in ('numba.cuda', 'rfsweep.kernels.cuda', 'rfsweep.gpu') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
 # ---------------------------------------------------------------- real GPU only
+
 
 def _real_gpu() -> bool:
     from rfsweep import gpu
@@ -108,12 +116,31 @@ def _real_gpu() -> bool:
 
 MEDIUM = {
     # 20^5 = 3.2M candidates, the R7 benchmark's choices two layers shorter
-    "r5-window": {"depth": 5, "ops": ["conv"], "kernels": [1, 3, 5, 7], "strides": [1, 2], "dilations": [1, 2, 3],
-                  "channels": [32], "padding": "same", "input_size": 224, "rf_min": 100, "rf_max": 140},
+    "r5-window": {
+        "depth": 5,
+        "ops": ["conv"],
+        "kernels": [1, 3, 5, 7],
+        "strides": [1, 2],
+        "dilations": [1, 2, 3],
+        "channels": [32],
+        "padding": "same",
+        "input_size": 224,
+        "rf_min": 100,
+        "rf_max": 140,
+    },
     # pools, the width rule, valid padding, budgets, jumps and a depth range
-    "mixed": {"depth": "2-6", "ops": ["conv", "maxpool", "avgpool"], "kernels": [1, 3, 5], "strides": [1, 2],
-              "pool_kernels": [2, 3], "padding": "valid", "input_size": 96, "rf_min": 20, "max_params": 300_000,
-              "jump": [4, 8, 16]},
+    "mixed": {
+        "depth": "2-6",
+        "ops": ["conv", "maxpool", "avgpool"],
+        "kernels": [1, 3, 5],
+        "strides": [1, 2],
+        "pool_kernels": [2, 3],
+        "padding": "valid",
+        "input_size": 96,
+        "rf_min": 20,
+        "max_params": 300_000,
+        "jump": [4, 8, 16],
+    },
 }
 
 
@@ -131,8 +158,11 @@ def test_gpu_matches_cpu(name):
         stats = engine.Stats()
         batches = list(engine.iter_batches(space, device=device, stats=stats))
         assert stats.device == device
-        got[device] = (np.concatenate([b.out for b in batches]), np.concatenate([b.choice for b in batches]),
-                       [len(b) for b in batches])
+        got[device] = (
+            np.concatenate([b.out for b in batches]),
+            np.concatenate([b.choice for b in batches]),
+            [len(b) for b in batches],
+        )
     assert len(got["cpu"][0]) > 0
     assert np.array_equal(got["cpu"][0], got["cuda"][0])
     assert np.array_equal(got["cpu"][1], got["cuda"][1])
@@ -144,8 +174,13 @@ def test_gpu_matches_cpu(name):
 def test_bench_cuda_runs_under_simulator():
     """benchmarks/bench_cuda.py takes its GPU path (simulated, depth 2) and prints both devices' rows."""
     bench = HERE.parent / "benchmarks" / "bench_cuda.py"
-    proc = subprocess.run([sys.executable, str(bench), "--depth", "2", "--repeat", "1", "--simulator-ok"],
-                          env=_env(True), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--depth", "2", "--repeat", "1", "--simulator-ok"],
+        env=_env(True),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert any(line.startswith("count rf [200, 250]  cuda") for line in lines), proc.stdout

@@ -122,10 +122,14 @@ def _input_size_for(spec: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ strategies
 
+
 def _padding(k_eff: tuple[int, int]):
     return st.one_of(
-        st.just("same"), st.just("valid"),
-        st.tuples(*(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)) for k in k_eff)).map(lambda t: [list(x) for x in t]),
+        st.just("same"),
+        st.just("valid"),
+        st.tuples(*(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)) for k in k_eff)).map(
+            lambda t: [list(x) for x in t]
+        ),
     )
 
 
@@ -175,8 +179,13 @@ def merges(draw):
             branches.append(layer)
             prev = layer["name"]
         # end each branch with a conv so its channels are uniform (and equal for add)
-        end = {"name": f"{b}_end", "op": "conv", "kernel": 1, "inputs": [prev],
-               "channels": 3 if op == "add" else draw(st.integers(1, 5))}
+        end = {
+            "name": f"{b}_end",
+            "op": "conv",
+            "kernel": 1,
+            "inputs": [prev],
+            "channels": 3 if op == "add" else draw(st.integers(1, 5)),
+        }
         branches.append(end)
         ends.append(end["name"])
     merge = {"name": "merged", "op": op, "inputs": ends}
@@ -224,6 +233,7 @@ def test_merge_matches_brute_force(spec):
 
 # ------------------------------------------------------------------------------- sanity and edge cases
 
+
 def test_strided_stack_is_not_gaussian():
     """k=3, stride 2, ten layers: excess kurtosis near -0.9, and the 95 % extent is not 2·1.96·sigma."""
     layers = [{"name": f"c{i}", "op": "conv", "kernel": 3, "stride": 2, "channels": 1} for i in range(10)]
@@ -268,13 +278,17 @@ def test_distribution_api_shapes():
 
 def test_fractional_jump_grid_and_sigma():
     """Deconv and upsampling: a finer grid, and sigma still equals the arithmetic's sqrt(erf_var)."""
-    spec = {"name": "fr", "input": {"size": 64, "channels": 1}, "layers": [
-        {"name": "c1", "op": "conv", "kernel": 3, "stride": 2, "padding": 1, "channels": 2},
-        {"name": "d1", "op": "deconv", "kernel": 4, "stride": 2, "padding": 1, "channels": 2},
-        {"name": "u1", "op": "upsample", "scale": 2, "mode": "bilinear"},
-        {"name": "u2", "op": "upsample", "scale": 3},
-        {"name": "c2", "op": "conv", "kernel": 3, "padding": 1, "channels": 2},
-    ]}
+    spec = {
+        "name": "fr",
+        "input": {"size": 64, "channels": 1},
+        "layers": [
+            {"name": "c1", "op": "conv", "kernel": 3, "stride": 2, "padding": 1, "channels": 2},
+            {"name": "d1", "op": "deconv", "kernel": 4, "stride": 2, "padding": 1, "channels": 2},
+            {"name": "u1", "op": "upsample", "scale": 2, "mode": "bilinear"},
+            {"name": "u2", "op": "upsample", "scale": 3},
+            {"name": "c2", "op": "conv", "kernel": 3, "padding": 1, "channels": 2},
+        ],
+    }
     net = resolve(spec)
     res = {r.layer.name: r for r in evaluate(net)}
     s = erf_summary(spec, "c2")
@@ -299,10 +313,14 @@ def test_heatmap_is_separable_2d_brute_force():
     """A small 2-D network pushed impulse by impulse (plain 2-D loops) gives the outer product."""
     from rfsweep.erf import heatmap
 
-    spec = {"name": "twod", "input": {"size": [20, 22], "channels": 1}, "layers": [
-        {"name": "a", "op": "conv", "kernel": [3, 2], "stride": [2, 1], "dilation": [1, 2], "channels": 1},
-        {"name": "b", "op": "avgpool", "kernel": [2, 3], "stride": [1, 2]},
-    ]}
+    spec = {
+        "name": "twod",
+        "input": {"size": [20, 22], "channels": 1},
+        "layers": [
+            {"name": "a", "op": "conv", "kernel": [3, 2], "stride": [2, 1], "dilation": [1, 2], "channels": 1},
+            {"name": "b", "op": "avgpool", "kernel": [2, 3], "stride": [1, 2]},
+        ],
+    }
     net = resolve(spec)
     res = {r.layer.name: r for r in evaluate(net)}
     dh, dw = distributions(net, ["b"])["b"]

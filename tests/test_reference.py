@@ -4,6 +4,7 @@ The expected numbers are written out below, so the checks never depend on the re
 folder is there, the CSVs are also compared with these tables, row by row. (The zoo's published model
 tables are covered by tests/test_zoo.py.)
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,10 @@ def _int(text: str):
 
 def test_alexnet_csv_matches_table():
     rows = read_reference("alexnet_per_layer.csv")
-    assert [(r["layer"], r["op"], *(int(r[k]) for k in ("input_size", "kernel", "stride", "padding", "output_size", "rf")))
-            for r in rows] == ALEXNET
+    assert [
+        (r["layer"], r["op"], *(int(r[k]) for k in ("input_size", "kernel", "stride", "padding", "output_size", "rf")))
+        for r in rows
+    ] == ALEXNET
 
 
 def test_seed004_csv_matches_table():
@@ -75,8 +78,19 @@ def test_seed004_csv_matches_table():
 
 def test_seed003_csv_matches_table():
     rows = read_reference("seed003_chain.csv")
-    assert [(r["layer"], _int(r["kernel"]), _int(r["stride"]), _int(r["padding"]), int(r["n"]), int(r["r"]),
-             int(r["j"]), float(r["start"])) for r in rows] == SEED003
+    assert [
+        (
+            r["layer"],
+            _int(r["kernel"]),
+            _int(r["stride"]),
+            _int(r["padding"]),
+            int(r["n"]),
+            int(r["r"]),
+            int(r["j"]),
+            float(r["start"]),
+        )
+        for r in rows
+    ] == SEED003
 
 
 # --------------------------------------------------------------------------- analyze reproduces them
@@ -126,8 +140,10 @@ def test_seed004_rf_after_each_layer():
 
 
 def test_seed003_n_r_j_start():
-    layers = [{"name": name, "op": "conv", "kernel": k, "stride": s, "padding": p, "channels": 1}
-              for name, k, s, p, *_ in SEED003[1:]]
+    layers = [
+        {"name": name, "op": "conv", "kernel": k, "stride": s, "padding": p, "channels": 1}
+        for name, k, s, p, *_ in SEED003[1:]
+    ]
     frame = analyze({"input": {"size": 5, "channels": 1}, "layers": layers})
     for (name, _, _, _, n, r, j, start), (_, row) in zip(SEED003[1:], frame.iterrows()):
         assert row["name"] == name

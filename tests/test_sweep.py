@@ -21,37 +21,138 @@ from rfsweep.errors import RFSweepError
 from rfsweep.space import build_space
 
 SPACES = {
-    "conv_pools_same": dict(depth="1-3", kernels=[1, 3, 5], strides=[1, 2], dilations=[1, 2], channels=[4, 8],
-                            pool_kernels=[2, 3], ops=["conv", "maxpool", "avgpool"], input_size=20, rf_min=5, rf_max=30),
-    "valid_target": dict(depth="2-3", kernels=[1, 3], strides=[1, 2, 3], padding="valid", input_size=17,
-                         target_rf=9, tolerance=2),
-    "tf_same_jumps": dict(depth="1-3", kernels=[2, 3], strides=[1, 2], padding="tf_same", input_size=15, rf_min=6,
-                          jump=[2, 4]),
+    "conv_pools_same": dict(
+        depth="1-3",
+        kernels=[1, 3, 5],
+        strides=[1, 2],
+        dilations=[1, 2],
+        channels=[4, 8],
+        pool_kernels=[2, 3],
+        ops=["conv", "maxpool", "avgpool"],
+        input_size=20,
+        rf_min=5,
+        rf_max=30,
+    ),
+    "valid_target": dict(
+        depth="2-3", kernels=[1, 3], strides=[1, 2, 3], padding="valid", input_size=17, target_rf=9, tolerance=2
+    ),
+    "tf_same_jumps": dict(
+        depth="1-3", kernels=[2, 3], strides=[1, 2], padding="tf_same", input_size=15, rf_min=6, jump=[2, 4]
+    ),
     "min_out": dict(depth="1-3", kernels=[1, 3], strides=[1, 2], input_size=16, min_out_size=4),
-    "budgets": dict(depth="1-3", kernels=[1, 3, 5], strides=[1, 2], channels=[8, 16], input_size=24,
-                    max_params=3000, max_macs=400_000, bias=False),
-    "unproductive": dict(depth="1-4", kernels=[3, 5], strides=[1, 2], ops=["conv", "maxpool"], input_size=9,
-                         no_unproductive=True, rf_min=7),
-    "width_rule": dict(depth="2-3", kernels=[1, 3], strides=[1, 2], width=4, max_width=16, input_size=32,
-                       rf_max=20, ops=["conv", "avgpool"]),
-    "positions": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], input_size=32, rf_min=9, rf_max=40,
-                      positions=[{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]},
-                                 {"index": 3, "ops": ["maxpool"], "pool_kernels": [2, 3]}]),
-    "anchors": dict(depth="2-4", kernels=[1, 3, 5], strides=[1, 2], ops=["conv", "maxpool"], pool_kernels=[2, 3],
-                    input_size=64, anchors="8@2,16@4", anchor_rf="1:3", anchor_erf="0.5"),
-    "anchors_open_max": dict(depth="1-4", kernels=[3, 5], strides=[1, 2], input_size=32, anchors="4@1,8@2",
-                             anchor_rf="1.5:", anchor_erf="0.25", rf_max=40),
-    "head": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool"], pool_kernels=[2],
-                 input_size=32, rf_min=5, rf_max=30,
-                 positions=[{"index": 0, "ops": ["conv"], "kernels": [5], "strides": [2]},
-                            {"index": -1, "ops": ["conv", "avgpool"], "kernels": [1, 3], "pool_kernels": [3],
-                             "strides": [1], "channels": [10]}]),
-    "head_from_depth_1": dict(depth="1-3", kernels=[3], strides=[1, 2], ops=["conv"], input_size=16, rf_max=20,
-                              positions=[{"index": -1, "kernels": [1], "channels": [7]}]),
-    "min_convs": dict(depth="2-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool", "avgpool"],
-                      pool_kernels=[2, 3], input_size=32, min_convs=2, rf_min=6, rf_max=30),
-    "ratio_valid_pools": dict(depth="1-3", kernels=[3], pool_kernels=[2], strides=[1, 2], padding="valid",
-                              input_size=12, max_rf_ratio=0.75, ops=["conv", "maxpool"]),
+    "budgets": dict(
+        depth="1-3",
+        kernels=[1, 3, 5],
+        strides=[1, 2],
+        channels=[8, 16],
+        input_size=24,
+        max_params=3000,
+        max_macs=400_000,
+        bias=False,
+    ),
+    "unproductive": dict(
+        depth="1-4",
+        kernels=[3, 5],
+        strides=[1, 2],
+        ops=["conv", "maxpool"],
+        input_size=9,
+        no_unproductive=True,
+        rf_min=7,
+    ),
+    "width_rule": dict(
+        depth="2-3",
+        kernels=[1, 3],
+        strides=[1, 2],
+        width=4,
+        max_width=16,
+        input_size=32,
+        rf_max=20,
+        ops=["conv", "avgpool"],
+    ),
+    "positions": dict(
+        depth="2-4",
+        kernels=[1, 3],
+        strides=[1, 2],
+        input_size=32,
+        rf_min=9,
+        rf_max=40,
+        positions=[
+            {"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]},
+            {"index": 3, "ops": ["maxpool"], "pool_kernels": [2, 3]},
+        ],
+    ),
+    "anchors": dict(
+        depth="2-4",
+        kernels=[1, 3, 5],
+        strides=[1, 2],
+        ops=["conv", "maxpool"],
+        pool_kernels=[2, 3],
+        input_size=64,
+        anchors="8@2,16@4",
+        anchor_rf="1:3",
+        anchor_erf="0.5",
+    ),
+    "anchors_open_max": dict(
+        depth="1-4",
+        kernels=[3, 5],
+        strides=[1, 2],
+        input_size=32,
+        anchors="4@1,8@2",
+        anchor_rf="1.5:",
+        anchor_erf="0.25",
+        rf_max=40,
+    ),
+    "head": dict(
+        depth="2-4",
+        kernels=[1, 3],
+        strides=[1, 2],
+        ops=["conv", "maxpool"],
+        pool_kernels=[2],
+        input_size=32,
+        rf_min=5,
+        rf_max=30,
+        positions=[
+            {"index": 0, "ops": ["conv"], "kernels": [5], "strides": [2]},
+            {
+                "index": -1,
+                "ops": ["conv", "avgpool"],
+                "kernels": [1, 3],
+                "pool_kernels": [3],
+                "strides": [1],
+                "channels": [10],
+            },
+        ],
+    ),
+    "head_from_depth_1": dict(
+        depth="1-3",
+        kernels=[3],
+        strides=[1, 2],
+        ops=["conv"],
+        input_size=16,
+        rf_max=20,
+        positions=[{"index": -1, "kernels": [1], "channels": [7]}],
+    ),
+    "min_convs": dict(
+        depth="2-4",
+        kernels=[1, 3],
+        strides=[1, 2],
+        ops=["conv", "maxpool", "avgpool"],
+        pool_kernels=[2, 3],
+        input_size=32,
+        min_convs=2,
+        rf_min=6,
+        rf_max=30,
+    ),
+    "ratio_valid_pools": dict(
+        depth="1-3",
+        kernels=[3],
+        pool_kernels=[2],
+        strides=[1, 2],
+        padding="valid",
+        input_size=12,
+        max_rf_ratio=0.75,
+        ops=["conv", "maxpool"],
+    ),
 }
 
 
@@ -81,8 +182,9 @@ def _assert_same_as_naive(space, df):
             tap = level_tap(space, m, lv)
             assert getattr(row, f"s{lv.stride}_tap") == tap
             assert getattr(row, f"s{lv.stride}_rf") == m["layers"][tap].rf
-            assert math.isclose(getattr(row, f"s{lv.stride}_erf_sigma"), math.sqrt(m["layers"][tap].erf_var),
-                                rel_tol=1e-12)
+            assert math.isclose(
+                getattr(row, f"s{lv.stride}_erf_sigma"), math.sqrt(m["layers"][tap].erf_var), rel_tol=1e-12
+            )
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -166,19 +268,58 @@ def test_small_slabs_split_tasks_and_keep_order():
     jump=st.one_of(st.none(), st.lists(st.sampled_from([1, 2, 3, 4, 6, 8]), min_size=1, max_size=2)),
     max_params=st.one_of(st.none(), st.integers(0, 2000)),
     unprod=st.booleans(),
-    anchors=st.one_of(st.none(), st.lists(st.tuples(st.integers(1, 12), st.sampled_from([1, 2, 3, 4, 6])),
-                                          min_size=1, max_size=2, unique_by=lambda a: a[1])),
+    anchors=st.one_of(
+        st.none(),
+        st.lists(
+            st.tuples(st.integers(1, 12), st.sampled_from([1, 2, 3, 4, 6])),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda a: a[1],
+        ),
+    ),
     anchor_rf=st.sampled_from(["1:4", "0.5:2", "2:", "0:1.5"]),
     anchor_erf=st.sampled_from(["0", "0.25", "1/3", "1"]),
     min_convs=st.integers(0, 3),
 )
-def test_random_spaces_match_naive(depth, kernels, strides, dilations, ops, padding, n, rf, min_out, jump,
-                                   max_params, unprod, anchors, anchor_rf, anchor_erf, min_convs):
-    settings_ = dict(depth=[depth[0], depth[0] + depth[1]], kernels=kernels, pool_kernels=kernels, strides=strides,
-                     dilations=dilations, ops=ops, padding=padding, input_size=n, rf_min=rf[0],
-                     rf_max=rf[0] + rf[1], min_out_size=min_out, jump=jump, max_params=max_params,
-                     no_unproductive=unprod, channels=[2, 3], anchor_rf=anchor_rf, anchor_erf=anchor_erf,
-                     anchors=None if anchors is None else [list(a) for a in anchors], min_convs=min_convs)
+def test_random_spaces_match_naive(
+    depth,
+    kernels,
+    strides,
+    dilations,
+    ops,
+    padding,
+    n,
+    rf,
+    min_out,
+    jump,
+    max_params,
+    unprod,
+    anchors,
+    anchor_rf,
+    anchor_erf,
+    min_convs,
+):
+    settings_ = dict(
+        depth=[depth[0], depth[0] + depth[1]],
+        kernels=kernels,
+        pool_kernels=kernels,
+        strides=strides,
+        dilations=dilations,
+        ops=ops,
+        padding=padding,
+        input_size=n,
+        rf_min=rf[0],
+        rf_max=rf[0] + rf[1],
+        min_out_size=min_out,
+        jump=jump,
+        max_params=max_params,
+        no_unproductive=unprod,
+        channels=[2, 3],
+        anchor_rf=anchor_rf,
+        anchor_erf=anchor_erf,
+        anchors=None if anchors is None else [list(a) for a in anchors],
+        min_convs=min_convs,
+    )
     space = build_space(settings_)
     df = sweep.search(space)
     _assert_same_as_naive(space, df)
@@ -237,9 +378,19 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_count_dp_is_exact_on_a_huge_space():
-    space = build_space(dict(depth=12, ops=["conv"], kernels=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2, 3],
-                             channels=[32], target_rf=224, tolerance=1))
-    assert space.size == 20 ** 12
+    space = build_space(
+        dict(
+            depth=12,
+            ops=["conv"],
+            kernels=[1, 3, 5, 7],
+            strides=[1, 2],
+            dilations=[1, 2, 3],
+            channels=[32],
+            target_rf=224,
+            tolerance=1,
+        )
+    )
+    assert space.size == 20**12
     res = sweep.count_details(space)
     assert res.method == "dp"
     # the same number from the histogram of the whole window, summed differently
@@ -257,25 +408,29 @@ def test_unrepresentable_space_is_refused():
         build_space(dict(depth=30, kernels=[1, 3, 5, 7], strides=[1, 2, 3], dilations=[1, 2, 3]))
 
 
-@pytest.mark.parametrize("args, field", [
-    (["--kernels", "0"], "kernels"),
-    (["--depth", "5-2"], "depth"),
-    (["--depth", "40"], "depth"),
-    (["--ops", "conv,lstm"], "ops"),
-    (["--target-rf", "abc"], "target_rf"),
-    (["--rf-min", "50", "--rf-max", "10"], "rf_max"),
-    (["--max-params", "-5"], "max_params"),
-    (["--jump", "2,x"], "jump"),
-    (["--sort", "params"], "sort"),
-    (["--limit", "0"], "limit"),
-    (["--anchors", "32@8,64@8"], "anchors"),
-    (["--anchors", "32-8"], "anchors"),
-    (["--anchors", "32@8", "--anchor-rf", "4:1"], "anchor_rf"),
-    (["--anchors", "32@8", "--anchor-erf", "x"], "anchor_erf"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--kernels", "0"], "kernels"),
+        (["--depth", "5-2"], "depth"),
+        (["--depth", "40"], "depth"),
+        (["--ops", "conv,lstm"], "ops"),
+        (["--target-rf", "abc"], "target_rf"),
+        (["--rf-min", "50", "--rf-max", "10"], "rf_max"),
+        (["--max-params", "-5"], "max_params"),
+        (["--jump", "2,x"], "jump"),
+        (["--sort", "params"], "sort"),
+        (["--limit", "0"], "limit"),
+        (["--anchors", "32@8,64@8"], "anchors"),
+        (["--anchors", "32-8"], "anchors"),
+        (["--anchors", "32@8", "--anchor-rf", "4:1"], "anchor_rf"),
+        (["--anchors", "32@8", "--anchor-erf", "x"], "anchor_erf"),
+    ],
+)
 def test_bad_flags_give_one_line_errors(args, field):
-    res = CliRunner().invoke(main, ["search", "--depth", "2", *args] if args[0] != "--depth" else ["search", *args],
-                             catch_exceptions=False)
+    res = CliRunner().invoke(
+        main, ["search", "--depth", "2", *args] if args[0] != "--depth" else ["search", *args], catch_exceptions=False
+    )
     if field == "sort":
         res = CliRunner().invoke(main, ["search", "--depth", "2", "--sort", "params", "-o", "x.parquet"])
     assert res.exit_code == 2
@@ -285,8 +440,9 @@ def test_bad_flags_give_one_line_errors(args, field):
 
 
 def test_nothing_matches_names_nearest_rfs():
-    res = CliRunner().invoke(main, ["search", "--depth", "2-4", "--ops", "conv", "--kernels", "3", "--target-rf", "12",
-                                    "--json"])
+    res = CliRunner().invoke(
+        main, ["search", "--depth", "2-4", "--ops", "conv", "--kernels", "3", "--target-rf", "12", "--json"]
+    )
     assert res.exit_code == 0
     summary = json.loads(res.stdout)
     assert summary["kept"] == 0
@@ -297,22 +453,50 @@ def test_nothing_matches_names_nearest_rfs():
 
 def test_space_file_and_flags(tmp_path):
     toml = tmp_path / "space.toml"
-    toml.write_text('depth = "2-3"\nkernels = [1, 3]\nstrides = [1, 2]\ninput_size = 32\nrf_min = 9\n'
-                    '[[positions]]\nindex = 0\nops = ["conv"]\nkernels = [7]\nstrides = [2]\n')
+    toml.write_text(
+        'depth = "2-3"\nkernels = [1, 3]\nstrides = [1, 2]\ninput_size = 32\nrf_min = 9\n'
+        '[[positions]]\nindex = 0\nops = ["conv"]\nkernels = [7]\nstrides = [2]\n'
+    )
     res = CliRunner().invoke(main, ["count", "--space", str(toml), "--rf-max", "40", "--json"])
     assert res.exit_code == 0, res.output
-    expected = build_space(dict(depth="2-3", kernels=[1, 3], strides=[1, 2], input_size=32, rf_min=9, rf_max=40,
-                                positions=[{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}]))
+    expected = build_space(
+        dict(
+            depth="2-3",
+            kernels=[1, 3],
+            strides=[1, 2],
+            input_size=32,
+            rf_min=9,
+            rf_max=40,
+            positions=[{"index": 0, "ops": ["conv"], "kernels": [7], "strides": [2]}],
+        )
+    )
     assert json.loads(res.stdout)["count"] == len(naive_search(expected))
-    toml.write_text('depth = 2\nbogus = 1\n')
+    toml.write_text("depth = 2\nbogus = 1\n")
     res = CliRunner().invoke(main, ["count", "--space", str(toml)])
     assert res.exit_code == 2 and "bogus" in res.stderr
 
 
 def test_search_cli_writes_parquet_and_summary(tmp_path):
     out = tmp_path / "c.parquet"
-    res = CliRunner().invoke(main, ["search", "--depth", "2-3", "--kernels", "1,3", "--input-size", "32",
-                                    "--rf-min", "5", "--rf-max", "9", "-o", str(out), "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "search",
+            "--depth",
+            "2-3",
+            "--kernels",
+            "1,3",
+            "--input-size",
+            "32",
+            "--rf-min",
+            "5",
+            "--rf-max",
+            "9",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["kept"] == summary["written"] == pq.read_metadata(out).num_rows > 0
@@ -349,9 +533,27 @@ def test_anchor_levels_prune_inside_the_kernel():
 
 def test_search_cli_with_anchors_writes_level_columns(tmp_path):
     out = tmp_path / "a.parquet"
-    res = CliRunner().invoke(main, ["search", "--depth", "2-4", "--kernels", "1,3,5", "--input-size", "64",
-                                    "--anchors", "8@2,16@4", "--anchor-rf", "1:3", "--anchor-erf", "0.5",
-                                    "-o", str(out), "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "search",
+            "--depth",
+            "2-4",
+            "--kernels",
+            "1,3,5",
+            "--input-size",
+            "64",
+            "--anchors",
+            "8@2,16@4",
+            "--anchor-rf",
+            "1:3",
+            "--anchor-erf",
+            "0.5",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     table = pq.read_table(out)
     assert {"s2_tap", "s2_rf", "s2_erf_sigma", "s4_tap", "s4_rf", "s4_erf_sigma"} <= set(table.column_names)
@@ -368,7 +570,7 @@ def test_readme_search_examples_run(tmp_path):
     import rfsweep
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("## rfsweep search"):text.index("## rfsweep count")]
+    section = text[text.index("## rfsweep search") : text.index("## rfsweep count")]
     toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     path = tmp_path / "space.toml"
     path.write_text(toml)
@@ -377,7 +579,8 @@ def test_readme_search_examples_run(tmp_path):
     assert json.loads(res.stdout)["method"] == "enumerate"  # max_params needs the enumeration
     assert callable(rfsweep.search) and callable(rfsweep.count) and callable(rfsweep.search_to_parquet)
     assert rfsweep.count(depth=3, kernels=[1, 3], rf_min=5, rf_max=9) == sweep.count(
-        build_space(dict(depth=3, kernels=[1, 3], rf_min=5, rf_max=9)))
+        build_space(dict(depth=3, kernels=[1, 3], rf_min=5, rf_max=9))
+    )
 
 
 def test_ctrl_c_leaves_no_file(tmp_path):
@@ -388,9 +591,30 @@ def test_ctrl_c_leaves_no_file(tmp_path):
     import time
 
     out = tmp_path / "r7.parquet"
-    cmd = [sys.executable, "-c", "from rfsweep.cli import main; main()", "search", "--depth", "7", "--ops", "conv",
-           "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3", "--channels", "32",
-           "--rf-min", "200", "--rf-max", "250", "-o", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from rfsweep.cli import main; main()",
+        "search",
+        "--depth",
+        "7",
+        "--ops",
+        "conv",
+        "--kernels",
+        "1,3,5,7",
+        "--strides",
+        "1,2",
+        "--dilations",
+        "1,2,3",
+        "--channels",
+        "32",
+        "--rf-min",
+        "200",
+        "--rf-max",
+        "250",
+        "-o",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".rfsweep-*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
@@ -445,4 +669,3 @@ def test_head_sets_the_last_layer_of_every_candidate(name):
     bad_id = next(i for i in range(space.id_space) if not is_candidate(space, space.digits(i)))
     with pytest.raises(RFSweepError, match="not a candidate"):
         space.decode(bad_id)
-

@@ -7,6 +7,7 @@ Published values (final RF at each spec's ``feature_layer``, input 224x224):
 The same numbers live in ../shared/reference/*.csv; the tests that read those files skip when the folder is
 absent, the tests below keep the numbers written out so they always check exact values.
 """
+
 from __future__ import annotations
 
 import csv
@@ -143,8 +144,7 @@ def test_slim_models_match_reference_csv():
     rows = {r["model"]: r for r in _reference_rows("slim_models_summary.csv")}
     for name, (rf, stride, padding) in SLIM_PUBLISHED.items():
         ref = rows[name]
-        assert (int(ref["rf"]), int(ref["effective_stride"]), int(ref["effective_padding"])) == (
-            rf, stride, padding)
+        assert (int(ref["rf"]), int(ref["effective_stride"]), int(ref["effective_padding"])) == (rf, stride, padding)
         row = _feature_row(name)
         assert _pair(row["rf"]) == (rf, rf)
         assert _pair(row["jump"]) == (stride, stride)

@@ -12,6 +12,7 @@ them, so a row of ``rfsweep.analyze(name)`` can be matched to the source:
 
 Every spec names the layer its published receptive field is measured at under ``"feature_layer"``.
 """
+
 from __future__ import annotations
 
 import json
@@ -120,8 +121,19 @@ def slim_vgg_16() -> Net:
 _MOBILENET_V1_DEFS = [("conv", 2, 32)] + [
     ("sep", s, d)
     for s, d in (
-        (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
-        (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
+        (1, 64),
+        (2, 128),
+        (1, 128),
+        (2, 256),
+        (1, 256),
+        (2, 512),
+        (1, 512),
+        (1, 512),
+        (1, 512),
+        (1, 512),
+        (1, 512),
+        (2, 1024),
+        (1, 1024),
     )
 ]
 
@@ -175,8 +187,9 @@ def slim_resnet_v1(num_layers: int) -> Net:
             pad_total = kernel - 1
             pb = pad_total // 2
             padding = [[pb, pad_total - pb], [pb, pad_total - pb]]
-        net.add(scope, "conv", inputs=[inputs], kernel=kernel, stride=stride, padding=padding,
-                channels=channels, bias=False)
+        net.add(
+            scope, "conv", inputs=[inputs], kernel=kernel, stride=stride, padding=padding, channels=channels, bias=False
+        )
         out = net.add(scope + "/BatchNorm", "bn")
         if relu:
             out = net.add(scope + "/Relu", "relu")
@@ -197,8 +210,9 @@ def slim_resnet_v1(num_layers: int) -> Net:
                 if stride == 1:
                     shortcut = unit_in  # resnet_utils.subsample with factor 1 returns its input
                 else:
-                    shortcut = net.add(scope + "/shortcut", "maxpool", inputs=[unit_in], kernel=1,
-                                       stride=stride, padding="tf_same")
+                    shortcut = net.add(
+                        scope + "/shortcut", "maxpool", inputs=[unit_in], kernel=1, stride=stride, padding="tf_same"
+                    )
             else:
                 shortcut = conv_bn(scope + "/shortcut", unit_in, 1, stride, depth, relu=False)
             r = conv_bn(scope + "/conv1", unit_in, 1, 1, base, relu=True)
@@ -246,8 +260,7 @@ _VGG_CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 
 
@@ -301,8 +314,16 @@ def tv_resnet(name: str) -> Net:
             p = f"layer{li}.{bi}."
             block_in = x
             if block == "basic":
-                net.add(p + "conv1", "conv", inputs=[block_in], kernel=3, stride=stride, padding=1,
-                        channels=planes, bias=False)
+                net.add(
+                    p + "conv1",
+                    "conv",
+                    inputs=[block_in],
+                    kernel=3,
+                    stride=stride,
+                    padding=1,
+                    channels=planes,
+                    bias=False,
+                )
                 net.add(p + "bn1", "bn")
                 net.add(p + "relu", "relu")
                 net.add(p + "conv2", "conv", kernel=3, padding=1, channels=planes, bias=False)
@@ -318,8 +339,15 @@ def tv_resnet(name: str) -> Net:
                 net.add(p + "conv3", "conv", kernel=1, channels=planes * expansion, bias=False)
                 r = net.add(p + "bn3", "bn")
             if stride != 1 or inplanes != planes * expansion:
-                net.add(p + "downsample.0", "conv", inputs=[block_in], kernel=1, stride=stride,
-                        channels=planes * expansion, bias=False)
+                net.add(
+                    p + "downsample.0",
+                    "conv",
+                    inputs=[block_in],
+                    kernel=1,
+                    stride=stride,
+                    channels=planes * expansion,
+                    bias=False,
+                )
                 shortcut = net.add(p + "downsample.1", "bn")
             else:
                 shortcut = block_in
