@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path neve
     import pandas as pd
 
 from rfsweep import arithmetic as ar
-from rfsweep.errors import SpecError
-from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network, fail
+from rfsweep.errors import SpecError, field_error
+from rfsweep.numbers import fmt_number, plain
+from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network
 
 COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 
@@ -64,7 +65,9 @@ def _spatial(layer: Layer, a: ar.Axis, axis: int) -> ar.Axis:
         pl, pr = pad
         return ar.deconv_axis(a, k, s, d, pl, pr, layer.output_padding[axis])
     if pad == "tf_same" and a.size is None:
-        raise fail(layer.name, "padding", "tf_same", "TensorFlow SAME padding needs the input size (--input-size)")
+        raise field_error(
+            "padding", "tf_same", "TensorFlow SAME padding needs the input size (--input-size)", layer=layer.name
+        )
     pl, pr = ar.resolve_padding(pad, a.size, ar.effective_kernel(k, d), s)
     return ar.conv_axis(a, k, s, d, pl, pr, layer.ceil_mode)
 
@@ -75,22 +78,26 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
         for axis, label in ((0, "h"), (1, "w")):
             a, b = first_axes[axis], axes[axis]
             if a.whole != b.whole:
-                raise fail(layer.name, "inputs", [first_name, name], "cannot merge a global map with a spatial one")
+                raise field_error(
+                    "inputs", [first_name, name], "cannot merge a global map with a spatial one", layer=layer.name
+                )
             if a.whole:  # global vectors (after global pools / linear layers) always line up
                 continue
             for what, va, vb in (("size", a.size, b.size), ("jump", a.jump, b.jump), ("centre", a.center, b.center)):
                 if va != vb:
-                    raise fail(
-                        layer.name,
+                    raise field_error(
                         "inputs",
                         [first_name, name],
                         f"branches are not aligned: {what} ({label}) of '{first_name}' is {fmt_number(va)}, "
                         f"of '{name}' is {fmt_number(vb)}",
+                        layer=layer.name,
                     )
     chans = [c for _, _, _, c in sources]
     if layer.op == "add":
         if len(set(chans)) != 1:
-            raise fail(layer.name, "inputs", [s[0] for s in sources], f"add needs equal channels, got {chans}")
+            raise field_error(
+                "inputs", [s[0] for s in sources], f"add needs equal channels, got {chans}", layer=layer.name
+            )
         weights = [Fraction(1)] * len(sources)
         channels = chans[0]
     else:
@@ -119,17 +126,19 @@ def evaluate(net: Network) -> list[LayerResult]:
         elif op in CONV_OPS + POOL_OPS:
             axes = tuple(_spatial(layer, in_axes[i], i) for i in range(2))
             if any(a.size is not None and a.size < 1 for a in axes):
-                raise fail(
-                    layer.name,
+                raise field_error(
                     "out_size",
                     [a.size for a in axes],
                     f"output size below 1 (input {[a.size for a in in_axes]})",
+                    layer=layer.name,
                 )
             cout = cin
             if op in CONV_OPS:
                 cout = layer.channels
                 if cin % layer.groups:
-                    raise fail(layer.name, "groups", layer.groups, f"must divide the input channels ({cin})")
+                    raise field_error(
+                        "groups", layer.groups, f"must divide the input channels ({cin})", layer=layer.name
+                    )
                 weights = layer.kernel[0] * layer.kernel[1] * (cin // layer.groups) * cout
                 params = weights + (cout if layer.bias else 0)
                 grid = axes if op == "conv" else in_axes
@@ -149,7 +158,9 @@ def evaluate(net: Network) -> list[LayerResult]:
             cout = cin
         elif op == "linear":
             if any(a.size is None for a in in_axes):
-                raise fail(layer.name, "op", "linear", "a linear layer on a spatial map needs the input size")
+                raise field_error(
+                    "op", "linear", "a linear layer on a spatial map needs the input size", layer=layer.name
+                )
             fin = cin * in_axes[0].size * in_axes[1].size
             cout = layer.channels
             params = fin * cout + (cout if layer.bias else 0)
@@ -164,34 +175,6 @@ def evaluate(net: Network) -> list[LayerResult]:
         results.append(LayerResult(layer=layer, axes=axes, channels=cout, params=params, macs=macs, flags=flags))
         state[layer.name] = (axes, cout)
     return results
-
-
-def plain(x: Fraction | int | None) -> int | float | None:
-    """An exact number as a JSON/pandas scalar: int when integral, else float."""
-    if x is None:
-        return None
-    if isinstance(x, Fraction):
-        return int(x) if x.denominator == 1 else float(x)
-    return x
-
-
-def fmt_number(x) -> str:
-    """Exact, short: integers plain, terminating fractions as decimals, others as a/b."""
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    x = Fraction(x)
-    if x.denominator == 1:
-        return str(x.numerator)
-    d = x.denominator
-    while d % 2 == 0:
-        d //= 2
-    while d % 5 == 0:
-        d //= 5
-    if d == 1:
-        return format(float(x), ".10g")
-    return f"{x.numerator}/{x.denominator}"
 
 
 def axis_values(r: LayerResult, attr: str) -> tuple:

@@ -30,7 +30,7 @@ Rules (``stride`` per axis, ``i`` the level index from 0, ``m`` the number of le
 Within a level anchors are ratio-major (for each ratio, each scale), the order of mmdetection's and
 torchvision's generators; the SSD extra box comes last.
 
-Box metrics (BPR, AAT, k-means) live in :mod:`rfsweep.boxes`; generator exports in :mod:`rfsweep.export`.
+Box metrics (BPR, AAT, k-means) live in :mod:`rfsweep.boxes`; generator exports in :mod:`rfsweep.anchor_export`.
 """
 
 from __future__ import annotations
@@ -45,17 +45,15 @@ from typing import Any
 import numpy as np
 
 from rfsweep import erf as erfmod
-from rfsweep.analyze import evaluate, fmt_number, plain
-from rfsweep.boxes import YOLO_THR, _wh, kmeans_anchors, read_boxes, yolo_metric
+from rfsweep.analyze import evaluate
+from rfsweep.boxes import YOLO_THR, kmeans_anchors, read_boxes, wh_array, yolo_metric
 from rfsweep.errors import field_error
+from rfsweep.numbers import fmt_number, json_number, rounded
 from rfsweep.spec import Network
 
 RULES = ("s3fd", "fpn", "retinanet", "ssd")
 DEFAULT_RATIOS = {"s3fd": (1.0,), "fpn": (0.5, 1.0, 2.0), "retinanet": (0.5, 1.0, 2.0), "ssd": (0.5, 1.0, 2.0)}
 SSD_S_MIN, SSD_S_MAX = 0.2, 0.9
-
-
-_err = field_error
 
 
 # ----------------------------------------------------------------------------------------------- rules
@@ -86,13 +84,13 @@ def rule_scales(
 ) -> list[LevelScales]:
     """Per level, the anchor scales of ``rule`` (``strides`` are ``(h, w)`` per level)."""
     if rule not in RULES:
-        raise _err("rule", rule, f"must be one of {', '.join(RULES)}")
+        raise field_error("rule", rule, f"must be one of {', '.join(RULES)}")
     out = []
     if rule == "ssd":
         if image_size is None:
-            raise _err("input-size", None, "the ssd rule sizes anchors by the image size; give --input-size")
+            raise field_error("input-size", None, "the ssd rule sizes anchors by the image size; give --input-size")
         if not 0 < s_min <= s_max <= 1:
-            raise _err("ssd scales", [s_min, s_max], "need 0 < s_min <= s_max <= 1")
+            raise field_error("ssd scales", [s_min, s_max], "need 0 < s_min <= s_max <= 1")
         s = ssd_scales(len(strides), s_min, s_max)
         ih, iw = image_size
         for k in range(len(strides)):
@@ -137,13 +135,13 @@ def check_ratios(ratios: Any) -> tuple[float, ...]:
         try:
             ratios = [float(x) for x in ratios.split(",") if x.strip()]
         except ValueError:
-            raise _err("ratios", raw, "must be positive numbers separated by commas, e.g. 0.5,1,2") from None
+            raise field_error("ratios", raw, "must be positive numbers separated by commas, e.g. 0.5,1,2") from None
     try:
         ratios = tuple(float(r) for r in ratios)
     except (TypeError, ValueError):
-        raise _err("ratios", raw, "must be positive numbers, e.g. 0.5,1,2") from None
+        raise field_error("ratios", raw, "must be positive numbers, e.g. 0.5,1,2") from None
     if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
-        raise _err("ratios", raw, "must be positive numbers, e.g. 0.5,1,2")
+        raise field_error("ratios", raw, "must be positive numbers, e.g. 0.5,1,2")
     return ratios
 
 
@@ -285,33 +283,35 @@ def anchor_report(
         taps = [t.strip() for t in taps.split(",") if t.strip()]
     taps = list(taps)
     if not taps:
-        raise _err("taps", "", "name at least one layer (a detector level), e.g. --taps layer2,layer3")
+        raise field_error("taps", "", "name at least one layer (a detector level), e.g. --taps layer2,layer3")
     if len(set(taps)) != len(taps):
-        raise _err("taps", ",".join(taps), "a layer is named twice")
+        raise field_error("taps", ",".join(taps), "a layer is named twice")
     if rule not in RULES:
-        raise _err("rule", rule, f"must be one of {', '.join(RULES)}")
+        raise field_error("rule", rule, f"must be one of {', '.join(RULES)}")
     ratios = check_ratios(DEFAULT_RATIOS[rule] if ratios is None else ratios)
     try:
         center_offset = float(center_offset)
     except (TypeError, ValueError):
-        raise _err("center-offset", center_offset, "must be 0 or 0.5") from None
+        raise field_error("center-offset", center_offset, "must be 0 or 0.5") from None
     if center_offset not in (0.0, 0.5):
-        raise _err("center-offset", center_offset, "must be 0 or 0.5 (mmdetection's center_offset conventions)")
+        raise field_error("center-offset", center_offset, "must be 0 or 0.5 (mmdetection's center_offset conventions)")
     if not 0 < erf_mass <= 1:
-        raise _err("erf-mass", erf_mass, "must be in (0, 1]")
+        raise field_error("erf-mass", erf_mass, "must be in (0, 1]")
     if generations < 0:
-        raise _err("evolve", generations, "must be >= 0")
+        raise field_error("evolve", generations, "must be >= 0")
     if thr <= 1:
-        raise _err("thr", thr, "must be > 1 (YOLOv5 uses 4)")
+        raise field_error("thr", thr, "must be > 1 (YOLOv5 uses 4)")
 
     net = resolve(model, parse_input_size(input_size))
     results = evaluate(net)
     by_name = {r.layer.name: r for r in results}
     for t in taps:
         if t not in by_name:
-            raise _err("taps", t, f"no layer of that name in '{net.name}' (`rfsweep analyze {net.name}` lists them)")
+            raise field_error(
+                "taps", t, f"no layer of that name in '{net.name}' (`rfsweep analyze {net.name}` lists them)"
+            )
         if by_name[t].axes[0].whole:
-            raise _err(
+            raise field_error(
                 "taps",
                 t,
                 "a global layer (after a global pool or a linear layer) has no stride or local RF; tap a spatial layer",
@@ -320,7 +320,7 @@ def anchor_report(
     dists = erfmod.distributions(net, taps, fieldname="taps", results=results)
     strides = [tuple(a.jump for a in by_name[t].axes) for t in taps]
     scales = rule_scales(rule, strides, net.input_size, s_min, s_max)
-    mass_key = erfmod._mass_key(erf_mass)
+    mass_key = erfmod.mass_key(erf_mass)
     levels = []
     for t, st, sc in zip(taps, strides, scales):
         r = by_name[t]
@@ -352,9 +352,9 @@ def anchor_report(
         dists=dists,
     )
     if boxes is not None:
-        wh = read_boxes(boxes) if isinstance(boxes, (str, Path)) else _wh(boxes, "boxes")
+        wh = read_boxes(boxes) if isinstance(boxes, (str, Path)) else wh_array(boxes, "boxes")
         if not (np.isfinite(wh).all() and (wh > 0).all()):
-            raise _err("boxes", "array", "sizes must be positive finite numbers")
+            raise field_error("boxes", "array", "sizes must be positive finite numbers")
         rep.n_boxes = len(wh)
         rep.bpr, rep.aat = yolo_metric(wh, rep.all_anchors(), thr)
         n = n_kmeans if n_kmeans is not None else len(rep.all_anchors())
@@ -378,15 +378,6 @@ def anchor_report(
 # ----------------------------------------------------------------------------------------------- output
 
 
-def _r(x: float, nd: int = 6) -> float:
-    return round(float(x), nd)
-
-
-def _num(x) -> int | float:
-    v = plain(Fraction(x))
-    return v if isinstance(v, int) else _r(v)
-
-
 def to_json(rep: AnchorReport) -> dict:
     """``{"model", "input_size", "rule", "ratios", "center_offset", "levels": [...], "bpr", "aat", ...}``.
 
@@ -401,19 +392,19 @@ def to_json(rep: AnchorReport) -> dict:
             {
                 "tap": lv.tap,
                 "out_size": list(lv.out_size),
-                "stride": [_num(s) for s in lv.stride],
-                "rf": [_num(r) for r in lv.rf],
-                "erf_sigma": [_r(s) for s in lv.erf["erf_sigma"]],
-                "erf_extent": {k: [_r(x) for x in v] for k, v in lv.erf["erf_extent"].items()},
-                "erf_kurtosis": [_r(k, 4) for k in lv.erf["excess_kurtosis"]],
-                "erf_grid_step": [_r(s) for s in lv.erf["grid_step"]],
-                "center": [_num(c) for c in lv.center],
-                "misalignment": [_r(m) for m in lv.misalignment],
-                "anchors": [[_r(w, 4), _r(h, 4)] for w, h in lv.anchors],
-                "density": [_r(d, 4) for d in lv.density],
-                "anchor_rf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_rf],
-                "anchor_erf": [[_r(a, 4), _r(b, 4)] for a, b in lv.anchor_erf],
-                "iou_half_stride": [_r(i, 4) for i in lv.iou_half_stride],
+                "stride": [json_number(s) for s in lv.stride],
+                "rf": [json_number(r) for r in lv.rf],
+                "erf_sigma": [rounded(s) for s in lv.erf["erf_sigma"]],
+                "erf_extent": {k: [rounded(x) for x in v] for k, v in lv.erf["erf_extent"].items()},
+                "erf_kurtosis": [rounded(k, 4) for k in lv.erf["excess_kurtosis"]],
+                "erf_grid_step": [rounded(s) for s in lv.erf["grid_step"]],
+                "center": [json_number(c) for c in lv.center],
+                "misalignment": [rounded(m) for m in lv.misalignment],
+                "anchors": [[rounded(w, 4), rounded(h, 4)] for w, h in lv.anchors],
+                "density": [rounded(d, 4) for d in lv.density],
+                "anchor_rf": [[rounded(a, 4), rounded(b, 4)] for a, b in lv.anchor_rf],
+                "anchor_erf": [[rounded(a, 4), rounded(b, 4)] for a, b in lv.anchor_erf],
+                "iou_half_stride": [rounded(i, 4) for i in lv.iou_half_stride],
                 "warnings": list(lv.warnings),
             }
         )
@@ -427,19 +418,21 @@ def to_json(rep: AnchorReport) -> dict:
         "levels": levels,
         "thr": rep.thr,
         "boxes": rep.n_boxes,
-        "bpr": None if rep.bpr is None else _r(rep.bpr),
-        "aat": None if rep.aat is None else _r(rep.aat),
+        "bpr": None if rep.bpr is None else rounded(rep.bpr),
+        "aat": None if rep.aat is None else rounded(rep.aat),
         "kmeans": None,
     }
     if rep.kmeans is not None:
         k = rep.kmeans
         out["kmeans"] = {
-            "anchors": [[_r(w, 2), _r(h, 2)] for w, h in k["anchors"]],
-            "bpr": _r(k["bpr"]),
-            "aat": _r(k["aat"]),
+            "anchors": [[rounded(w, 2), rounded(h, 2)] for w, h in k["anchors"]],
+            "bpr": rounded(k["bpr"]),
+            "aat": rounded(k["aat"]),
             "generations": k["generations"],
             "seed": k["seed"],
-            "levels": None if k["levels"] is None else [[[_r(w, 2), _r(h, 2)] for w, h in lv] for lv in k["levels"]],
+            "levels": None
+            if k["levels"] is None
+            else [[[rounded(w, 2), rounded(h, 2)] for w, h in lv] for lv in k["levels"]],
         }
     return out
 
@@ -453,7 +446,7 @@ def to_table(rep: AnchorReport) -> str:
     """Readable report: levels, anchors, warnings, box metrics."""
     lines = []
     size = "x".join(map(str, rep.net.input_size)) if rep.net.input_size else "unknown"
-    mk = erfmod._mass_key(rep.erf_mass)
+    mk = erfmod.mass_key(rep.erf_mass)
     lines.append(
         f"{rep.net.name}: input {size}, rule {rep.rule}, ratios (w/h) {','.join(f'{r:g}' for r in rep.ratios)}, "
         f"anchor centres at (i+{rep.center_offset:g})*stride"
@@ -550,7 +543,7 @@ def plot(rep: AnchorReport, path: str) -> None:
 
     n = len(rep.levels)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
-    mk = erfmod._mass_key(rep.erf_mass)
+    mk = erfmod.mass_key(rep.erf_mass)
     for ax, lv in zip(axes[0], rep.levels):
         dh, dw = rep.dists[lv.tap]
         heat = erfmod.heatmap(dh, dw)

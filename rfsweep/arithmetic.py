@@ -194,20 +194,6 @@ def conv_axis(
     )
 
 
-def deconv_support(kernel: int, stride: int, dilation: int) -> int:
-    """Largest span, in input units, of the inputs one output unit of a transposed conv reaches.
-
-    Output unit ``j`` takes input ``i`` through tap ``m`` when ``i·s = j + p - m·d``; for each residue of
-    ``j + p`` modulo ``s`` the taps that land on an input unit are those with ``m·d ≡ j + p``.
-    """
-    best = 0
-    for r in range(stride):
-        taps = [m for m in range(kernel) if (m * dilation - r) % stride == 0]
-        if taps:
-            best = max(best, (taps[-1] - taps[0]) * dilation // stride)
-    return best
-
-
 def deconv_axis(
     a: Axis, kernel: int, stride: int, dilation: int, pad_left: int, pad_right: int, output_padding: int = 0
 ) -> Axis:

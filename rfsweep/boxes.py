@@ -18,13 +18,10 @@ from rfsweep.errors import field_error
 YOLO_THR = 4.0
 
 
-_err = field_error
-
-
-def _wh(array: Any, fieldname: str) -> np.ndarray:
+def wh_array(array: Any, fieldname: str) -> np.ndarray:
     a = np.asarray(array, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
-        raise _err(fieldname, list(a.shape), "must be a non-empty array of [w, h] rows")
+        raise field_error(fieldname, list(a.shape), "must be a non-empty array of [w, h] rows")
     return a
 
 
@@ -34,7 +31,7 @@ def yolo_metric(wh: Any, anchors: Any, thr: float = YOLO_THR) -> tuple[float, fl
     ``r = wh/anchor`` per side, ``x = min(r, 1/r).min(over w, h)``, ``best = x.max(over anchors)``;
     BPR is the share of boxes with ``best > 1/thr``, AAT the mean number of anchors with ``x > 1/thr``.
     """
-    wh, k = _wh(wh, "boxes"), _wh(anchors, "anchors")
+    wh, k = wh_array(wh, "boxes"), wh_array(anchors, "anchors")
     x = _ratio_metric(wh, k)
     best = x.max(1)
     return float((best > 1 / thr).mean()), float((x > 1 / thr).sum(1).mean())
@@ -81,13 +78,13 @@ def kmeans_anchors(
     anchors by factors ``clip(1 + N(0, 0.1·u), 0.3, 3)`` (each entry with probability 0.9) and keeps a
     mutation when it raises the fitness ``mean(best·(best > 1/thr))``. Deterministic for a given seed.
     """
-    wh0 = _wh(wh, "boxes")
+    wh0 = wh_array(wh, "boxes")
     pts = wh0[(wh0 >= 2.0).any(1)]
     if len(pts) == 0:
-        raise _err("boxes", len(wh0), "no box has a side of 2 px or more; nothing to fit anchors to")
+        raise field_error("boxes", len(wh0), "no box has a side of 2 px or more; nothing to fit anchors to")
     distinct = np.unique(pts, axis=0)
     if n < 1:
-        raise _err("kmeans anchors", n, "need at least one anchor")
+        raise field_error("kmeans anchors", n, "need at least one anchor")
     n = min(n, len(distinct))
     rng = np.random.default_rng(seed)
     s = pts.std(0)
@@ -122,9 +119,9 @@ def read_boxes(path: str | Path) -> np.ndarray:
         else:
             df = pd.read_csv(p)
     except FileNotFoundError:
-        raise _err("boxes", str(p), "no such file") from None
+        raise field_error("boxes", str(p), "no such file") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise _err(
+        raise field_error(
             "boxes",
             str(p),
             f"cannot be read as {'Parquet' if p.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
@@ -132,17 +129,19 @@ def read_boxes(path: str | Path) -> np.ndarray:
         ) from None
     missing = [c for c in ("w", "h") if c not in df.columns]
     if missing:
-        raise _err(
+        raise field_error(
             "boxes", str(p), f"needs columns w and h (pixels); it has {', '.join(map(str, df.columns)) or 'none'}"
         )
     if len(df) == 0:
-        raise _err("boxes", str(p), "has no rows")
+        raise field_error("boxes", str(p), "has no rows")
     try:
         wh = df[["w", "h"]].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
-        raise _err("boxes", str(p), "columns w and h must be numbers") from None
+        raise field_error("boxes", str(p), "columns w and h must be numbers") from None
     bad = ~(np.isfinite(wh).all(1) & (wh > 0).all(1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _err("boxes", str(p), f"row {i} has w={wh[i, 0]:g}, h={wh[i, 1]:g}: sizes must be positive numbers")
+        raise field_error(
+            "boxes", str(p), f"row {i} has w={wh[i, 0]:g}, h={wh[i, 1]:g}: sizes must be positive numbers"
+        )
     return wh

@@ -125,7 +125,8 @@ def analyze(model, input_size, fmt, plot_path):
 @friendly
 def zoo(as_json):
     """List the built-in models (TF-Slim and torchvision), with their final RF at the default input size."""
-    from rfsweep.analyze import evaluate, fmt_number
+    from rfsweep.analyze import evaluate
+    from rfsweep.numbers import fmt_number
     from rfsweep.zoo import list_models, resolve
 
     rows = []
@@ -209,7 +210,7 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
       rfsweep anchors resnet50 --taps layer3.5.relu_2,layer4.2.relu_2 --rule retinanet --export mmdet
     """
     from rfsweep import anchors as anc
-    from rfsweep.export import export
+    from rfsweep.anchor_export import export
 
     rep = anc.anchor_report(
         model,

@@ -37,8 +37,8 @@ import numpy as np
 
 from rfsweep import arithmetic as ar
 from rfsweep.analyze import LayerResult, evaluate
-from rfsweep.errors import SpecError
-from rfsweep.spec import MERGE_OPS, POOL_OPS, Network, fail
+from rfsweep.errors import SpecError, field_error
+from rfsweep.spec import MERGE_OPS, POOL_OPS, Network
 
 MASSES = (0.5, 0.9, 0.95)
 MAX_POINTS = 1 << 25  # a grid larger than this (per axis) is refused rather than filling the memory
@@ -205,15 +205,15 @@ def _ancestors(net: Network, names: Iterable[str]) -> set[str]:
 
 def _check_layer(net: Network, results: dict[str, LayerResult], name: str, fieldname: str) -> LayerResult:
     if name not in results:
-        raise fail(None, fieldname, name, "no layer of that name in " + repr(net.name))
+        raise field_error(fieldname, name, "no layer of that name in " + repr(net.name))
     r = results[name]
     if r.axes[0].whole:
-        raise fail(
-            name,
+        raise field_error(
             fieldname,
             name,
             "a global unit (after a global pool or a linear layer) sees the whole "
             "input; its ERF is not a local distribution",
+            layer=name,
         )
     return r
 
@@ -297,7 +297,7 @@ def erf_extent(positions: np.ndarray, probs: np.ndarray, mass: float, step: floa
     positions = np.asarray(positions, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     if not 0 < mass <= 1:
-        raise SpecError(f"erf: field 'mass': value {mass}: must be in (0, 1]")
+        raise field_error("mass", mass, "must be in (0, 1]")
     if step is None:
         step = float(positions[1] - positions[0]) if len(positions) > 1 else 1.0
     dist = np.abs(positions)
@@ -329,7 +329,7 @@ def summarize(dh: AxisDist, dw: AxisDist, masses: Iterable[float] = MASSES) -> d
     mh, mw = moments(dh), moments(dw)
     extent = {}
     for m in masses:
-        extent[_mass_key(m)] = [erf_extent(d.positions(), d.probs, m, float(d.step)) for d in (dh, dw)]
+        extent[mass_key(m)] = [erf_extent(d.positions(), d.probs, m, float(d.step)) for d in (dh, dw)]
     return {
         "erf_sigma": [mh[1], mw[1]],
         "erf_extent": extent,
@@ -339,7 +339,7 @@ def summarize(dh: AxisDist, dw: AxisDist, masses: Iterable[float] = MASSES) -> d
     }
 
 
-def _mass_key(m: float) -> str:
+def mass_key(m: float) -> str:
     """0.5 -> '50', 0.95 -> '95', 0.999 -> '99.9'."""
     return format(round(m * 100, 6), "g")
 

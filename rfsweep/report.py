@@ -7,9 +7,10 @@ import io
 import math
 import os
 
-from rfsweep.analyze import LayerResult, axis_values, fmt_number, plain
+from rfsweep.analyze import LayerResult, axis_values
 from rfsweep.errors import RFSweepError, field_error
 from rfsweep.files import reserve_beside
+from rfsweep.numbers import fmt_number, plain
 from rfsweep.spec import Network
 
 JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]

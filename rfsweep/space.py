@@ -68,9 +68,6 @@ DEFAULTS: dict[str, Any] = {
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
 
 
-bad = field_error
-
-
 @dataclass(frozen=True)
 class Choice:
     """One layer a position can take. channels: an int, CH_PASS (pools) or CH_WIDTH (width rule)."""
@@ -189,7 +186,7 @@ class Space:
         """arch_id -> choice indices, without checking that they name a candidate."""
         arch_id = int(arch_id)
         if arch_id < 0 or arch_id >= self.id_space:
-            raise bad("arch_id", arch_id, f"must be in [0, {self.id_space})")
+            raise field_error("arch_id", arch_id, f"must be in [0, {self.id_space})")
         offsets = self.depth_offsets()
         depth = max(d for d in range(self.depth_min, self.depth_max + 1) if offsets[d] <= arch_id)
         rest = arch_id - offsets[depth]
@@ -203,7 +200,7 @@ class Space:
         """arch_id -> the choice index at each position."""
         idx = self.digits(arch_id)
         if not self.is_candidate(idx):
-            raise bad(
+            raise field_error(
                 "arch_id",
                 arch_id,
                 "is not a candidate of this space (its last layer is not a head choice, "
@@ -351,7 +348,7 @@ class Space:
         ]
         for what, value in checks:
             if value >= INT63:
-                raise bad(
+                raise field_error(
                     "space",
                     self.settings.get("depth"),
                     f"{what} {value:.3e} does not fit in int64; narrow the space (depth, kernels, strides)",
@@ -367,14 +364,14 @@ def _int_list(name: str, value: Any, minimum: int = 1) -> list[int]:
         try:
             value = [int(v) for v in parts]
         except ValueError:
-            raise bad(name, value, "must be a comma-separated list of integers") from None
+            raise field_error(name, value, "must be a comma-separated list of integers") from None
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
-        raise bad(name, value, "must be a non-empty list of integers")
+        raise field_error(name, value, "must be a non-empty list of integers")
     for v in value:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise bad(name, value, f"every entry must be an integer >= {minimum}")
+            raise field_error(name, value, f"every entry must be an integer >= {minimum}")
     return sorted(set(value))
 
 
@@ -382,11 +379,11 @@ def _str_list(name: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
-        raise bad(name, value, f"must be a non-empty list of {', '.join(allowed)}")
+        raise field_error(name, value, f"must be a non-empty list of {', '.join(allowed)}")
     out = []
     for v in value:
         if v not in allowed:
-            raise bad(name, v, f"must be one of {', '.join(allowed)}")
+            raise field_error(name, v, f"must be one of {', '.join(allowed)}")
         if v not in out:
             out.append(v)
     return out
@@ -399,14 +396,14 @@ def _int(name: str, value: Any, minimum: int | None = None) -> int:
         try:
             f = float(value)
         except ValueError:
-            raise bad(name, value, "must be an integer") from None
+            raise field_error(name, value, "must be an integer") from None
         if not f.is_integer():
-            raise bad(name, value, "must be an integer")
+            raise field_error(name, value, "must be an integer")
         value = int(value) if value.strip().lstrip("-").isdigit() else int(f)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(name, value, "must be an integer")
+        raise field_error(name, value, "must be an integer")
     if minimum is not None and value < minimum:
-        raise bad(name, value, f"must be >= {minimum}")
+        raise field_error(name, value, f"must be >= {minimum}")
     return value
 
 
@@ -416,17 +413,17 @@ def parse_depth(value: Any) -> tuple[int, int]:
     if isinstance(value, str):
         parts = value.split("-")
         if len(parts) not in (1, 2):
-            raise bad("depth", raw, "must be N or MIN-MAX")
+            raise field_error("depth", raw, "must be N or MIN-MAX")
         value = [_int("depth", p.strip()) for p in parts]
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value, value]
     if not isinstance(value, (list, tuple)) or len(value) not in (1, 2):
-        raise bad("depth", raw, "must be N or MIN-MAX")
+        raise field_error("depth", raw, "must be N or MIN-MAX")
     lo, hi = _int("depth", value[0], 1), _int("depth", value[-1], 1)
     if lo > hi:
-        raise bad("depth", raw, "minimum is larger than maximum")
+        raise field_error("depth", raw, "minimum is larger than maximum")
     if hi > lm.MAX_DEPTH:
-        raise bad("depth", raw, f"at most {lm.MAX_DEPTH} layers")
+        raise field_error("depth", raw, f"at most {lm.MAX_DEPTH} layers")
     return lo, hi
 
 
@@ -453,9 +450,9 @@ def _choices(opts: dict[str, Any], where: str) -> list[Choice]:
     out.sort(key=_canonical)
     for c in out:
         if c.kernel > 255 or c.stride > 255 or c.dilation > 255:
-            raise bad(f"{where}kernels", c.kernel, "kernel, stride and dilation must be at most 255")
+            raise field_error(f"{where}kernels", c.kernel, "kernel, stride and dilation must be at most 255")
     if len(out) > 32767:
-        raise bad(f"{where}ops", ops, f"{len(out)} choices at one position; at most 32767")
+        raise field_error(f"{where}ops", ops, f"{len(out)} choices at one position; at most 32767")
     return out
 
 
@@ -489,9 +486,9 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise bad("space", str(p), exc.strerror or "cannot be read") from None
+        raise field_error("space", str(p), exc.strerror or "cannot be read") from None
     except tomllib.TOMLDecodeError as exc:
-        raise bad("space", str(p), f"is not valid TOML: {exc}") from None
+        raise field_error("space", str(p), f"is not valid TOML: {exc}") from None
     return data
 
 
@@ -499,40 +496,42 @@ def build_space(settings: dict[str, Any]) -> Space:
     """Validate settings (CLI flags and/or a TOML file) into a Space; unknown keys are errors."""
     for key in settings:
         if key not in DEFAULTS:
-            raise bad(key, settings[key], f"unknown setting; known: {', '.join(DEFAULTS)}")
+            raise field_error(key, settings[key], f"unknown setting; known: {', '.join(DEFAULTS)}")
     s = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
     dmin, dmax = parse_depth(s["depth"])
     padding = s["padding"]
     if padding not in PAD_CODES:
-        raise bad("padding", padding, "must be same, valid or tf_same")
+        raise field_error("padding", padding, "must be same, valid or tf_same")
     n = _int("input_size", s["input_size"], 1)
     cin = _int("in_channels", s["in_channels"], 1)
     width = _int("width", s["width"], 1)
     max_width = _int("max_width", s["max_width"], 1)
     if max_width < width:
-        raise bad("max_width", max_width, f"must be >= width ({width})")
+        raise field_error("max_width", max_width, f"must be >= width ({width})")
     if not isinstance(s["bias"], bool):
-        raise bad("bias", s["bias"], "must be true or false")
+        raise field_error("bias", s["bias"], "must be true or false")
 
     base = {k: s[k] for k in ("ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")}
     positions = [list(_choices(base, "")) for _ in range(dmax)]
     head: list[Choice] | None = None
     raw_positions = s["positions"]
     if not isinstance(raw_positions, list):
-        raise bad("positions", raw_positions, "must be a list of tables with an index")
+        raise field_error("positions", raw_positions, "must be a list of tables with an index")
     for entry in raw_positions:
         if not isinstance(entry, dict) or "index" not in entry:
-            raise bad("positions", entry, "each entry needs an index")
+            raise field_error("positions", entry, "each entry needs an index")
         for key in entry:
             if key not in POSITION_KEYS:
-                raise bad(f"positions.{key}", entry[key], f"unknown field; allowed: {', '.join(POSITION_KEYS)}")
+                raise field_error(f"positions.{key}", entry[key], f"unknown field; allowed: {', '.join(POSITION_KEYS)}")
         idx = _int("positions.index", entry["index"], -1)
         if idx >= dmax:
-            raise bad("positions.index", idx, f"must be below the largest depth ({dmax}), or -1 for the last layer")
+            raise field_error(
+                "positions.index", idx, f"must be below the largest depth ({dmax}), or -1 for the last layer"
+            )
         opts = {**base, **{k: v for k, v in entry.items() if k != "index"}}
         if idx == -1:
             if head is not None:
-                raise bad("positions.index", idx, "one entry for the last layer (-1)")
+                raise field_error("positions.index", idx, "one entry for the last layer (-1)")
             head = _choices(opts, "positions[-1].")
         else:
             positions[idx] = _choices(opts, f"positions[{idx}].")
@@ -554,20 +553,20 @@ def build_space(settings: dict[str, Any]) -> Space:
         try:
             ratio = float(s["max_rf_ratio"])
         except (TypeError, ValueError):
-            raise bad("max_rf_ratio", s["max_rf_ratio"], "must be a number") from None
+            raise field_error("max_rf_ratio", s["max_rf_ratio"], "must be a number") from None
         if not ratio > 0:
-            raise bad("max_rf_ratio", s["max_rf_ratio"], "must be positive")
+            raise field_error("max_rf_ratio", s["max_rf_ratio"], "must be positive")
         cap = math.floor(ratio * n)
         rf_max = cap if rf_max is None else min(rf_max, cap)
     if rf_max is not None and rf_max < rf_min:
-        raise bad("rf_max", rf_max, f"the RF window is empty (minimum {rf_min})")
+        raise field_error("rf_max", rf_max, f"the RF window is empty (minimum {rf_min})")
     jumps: tuple[int, ...] = ()
     if s["jump"] is not None:
         jumps = tuple(_int_list("jump", s["jump"]))
     max_params = None if s["max_params"] is None else _int("max_params", s["max_params"], 0)
     max_macs = None if s["max_macs"] is None else _int("max_macs", s["max_macs"], 0)
     if not isinstance(s["no_unproductive"], bool):
-        raise bad("no_unproductive", s["no_unproductive"], "must be true or false")
+        raise field_error("no_unproductive", s["no_unproductive"], "must be true or false")
 
     levels = parse_levels(s["anchors"], s["anchor_rf"], s["anchor_erf"])
 
@@ -597,7 +596,7 @@ def build_space(settings: dict[str, Any]) -> Space:
         settings=resolved,
     )
     if space.max_channels >= 2**31:
-        raise bad("channels", space.max_channels, "at most 2^31 - 1 channels")
+        raise field_error("channels", space.max_channels, "at most 2^31 - 1 channels")
     space.check_representable()
     return space
 
@@ -606,9 +605,9 @@ def _fraction(name: str, value: Any) -> Fraction:
     try:
         f = Fraction(str(value).strip())
     except (ValueError, ZeroDivisionError):
-        raise bad(name, value, "must be a number") from None
+        raise field_error(name, value, "must be a number") from None
     if f < 0:
-        raise bad(name, value, "must be >= 0")
+        raise field_error(name, value, "must be >= 0")
     return f
 
 
@@ -619,25 +618,25 @@ def parse_levels(anchors: Any, anchor_rf: Any, anchor_erf: Any) -> tuple[Level, 
     pairs = []
     items = anchors.split(",") if isinstance(anchors, str) else anchors
     if not isinstance(items, (list, tuple)) or not items:
-        raise bad("anchors", anchors, "must be a list of SIZE@STRIDE, e.g. 32@8,64@16")
+        raise field_error("anchors", anchors, "must be a list of SIZE@STRIDE, e.g. 32@8,64@16")
     for item in items:
         parts = item.split("@") if isinstance(item, str) else list(item) if isinstance(item, (list, tuple)) else []
         if len(parts) != 2:
-            raise bad("anchors", item, "each level is SIZE@STRIDE, e.g. 32@8")
+            raise field_error("anchors", item, "each level is SIZE@STRIDE, e.g. 32@8")
         pairs.append((_int("anchors", parts[0], 1), _int("anchors", parts[1], 1)))
     strides = [p[1] for p in pairs]
     if len(set(strides)) != len(strides):
-        raise bad("anchors", anchors, "one level per stride")
+        raise field_error("anchors", anchors, "one level per stride")
     if len(pairs) > lm.MAX_LEVELS:
-        raise bad("anchors", anchors, f"at most {lm.MAX_LEVELS} levels")
+        raise field_error("anchors", anchors, f"at most {lm.MAX_LEVELS} levels")
     text = str(anchor_rf)
     if ":" not in text:
-        raise bad("anchor_rf", anchor_rf, "must be MIN:MAX (rf / anchor), e.g. 1:4")
+        raise field_error("anchor_rf", anchor_rf, "must be MIN:MAX (rf / anchor), e.g. 1:4")
     lo_s, hi_s = text.split(":", 1)
     lo = _fraction("anchor_rf", lo_s)
     hi = _fraction("anchor_rf", hi_s) if hi_s.strip() else None
     if hi is not None and hi < lo:
-        raise bad("anchor_rf", anchor_rf, "MIN is larger than MAX")
+        raise field_error("anchor_rf", anchor_rf, "MIN is larger than MAX")
     erf = _fraction("anchor_erf", anchor_erf)
     levels = []
     for anchor, stride in sorted(pairs, key=lambda p: p[1]):
@@ -646,7 +645,7 @@ def parse_levels(anchors: Any, anchor_rf: Any, anchor_erf: Any) -> tuple[Level, 
         # 2 sigma >= e A  <=>  4 var >= (e A)^2  <=>  12 var >= 3 (e A)^2
         erf12 = math.ceil(3 * (erf * anchor) ** 2)
         if erf12 >= INT63:
-            raise bad("anchor_erf", anchor_erf, f"too large for anchor {anchor}")
+            raise field_error("anchor_erf", anchor_erf, f"too large for anchor {anchor}")
         levels.append(Level(anchor, stride, rf_lo, rf_hi, erf12, float(erf)))
     return tuple(levels)
 

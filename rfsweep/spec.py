@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rfsweep.errors import SpecError, field_error
+from rfsweep.errors import field_error
 
 CONV_OPS = ("conv", "deconv")
 POOL_OPS = ("maxpool", "avgpool")
@@ -74,20 +74,11 @@ class Network:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _where(layer: str | None) -> str:
-    return f"layer '{layer}': " if layer is not None else ""
-
-
-def fail(layer: str | None, fieldname: str, value: Any, why: str) -> SpecError:
-    """The one-line error every spec check raises: layer, field, value, reason."""
-    return field_error(fieldname, value, why, layer=layer, cls=SpecError)
-
-
 def _int(layer, fieldname, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(layer, fieldname, value, "must be an integer")
+        raise field_error(fieldname, value, "must be an integer", layer=layer)
     if value < minimum:
-        raise fail(layer, fieldname, value, f"must be >= {minimum}")
+        raise field_error(fieldname, value, f"must be >= {minimum}", layer=layer)
     return value
 
 
@@ -95,7 +86,7 @@ def pair(layer: str | None, fieldname: str, value: Any, minimum: int = 1) -> Pai
     """An int or ``[h, w]`` -> ``(h, w)``, each at least ``minimum``."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise fail(layer, fieldname, value, "must be an integer or a pair [h, w]")
+            raise field_error(fieldname, value, "must be an integer or a pair [h, w]", layer=layer)
         return (_int(layer, fieldname, value[0], minimum), _int(layer, fieldname, value[1], minimum))
     v = _int(layer, fieldname, value, minimum)
     return (v, v)
@@ -105,13 +96,15 @@ def padding_spec(layer: str | None, value: Any) -> tuple[AxisPadding, AxisPaddin
     """int | [h, w] | [[top, bottom], [left, right]] | 'valid' | 'same' | 'tf_same' -> per-axis padding."""
     if isinstance(value, str):
         if value not in PADDING_MODES:
-            raise fail(layer, "padding", value, f"must be an integer, a list or one of {', '.join(PADDING_MODES)}")
+            raise field_error(
+                "padding", value, f"must be an integer, a list or one of {', '.join(PADDING_MODES)}", layer=layer
+            )
         return (value, value)
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (list, tuple)) for v in value):
         axes = []
         for v in value:
             if len(v) != 2:
-                raise fail(layer, "padding", value, "must be [[top, bottom], [left, right]]")
+                raise field_error("padding", value, "must be [[top, bottom], [left, right]]", layer=layer)
             axes.append((_int(layer, "padding", v[0], 0), _int(layer, "padding", v[1], 0)))
         return (axes[0], axes[1])
     h, w = pair(layer, "padding", value, minimum=0)
@@ -120,73 +113,80 @@ def padding_spec(layer: str | None, value: Any) -> tuple[AxisPadding, AxisPaddin
 
 def _layer(raw: Any, index: int, previous: str) -> Layer:
     if not isinstance(raw, dict):
-        raise fail(None, f"layers[{index}]", raw, "must be a table/object")
+        raise field_error(f"layers[{index}]", raw, "must be a table/object")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise fail(None, f"layers[{index}].name", name, "every layer needs a non-empty string name")
+        raise field_error(f"layers[{index}].name", name, "every layer needs a non-empty string name")
     op = raw.get("op")
     if op not in OPS:
-        raise fail(name, "op", op, f"unknown op; known: {', '.join(OPS)}")
+        raise field_error("op", op, f"unknown op; known: {', '.join(OPS)}", layer=name)
     allowed = _COMMON | _FIELDS.get(op, set())
     for key in raw:
         if key not in allowed:
-            raise fail(name, key, raw[key], f"unknown field for op '{op}'; allowed: {', '.join(sorted(allowed))}")
+            raise field_error(
+                key, raw[key], f"unknown field for op '{op}'; allowed: {', '.join(sorted(allowed))}", layer=name
+            )
 
     inputs = raw.get("inputs", [previous])
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise fail(name, "inputs", inputs, "must be a non-empty list of layer names or 'input'")
+        raise field_error("inputs", inputs, "must be a non-empty list of layer names or 'input'", layer=name)
     if op in MERGE_OPS and len(inputs) < 2:
-        raise fail(name, "inputs", inputs, f"'{op}' merges two or more inputs")
+        raise field_error("inputs", inputs, f"'{op}' merges two or more inputs", layer=name)
     if op not in MERGE_OPS and len(inputs) != 1:
-        raise fail(name, "inputs", inputs, f"'{op}' takes exactly one input")
+        raise field_error("inputs", inputs, f"'{op}' takes exactly one input", layer=name)
 
     kw: dict[str, Any] = {"name": name, "op": op, "inputs": tuple(inputs)}
     if op in CONV_OPS + POOL_OPS:
         if "kernel" not in raw:
-            raise fail(name, "kernel", None, f"'{op}' needs a kernel")
+            raise field_error("kernel", None, f"'{op}' needs a kernel", layer=name)
         kw["kernel"] = pair(name, "kernel", raw["kernel"])
         kw["stride"] = pair(name, "stride", raw.get("stride", 1))
         kw["dilation"] = pair(name, "dilation", raw.get("dilation", 1))
         kw["padding"] = padding_spec(name, raw.get("padding", 0))
         ceil_mode = raw.get("ceil_mode", False)
         if not isinstance(ceil_mode, bool):
-            raise fail(name, "ceil_mode", ceil_mode, "must be true or false")
+            raise field_error("ceil_mode", ceil_mode, "must be true or false", layer=name)
         kw["ceil_mode"] = ceil_mode
     if op == "deconv":
         if any(isinstance(p, str) for p in kw["padding"]):
-            raise fail(name, "padding", raw.get("padding"), "a transposed conv takes explicit integer padding")
+            raise field_error(
+                "padding", raw.get("padding"), "a transposed conv takes explicit integer padding", layer=name
+            )
         kw["output_padding"] = pair(name, "output_padding", raw.get("output_padding", 0), minimum=0)
         for axis in range(2):
             if kw["output_padding"][axis] >= max(kw["stride"][axis], kw["dilation"][axis]):
-                raise fail(
-                    name, "output_padding", raw.get("output_padding"), "must be smaller than the stride or the dilation"
+                raise field_error(
+                    "output_padding",
+                    raw.get("output_padding"),
+                    "must be smaller than the stride or the dilation",
+                    layer=name,
                 )
     if op in CONV_OPS + ("linear",):
         if "channels" not in raw:
-            raise fail(name, "channels", None, f"'{op}' needs output channels")
+            raise field_error("channels", None, f"'{op}' needs output channels", layer=name)
         kw["channels"] = _int(name, "channels", raw["channels"], 1)
         bias = raw.get("bias", True)
         if not isinstance(bias, bool):
-            raise fail(name, "bias", bias, "must be true or false")
+            raise field_error("bias", bias, "must be true or false", layer=name)
         kw["bias"] = bias
     if op in CONV_OPS:
         kw["groups"] = _int(name, "groups", raw.get("groups", 1), 1)
         if kw["channels"] % kw["groups"]:
-            raise fail(name, "groups", kw["groups"], f"must divide the output channels ({kw['channels']})")
+            raise field_error("groups", kw["groups"], f"must divide the output channels ({kw['channels']})", layer=name)
     if op == "upsample":
         if "scale" not in raw:
-            raise fail(name, "scale", None, "'upsample' needs an integer scale factor")
+            raise field_error("scale", None, "'upsample' needs an integer scale factor", layer=name)
         kw["scale"] = pair(name, "scale", raw["scale"])
         mode = raw.get("mode", "nearest")
         if mode not in UPSAMPLE_MODES:
-            raise fail(name, "mode", mode, f"must be one of {', '.join(UPSAMPLE_MODES)}")
+            raise field_error("mode", mode, f"must be one of {', '.join(UPSAMPLE_MODES)}", layer=name)
         kw["mode"] = mode
     if op == "global_pool":
         mode = raw.get("mode", "avg")
         if mode not in ("avg", "max"):
-            raise fail(name, "mode", mode, "must be avg or max")
+            raise field_error("mode", mode, "must be avg or max", layer=name)
         kw["mode"] = mode
     return Layer(**kw)
 
@@ -196,14 +196,14 @@ def _topological(layers: list[Layer]) -> list[Layer]:
     by_name: dict[str, Layer] = {}
     for layer in layers:
         if layer.name == "input":
-            raise fail(layer.name, "name", layer.name, "'input' is reserved for the network input")
+            raise field_error("name", layer.name, "'input' is reserved for the network input", layer=layer.name)
         if layer.name in by_name:
-            raise fail(layer.name, "name", layer.name, "layer names must be unique")
+            raise field_error("name", layer.name, "layer names must be unique", layer=layer.name)
         by_name[layer.name] = layer
     for layer in layers:
         for src in layer.inputs:
             if src != "input" and src not in by_name:
-                raise fail(layer.name, "inputs", src, "no layer of that name (or 'input')")
+                raise field_error("inputs", src, "no layer of that name (or 'input')", layer=layer.name)
     done: set[str] = {"input"}
     order: list[Layer] = []
     pending = list(layers)
@@ -211,7 +211,7 @@ def _topological(layers: list[Layer]) -> list[Layer]:
         ready = [layer for layer in pending if all(src in done for src in layer.inputs)]
         if not ready:
             stuck = pending[0]
-            raise fail(stuck.name, "inputs", list(stuck.inputs), "the layers form a cycle")
+            raise field_error("inputs", list(stuck.inputs), "the layers form a cycle", layer=stuck.name)
         first = ready[0]
         order.append(first)
         done.add(first.name)
@@ -222,23 +222,23 @@ def _topological(layers: list[Layer]) -> list[Layer]:
 def parse_network(data: Any, input_size: Any = None) -> Network:
     """Validate a spec already loaded as Python data; ``input_size`` overrides the spec's."""
     if not isinstance(data, dict):
-        raise fail(None, "spec", type(data).__name__, "a network spec is a JSON/TOML object")
+        raise field_error("spec", type(data).__name__, "a network spec is a JSON/TOML object")
     for key in data:
         if key not in _TOP_FIELDS:
-            raise fail(None, key, data[key], f"unknown top-level field; allowed: {', '.join(sorted(_TOP_FIELDS))}")
+            raise field_error(key, data[key], f"unknown top-level field; allowed: {', '.join(sorted(_TOP_FIELDS))}")
     name = data.get("name", "network")
     inp = data.get("input", {})
     if not isinstance(inp, dict):
-        raise fail(None, "input", inp, "must be an object with size and channels")
+        raise field_error("input", inp, "must be an object with size and channels")
     for key in inp:
         if key not in ("size", "channels"):
-            raise fail("input", key, inp[key], "unknown field; allowed: channels, size")
+            raise field_error(key, inp[key], "unknown field; allowed: channels, size", layer="input")
     size = input_size if input_size is not None else inp.get("size")
     size = None if size is None else pair("input", "size", size)
     channels = _int("input", "channels", inp.get("channels", 3), 1)
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
-        raise fail(None, "layers", raw_layers, "a network needs a non-empty list of layers")
+        raise field_error("layers", raw_layers, "a network needs a non-empty list of layers")
     layers = []
     previous = "input"
     for i, raw in enumerate(raw_layers):
@@ -248,7 +248,7 @@ def parse_network(data: Any, input_size: Any = None) -> Network:
     ordered = _topological(layers)
     feature = data.get("feature_layer")
     if feature is not None and feature not in {layer.name for layer in layers}:
-        raise fail(None, "feature_layer", feature, "no layer of that name")
+        raise field_error("feature_layer", feature, "no layer of that name")
     return Network(
         name=name,
         input_size=size,
@@ -265,13 +265,13 @@ def load_spec_data(path: str | Path) -> Any:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise fail(None, "file", str(p), exc.strerror or "cannot be read") from None
+        raise field_error("file", str(p), exc.strerror or "cannot be read") from None
     try:
         if p.suffix.lower() == ".toml":
             return tomllib.loads(text)
         return json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise fail(None, "file", str(p), f"is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+        raise field_error("file", str(p), f"is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from None
 
 
 def parse_input_size(value: Any) -> Pair | None:
@@ -283,8 +283,8 @@ def parse_input_size(value: Any) -> Pair | None:
         try:
             nums = [int(p) for p in parts]
         except ValueError:
-            raise fail(None, "input-size", value, "must be N or HxW") from None
+            raise field_error("input-size", value, "must be N or HxW") from None
         if len(nums) not in (1, 2):
-            raise fail(None, "input-size", value, "must be N or HxW")
+            raise field_error("input-size", value, "must be N or HxW")
         value = nums[0] if len(nums) == 1 else nums
     return pair(None, "input-size", value)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rfsweep import anchor_export as exportmod
 from rfsweep import anchors as anc
 from rfsweep import boxes as boxmod
-from rfsweep import export as exportmod
 from rfsweep.cli import main
 from rfsweep.errors import RFSweepError
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from rfsweep.anchors import AnchorReport, _err, _num, _r, ssd_scales
+from rfsweep.anchors import AnchorReport, ssd_scales
+from rfsweep.errors import field_error
+from rfsweep.numbers import json_number, rounded
 
 
 def _stride_value(stride: tuple[Fraction, Fraction]):
     """mmdetection stride: one number when square, else [w, h] (its order)."""
-    sh, sw = (_num(s) for s in stride)
+    sh, sw = (json_number(s) for s in stride)
     return sh if sh == sw else [sw, sh]
 
 
@@ -20,7 +22,7 @@ def export_mmdet(rep: AnchorReport) -> tuple[dict, list[str]]:
     mmdetection's ratios are height/width, so each ratio ``r`` here becomes ``1/r`` (same order).
     """
     notes = []
-    ratios = [_r(1 / r) for r in rep.ratios]
+    ratios = [rounded(1 / r) for r in rep.ratios]
     strides = [_stride_value(lv.stride) for lv in rep.levels]
     if any(lv.stride[0] != lv.stride[1] for lv in rep.levels) and rep.rule != "ssd":
         notes.append(
@@ -50,12 +52,12 @@ def export_mmdet(rep: AnchorReport) -> tuple[dict, list[str]]:
             "strides": strides,
             "ratios": ratios,
             "scales": [1.0],
-            "base_sizes": [_r(lv.scales.sizes[0][1], 4) for lv in rep.levels],
+            "base_sizes": [rounded(lv.scales.sizes[0][1], 4) for lv in rep.levels],
         }
         # base_size != stride: center_offset would scale with the base size, so give the centres explicitly
         if rep.center_offset:
             cfg["centers"] = [
-                [_r(rep.center_offset * float(lv.stride[1])), _r(rep.center_offset * float(lv.stride[0]))]
+                [rounded(rep.center_offset * float(lv.stride[1])), rounded(rep.center_offset * float(lv.stride[0]))]
                 for lv in rep.levels
             ]
         else:
@@ -86,9 +88,9 @@ def export_torchvision(rep: AnchorReport) -> tuple[dict, list[str]]:
                 notes.append("non-square input: DefaultBoxGenerator scales are relative to each side, as here")
             cfg = {
                 "type": "DefaultBoxGenerator",
-                "aspect_ratios": [[_r(r) for r in sorted(rs) if r > 1] for _ in rep.levels],
-                "scales": [_r(s) for s in scales],
-                "steps": [_num(lv.stride[0]) for lv in rep.levels],
+                "aspect_ratios": [[rounded(r) for r in sorted(rs) if r > 1] for _ in rep.levels],
+                "scales": [rounded(s) for s in scales],
+                "steps": [json_number(lv.stride[0]) for lv in rep.levels],
             }
             if any(lv.stride[0] != lv.stride[1] for lv in rep.levels):
                 notes.append("non-square strides: steps give the height stride only")
@@ -102,8 +104,8 @@ def export_torchvision(rep: AnchorReport) -> tuple[dict, list[str]]:
         )
     cfg = {
         "type": "AnchorGenerator",
-        "sizes": [[_r(w, 4) for (w, h) in lv.scales.sizes] for lv in rep.levels],
-        "aspect_ratios": [[_r(1 / r) for r in rep.ratios] for _ in rep.levels],
+        "sizes": [[rounded(w, 4) for (w, h) in lv.scales.sizes] for lv in rep.levels],
+        "aspect_ratios": [[rounded(1 / r) for r in rep.ratios] for _ in rep.levels],
     }
     if rep.center_offset != 0:
         notes.append("torchvision's AnchorGenerator centres anchors at i*stride (center_offset 0)")
@@ -121,4 +123,4 @@ def export(rep: AnchorReport, kind: str) -> tuple[dict, list[str]]:
         return export_mmdet(rep)
     if kind == "torchvision":
         return export_torchvision(rep)
-    raise _err("export", kind, "must be mmdet or torchvision")
+    raise field_error("export", kind, "must be mmdet or torchvision")
