@@ -5,55 +5,12 @@ Bad input exits with code 2 and one line ``error: ...`` naming the field and the
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import click
 
-from rfsweep.errors import RFSweepError
-
-
-def friendly(fn):
-    """Turn RFSweepError into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RFSweepError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-class OneLineErrors(click.Group):
-    """Usage errors (a bad choice, a non-integer, a missing argument) as one line, exit code 2.
-
-    click prints usage, a hint and the message over several lines; rfsweep's promise is one line that
-    names the field and the value, the same as for errors found past parsing.
-    """
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.UsageError as exc:
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
-            sys.exit(2)
-        except click.ClickException as exc:
-            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+from rfsweep import cli_sweep
+from rfsweep.cli_base import OneLineErrors, diagnostics_to_stderr, friendly
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,21 +24,7 @@ def main():
       rfsweep search --target-rf 224 -o candidates.parquet
       rfsweep count --depth 10 --rf-min 200 --rf-max 250
     """
-    _diagnostics_to_stderr()
-
-
-def _diagnostics_to_stderr() -> None:
-    """The library's notes (logger 'rfsweep', e.g. a first-run compile) go to stderr as plain lines."""
-    import logging
-
-    class ToStderr(logging.Handler):
-        def emit(self, record):  # the stream of the moment (tests swap it per invocation)
-            click.echo(record.getMessage(), err=True)
-
-    log = logging.getLogger("rfsweep")
-    if not any(isinstance(h, ToStderr) or type(h).__name__ == "ToStderr" for h in log.handlers):
-        log.addHandler(ToStderr())
-        log.setLevel(logging.INFO)
+    diagnostics_to_stderr()
 
 
 @main.command()
@@ -237,8 +180,9 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
         click.echo(f"plot written to {plot_path}", err=True)
 
 
-# The sweep commands live in their own module; importing it registers them on `main`.
-from rfsweep import cli_sweep  # noqa: E402,F401
+# The sweep commands live in their own module.
+for _command in (cli_sweep.search, cli_sweep.count, cli_sweep.show):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

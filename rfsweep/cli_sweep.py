@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rfsweep.cli import friendly, main
+from rfsweep.cli_base import friendly
 from rfsweep.errors import RFSweepError, field_error
 
 SPACE_OPTIONS = [
@@ -102,7 +102,7 @@ def _human(n: float) -> str:
     return f"{n:,.0f}" if n < 1e6 else f"{n:.3g}"
 
 
-@main.command()
+@click.command()
 @space_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Parquet file for the survivors.")
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
@@ -232,7 +232,7 @@ def _progress_bar():
     return show
 
 
-@main.command()
+@click.command()
 @space_options
 @click.option(
     "--method",
@@ -268,7 +268,7 @@ def count(method, device, threads, as_json, **kwargs):
         )
 
 
-@main.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("arch_id", type=int)
 @click.option(
