@@ -33,7 +33,7 @@ import numpy as np
 from numba import config, cuda, int64
 from numba.extending import register_jitable
 
-from rfsweep.kernels.layer_math import C_DMAX, MAX_DEPTH, NS, S_IDX, walk_task
+from rfsweep.kernels.layer_math import C_DMAX, CTL_STOP, MAX_DEPTH, NS, S_IDX, KernelArrays, walk_task
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 # Host-side tuning only (never read inside a kernel, so changing them needs no recompilation).
@@ -95,17 +95,19 @@ def _count_kernel(
     anchors,
     growth,
     dep_off,
+    ctl,
     out,
     out_ch,
 ):
     gid = cuda.grid(1)
     if gid >= nsub:
         return
+    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off)
     p = _parent(sub_off, nparent, gid)
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
     plen = _subtask(tasks, plens, nch, p0 + p, lev, cons[C_DMAX], gid - sub_off[p], pre)
-    c = walk_task(0, pre, plen, 0, choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch)
+    c = walk_task(0, pre, plen, 0, K, ctl, st, out, out_ch)
     sub_counts[gid] = c
     cuda.atomic.add(counts, p0 + p, c)
     cuda.atomic.add(evals, p0 + p, st[0, S_IDX])
@@ -141,6 +143,7 @@ def _fill_kernel(
     anchors,
     growth,
     dep_off,
+    ctl,
     out,
     out_ch,
 ):
@@ -149,11 +152,12 @@ def _fill_kernel(
         return
     if sub_counts[gid] == 0:
         return
+    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off)
     p = _parent(sub_off, nparent, gid)
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
     plen = _subtask(tasks, plens, nch, p0 + p, lev, cons[C_DMAX], gid - sub_off[p], pre)
-    walk_task(1, pre, plen, sub_rows[gid], choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch)
+    walk_task(1, pre, plen, sub_rows[gid], K, ctl, st, out, out_ch)
 
 
 def _fans(plens: np.ndarray, nch: np.ndarray, dmax: int, lev: int) -> np.ndarray:
@@ -211,31 +215,30 @@ def _dev(a: np.ndarray, dtype) -> object:
     return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
 
 
-def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, growth, dep_off, out, out_ch):
+def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     """Walk every task's subtree on the GPU; as ``kernels.cpu.run_tasks`` (same arguments, same results).
 
-    Mode 0 returns the survivor counts per task and stores the candidates evaluated in ``rows0``;
-    mode 1 writes task ``i``'s rows at ``rows0[i]..`` of ``out``/``out_ch`` (host arrays, copied back).
+    ``counts[i]`` and ``evals[i]`` receive task ``i``'s survivors and evaluated candidates; mode 1 also
+    writes task ``i``'s rows at ``rows0[i]..`` of ``out``/``out_ch`` (host arrays, copied back). The
+    host's stop flag ``ctl`` is looked at between launches (a launch itself runs to its end).
     """
     ntask = int(tasks.shape[0])
-    counts = np.zeros(ntask, np.int64)
     if ntask == 0:
-        return counts
-    dmax = int(cons[C_DMAX])
+        return
+    dmax = int(K.cons[C_DMAX])
     if dmax > MAX_DEPTH:
         raise ValueError(f"depth {dmax} above MAX_DEPTH {MAX_DEPTH}")
     plens_h = np.ascontiguousarray(plens, np.int64)
-    lev, fans = plan(plens_h, np.asarray(nch), dmax)
+    lev, fans = plan(plens_h, np.asarray(K.nch), dmax)
     batch = max(SUB_BATCH, int(fans.max()))
 
     d_tasks = _dev(tasks, np.int64)
     d_plens = cuda.to_device(plens_h)
     d_rows0 = _dev(rows0, np.int64)
-    d_counts = cuda.to_device(counts)
+    d_counts = cuda.to_device(np.zeros(ntask, np.int64))
     d_evals = cuda.to_device(np.zeros(ntask, np.int64))
-    d_choices, d_nch, d_cons, d_jumps, d_anchors, d_growth, d_dep = (
-        _dev(a, np.int64) for a in (choices, nch, cons, jumps, anchors, growth, dep_off)
-    )
+    d_arrays = tuple(_dev(a, np.int64) for a in K)
+    d_ctl = cuda.to_device(np.zeros_like(ctl))  # the walks never see the host's flag: launches are bounded
     # mode 1: copies of the host slabs, so rows no task writes come back unchanged, as on the CPU;
     # mode 0 writes no row: one row stands in (a device array is never empty)
     d_out = _dev(_rows(out, mode), np.int64)
@@ -245,57 +248,23 @@ def run_tasks(mode, tasks, plens, rows0, choices, nch, cons, jumps, anchors, gro
     d_sub_rows = cuda.device_array(biggest, np.int64) if mode == 1 else None
 
     for p0, p1, off in _groups(fans, batch):
+        if ctl[CTL_STOP] != 0:
+            return
         nparent = p1 - p0
         nsub = int(off[-1])
         d_off = cuda.to_device(np.ascontiguousarray(off, np.int64))
+        head = (d_tasks, d_plens, p0, nparent, d_off, lev, nsub)
         _count_kernel[_blocks(nsub), THREADS_PER_BLOCK](
-            d_tasks,
-            d_plens,
-            p0,
-            nparent,
-            d_off,
-            lev,
-            nsub,
-            d_counts,
-            d_evals,
-            d_sub_counts,
-            d_choices,
-            d_nch,
-            d_cons,
-            d_jumps,
-            d_anchors,
-            d_growth,
-            d_dep,
-            d_out,
-            d_ch,
+            *head, d_counts, d_evals, d_sub_counts, *d_arrays, d_ctl, d_out, d_ch
         )
         if mode == 1:
             _offsets_kernel[_blocks(nparent), THREADS_PER_BLOCK](d_rows0, p0, nparent, d_off, d_sub_counts, d_sub_rows)
             _fill_kernel[_blocks(nsub), THREADS_PER_BLOCK](
-                d_tasks,
-                d_plens,
-                p0,
-                nparent,
-                d_off,
-                lev,
-                nsub,
-                d_sub_rows,
-                d_sub_counts,
-                d_choices,
-                d_nch,
-                d_cons,
-                d_jumps,
-                d_anchors,
-                d_growth,
-                d_dep,
-                d_out,
-                d_ch,
+                *head, d_sub_rows, d_sub_counts, *d_arrays, d_ctl, d_out, d_ch
             )
 
     d_counts.copy_to_host(counts)
-    if mode == 0:
-        rows0[:] = d_evals.copy_to_host()
-    elif out.shape[0] > 0:
+    d_evals.copy_to_host(evals)
+    if mode == 1 and out.shape[0] > 0:
         d_out.copy_to_host(out)
         d_ch.copy_to_host(out_ch)
-    return counts

@@ -1,19 +1,31 @@
 """The per-layer update and the depth-first subtree walk, written once for the CPU and CUDA kernels.
 
-Every function here is ``register_jitable``: callable from ``@njit`` CPU kernels and from
-``@cuda.jit`` kernels alike, so both backends run the same arithmetic. It must match
-``rfsweep.arithmetic`` (the tests compare them on random spaces through ``tests/naive.py``).
+Every function here is ``register_jitable``: callable from ``@njit`` CPU kernels, from ``@cuda.jit``
+kernels and from plain Python alike, so both backends (and the Python side: numbering, the list
+columns) run the same arithmetic. It must match ``rfsweep.arithmetic`` (the tests compare them on
+random spaces through ``tests/naive.py``, which derives everything again in plain Python).
 
-Layout of the integer arrays the kernels share (all int64, C-contiguous):
+The arrays a kernel needs travel together as one :class:`KernelArrays` (a named tuple of int64,
+C-contiguous arrays, built once per space by ``rfsweep.packing.kernel_arrays``):
 
 * ``choices[pos, c, F_*]``: the choice table, one row per choice at each position.
-* ``cons[C_*]``: the constraints and space scalars (passed as an argument, never a global, so cached
-  kernels see new thresholds).
-* ``st[depth, S_*]``: the walk's state after ``depth`` layers (one row per depth, reused).
-* ``out[row, O_*]``: one survivor per row; ``out_ch[row, pos]`` its choice indices.
+* ``nch[pos]``: the number of choices at each position.
+* ``cons[C_*]``: the constraints and space scalars (an argument, never a global, so cached kernels
+  see new thresholds).
+* ``jumps``: the allowed final jumps; ``anchors[i, A_*]``: the detector levels.
+* ``growth``: what the remaining positions can add to the rf (see :func:`feasible`).
+* ``dep_off[depth]``: the arch_id of the first candidate of each depth.
+
+Per call: ``ctl[CTL_STOP]`` is raised by the host to stop every walk within a few thousand nodes
+(Ctrl-C); ``st[depth, S_*]`` is the walk's state after ``depth`` layers (one row per depth, reused);
+``out[row, O_*]`` one survivor per row and ``out_ch[row, pos]`` its choice indices.
 """
 
+from collections import namedtuple
+
 from numba.extending import register_jitable
+
+KernelArrays = namedtuple("KernelArrays", ["choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"])
 
 # Every helper is compiled with _nrt=False: none allocates, and without the runtime no reference
 # counts are taken on the arrays passed at each call (atomic operations two threads contend on).
@@ -68,11 +80,14 @@ NS = 13  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts i
 NO = 9  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf variance
 
 MAX_DEPTH = 32  # the CUDA kernels size their local state with it
+CTL_STOP = 0  # ctl[CTL_STOP] != 0: the host asks every walk to stop (Ctrl-C)
+NCTL = 1
+STOP_EVERY = 1 << 12  # walk iterations between two looks at the stop flag (~10 us on a CPU core)
 
 
 @register_jitable(_nrt=False)
 def pad_left(n, keff, s, mode):
-    """Left padding of one layer (valid, same or TensorFlow SAME), as rfsweep.arithmetic."""
+    """(left, right) padding of one layer (valid, same or TensorFlow SAME), as rfsweep.arithmetic."""
     if mode == PAD_VALID:
         return 0, 0
     if mode == PAD_SAME:
@@ -85,6 +100,24 @@ def pad_left(n, keff, s, mode):
     if total < 0:
         total = 0
     return total // 2, total - total // 2
+
+
+@register_jitable(_nrt=False)
+def conv_out(n, keff, s, mode):
+    """The geometry step of a conv or pool: (out size, left padding); out size 0 when the layer does not fit.
+
+    ``n_out = floor((n + pL + pR - k')/s) + 1``. Integer division is most of a node's cost in the walk,
+    so strides 1 and 2 (the common case) take a subtraction or a shift.
+    """
+    pl, pr = pad_left(n, keff, s, mode)
+    span = n + pl + pr - keff
+    if span < 0:
+        return 0, pl
+    if s == 1:
+        return span + 1, pl
+    if s == 2:
+        return (span >> 1) + 1, pl
+    return span // s + 1, pl
 
 
 @register_jitable(_nrt=False)
@@ -101,7 +134,18 @@ def width_channels(width, max_width, ndown):
 
 
 @register_jitable(_nrt=False)
-def child(st, t, choices, pos, c, cons):
+def layer_channels(op, cc, cin, width, max_width, ndown):
+    """Output channels of a layer: pools pass ``cin`` through; a conv takes its own ``cc``, or with
+    CH_WIDTH the width rule after ``ndown`` strided layers (this one included)."""
+    if op != OP_CONV:
+        return cin
+    if cc == CH_WIDTH:
+        return width_channels(width, max_width, ndown)
+    return cc
+
+
+@register_jitable(_nrt=False)
+def child(st, t, K, pos, c):
     """State after adding choice ``c`` at position ``pos`` to the state at depth ``t``; writes row t+1.
 
     Returns False when the child is not a candidate and neither is anything below it: out size below
@@ -109,60 +153,47 @@ def child(st, t, choices, pos, c, cons):
     multiple of (checked by the caller), or (with no_unproductive) a spatial layer whose every input
     unit already sees the whole input.
     """
+    choices = K.choices
+    cons = K.cons
     op = choices[pos, c, F_OP]
     k = choices[pos, c, F_K]
     s = choices[pos, c, F_S]
     d = choices[pos, c, F_D]
-    cc = choices[pos, c, F_C]
     n = st[t, S_N]
     rf = st[t, S_RF]
     jump = st[t, S_JUMP]
     pad = st[t, S_PAD]
     keff = d * (k - 1) + 1
-    big_n = cons[C_N]
     if cons[C_NO_UNPROD] != 0 and keff > 1:
         # Richter et al.: every input unit already sees pixels 0..N-1 (see analyze.sees_whole_input)
-        if rf - pad >= big_n and (n - 1) * jump <= pad:
+        if rf - pad >= cons[C_N] and (n - 1) * jump <= pad:
             return False
-    pl, pr = pad_left(n, keff, s, cons[C_PAD])
-    span = n + pl + pr - keff
-    if span < 0:
-        return False
-    # integer division is most of a node's cost; strides 1 and 2 are the common case
-    jlog = st[t, S_JLOG]
-    if s == 1:
-        n_out = span + 1
-    elif s == 2:
-        n_out = (span >> 1) + 1
-        if jlog >= 0:
-            jlog += 1
-    else:
-        n_out = span // s + 1
-        if jlog >= 0:
-            if s & (s - 1) == 0:
-                while s > 1 << (jlog - st[t, S_JLOG]):
-                    jlog += 1
-            else:
-                jlog = -1
-    if n_out < cons[C_MIN_OUT]:
+    n_out, pl = conv_out(n, keff, s, cons[C_PAD])
+    if n_out < cons[C_MIN_OUT]:  # C_MIN_OUT >= 1: a layer that does not fit is refused here too
         return False
     rf_out = rf + (keff - 1) * jump
     if rf_out > cons[C_RF_MAX]:
         return False
+    # log2(jump) while the jump is a power of two: feasible() shifts instead of dividing
+    jlog = st[t, S_JLOG]
+    if jlog >= 0 and s > 1:
+        if s == 2:
+            jlog += 1
+        elif s & (s - 1) == 0:
+            while s > 1 << (jlog - st[t, S_JLOG]):
+                jlog += 1
+        else:
+            jlog = -1
     ndown = st[t, S_NDOWN]
     if s > 1:
         ndown += 1
     cin = st[t, S_CIN]
     params = st[t, S_PARAMS]
     macs = st[t, S_MACS]
-    cout = cin
     nconv = st[t, S_NCONV]
+    cout = layer_channels(op, choices[pos, c, F_C], cin, cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
     if op == OP_CONV:
         nconv += 1
-        if cc == CH_WIDTH:
-            cout = width_channels(cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
-        else:
-            cout = cc
         w = k * k * cin * cout
         params += w + cons[C_BIAS] * cout
         macs += w * n_out * n_out
@@ -184,13 +215,13 @@ def child(st, t, choices, pos, c, cons):
 
 
 @register_jitable(_nrt=False)
-def jump_ok(jump, jumps, cons):
+def jump_ok(jump, K):
     """Some allowed final jump is a multiple of ``jump`` (strides only multiply it)."""
-    nj = cons[C_NJUMPS]
+    nj = K.cons[C_NJUMPS]
     if nj == 0:
         return True
     for i in range(nj):
-        if jumps[i] % jump == 0:
+        if K.jumps[i] % jump == 0:
             return True
     return False
 
@@ -203,16 +234,17 @@ def tap_ok(st, t, anchors, i):
 
 
 @register_jitable(_nrt=False)
-def levels_step(st, t, anchors, cons):
+def levels_step(st, t, K):
     """False when the child at depth t+1 (just built from node t) can no longer meet every level.
 
     Jumps only grow, so the layers at one jump form a run and the level's tap is the run's last layer:
     a child that leaves jump s for a larger one fixes node t as the tap of level s; a child that
     jumps over s leaves that level without a tap; and while at jump s the rf only grows.
     """
+    anchors = K.anchors
     j0 = st[t, S_JUMP]
     j1 = st[t + 1, S_JUMP]
-    for i in range(cons[C_NLEVELS]):
+    for i in range(K.cons[C_NLEVELS]):
         s = anchors[i, A_STRIDE]
         if j1 == s:
             if st[t + 1, S_RF] > anchors[i, A_RF_HI]:
@@ -226,30 +258,31 @@ def levels_step(st, t, anchors, cons):
 
 
 @register_jitable(_nrt=False)
-def survives(st, t, choices, jumps, anchors, cons):
+def survives(st, t, K):
     """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
+    cons = K.cons
     if t < cons[C_DMIN]:
         return False
-    if choices[t - 1, st[t, S_IDX], F_ROLE] & ROLE_HEAD == 0:
+    if K.choices[t - 1, st[t, S_IDX], F_ROLE] & ROLE_HEAD == 0:
         return False
     if st[t, S_RF] < cons[C_RF_MIN] or st[t, S_NCONV] < cons[C_MIN_CONVS]:
         return False
     jump = st[t, S_JUMP]
     for i in range(cons[C_NLEVELS]):
-        s = anchors[i, A_STRIDE]
-        if s > jump or (s == jump and not tap_ok(st, t, anchors, i)):
+        s = K.anchors[i, A_STRIDE]
+        if s > jump or (s == jump and not tap_ok(st, t, K.anchors, i)):
             return False
     nj = cons[C_NJUMPS]
     if nj == 0:
         return True
     for i in range(nj):
-        if jumps[i] == jump:
+        if K.jumps[i] == jump:
             return True
     return False
 
 
 @register_jitable(_nrt=False)
-def feasible(st, t, growth, cons):
+def feasible(st, t, K):
     """Some completion of the node at depth ``t`` (itself included) can end inside the RF window.
 
     The layers after position ``t`` add ``jump_t x v`` to the rf, where ``v`` is one of the relative
@@ -257,6 +290,8 @@ def feasible(st, t, growth, cons):
     when ``growth`` has more columns, ``growth[t, 1 + x]`` counts the achievable ``v <= x`` (the node
     itself counts as v = 0 when t >= depth_min), which makes the test exact for the rf window.
     """
+    growth = K.growth
+    cons = K.cons
     rf = st[t, S_RF]
     jump = st[t, S_JUMP]
     if rf + jump * growth[t, 0] < cons[C_RF_MIN]:
@@ -288,18 +323,19 @@ def feasible(st, t, growth, cons):
 
 
 @register_jitable(_nrt=False)
-def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
+def emit(mode, st, t, out, out_ch, row, K):
     """Write the node at depth ``t`` as row ``row`` (fill mode only), with each level's tap."""
     if mode == 0:
         return
-    for i in range(cons[C_NLEVELS]):
+    anchors = K.anchors
+    for i in range(K.cons[C_NLEVELS]):
         u = t
         while st[u, S_JUMP] != anchors[i, A_STRIDE]:
             u -= 1
         out[row, NO + 3 * i] = u - 1
         out[row, NO + 3 * i + 1] = st[u, S_RF]
         out[row, NO + 3 * i + 2] = st[u, S_ERF]
-    out[row, O_ARCH] = dep_off[t] + st[t, S_PID]
+    out[row, O_ARCH] = K.dep_off[t] + st[t, S_PID]
     out[row, O_DEPTH] = t
     out[row, O_RF] = st[t, S_RF]
     out[row, O_JUMP] = st[t, S_JUMP]
@@ -313,7 +349,17 @@ def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
 
 
 @register_jitable(_nrt=False)
-def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, growth, dep_off, st, out, out_ch):
+def extend(st, t, K, c):
+    """Child ``c`` of the node at depth ``t``: build row t+1 and say whether its subtree can hold a survivor."""
+    if not child(st, t, K, t, c):
+        return False
+    st[t + 1, S_PID] = st[t, S_PID] * K.nch[t] + c
+    st[t + 1, S_IDX] = c
+    return jump_ok(st[t + 1, S_JUMP], K) and feasible(st, t + 1, K) and levels_step(st, t, K)
+
+
+@register_jitable(_nrt=False)
+def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
 
     A task is the subtree under the node ``prefix[:plen]``. It also emits the ancestors of that node
@@ -321,7 +367,11 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
     first child's subtree, so exactly one task (the leftmost below it) owns it.
     Returns the number of survivors; ``row0`` is where the task's first row goes. On return
     ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
+    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
     """
+    choices = K.choices
+    nch = K.nch
+    cons = K.cons
     dmax = cons[C_DMAX]
     st[0, S_N] = cons[C_N]
     st[0, S_RF] = 1
@@ -347,21 +397,15 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
                 owned = False
         if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
-        if not child(st, t, choices, t, c, cons):
+        if not extend(st, t, K, c):
             return count
-        st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
-        st[t + 1, S_IDX] = c
-        if not jump_ok(st[t + 1, S_JUMP], jumps, cons) or not levels_step(st, t, anchors, cons):
-            return count
-        if not feasible(st, t + 1, growth, cons):
-            return count
-        if t + 1 < plen and owned and survives(st, t + 1, choices, jumps, anchors, cons):
-            emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
+        if t + 1 < plen and owned and survives(st, t + 1, K):
+            emit(mode, st, t + 1, out, out_ch, row0 + count, K)
             count += 1
         if t + 1 < plen and choices[t, c, F_ROLE] & ROLE_BODY == 0:
             return count  # a head-only layer ends every candidate through it
-    if survives(st, plen, choices, jumps, anchors, cons):
-        emit(mode, st, plen, out, out_ch, row0 + count, dep_off, anchors, cons)
+    if survives(st, plen, K):
+        emit(mode, st, plen, out, out_ch, row0 + count, K)
         count += 1
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
     # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
@@ -369,7 +413,13 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
         return count
     depth = plen
     cur = 0
+    tick = 0
     while True:
+        tick += 1
+        if tick == STOP_EVERY:
+            tick = 0
+            if ctl[CTL_STOP] != 0:
+                return count
         if depth < dmax and cur < nch[depth]:
             c = cur
             cur += 1
@@ -384,20 +434,13 @@ def walk_task(mode, prefix, plen, row0, choices, nch, cons, jumps, anchors, grow
             role = choices[depth, c, F_ROLE]
             if depth + 1 >= dmin and role & ROLE_HEAD:
                 st[0, S_IDX] += 1
-            if child(st, depth, choices, depth, c, cons):
-                st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
-                st[depth + 1, S_IDX] = c
-                if (
-                    jump_ok(st[depth + 1, S_JUMP], jumps, cons)
-                    and feasible(st, depth + 1, growth, cons)
-                    and levels_step(st, depth, anchors, cons)
-                ):
-                    if survives(st, depth + 1, choices, jumps, anchors, cons):
-                        emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
-                        count += 1
-                    if role & ROLE_BODY:
-                        depth += 1
-                        cur = 0
+            if extend(st, depth, K, c):
+                if survives(st, depth + 1, K):
+                    emit(mode, st, depth + 1, out, out_ch, row0 + count, K)
+                    count += 1
+                if role & ROLE_BODY:
+                    depth += 1
+                    cur = 0
         else:
             if depth == plen:
                 break

@@ -12,18 +12,29 @@ from rfsweep.errors import RFSweepError
 
 
 def friendly(fn):
-    """Turn RFSweepError into one line on stderr and exit code 2; Ctrl-C into exit code 130."""
+    """Run a command with signals routed to the stop flag (rfsweep.steer): RFSweepError becomes one line on
+    stderr and exit code 2; Ctrl-C exit code 130, SIGTERM 143, SIGHUP 129, each after the command's
+    cleanup (no temporary file is left) and with one line, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rfsweep import steer
+
         try:
-            return fn(*args, **kwargs)
+            with steer.handle_signals():
+                return fn(*args, **kwargs)
         except RFSweepError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except steer.Interrupted as exc:
+            click.echo("interrupted" if exc.signum == 2 else f"stopped by signal {exc.signum}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to be read", err=True)
+            sys.exit(2)
 
     return wrapper
 

@@ -1,85 +1,63 @@
-"""`rfsweep search`, `rfsweep count` and `rfsweep show`: thin wrappers over rfsweep.sweep."""
+"""`rfsweep search`, `rfsweep count` and `rfsweep show`: thin wrappers over rfsweep.sweep and rfsweep.counting.
+
+The space options are generated from :data:`rfsweep.settings.SETTINGS` (names, help and defaults
+written once). Values reach the settings parser as text, so every bad value gets the same one-line
+error naming the setting.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from rfsweep.cli_base import friendly
 from rfsweep.errors import RFSweepError, field_error
+from rfsweep.settings import SETTINGS
 
-SPACE_OPTIONS = [
-    click.option(
-        "--space",
-        "space_file",
-        type=click.Path(dir_okay=False),
-        help="TOML file with any of these settings (underscores) and [[positions]] overrides; flags win.",
-    ),
-    click.option("--depth", help="Layers per candidate: N or MIN-MAX.  [default: 1-8]"),
-    click.option("--ops", help="Layer ops to choose from: conv,maxpool,avgpool.  [default: conv,maxpool]"),
-    click.option("--kernels", help="Conv kernel sizes.  [default: 1,3,5,7]"),
-    click.option("--pool-kernels", help="Pool kernel sizes.  [default: 2,3]"),
-    click.option("--strides", help="Strides.  [default: 1,2]"),
-    click.option("--pool-strides", help="Pool strides.  [default: --strides]"),
-    click.option("--dilations", help="Conv dilations (only for kernels > 1).  [default: 1]"),
-    click.option("--channels", help="Conv output channels to choose from (instead of the width rule)."),
-    click.option(
-        "--width", type=int, help="Width rule: conv channels = width x 2^(strided layers so far).  [default: 32]"
-    ),
-    click.option("--max-width", type=int, help="Cap of the width rule.  [default: 512]"),
-    click.option(
-        "--padding", type=click.Choice(["same", "valid", "tf_same"]), help="Padding of every layer.  [default: same]"
-    ),
-    click.option("--input-size", type=int, help="Square input size.  [default: 224]"),
-    click.option("--in-channels", type=int, help="Input channels.  [default: 3]"),
-    click.option("--bias/--no-bias", default=None, help="Conv bias in the parameter count.  [default: bias]"),
-    click.option("--target-rf", help="Target receptive field (with --tolerance)."),
-    click.option("--tolerance", help="Allowed |rf - target|.  [default: 0]"),
-    click.option("--rf-min", help="Smallest rf kept."),
-    click.option("--rf-max", help="Largest rf kept."),
-    click.option("--min-out-size", help="Smallest final feature map size.  [default: 1]"),
-    click.option("--max-params", help="Parameter budget (e.g. 5e6)."),
-    click.option("--max-macs", help="MAC budget (e.g. 1e9)."),
-    click.option("--jump", help="Allowed final jumps (effective strides), e.g. 16,32."),
-    click.option("--max-rf-ratio", type=float, help="Largest rf / input size."),
-    click.option(
-        "--no-unproductive",
-        is_flag=True,
-        default=None,
-        help="Drop candidates with a spatial layer whose every input unit already sees the whole input.",
-    ),
-    click.option(
-        "--min-convs",
-        help="Fewest conv layers in a candidate (pools alone have no parameters, so "
-        "--sort params without it favours pool-only stacks).  [default: 0]",
-    ),
-    click.option(
-        "--anchors",
-        help="Detector levels SIZE@STRIDE, e.g. 32@8,64@16,128@32: each needs a tap (the "
-        "last layer at that jump) whose rf and ERF suit the anchor.",
-    ),
-    click.option(
-        "--anchor-rf",
-        help="Tap rf / anchor window MIN:MAX.  [default: 1:4; S3FD's taps have RFs "
-        "1.4-3.6x their anchors, LFFD sizes RFs 2-4x its objects]",
-    ),
-    click.option(
-        "--anchor-erf",
-        help="Smallest 2 x erf_sigma / anchor at the tap (S3FD: anchors should sit "
-        "inside the effective RF).  [default: 1]",
-    ),
-    click.option(
-        "--device",
-        type=click.Choice(["cpu", "cuda", "auto"]),
-        default="cpu",
-        show_default=True,
-        help="Where the kernels run; auto takes the GPU when numba.cuda sees one.",
-    ),
-    click.option("--threads", type=int, help="CPU threads (default: all cores)."),
-    click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
-]
+# Measured end to end on 2 cores (benchmarks/README.md): what a "this will take a while" note assumes.
+WRITE_RATE = {"full": 1.2e6, "compact": 3.4e6}  # rows/s
+ROW_BYTES = {"full": 7.3, "compact": 4.5}  # bytes per row in the file
+NOTE_ROWS = 5_000_000  # say what is coming when a search writes more rows than this
+ENUMERATE_RATE = 3e8  # candidates/s of the pruned enumeration (R7 count)
+NOTE_CANDIDATES = 10**9  # announce an enumeration over more candidates than this
+
+
+def _setting_option(s):
+    default = s.default_text()
+    help_text = s.help + (f"  [default: {default}]" if default else "")
+    if s.kind == "bool":
+        return click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None, help=help_text)
+    if s.kind == "switch":
+        return click.option(s.flag, s.name, is_flag=True, default=None, help=help_text)
+    if s.choices:
+        return click.option(s.flag, s.name, type=click.Choice(s.choices), help=help_text)
+    return click.option(s.flag, s.name, help=help_text)
+
+
+SPACE_OPTIONS = (
+    [
+        click.option(
+            "--space",
+            "space_file",
+            type=click.Path(dir_okay=False),
+            help="TOML file with any of these settings (underscores) and [[positions]] overrides; flags win.",
+        )
+    ]
+    + [_setting_option(s) for s in SETTINGS if s.kind != "toml"]
+    + [
+        click.option(
+            "--device",
+            type=click.Choice(["cpu", "cuda", "auto"]),
+            default="cpu",
+            show_default=True,
+            help="Where the kernels run; auto takes the GPU when numba.cuda sees one.",
+        ),
+        click.option("--threads", type=int, help="CPU threads (default: all cores)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress)."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress line, notes or summary on stderr."),
+    ]
+)
 
 
 def space_options(fn):
@@ -88,23 +66,72 @@ def space_options(fn):
     return fn
 
 
-def _space(kwargs):
-    from rfsweep.space import DEFAULTS, build_space, load_space_file
+def _space(kwargs, for_search: bool = True):
+    from rfsweep.settings import DEFAULTS, load_space_file
+    from rfsweep.space import build_space
 
     settings = load_space_file(kwargs["space_file"]) if kwargs.get("space_file") else {}
+    if not isinstance(settings, dict):
+        raise field_error("space", kwargs["space_file"], "must hold a table of settings")
     for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)
         if kwargs.get(name) is not None:
             settings[name] = kwargs[name]
-    return build_space(settings)
+    return build_space(settings, for_search=for_search)
 
 
 def _human(n: float) -> str:
     return f"{n:,.0f}" if n < 1e6 else f"{n:.3g}"
 
 
+def _seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _progress(enabled: bool, what: str):
+    """A callback drawing engine.Progress snapshots on one stderr line (a terminal only)."""
+    from rfsweep import steer
+
+    bar = steer.Progress(enabled=None if enabled else False)
+
+    def show(p):
+        text = (
+            f"{what} {100 * p.fraction:5.1f}% | {_human(p.covered)} of {_human(p.space_size)} candidates settled, "
+            f"{_human(p.evaluated)} evaluated, {p.kept:,} kept"
+            + (f", {p.rows:,} out" if p.rows else "")
+            + f" | {steer.eta(p.elapsed, p.fraction)}"
+        )
+        bar.update(text)
+
+    show.done = bar.done
+    return show if bar.enabled else None
+
+
+def _estimate_note(space, columns: str) -> str | None:
+    """A line on what a search is about to write, when it is a lot (from the exact DP count)."""
+    from rfsweep import counting
+
+    try:
+        rows = counting.window_count(space)
+    except RFSweepError:
+        return None
+    if rows is None or rows < NOTE_ROWS:
+        return None
+    exact = counting.count_method(space)[0] == "dp"
+    size = rows * ROW_BYTES[columns]
+    unit = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+    return (
+        f"note: {'' if exact else 'at most '}{rows:,} rows to write (~{unit}, ~{_seconds(rows / WRITE_RATE[columns])} "
+        f"at {WRITE_RATE[columns]:.2g} rows/s on 2 cores); Ctrl-C stops cleanly"
+    )
+
+
 @click.command()
 @space_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Parquet file for the survivors.")
+@click.option("-o", "--output", help="Parquet file for the survivors (replaced atomically if it exists).")
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
     "--sort",
@@ -120,12 +147,12 @@ def _human(n: float) -> str:
     "the R7 search writes ~3x faster.",
 )
 @friendly
-def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
+def search(output, limit, sort, columns, device, threads, as_json, quiet, **kwargs):
     """Enumerate candidate stacks and keep those meeting the constraints.
 
     Survivors stream to a Parquet file (-o), written under a temporary name and renamed when
     complete; without -o the best 20 by params are printed. A summary goes to stderr (or to stdout
-    as JSON with --json).
+    as JSON with --json), with progress and an ETA on a terminal.
 
     \b
     Examples:
@@ -134,54 +161,62 @@ def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
       rfsweep search --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 \\
           --channels 32 --rf-min 223 --rf-max 225 -o r7.parquet
       rfsweep search --target-rf 224 --tolerance 4 --max-params 2e6 --jump 32 --limit 100 --sort params
-    """
-    from rfsweep import sweep
-    from rfsweep.engine import Stats
 
-    space = _space(kwargs)
-    stats = Stats()
-    progress = _progress_bar() if sys.stderr.isatty() and not as_json else None
+    \b
+    Summary: of the space's candidates, 'evaluated' were walked, 'pruned' sat in subtrees a bound cut
+    (never evaluated), 'not walked' were never reached (a --limit stopped the run); 'kept' are the
+    survivors among the evaluated, 'written' the rows output. With --limit and --sort the walk also
+    prunes what cannot enter the best N, and 'matching' gives the exact number of survivors where the
+    counting programme can tell.
+    """
+    from rfsweep import counting, engine, sweep
+
     if output is None:
         limit = 20 if limit is None else limit
         sort = sort or "params"
-        df = sweep.search(space, limit=limit, sort=sort, device=device, threads=threads, stats=stats)
-        written = len(df)
-        if written and not as_json:
-            cols = [
-                "arch_id",
-                "depth",
-                "op",
-                "kernel",
-                "stride",
-                "dilation",
-                "channels",
-                "rf",
-                "jump",
-                "out_size",
-                "params",
-                "macs",
-                "erf_sigma",
-            ]
-            click.echo(df[cols].to_string(index=False))
-    else:
-        sweep.search_to_parquet(
-            output,
-            space,
-            limit=limit,
-            sort=sort,
-            device=device,
-            threads=threads,
-            stats=stats,
-            progress=progress,
-            columns=columns,
-        )
-        written = stats.extra["written"]
-    if progress is not None:
-        click.echo("", err=True)
+    sweep.check_selection(limit, sort)
+    space = _space(kwargs)
+    stats = engine.Stats()
+    talk = not (as_json or quiet)
+    if output is not None:
+        from rfsweep.files import check_output
+
+        check_output(output, "output", suffixes=(".parquet",), inputs=(kwargs.get("space_file"),))
+        note = _estimate_note(space, columns) if talk and limit is None else None
+        if note:
+            click.echo(note, err=True)
+    progress = _progress(talk, "search")
+    try:
+        if output is None:
+            df = sweep.search(
+                space, limit=limit, sort=sort, device=device, threads=threads, stats=stats, progress=progress
+            )
+            written = len(df)
+        else:
+            sweep.search_to_parquet(
+                output,
+                space,
+                limit=limit,
+                sort=sort,
+                device=device,
+                threads=threads,
+                stats=stats,
+                progress=progress,
+                columns=columns,
+                inputs=(kwargs.get("space_file"),),
+            )
+            written = stats.extra["written"]
+    finally:
+        if progress is not None:
+            progress.done()
+    if output is None and written and not as_json:
+        cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
+        click.echo(df[cols + ["params", "macs", "erf_sigma"]].to_string(index=False))
     summary = {
         "space_size": stats.space_size,
         "evaluated": stats.evaluated,
         "pruned": stats.pruned,
+        "not_walked": stats.not_walked,
         "kept": stats.kept,
         "written": written,
         "seconds": round(stats.seconds, 4),
@@ -189,47 +224,63 @@ def search(output, limit, sort, columns, device, threads, as_json, **kwargs):
         "device": stats.device,
         "output": output,
     }
+    if sort is not None and counting.count_method(space)[0] == "dp":
+        summary["matching"] = counting.window_count(space)
     if stats.kept == 0:
-        below, above = sweep.nearest_rfs(space)
-        summary["nearest_rf_below"], summary["nearest_rf_above"] = below, above
+        summary.update(_nothing(space))
     if as_json:
         click.echo(json.dumps(summary))
-    else:
+    elif not quiet:
+        walked = f", not walked {_human(stats.not_walked)} (stopped at --limit)" if stats.not_walked else ""
+        matching = f" of {summary['matching']:,} matching" if "matching" in summary else ""
         click.echo(
             f"space {_human(stats.space_size)} candidates, evaluated {_human(stats.evaluated)}, "
-            f"pruned {_human(stats.pruned)}, kept {stats.kept:,}, written {written:,} in "
+            f"pruned {_human(stats.pruned)}{walked}, kept {stats.kept:,}, written {written:,}{matching} in "
             f"{stats.seconds:.2f} s ({_human(stats.rate)} candidates/s, {stats.device})"
             + (f" -> {output}" if output else ""),
             err=True,
         )
         if stats.kept == 0:
-            click.echo(_nothing(space, summary), err=True)
+            click.echo(summary["why"], err=True)
 
 
-def _nothing(space, summary) -> str:
+def _nothing(space) -> dict:
+    """Why nothing survived: the window is unreachable (nearest reachable RFs), or other constraints
+    removed every candidate the window has."""
+    from rfsweep import counting
+
     window = f"{space.rf_min}" if space.rf_max == space.rf_min else f"[{space.rf_min}, {space.rf_max or 'inf'}]"
-    below, above = summary["nearest_rf_below"], summary["nearest_rf_above"]
+    in_window = counting.window_count(space)
+    out = {"in_rf_window": in_window}
+    if in_window:
+        others = [
+            flag
+            for flag, on in (
+                ("--max-params", space.max_params is not None),
+                ("--max-macs", space.max_macs is not None),
+                ("--no-unproductive", space.no_unproductive),
+                ("--anchors", bool(space.levels)),
+            )
+            if on
+        ]
+        out["why"] = (
+            f"no candidate matches: {in_window:,} candidates have rf {window} (with the jump, out-size and "
+            f"min-convs constraints), but {', '.join(others) or 'the other constraints'} removed every one"
+        )
+        return out
+    below, above = counting.nearest_rfs(space)
+    out["nearest_rf_below"], out["nearest_rf_above"] = below, above
     text = f"no candidate matches rf {window}"
     if below or above:
         text += (
-            "; nearest reachable RFs in this space (jump and out-size constraints kept; budgets, --min-convs, "
+            "; nearest reachable RFs in this space (jump, out-size and min-convs constraints kept; budgets, "
             "--anchors and --no-unproductive ignored): "
             f"below {', '.join(map(str, below)) or 'none'}, above {', '.join(map(str, above)) or 'none'}"
         )
     if space.rf_min % 2 == 0 and all(c.kernel % 2 == 1 for p in space.positions for c in p):
         text += "; with odd kernels every rf is odd: add --tolerance or an even (pool) kernel"
-    return text
-
-
-def _progress_bar():
-    def show(done, total, kept):
-        width = 30
-        filled = int(width * done / max(total, 1))
-        click.echo(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} prefixes, {kept:,} kept", err=True, nl=False
-        )
-
-    return show
+    out["why"] = text
+    return out
 
 
 @click.command()
@@ -239,38 +290,61 @@ def _progress_bar():
     type=click.Choice(["auto", "dp", "enumerate"]),
     default="auto",
     show_default=True,
-    help="dp counts without enumerating (rf, jump, out-size constraints); enumerate walks the pruned tree.",
+    help="dp counts without enumerating (rf, jump, out-size, min-convs constraints and a head); enumerate "
+    "walks the pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors).",
 )
 @friendly
-def count(method, device, threads, as_json, **kwargs):
+def count(method, device, threads, as_json, quiet, **kwargs):
     """Exact number of candidates meeting the constraints, without writing them.
 
-    rf / jump / out-size constraints are counted by dynamic programming, so spaces of 10^15
-    candidates answer in well under a second; budgets (--max-params, --max-macs) and
-    --no-unproductive are counted by the pruned enumeration.
+    rf, jump, out-size and min-convs constraints (and a head) are counted by dynamic programming
+    over (jump, rf, convs) states, so spaces of 10^15 candidates and more answer in milliseconds,
+    exactly (integers of any size). --max-params, --max-macs, --no-unproductive and --anchors need
+    the whole prefix: they force the pruned enumeration (said on stderr, with progress on a
+    terminal). The method used and why are printed on stderr (and in --json).
 
     \b
     Examples:
       rfsweep count --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 --rf-min 200 --rf-max 250
       rfsweep count --depth 12 --target-rf 224 --json
     """
-    from rfsweep import sweep
+    from rfsweep import counting
 
-    space = _space(kwargs)
-    res = sweep.count_details(space, device=device, threads=threads, method=method)
+    space = _space(kwargs, for_search=False)
+    if device != "cpu":
+        from rfsweep import gpu
+
+        gpu.backend(device)  # refuse a missing GPU before anything else is said
+    talk = not (as_json or quiet)
+    chosen, why = counting.count_method(space)
+    if talk and method == "auto" and chosen == "enumerate" and space.size >= NOTE_CANDIDATES:
+        click.echo(
+            f"note: counting by the pruned enumeration ({why}): it walks at most {_human(space.size)} candidates, "
+            f"up to ~{_seconds(space.size / ENUMERATE_RATE)} at {ENUMERATE_RATE:.1g}/s on 2 cores (pruning "
+            "usually skips most); progress below, Ctrl-C stops it",
+            err=True,
+        )
+    progress = _progress(talk, "count")
+    try:
+        res = counting.count_details(space, device=device, threads=threads, method=method, progress=progress)
+    finally:
+        if progress is not None:
+            progress.done()
     if as_json:
         click.echo(json.dumps(res.as_dict()))
     else:
         click.echo(res.count)
-        click.echo(
-            f"{res.count:,} of {res.space_size:,} candidates ({res.method}, {res.seconds:.3f} s, {res.device})",
-            err=True,
-        )
+        if not quiet:
+            click.echo(
+                f"{res.count:,} of {res.space_size:,} candidates ({res.method}: {res.reason}; "
+                f"{res.seconds:.3f} s, {res.device})",
+                err=True,
+            )
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("arch_id", type=int)
+@click.argument("arch_id")
 @click.option(
     "--format",
     "fmt",
@@ -289,16 +363,22 @@ def show(file, arch_id, fmt):
     """
     from rfsweep import report, sink
     from rfsweep.analyze import evaluate
+    from rfsweep.settings import parse_int
     from rfsweep.space import build_space
     from rfsweep.spec import parse_network
 
+    arch_id = parse_int("arch_id", arch_id, 0)
     spec = sink.read_spec(file)
-    space = build_space(spec["space"])
     try:
-        idx = space.decode(arch_id)
-    except RFSweepError:
-        raise field_error("arch_id", arch_id, f"not in this file's space (0..{space.size - 1})") from None
-    net_spec = space.network_spec(idx, name=f"arch {arch_id}")
+        space = build_space(spec["space"])
+    except RFSweepError as exc:
+        raise field_error("file", file, f"its rfsweep.spec metadata does not build a space ({exc})") from None
+    found, lo, hi, rows = sink.arch_ids_summary(file, arch_id)
+    if not found:
+        where = f"its {rows:,} rows have arch_ids from {lo} to {hi}" if rows else "it has no rows"
+        gaps = "; with a head (positions index -1) not every id in between names a candidate" if space.has_head else ""
+        raise field_error("arch_id", arch_id, f"is not a row of {file}: {where}{gaps}")
+    net_spec = space.network_spec(space.decode(arch_id), name=f"arch {arch_id}")
     if fmt == "spec":
         click.echo(json.dumps(net_spec, indent=1))
         return

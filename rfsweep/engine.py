@@ -5,6 +5,9 @@ survivors; tasks with more than a slab's worth are split into their children; co
 grouped into slabs of at most ``slab_rows`` rows, and a fill pass writes each slab. Memory is bounded
 by the slab, however many candidates survive, and the rows come out in the same order whatever the
 number of threads or the device.
+
+Every kernel call runs through :func:`rfsweep.steer.call`: a signal stops it within a few thousand
+nodes, and a ``progress`` callback sees a :class:`Progress` snapshot several times a second.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rfsweep import steer
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
@@ -24,8 +28,9 @@ from rfsweep.space import Space
 log = logging.getLogger("rfsweep")
 
 SLAB_ROWS = 1 << 20  # ~1M rows a slab; the sink cuts it into Parquet row groups of 512K (sink.ROW_GROUP_ROWS)
-CHUNK_TASKS = 1 << 16
-TASKS_PER_THREAD = 512
+CHUNK_TASKS = 1 << 16  # first-cut tasks per count pass
+TASKS_PER_THREAD = 512  # first-cut tasks wanted per thread, for balance
+MAX_FIRST_TASKS = 1 << 20  # ... but no more than this (their counts are kept for the whole run)
 
 
 @dataclass
@@ -41,22 +46,48 @@ class Batch:
 
 @dataclass
 class Stats:
+    """What a run did. Every candidate of the space is exactly one of: evaluated by the walk, pruned
+    (in a subtree a bound cut before it was reached), or not walked (the run stopped early, at a
+    ``--limit``). ``kept`` counts the survivors among the evaluated."""
+
     space_size: int = 0
     evaluated: int = 0
+    covered: int = 0  # candidates in the subtrees walked to the end (evaluated + pruned)
     kept: int = 0
     tasks: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    stopped_early: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
-        return self.space_size / self.seconds if self.seconds > 0 else float("inf")
+        """Candidates settled (evaluated or pruned) per second."""
+        return self.covered / self.seconds if self.seconds > 0 else float("inf")
 
     @property
     def pruned(self) -> int:
-        """Candidates never evaluated: their prefix was cut by a bound."""
-        return self.space_size - self.evaluated
+        """Candidates never evaluated because a bound cut their prefix."""
+        return self.covered - self.evaluated
+
+    @property
+    def not_walked(self) -> int:
+        """Candidates the run never reached (it stopped early)."""
+        return self.space_size - self.covered
+
+
+@dataclass
+class Progress:
+    """A snapshot for progress reports: ``fraction`` of the work done (0..1), from exact candidate counts."""
+
+    phase: str  # 'count' or 'fill'
+    fraction: float
+    covered: int
+    space_size: int
+    evaluated: int
+    kept: int
+    rows: int  # survivors handed out so far
+    elapsed: float
 
 
 def _backend(device: str):
@@ -82,20 +113,30 @@ def kernels_cached() -> bool:
         return True
 
 
+def check_threads(threads: int | None) -> None:
+    import numba
+
+    top = numba.config.NUMBA_NUM_THREADS
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= top):
+        raise field_error("threads", threads, f"must be in 1..{top} (the cores numba may use)")
+
+
 def task_depth(space: Space, threads: int) -> int:
     """Prefix length of the first cut: enough tasks to balance the threads, no deeper than needed."""
     want = max(64, threads * TASKS_PER_THREAD)
     q, n = 0, 1
     while q < space.depth_max and n < want:
+        if q > 0 and n * space.radices[q] > MAX_FIRST_TASKS:
+            break
         n *= space.radices[q]
         q += 1
     return q
 
 
-def _prefixes(space: Space, q: int, start: int, stop: int) -> np.ndarray:
+def prefixes(space: Space, q: int, start: int, stop: int) -> np.ndarray:
     """Rows = prefixes of length q with mixed-radix index start..stop-1, padded to depth_max."""
     ids = np.arange(start, stop, dtype=np.int64)
-    out = np.zeros((stop - start, space.depth_max), np.int64)
+    out = np.zeros((stop - start, max(1, space.depth_max)), np.int64)
     for p in range(q - 1, -1, -1):
         r = space.radices[p]
         out[:, p] = ids % r
@@ -103,120 +144,217 @@ def _prefixes(space: Space, q: int, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def _split(space: Space, tasks, plens, counts, evals, limit: int, count_pass):
-    """Replace every task with more than ``limit`` survivors by its children, recursively, in order."""
-    while True:
-        big = np.nonzero((counts > limit) & (plens < space.depth_max))[0]
-        if big.size == 0:
-            return tasks, plens, counts, evals
-        pieces: list[tuple] = []
-        prev = 0
-        for i in big:
-            pieces.append((tasks[prev:i], plens[prev:i], counts[prev:i], evals[prev:i]))
-            r = space.radices[plens[i]]
-            kids = np.repeat(tasks[i : i + 1], r, axis=0)
-            kids[:, plens[i]] = np.arange(r)
-            kl = np.full(r, plens[i] + 1, np.int64)
-            pieces.append((kids, kl, *count_pass(kids, kl)))
-            prev = i + 1
-        pieces.append((tasks[prev:], plens[prev:], counts[prev:], evals[prev:]))
-        tasks, plens, counts, evals = (np.concatenate([p[k] for p in pieces]) for k in range(4))
+class Coverage:
+    """How many candidates each first-cut task answers for (its subtree, and the ancestors it owns).
+
+    A task's weight is ``small + big x below`` with ``below`` the candidates strictly under a body node at
+    depth q (one Python int, possibly beyond int64) and ``small``, ``big`` int64 per task, so sums stay
+    exact. Over all first-cut tasks the weights add up to the size of the space.
+    """
+
+    def __init__(self, space: Space, q: int):
+        self.q = q
+        roles = np.zeros((max(1, space.depth_max), max(space.radices)), np.int64)
+        for p, rs in enumerate(space.roles):
+            roles[p, : len(rs)] = rs
+        self.roles = roles
+        self.dmin = space.depth_min
+        body = [sum(1 for r in rs if r & lm.ROLE_BODY) for rs in space.roles]
+        head = [sum(1 for r in rs if r & lm.ROLE_HEAD) for rs in space.roles]
+        self.below = sum(
+            math.prod(body[q : d - 1]) * head[d - 1] for d in range(max(q + 1, space.depth_min), space.depth_max + 1)
+        )
+        self.space_size = space.size
+
+    def weights(self, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = self.q
+        n = len(tasks)
+        if q == 0:  # one task: the whole tree
+            return np.zeros(n, np.int64), np.ones(n, np.int64)
+        r = self.roles[np.arange(q), tasks[:, :q]]
+        body = (r & lm.ROLE_BODY) != 0
+        head = (r & lm.ROLE_HEAD) != 0
+        # ok[:, t]: every choice before position t may be followed
+        ok = np.ones((n, q + 1), bool)
+        ok[:, 1:] = np.logical_and.accumulate(body, axis=1)
+        # zero[:, t]: the choices at positions t.. are all 0 (the task owns the ancestor of length t)
+        zero = np.ones((n, q + 1), bool)
+        zero[:, :q] = np.logical_and.accumulate((tasks[:, :q] == 0)[:, ::-1], axis=1)[:, ::-1]
+        small = np.zeros(n, np.int64)
+        for t in range(1, q + 1):  # a node of length t is a candidate the task answers for
+            owned = zero[:, t] if t < q else np.ones(n, bool)
+            small += (owned & ok[:, t - 1] & head[:, t - 1] & (t >= self.dmin)).astype(np.int64)
+        big = (ok[:, q - 1] & body[:, q - 1]).astype(np.int64)
+        return small, big
+
+    def exact(self, small: np.ndarray, big: np.ndarray) -> int:
+        return int(small.sum()) + int(big.sum()) * self.below
 
 
 class _Runner:
-    """Binds a space's kernel arrays to a backend's run_tasks."""
+    """Binds a space's kernel arrays to a backend's run_tasks, in the steerable kernel thread."""
 
-    def __init__(self, space: Space, device: str, stats: Stats):
+    def __init__(self, space: Space, device: str, stats: Stats, threads: int | None):
+        check_threads(threads)
         self.space = space
+        self.threads = threads
         self.backend, stats.device = _backend(device)
         if stats.device == "cpu" and not kernels_cached():
             log.info("compiling the numba kernels (once per install, about 10 s)...")
-        self.arrays = space.kernel_arrays()
+        # a private copy of the constraints: a top-N search narrows them between chunks
+        self.K = space.kernel._replace(cons=space.kernel.cons.copy())
         self.dummy_out = np.zeros((1, lm.NO), np.int64)
         self.dummy_ch = np.zeros((1, max(1, space.depth_max)), np.int16)
 
-    def run(self, mode, tasks, plens, rows0, out=None, out_ch=None):
-        a = self.arrays
-        return self.backend.run_tasks(
+    def run(self, mode, tasks, plens, rows0, out=None, out_ch=None, tick=None):
+        """(survivors, candidates evaluated) per task; in mode 1 the rows too."""
+        n = len(tasks)
+        counts = np.zeros(n, np.int64)
+        evals = np.full(n, -1, np.int64)
+        self.live = (counts, evals)
+        steer.call(
+            self.backend.run_tasks,
             mode,
             tasks,
             plens,
             rows0,
-            a["choices"],
-            a["nch"],
-            a["cons"],
-            a["jumps"],
-            a["anchors"],
-            a["growth"],
-            a["dep_off"],
+            self.K,
+            steer.control(),
+            counts,
+            evals,
             self.dummy_out if out is None else out,
             self.dummy_ch if out_ch is None else out_ch,
+            threads=self.threads,
+            tick=tick,
         )
-
-    def count_pass(self, tasks, plens):
-        """(survivors, candidates evaluated) per task."""
-        evals = np.zeros(len(tasks), np.int64)
-        counts = self.run(0, tasks, plens, evals)
         return counts, evals
 
-
-def _chunks(space: Space, threads: int | None, stats: Stats):
-    """The first cut of the tree, in chunks of at most CHUNK_TASKS prefixes: (tasks, plens, done, total)."""
-    import numba
-
-    q = task_depth(space, threads or numba.get_num_threads())
-    total = math.prod(space.radices[:q])
-    stats.tasks = total
-    for start in range(0, total, CHUNK_TASKS):
-        stop = min(total, start + CHUNK_TASKS)
-        yield _prefixes(space, q, start, stop), np.full(stop - start, q, np.int64), stop, total
+    def count_pass(self, tasks, plens, tick=None):
+        return self.run(0, tasks, plens, np.zeros(len(tasks), np.int64), tick=tick)
 
 
-class _Threads:
-    """Run with a given number of numba threads, restoring the previous number after."""
+def _split(space: Space, tasks, plens, counts, evals, limit: int, runner: _Runner):
+    """Replace every task with more than ``limit`` survivors by its children, recursively, in order:
+    one count pass per round for all the children of that round."""
+    while True:
+        big = np.nonzero((counts > limit) & (plens < space.depth_max))[0]
+        if big.size == 0:
+            return tasks, plens, counts, evals
+        kids_list, kl_list = [], []
+        for i in big:
+            r = space.radices[plens[i]]
+            kids = np.repeat(tasks[i : i + 1], r, axis=0)
+            kids[:, plens[i]] = np.arange(r)
+            kids_list.append(kids)
+            kl_list.append(np.full(r, plens[i] + 1, np.int64))
+        kid_counts, kid_evals = runner.count_pass(np.concatenate(kids_list), np.concatenate(kl_list))
+        pieces: list[tuple] = []
+        prev = 0
+        at = 0
+        for i, kids, kl in zip(big, kids_list, kl_list):
+            pieces.append((tasks[prev:i], plens[prev:i], counts[prev:i], evals[prev:i]))
+            r = len(kids)
+            pieces.append((kids, kl, kid_counts[at : at + r], kid_evals[at : at + r]))
+            at += r
+            prev = i + 1
+        pieces.append((tasks[prev:], plens[prev:], counts[prev:], evals[prev:]))
+        tasks, plens, counts, evals = (np.concatenate([p[k] for p in pieces]) for k in range(4))
+        # the parents' evaluations are the children's (plus the parent's own nodes, already counted)
+        # (kept as they were: the parent's count pass walked the same nodes)
 
-    def __init__(self, threads: int | None):
-        self.threads = threads
 
-    def __enter__(self):
+class Plan:
+    """The first cut of the tree, walked chunk by chunk, with the bookkeeping progress reports need."""
+
+    def __init__(self, space: Space, threads: int | None, stats: Stats, chunk_tasks: int = CHUNK_TASKS):
         import numba
 
-        self.old = numba.get_num_threads()
-        # dynamic scheduling: subtrees differ in size by orders of magnitude, and a static split of
-        # the task range left one of two cores idle for most of the R7 count
-        self.chunk = numba.get_parallel_chunksize()
-        numba.set_parallel_chunksize(1)
-        if self.threads:
-            if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
-                raise field_error("threads", self.threads, f"must be in 1..{numba.config.NUMBA_NUM_THREADS}")
-            numba.set_num_threads(self.threads)
-        return self
+        self.space = space
+        self.q = task_depth(space, threads or numba.config.NUMBA_NUM_THREADS)
+        self.total = math.prod(space.radices[: self.q])
+        self.chunk_tasks = chunk_tasks
+        self.coverage = Coverage(space, self.q)
+        self.stats = stats
+        stats.tasks = self.total
+        stats.space_size = space.size
 
-    def __exit__(self, *exc):
-        import numba
+    def chunks(self, growing: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(tasks, plens, small, big) chunk by chunk; ``growing`` starts small and doubles (early stops)."""
+        start, size = 0, (8 if growing else self.chunk_tasks)
+        while start < self.total:
+            stop = min(self.total, start + size)
+            tasks = prefixes(self.space, self.q, start, stop)
+            small, big = self.coverage.weights(tasks)
+            yield tasks, np.full(stop - start, self.q, np.int64), small, big
+            start = stop
+            if growing:
+                size = min(2 * size, self.chunk_tasks)
 
-        numba.set_num_threads(self.old)
-        numba.set_parallel_chunksize(self.chunk)
-        return False
+
+class _Reporter:
+    """Turns the live arrays of the running kernel into :class:`Progress` snapshots."""
+
+    def __init__(self, progress, stats: Stats, runner: _Runner, t0: float):
+        self.progress, self.stats, self.runner, self.t0 = progress, stats, runner, t0
+        self.base_fraction = 0.0
+        self.rows = 0
+
+    def counting(self, small, big, coverage: Coverage, share: float):
+        """Tick for a count pass over tasks whose weights are (small, big); the pass is ``share`` of the run."""
+        if self.progress is None:
+            return None
+        size = max(self.stats.space_size, 1)
+        wf = small.astype(np.float64) + big.astype(np.float64) * float(coverage.below)
+
+        def tick():
+            counts, evals = self.runner.live
+            done = evals >= 0
+            part = float(wf[done].sum()) / size if len(wf) == len(done) else 0.0
+            self.emit("count", self.base_fraction + share * part, int(evals[done].sum()), int(counts[done].sum()))
+
+        return tick
+
+    def emit(self, phase, fraction, evaluated_now=0, kept_now=0):
+        st = self.stats
+        self.progress(
+            Progress(
+                phase=phase,
+                fraction=min(1.0, fraction),
+                covered=st.covered,
+                space_size=st.space_size,
+                evaluated=st.evaluated + evaluated_now,
+                kept=st.kept + kept_now,
+                rows=self.rows,
+                elapsed=time.perf_counter() - self.t0,
+            )
+        )
 
 
 def count_by_enumeration(
-    space: Space, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None
+    space: Space,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> int:
     """Exact number of survivors by walking the tree (every constraint; pruned subtrees skipped)."""
     stats = stats if stats is not None else Stats()
-    stats.space_size = space.size
-    runner = _Runner(space, device, stats)
+    runner = _Runner(space, device, stats, threads)
+    plan = Plan(space, threads, stats)
     t0 = time.perf_counter()
-    total = 0
-    with _Threads(threads):
-        for tasks, plens, _, _ in _chunks(space, threads, stats):
-            counts, evals = runner.count_pass(tasks, plens)
-            total += int(counts.sum())
-            stats.evaluated += int(evals.sum())
-    stats.kept = total
-    stats.seconds = time.perf_counter() - t0
-    return total
+    rep = _Reporter(progress, stats, runner, t0)
+    try:
+        with steer.steering():
+            for tasks, plens, small, big in plan.chunks():
+                counts, evals = runner.count_pass(tasks, plens, rep.counting(small, big, plan.coverage, 1.0))
+                stats.kept += int(counts.sum())
+                stats.evaluated += int(evals.sum())
+                stats.covered += plan.coverage.exact(small, big)
+                rep.base_fraction = stats.covered / max(stats.space_size, 1)
+    finally:
+        stats.seconds = time.perf_counter() - t0
+    return stats.kept
 
 
 def iter_batches(
@@ -226,18 +364,25 @@ def iter_batches(
     threads: int | None = None,
     device: str = "cpu",
     stats: Stats | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     reuse_buffers: bool = False,
+    limit: int | None = None,
+    tighten: Callable[[np.ndarray], None] | None = None,
 ) -> Iterator[Batch]:
     """Yield the survivors in depth-first order, in batches of at most ``slab_rows`` rows.
 
     (A task that cannot be split further, a prefix of full depth, holds at most depth_max + 1 rows, so
-    a batch exceeds ``slab_rows`` only when ``slab_rows`` is below that.) ``progress(done, total,
-    kept)`` is called after each chunk of tasks. With ``reuse_buffers`` every batch is a view of the
-    same two buffers, valid until the next batch is asked for: fresh 1M-row buffers cost ~0.1 s of
-    page faults each, a third of the fill pass on R7.
+    a batch exceeds ``slab_rows`` only when ``slab_rows`` is below that.) ``progress(Progress)`` is
+    called several times a second. With ``limit`` the walk stops once that many survivors are out
+    (chunks start small and double, so a small limit walks little of the tree), and the last batch
+    is cut to the limit. With ``reuse_buffers`` every batch is a view of the same two buffers, valid
+    until the next batch is asked for: fresh 1M-row buffers cost ~0.1 s of page faults each, a third
+    of the fill pass on R7. ``tighten(cons)`` may narrow the run's constraints before each chunk (a
+    top-N search turns its N-th best into a budget); the chunks then also start small and double.
     """
     buffers: list[np.ndarray] = []
+    if limit is not None:
+        slab_rows = max(1, min(slab_rows, limit))
 
     def slab(rows: int) -> tuple[np.ndarray, np.ndarray]:
         if not reuse_buffers:
@@ -250,17 +395,34 @@ def iter_batches(
         return buffers[0][:rows], buffers[1][:rows]
 
     stats = stats if stats is not None else Stats()
-    stats.space_size = space.size
-    runner = _Runner(space, device, stats)
+    runner = _Runner(space, device, stats, threads)
+    plan = Plan(space, threads, stats)
     t0 = time.perf_counter()
+    rep = _Reporter(progress, stats, runner, t0)
+    left = limit
     try:
-        with _Threads(threads):
-            for tasks, plens, done, total in _chunks(space, threads, stats):
-                counts, evals = runner.count_pass(tasks, plens)
-                tasks, plens, counts, evals = _split(space, tasks, plens, counts, evals, slab_rows, runner.count_pass)
+        with steer.steering():
+            for tasks, plens, small, big in plan.chunks(growing=limit is not None or tighten is not None):
+                if tighten is not None:
+                    tighten(runner.K.cons)
+                chunk_cover = plan.coverage.exact(small, big)
+                chunk_share = chunk_cover / max(stats.space_size, 1)
+                # half of a chunk's share for its count pass, half for its fill
+                counts, evals = runner.count_pass(tasks, plens, rep.counting(small, big, plan.coverage, 0.5))
                 stats.evaluated += int(evals.sum())
+                stats.kept += int(counts.sum())
+                stats.covered += chunk_cover
+                keep = counts > 0
+                tasks, plens, counts, evals = tasks[keep], plens[keep], counts[keep], evals[keep]
+                if left is not None and counts.sum() >= left:
+                    # only the tasks up to the one holding the limit-th survivor
+                    last = int(np.searchsorted(np.cumsum(counts), left)) + 1
+                    tasks, plens, counts, evals = tasks[:last], plens[:last], counts[:last], evals[:last]
+                tasks, plens, counts, _ = _split(space, tasks, plens, counts, evals, slab_rows, runner)
                 keep = counts > 0
                 tasks, plens, counts = tasks[keep], plens[keep], counts[keep]
+                chunk_rows = max(int(counts.sum()), 1)
+                done_rows = 0
                 i = 0
                 while i < len(counts):
                     # group consecutive tasks into one slab of at most slab_rows rows
@@ -270,11 +432,27 @@ def iter_batches(
                     rows0 = np.zeros(j - i, np.int64)
                     rows0[1:] = acc[: j - i - 1]
                     out, out_ch = slab(rows)
-                    runner.run(1, tasks[i:j], plens[i:j], rows0, out, out_ch)
-                    stats.kept += rows
-                    yield Batch(out, out_ch)
+                    tick = None
+                    if progress is not None:
+                        at = rep.base_fraction + chunk_share * 0.5 * (1 + done_rows / chunk_rows)
+
+                        def tick(at=at):
+                            rep.emit("fill", at)
+
+                    runner.run(1, tasks[i:j], plens[i:j], rows0, out, out_ch, tick=tick)
+                    take = rows if left is None else min(rows, left)
+                    rep.rows += take
+                    done_rows += rows
+                    yield Batch(out[:take], out_ch[:take])
+                    steer.check()
                     i = j
+                    if left is not None:
+                        left -= take
+                        if left == 0:
+                            stats.stopped_early = True
+                            return
+                rep.base_fraction = stats.covered / max(stats.space_size, 1)
                 if progress is not None:
-                    progress(done, total, stats.kept)
+                    rep.emit("fill", rep.base_fraction)
     finally:
         stats.seconds = time.perf_counter() - t0

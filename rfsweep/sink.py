@@ -8,6 +8,7 @@ as JSON under ``rfsweep.spec``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from rfsweep.engine import Batch
 from rfsweep.errors import field_error
-from rfsweep.files import reserve_beside
+from rfsweep.files import check_output, reserve_beside
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import OP_CODES, Space
 
@@ -96,7 +97,7 @@ class LayerTables:
     def __init__(self, space: Space):
         self.space = space
         # slices of the kernels' own choice table: one encoding of the choices
-        choices = space.kernel_arrays()["choices"]
+        choices = space.kernel.choices
         self.op, self.kernel, self.stride, self.dilation, self.channels = (
             np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)
         )
@@ -105,7 +106,6 @@ class LayerTables:
         """(offsets, op, kernel, stride, dilation, channels) flat arrays of a batch (kernels.cpu.flatten_layers)."""
         from rfsweep.kernels.cpu import flatten_layers
 
-        sp = self.space
         return flatten_layers(
             np.ascontiguousarray(choice),
             np.ascontiguousarray(depth, dtype=np.int64),
@@ -114,9 +114,7 @@ class LayerTables:
             self.stride,
             self.dilation,
             self.channels,
-            sp.in_channels,
-            sp.width,
-            sp.max_width,
+            self.space.kernel.cons,
         )
 
 
@@ -163,28 +161,31 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) ->
 
 
 class ParquetSink:
-    """Write tables to ``path`` atomically: a temporary file beside it, renamed on success, removed on error.
+    """Write tables to ``path`` by the output rule of :mod:`rfsweep.files`: atomically (a temporary file
+    beside it, renamed on success, removed on any error or signal), or straight into a device or FIFO.
 
     Tables are written by a background thread (pyarrow releases the GIL, and so do the kernels), so
     encoding a slab overlaps with computing the next; at most one slab waits in the queue (each holds
     ~150 MB of Arrow data at 1M rows).
     """
 
-    def __init__(self, path: str, sch: pa.Schema, meta: dict[bytes, bytes]):
-        self.path = os.path.abspath(path)
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise field_error("output", path, "directory does not exist")
-        self.tmp = reserve_beside(self.path, ".parquet.tmp")
+    def __init__(self, path: str, sch: pa.Schema, meta: dict[bytes, bytes], inputs: tuple[str, ...] = ()):
+        self.target = check_output(path, "output", suffixes=(".parquet",), inputs=inputs)
+        self.path = self.target.path
+        self.tmp = self.target.real if self.target.direct else reserve_beside(self.target.real, ".parquet.tmp")
         self.schema = sch.with_metadata(meta)
-        self.writer = pq.ParquetWriter(
-            self.tmp,
-            self.schema,
-            compression="zstd",
-            compression_level=1,
-            use_dictionary=["op", "padding"],
-            write_statistics=False,
-        )
+        try:
+            self.writer = pq.ParquetWriter(
+                self.tmp,
+                self.schema,
+                compression="zstd",
+                compression_level=1,
+                use_dictionary=["op", "padding"],
+                write_statistics=False,
+            )
+        except (OSError, pa.ArrowException) as exc:
+            self._remove()
+            raise field_error("output", self.path, f"cannot write there ({exc})") from None
         self.rows = 0
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
@@ -215,19 +216,28 @@ class ParquetSink:
         self.queue.put(None)
         self.thread.join()
 
+    def _remove(self) -> None:
+        if not self.target.direct and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
     def close(self) -> None:
         self._stop()
-        self.writer.close()
+        try:
+            self.writer.close()
+        except (OSError, pa.ArrowException) as exc:
+            if self.error is None:
+                self.error = exc
         self._check()
-        os.replace(self.tmp, self.path)
+        if not self.target.direct:
+            os.replace(self.tmp, self.target.real)
 
     def abort(self) -> None:
         try:
             self._stop()
-            self.writer.close()
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self.writer.close()
         finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            self._remove()
 
     def __enter__(self):
         return self
@@ -237,8 +247,7 @@ class ParquetSink:
             try:
                 self.close()
             except BaseException:
-                if os.path.exists(self.tmp):
-                    os.unlink(self.tmp)
+                self._remove()
                 raise
         else:
             self.abort()
@@ -246,11 +255,37 @@ class ParquetSink:
 
 
 def read_spec(path: str) -> dict:
-    """The ``rfsweep.spec`` metadata of a Parquet file written by rfsweep."""
+    """The ``rfsweep.spec`` metadata of a Parquet file written by rfsweep: ``{"version", "space", ...}``."""
     try:
         meta = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise field_error("file", str(path), f"not a readable Parquet file ({exc})") from None
+    except (OSError, pa.ArrowException) as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise field_error("file", str(path), f"not a readable Parquet file ({why})") from None
     if META_KEY not in meta:
-        raise field_error("file", str(path), "has no rfsweep.spec metadata")
-    return json.loads(meta[META_KEY])
+        raise field_error("file", str(path), "has no rfsweep.spec metadata (not written by rfsweep search)")
+    try:
+        spec = json.loads(meta[META_KEY])
+    except (ValueError, RecursionError):
+        spec = None
+    if not isinstance(spec, dict) or not isinstance(spec.get("space"), dict):
+        raise field_error("file", str(path), "its rfsweep.spec metadata is corrupt (not the settings of a search)")
+    return spec
+
+
+def arch_ids_summary(path: str, arch_id: int) -> tuple[bool, int, int, int]:
+    """(whether ``arch_id`` is a row of the file, smallest id, largest id, rows), one column streamed."""
+    found, lo, hi, rows = False, None, None, 0
+    try:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(columns=["arch_id"], batch_size=1 << 20):
+            ids = batch.column(0).to_numpy()
+            if len(ids) == 0:
+                continue
+            rows += len(ids)
+            found = found or bool((ids == arch_id).any())
+            lo = int(ids.min()) if lo is None else min(lo, int(ids.min()))
+            hi = int(ids.max()) if hi is None else max(hi, int(ids.max()))
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise field_error("file", str(path), f"its arch_id column cannot be read ({why})") from None
+    return found, (lo if lo is not None else -1), (hi if hi is not None else -1), rows

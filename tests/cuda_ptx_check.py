@@ -64,14 +64,13 @@ def main() -> int:
     }
     for name, settings in spaces.items():
         space = build_space(settings)
-        a = space.kernel_arrays()
         ty = lambda x: numba.typeof(np.ascontiguousarray(x))  # noqa: E731
         i64 = types.int64
         tasks = np.zeros((4, space.depth_max), np.int64)
         vec = np.zeros(4, np.int64)
         out = np.zeros((1, lm.NO), np.int64)
         ch = np.zeros((1, space.depth_max), np.int16)
-        arrs = tuple(ty(a[k]) for k in ("choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"))
+        arrs = tuple(ty(a) for a in space.kernel) + (ty(np.zeros(lm.NCTL, np.int64)),)  # ... and ctl
         head = (ty(tasks), ty(vec), i64, i64, ty(vec), i64, i64)
         sigs = {
             "count": (kc._count_kernel, head + (ty(vec),) * 3 + arrs + (ty(out), ty(ch))),

@@ -144,9 +144,9 @@ def check_kernels(name, settings, q, target=None) -> bool:
 
     default_target = kc.SUB_TARGET
     space = build_space(settings)
-    a = space.kernel_arrays()
-    args = [a[k] for k in ("choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off")]
-    tasks = engine._prefixes(space, q, 0, int(np.prod(space.radices[:q])))
+    K = space.kernel
+    ctl = np.zeros(lm.NCTL, np.int64)
+    tasks = engine.prefixes(space, q, 0, int(np.prod(space.radices[:q])))
     plens = np.full(len(tasks), q, np.int64)
     # cut task 1 into its children, as the engine's split does: prefixes of two lengths in one call
     r = space.radices[q]
@@ -157,14 +157,16 @@ def check_kernels(name, settings, q, target=None) -> bool:
     total = len(tasks)
     dummy_out = np.zeros((1, lm.NO), np.int64)
     dummy_ch = np.zeros((1, space.depth_max), np.int16)
-    ev_cpu = np.zeros(total, np.int64)
-    ev_gpu = np.zeros(total, np.int64)
     if target is not None:
         kc.SUB_TARGET = target  # host-side only: no recompilation
-    c_cpu = cpu.run_tasks(0, tasks, plens, ev_cpu, *args, dummy_out, dummy_ch)
-    c_gpu = kc.run_tasks(0, tasks, plens, ev_gpu, *args, dummy_out, dummy_ch)
-    ok = np.array_equal(c_cpu, c_gpu) and np.array_equal(ev_cpu, ev_gpu)
-    lev, fans = kc.plan(plens, a["nch"], space.depth_max)
+    res = []
+    for mod in (cpu, kc):
+        counts, evals = np.zeros(total, np.int64), np.full(total, -1, np.int64)
+        mod.run_tasks(0, tasks, plens, np.zeros(total, np.int64), K, ctl, counts, evals, dummy_out, dummy_ch)
+        res.append((counts, evals))
+    c_cpu = res[0][0]
+    ok = all(np.array_equal(x, y) for x, y in zip(res[0], res[1]))
+    lev, fans = kc.plan(plens, K.nch, space.depth_max)
     # fill tasks 1.. (skip the first) at row 7 of a larger slab, as a later slab of the engine would
     sel = slice(1, total)
     n = int(c_cpu[sel].sum())
@@ -173,8 +175,10 @@ def check_kernels(name, settings, q, target=None) -> bool:
     for mod in (cpu, kc):
         out = np.full((n + 7, lm.NO), -1, np.int64)
         ch = np.zeros((n + 7, space.depth_max), np.int16)
-        got = mod.run_tasks(1, tasks[sel], plens[sel], rows0, *args, out, ch)
-        outs.append((out, ch, got))  # rows 0..6 must stay as they were
+        m = total - 1
+        counts, evals = np.zeros(m, np.int64), np.full(m, -1, np.int64)
+        mod.run_tasks(1, tasks[sel], plens[sel], rows0, K, ctl, counts, evals, out, ch)
+        outs.append((out, ch, counts))  # rows 0..6 must stay as they were
     ok = ok and all(np.array_equal(x, y) for x, y in zip(outs[0], outs[1]))
     batches = len(list(kc._groups(fans, max(kc.SUB_BATCH, int(fans.max())))))
     kc.SUB_TARGET = default_target

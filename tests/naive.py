@@ -199,119 +199,280 @@ def hull(pixels: set[int]) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ the sweep reference
+#
+# Everything below re-derives a search from its raw settings in plain Python, importing nothing from
+# rfsweep: the choice lists and their canonical order, per-position overrides and the head, arch_id
+# numbering, the width rule, and every metric of every candidate (out sizes by walking windows with
+# output_units above, rf / jump / offsets / ERF variance by the per-layer recurrences, which
+# test_sweep.py checks against the index sets above on random chains).
+
+SWEEP_DEFAULTS = {
+    "depth": "1-8", "ops": ["conv", "maxpool"], "kernels": [1, 3, 5, 7], "pool_kernels": [2, 3],
+    "strides": [1, 2], "pool_strides": None, "dilations": [1], "channels": None, "width": 32,
+    "max_width": 512, "padding": "same", "input_size": 224, "in_channels": 3, "bias": True,
+    "positions": [], "target_rf": None, "tolerance": 0, "rf_min": None, "rf_max": None,
+    "min_out_size": 1, "max_params": None, "max_macs": None, "jump": None, "max_rf_ratio": None,
+    "no_unproductive": False, "min_convs": 0, "anchors": None, "anchor_rf": "1:4", "anchor_erf": "1",
+}  # fmt: skip
+OP_ORDER = ("conv", "maxpool", "avgpool")
+WIDTH = "width rule"
 
 
-def evaluate_candidate(space, idx):
-    """Metrics of one candidate as the analyzer computes them, or None if some layer does not fit."""
-    from rfsweep import arithmetic as ar
-    from rfsweep.analyze import sees_whole_input
+def _ints(v):
+    return sorted(set([v] if isinstance(v, int) else v))
 
-    n = space.input_size
-    a = ar.input_axis(n)
-    params = macs = 0
-    layers = space.layers(idx)
-    cin = space.in_channels
-    unproductive = False
+
+def _depth(v):
+    if isinstance(v, int):
+        return v, v
+    if isinstance(v, str):
+        a, _, b = v.partition("-")
+        return int(a), int(b or a)
+    return v[0], v[-1]
+
+
+def choice_list(opts):
+    """(op, kernel, stride, dilation, channels) tuples of one position, in the canonical order:
+    by d(k-1), then op, kernel, stride, dilation, channels (the width rule sorts as one value)."""
+    out = []
+    for op in dict.fromkeys(opts["ops"]):
+        if op == "conv":
+            chans = [WIDTH] if opts["channels"] is None else _ints(opts["channels"])
+            for k in _ints(opts["kernels"]):
+                for s in _ints(opts["strides"]):
+                    for d in _ints(opts["dilations"]) if k > 1 else [1]:
+                        out += [(op, k, s, d, c) for c in chans]
+        else:
+            for k in _ints(opts["pool_kernels"] or opts["kernels"]):
+                out += [(op, k, s, 1, None) for s in _ints(opts["pool_strides"] or opts["strides"])]
+    return sorted(out, key=canonical)
+
+
+def canonical(c):
+    """The order of a position's choices: d(k-1), op, kernel, stride, dilation, then channels (pools, which
+    pass channels through, and the width rule before any explicit count)."""
+    op, k, s, d, ch = c
+    return (d * (k - 1), OP_ORDER.index(op), k, s, d, -1 if ch is None else -2 if ch == WIDTH else ch)
+
+
+class NaiveSpace:
+    """The candidates of a search, from its settings: positions[p] = choice tuples, roles[p][c] = (may
+    continue, may end)."""
+
+    def __init__(self, settings):
+        s = {**SWEEP_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+        self.s = s
+        self.dmin, self.dmax = _depth(s["depth"])
+        keys = ("ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
+        base = {k: s[k] for k in keys}
+        positions = [choice_list(base) for _ in range(self.dmax)]
+        head = None
+        for entry in s["positions"]:
+            opts = {**base, **{k: v for k, v in entry.items() if k != "index"}}
+            if entry["index"] == -1:
+                head = choice_list(opts)
+            else:
+                positions[entry["index"]] = choice_list(opts)
+        self.roles = []
+        for p in range(self.dmax):
+            body = positions[p]
+            if head is None:
+                self.roles.append([(True, True)] * len(body))
+            elif p + 1 < self.dmin:
+                self.roles.append([(True, False)] * len(body))
+            else:
+                union = sorted(set(body) | set(head), key=canonical)
+                positions[p] = union
+                self.roles.append([(c in body, c in head) for c in union])
+        self.positions = positions
+
+    def candidates(self):
+        """Choice-index lists of every candidate, in depth-first (pre-)order."""
+
+        def rec(prefix):
+            t = len(prefix)
+            if t and t >= self.dmin and self.roles[t - 1][prefix[-1]][1]:
+                yield list(prefix)
+            if t < self.dmax and (not t or self.roles[t - 1][prefix[-1]][0]):
+                for c in range(len(self.positions[t])):
+                    yield from rec(prefix + [c])
+
+        yield from rec([])
+
+    def arch_id(self, idx):
+        """Mixed-radix number: depths in order, then the choices as digits (position 0 most significant)."""
+        radix = [len(p) for p in self.positions]
+        offset = 0
+        for d in range(self.dmin, len(idx)):
+            offset += math.prod(radix[:d])
+        pid = 0
+        for p, c in enumerate(idx):
+            pid = pid * radix[p] + c
+        return offset + pid
+
+    def layers(self, idx):
+        """(op, kernel, stride, dilation, channels) per layer, channels resolved by the width rule:
+        width x 2^(strided layers so far, this one included), capped; pools keep their input's."""
+        cin, ndown, out = self.s["in_channels"], 0, []
+        for p, c in enumerate(idx):
+            op, k, st, d, ch = self.positions[p][c]
+            ndown += st > 1
+            if op == "conv":
+                cin = min(self.s["width"] * 2**ndown, self.s["max_width"]) if ch == WIDTH else ch
+            out.append((op, k, st, d, cin))
+        return out
+
+
+def evaluate_layers(layers, n, padding, in_channels, bias):
+    """Per-layer metrics of one chain, or None when a layer does not fit. Plain recurrences:
+    rf += (k'-1) jump, eff_padding += left pad x jump, jump *= s, 12 x erf variance += (jump d)^2 (k^2 - 1)."""
+    rf, jump, pad, erf12, size = 1, 1, 0, 0, n
+    cin, params, macs = in_channels, 0, 0
     per_layer = []
-    for layer in layers:
-        k, s = layer["kernel"], layer["stride"]
-        d = layer.get("dilation", 1)
-        keff = ar.effective_kernel(k, d)
-        if keff > 1 and sees_whole_input(a, n):
-            unproductive = True
-        pl, pr = ar.resolve_padding(space.padding, a.size, keff, s)
-        a = ar.conv_axis(a, k, s, d, pl, pr)
-        if a.size < 1:
+    for op, k, s, d, cout in layers:
+        layer = {"op": op, "kernel": k, "stride": s, "dilation": d, "padding": padding}
+        left, _ = padding_of(layer, size)
+        out = output_units(layer, size)
+        if out < 1:
             return None
-        if layer["op"] == "conv":
-            w = k * k * cin * layer["channels"]
-            params += w + (layer["channels"] if space.bias else 0)
-            macs += w * a.size * a.size
-            cin = layer["channels"]
-        per_layer.append(a)
+        unproductive = d * (k - 1) > 0 and _sees_whole(rf, jump, pad, size, n)
+        k_eff = d * (k - 1) + 1
+        rf, pad, erf12 = rf + (k_eff - 1) * jump, pad + left * jump, erf12 + (jump * d) ** 2 * (k * k - 1)
+        jump *= s
+        size = out
+        if op == "conv":
+            w = k * k * cin * cout
+            params += w + (cout if bias else 0)
+            macs += w * out * out
+            cin = cout
+        per_layer.append({"rf": rf, "jump": jump, "eff_padding": pad, "erf12": erf12, "out_size": size,
+                          "unproductive": unproductive})  # fmt: skip
+    return per_layer, params, macs
+
+
+def _sees_whole(rf, jump, pad, size, n):
+    """Every unit of a map (size units, unit u spanning [u jump - pad, u jump - pad + rf - 1]) covers 0..n-1."""
+    return all(u * jump - pad <= 0 and u * jump - pad + rf - 1 >= n - 1 for u in range(size))
+
+
+def naive_search(settings):
+    """[(arch_id, choice indices, metrics)] of every survivor, in depth-first order."""
+    sp = NaiveSpace(settings)
+    rows = []
+    for idx in sp.candidates():
+        m = evaluate_candidate(sp, idx)
+        if m is not None and meets(sp, m):
+            rows.append((sp.arch_id(idx), idx, m))
+    return rows
+
+
+def naive_count(settings):
+    return len(naive_search(settings))
+
+
+def evaluate_candidate(sp, idx):
+    layers = sp.layers(idx)
+    res = evaluate_layers(layers, sp.s["input_size"], sp.s["padding"], sp.s["in_channels"], sp.s["bias"])
+    if res is None:
+        return None
+    per_layer, params, macs = res
+    last = per_layer[-1]
     return {
-        "layers": per_layer,
-        "spec": layers,
-        "rf": int(a.rf),
-        "jump": int(a.jump),
-        "eff_padding": int(a.eff_padding),
-        "center": float(a.center),
-        "out_size": a.size,
-        "params": params,
-        "macs": macs,
-        "erf_sigma": math.sqrt(a.erf_var),
-        "unproductive": unproductive,
-    }
+        "layers": layers, "per_layer": per_layer, "rf": last["rf"], "jump": last["jump"],
+        "eff_padding": last["eff_padding"], "center": (last["rf"] - 1) / 2 - last["eff_padding"],
+        "out_size": last["out_size"], "params": params, "macs": macs, "erf_sigma": math.sqrt(last["erf12"] / 12),
+        "unproductive": any(x["unproductive"] for x in per_layer),
+    }  # fmt: skip
 
 
-def meets(space, m):
-    if m is None:
-        return False
-    if m["rf"] < space.rf_min or (space.rf_max is not None and m["rf"] > space.rf_max):
-        return False
-    if m["out_size"] < space.min_out_size:
-        return False
-    if space.max_params is not None and m["params"] > space.max_params:
-        return False
-    if space.max_macs is not None and m["macs"] > space.max_macs:
-        return False
-    if space.jumps and m["jump"] not in space.jumps:
-        return False
-    if space.no_unproductive and m["unproductive"]:
-        return False
-    if sum(layer["op"] == "conv" for layer in m["spec"]) < space.min_convs:
-        return False
-    return all(level_tap(space, m, lv) is not None for lv in space.levels)
+def rf_window(s):
+    lo, hi = 1, None
+    if s["target_rf"] is not None:
+        lo, hi = max(1, s["target_rf"] - s["tolerance"]), s["target_rf"] + s["tolerance"]
+    if s["rf_min"] is not None:
+        lo = max(lo, s["rf_min"])
+    if s["rf_max"] is not None:
+        hi = s["rf_max"] if hi is None else min(hi, s["rf_max"])
+    if s["max_rf_ratio"] is not None:
+        cap = math.floor(s["max_rf_ratio"] * s["input_size"])
+        hi = cap if hi is None else min(hi, cap)
+    return lo, hi
 
 
-def level_tap(space, m, level):
-    """Index of the level's tap (last layer whose jump is the level's stride) if it meets the level."""
-    taps = [i for i, a in enumerate(m["layers"]) if a.jump == level.stride]
+def meets(sp, m):
+    s = sp.s
+    lo, hi = rf_window(s)
+    if m["rf"] < lo or (hi is not None and m["rf"] > hi):
+        return False
+    if m["out_size"] < s["min_out_size"]:
+        return False
+    if s["max_params"] is not None and m["params"] > s["max_params"]:
+        return False
+    if s["max_macs"] is not None and m["macs"] > s["max_macs"]:
+        return False
+    if s["jump"] is not None and m["jump"] not in _ints(s["jump"]):
+        return False
+    if s["no_unproductive"] and m["unproductive"]:
+        return False
+    if sum(layer[0] == "conv" for layer in m["layers"]) < s["min_convs"]:
+        return False
+    return all(level_tap(s, m, anchor, stride) is not None for anchor, stride in levels(s))
+
+
+def levels(s):
+    if s["anchors"] is None:
+        return []
+    items = s["anchors"].split(",") if isinstance(s["anchors"], str) else s["anchors"]
+    pairs = [tuple(int(x) for x in (i.split("@") if isinstance(i, str) else i)) for i in items]
+    return sorted(pairs, key=lambda p: p[1])
+
+
+def level_tap(s, m, anchor, stride):
+    """Index of the level's tap (the last layer whose jump is the stride) if it meets the level: rf within
+    [lo, hi] x anchor and 2 x erf_sigma >= erf x anchor, in exact fractions."""
+    taps = [i for i, x in enumerate(m["per_layer"]) if x["jump"] == stride]
     if not taps:
         return None
-    a = m["layers"][taps[-1]]
-    lo, hi = str(space.settings["anchor_rf"]).split(":")
-    erf_min = Fraction(str(space.settings["anchor_erf"]))
-    if a.rf < Fraction(lo) * level.anchor or (hi.strip() and a.rf > Fraction(hi) * level.anchor):
+    x = m["per_layer"][taps[-1]]
+    lo, hi = str(s["anchor_rf"]).split(":")
+    erf_min = Fraction(str(s["anchor_erf"]))
+    if x["rf"] < Fraction(lo) * anchor or (hi.strip() and x["rf"] > Fraction(hi) * anchor):
         return None
-    if 4 * a.erf_var < (erf_min * level.anchor) ** 2:  # 2 sigma >= erf_min x anchor, exactly
+    if 4 * Fraction(x["erf12"], 12) < (erf_min * anchor) ** 2:  # 2 sigma >= erf_min x anchor, exactly
         return None
     return taps[-1]
 
 
-def depth_first(space):
-    """Every candidate's choice indices in depth-first (pre-)order."""
-
-    def rec(prefix):
-        if len(prefix) >= space.depth_min:
-            yield list(prefix)
-        if len(prefix) < space.depth_max:
-            for c in range(space.radices[len(prefix)]):
-                yield from rec(prefix + [c])
-
-    yield from rec([])
-
-
-def naive_search(space):
-    """[(arch_id, choice indices, metrics)] of every survivor, in depth-first order."""
-    rows = []
-    for idx in depth_first(space):
-        if not is_candidate(space, idx):
-            continue
-        m = evaluate_candidate(space, idx)
-        if meets(space, m):
-            rows.append((space.encode(idx), idx, m))
-    return rows
-
-
-def naive_count(space):
-    return sum(
-        1 for idx in depth_first(space) if is_candidate(space, idx) and meets(space, evaluate_candidate(space, idx))
-    )
-
-
-def is_candidate(space, idx):
-    """With a head (positions index -1): the last layer is a head choice, the others body choices."""
-    body = [{c for c, r in enumerate(rs) if r & 1} for rs in space.roles]
-    head = [{c for c, r in enumerate(rs) if r & 2} for rs in space.roles]
-    return all(c in body[p] for p, c in enumerate(idx[:-1])) and idx[-1] in head[len(idx) - 1]
+def count_by_rf(settings, rf_max):
+    """Candidates per final rf (index = rf, up to rf_max) meeting every constraint but the rf window, by
+    a plain dynamic programme over (jump, rf, out size, convs) with Python integers (any size); no
+    budgets, unproductive test or levels. The exact reference for counts of huge spaces."""
+    sp = NaiveSpace(settings)
+    s = sp.s
+    n = s["input_size"]
+    min_convs = s["min_convs"]
+    jumps = None if s["jump"] is None else set(_ints(s["jump"]))
+    states = {(1, 1, n, 0): 1}
+    hist = [0] * (rf_max + 1)
+    for p in range(sp.dmax):
+        nxt = {}
+        for (jump, rf, size, convs), cnt in states.items():
+            for c, (op, k, st, d, _) in enumerate(sp.positions[p]):
+                layer = {"op": op, "kernel": k, "stride": st, "dilation": d, "padding": s["padding"]}
+                out = output_units(layer, size)
+                if out < max(1, s["min_out_size"]):
+                    continue
+                rf2 = rf + d * (k - 1) * jump
+                if rf2 > rf_max:
+                    continue
+                j2, c2 = jump * st, min(min_convs, convs + (op == "conv"))
+                if jumps is not None and not any(a % j2 == 0 for a in jumps):
+                    continue
+                go, end = sp.roles[p][c]
+                if go:
+                    key = (j2, rf2, out, c2)
+                    nxt[key] = nxt.get(key, 0) + cnt
+                if end and p + 1 >= sp.dmin and c2 >= min_convs and (jumps is None or j2 in jumps):
+                    hist[rf2] += cnt
+        states = nxt
+    return hist

@@ -1,0 +1,269 @@
+"""Exact counting: the number of candidates meeting the constraints, without enumerating them where the
+constraints allow.
+
+rf, jump, out-size and min-convs constraints and a head are counted by a dynamic programme over
+(jump, rf, convs) states (``kernels.cpu.count_dp``), whose cost does not grow with the size of the
+space; budgets (params, MACs), ``--no-unproductive`` and detector levels need the whole prefix and are
+counted by the pruned enumeration. Counts are exact integers of any size: the programme runs modulo
+primes below 2^62, as many as the space needs, and the Chinese remainder theorem rebuilds the number.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from rfsweep import engine, steer
+from rfsweep.engine import Stats
+from rfsweep.errors import field_error
+from rfsweep.kernels import layer_math as lm
+from rfsweep.space import Space, build_space
+
+DP_CELLS_MAX = 10_000_000  # (jump x rf x convs x primes) states of the programme; beyond it, enumerate
+METHODS = ("auto", "dp", "enumerate")
+
+
+def make_space(space: Space | dict | None = None, *, for_search: bool = True, **settings: Any) -> Space:
+    """A Space from a Space, a settings dict and/or keyword settings (keywords win)."""
+    if isinstance(space, Space):
+        if settings:
+            return build_space({**space.settings, **settings}, for_search=for_search)
+        return space
+    return build_space({**(space or {}), **settings}, for_search=for_search)
+
+
+# ------------------------------------------------------------------ exact integers
+
+
+def _is_prime(n: int) -> bool:
+    """Deterministic Miller-Rabin for n < 3.3e24 (these bases suffice)."""
+    if n < 2:
+        return False
+    bases = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
+    for p in bases:
+        if n % p == 0:
+            return n == p
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in bases:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+@cache
+def primes(count: int) -> tuple[int, ...]:
+    """The ``count`` largest primes below 2^62 (the sum of two stays below 2^63: int64 never wraps)."""
+    out, n = [], (1 << 62) - 1
+    while len(out) < count:
+        if _is_prime(n):
+            out.append(n)
+        n -= 2
+    return tuple(out)
+
+
+def moduli_for(bound: int) -> tuple[int, ...]:
+    """Enough primes that their product exceeds ``bound`` (every count is at most the space size)."""
+    k = 1
+    while math.prod(primes(k)) <= bound:
+        k += 1
+    return primes(k)
+
+
+def crt(residues: list[int], moduli: tuple[int, ...]) -> int:
+    """The integer in [0, prod(moduli)) with these residues."""
+    total, prod = 0, math.prod(moduli)
+    for r, m in zip(residues, moduli):
+        part = prod // m
+        total += int(r) * part * pow(part, -1, m)
+    return total % prod
+
+
+# ------------------------------------------------------------------ the programme
+
+
+def _jump_tables(space: Space):
+    """Reachable jumps that can still end on an allowed jump, and the transition table between them."""
+
+    def ok(j):
+        return not space.jumps or any(a % j == 0 for a in space.jumps)
+
+    values = {1}
+    frontier = {1}
+    for p in range(space.depth_max):
+        frontier = {j * c.stride for j in frontier for c in space.positions[p] if ok(j * c.stride)}
+        values |= frontier
+    jv = sorted(values)
+    index = {j: i for i, j in enumerate(jv)}
+    nxt = np.full((len(jv), space.depth_max, max(space.radices)), -1, np.int64)
+    for i, j in enumerate(jv):
+        for p, options in enumerate(space.positions):
+            for c, ch in enumerate(options):
+                nxt[i, p, c] = index.get(j * ch.stride, -1)
+    final = np.array([1 if not space.jumps or j in space.jumps else 0 for j in jv], np.int64)
+    return np.array(jv, np.int64), nxt, final
+
+
+def dp_cap(space: Space, rf_min: int, rf_max: int | None) -> int:
+    """The programme's last rf bucket: the upper bound when there is one, else rf_min (saturating).
+
+    With 'valid' padding the out size follows from the rf, so nothing may saturate: no unit of a map
+    has an rf above the input size, which bounds it instead.
+    """
+    hi = space.rf_bound if rf_max is None else min(rf_max, space.rf_bound)
+    if space.padding == "valid":
+        return min(hi, space.input_size)
+    return rf_min if rf_max is None else hi
+
+
+def dp_cells(space: Space, cap: int) -> int:
+    return len(_jump_tables(space)[0]) * (cap + 1) * (space.min_convs + 1) * len(moduli_for(space.size))
+
+
+def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
+    """Exact number of candidates per final rf (index = rf) meeting the jump, out-size and min-convs
+    constraints (and a head). With ``rf_max`` None the last bucket (index ``rf_min``) holds every
+    rf >= rf_min, except with 'valid' padding, where every rf has its own bucket."""
+    from rfsweep.kernels.cpu import count_dp
+
+    jv, nxt, final = _jump_tables(space)
+    cap = dp_cap(space, rf_min, rf_max)
+    if cap < rf_min:
+        return [0] * (rf_min + 1)
+    K = space.kernel
+    cons = K.cons.copy()
+    cons[lm.C_RF_MIN] = rf_min
+    cons[lm.C_RF_MAX] = cap if rf_max is not None or space.padding == "valid" else space.rf_bound
+    mods = moduli_for(space.size)
+    hist = np.zeros((cap + 1, len(mods)), np.int64)
+    steer.call(count_dp, K._replace(cons=cons), jv, nxt, final, cap, np.array(mods, np.int64), steer.control(), hist)
+    return [crt(list(row), mods) for row in hist]
+
+
+def count_method(space: Space) -> tuple[str, str]:
+    """('dp' or 'enumerate', why): the programme unless a constraint needs the whole prefix."""
+    needs = [
+        flag
+        for flag, on in (
+            ("--max-params", space.max_params is not None),
+            ("--max-macs", space.max_macs is not None),
+            ("--no-unproductive", space.no_unproductive),
+            ("--anchors", bool(space.levels)),
+        )
+        if on
+    ]
+    if needs:
+        return "enumerate", f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the whole prefix"
+    cells = dp_cells(space, dp_cap(space, space.rf_min, space.rf_max))
+    if cells > DP_CELLS_MAX:
+        return (
+            "enumerate",
+            f"the programme would need {cells:.3g} states (at most {DP_CELLS_MAX:.0e}); narrow the rf window",
+        )
+    return "dp", "dynamic programme over (jump, rf, convs) states"
+
+
+@dataclass
+class CountResult:
+    count: int
+    space_size: int
+    method: str
+    reason: str
+    seconds: float
+    device: str
+    evaluated: int | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "count": self.count,
+            "space_size": self.space_size,
+            "method": self.method,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 6),
+            "device": self.device,
+            "evaluated": self.evaluated,
+            "rate": (self.space_size / self.seconds) if self.seconds > 0 else None,
+        }
+
+
+def count_details(
+    space: Space | dict | None = None,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    method: str = "auto",
+    progress=None,
+    **settings: Any,
+) -> CountResult:
+    """Exact number of candidates meeting the constraints, and how it was found (and why so).
+
+    rf, jump, out-size and min-convs constraints (and a head) are counted by dynamic programming over
+    (jump, rf, convs) states, without enumerating: the cost does not grow with the space. Budgets
+    (params, MACs), --no-unproductive and detector levels need the whole prefix, so they are counted
+    by the pruned enumeration; so is a space whose programme would be too large (the reason says so).
+    """
+    sp = make_space(space, for_search=False, **settings)
+    if method not in METHODS:
+        raise field_error("method", method, f"must be one of {', '.join(METHODS)}")
+    engine.check_threads(threads)
+    if device != "cpu":  # refuse a device that is not there even when the DP (CPU-only) answers
+        from rfsweep import gpu
+
+        gpu.backend(device)
+    best, why = count_method(sp)
+    if method == "dp" and best != "dp":
+        raise field_error("method", "dp", f"the programme cannot count this space: {why}; use enumerate")
+    if method == "auto":
+        method = best
+    elif method != best:
+        why = "asked for (--method)"
+    t0 = time.perf_counter()
+    if method == "dp":
+        hist = rf_histogram(sp, sp.rf_min, sp.rf_max)
+        return CountResult(sum(hist[sp.rf_min :]), sp.size, "dp", why, time.perf_counter() - t0, "cpu")
+    stats = Stats()
+    n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats, progress=progress)
+    return CountResult(n, sp.size, "enumerate", why, time.perf_counter() - t0, stats.device, stats.evaluated)
+
+
+def count(space: Space | dict | None = None, **kwargs: Any) -> int:
+    """Exact number of candidates meeting the constraints (see :func:`count_details`)."""
+    return count_details(space, **kwargs).count
+
+
+def nearest_rfs(space: Space, limit: int = 3) -> tuple[list[int], list[int]]:
+    """Reachable final rfs just below and just above the space's RF window (jump, out-size and min-convs
+    constraints respected; budgets, --no-unproductive and levels not)."""
+    hi_cap = min(space.rf_bound, max(2 * (space.rf_max or space.rf_min), space.rf_min + 64))
+    if dp_cells(space, hi_cap) > DP_CELLS_MAX:
+        return [], []
+    hist = rf_histogram(space, 1, hi_cap)
+    below = [r for r in range(min(space.rf_min - 1, len(hist) - 1), 0, -1) if hist[r]][:limit]
+    above_start = (space.rf_max or space.rf_min) + 1
+    above = [r for r in range(above_start, len(hist)) if hist[r]][:limit]
+    return below, above
+
+
+def window_count(space: Space) -> int | None:
+    """Candidates in the rf window under the programme's constraints alone (None when it cannot say):
+    the exact survivor count when nothing else constrains, else an upper bound."""
+    cap = dp_cap(space, space.rf_min, space.rf_max)
+    if dp_cells(space, cap) > DP_CELLS_MAX:
+        return None
+    return sum(rf_histogram(space, space.rf_min, space.rf_max)[space.rf_min :])
+
+
+__all__ = ["CountResult", "count", "count_details", "count_method", "nearest_rfs", "rf_histogram", "window_count"]

@@ -1,0 +1,171 @@
+"""A Space packed for the kernels: the int64 arrays they share, and the proof that none of them wraps.
+
+:func:`kernel_arrays` builds the :class:`~rfsweep.kernels.layer_math.KernelArrays` the walk, the
+counting programme and the list columns all read (``Space.kernel`` keeps one per space).
+:func:`check_representable` refuses, before any kernel runs, a space whose ids or metrics could leave
+int64 inside the kernels, where numba wraps silently; it works from upper bounds of every metric,
+taken exactly per position over the states a prefix can be in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rfsweep.errors import field_error
+from rfsweep.kernels import layer_math as lm
+from rfsweep.settings import INT_LIMIT
+from rfsweep.space import OP_CODES, PAD_CODES, Space
+
+REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability table
+
+
+def kernel_arrays(space: Space) -> lm.KernelArrays:
+    """The int64 arrays every kernel takes (see kernels/layer_math.py for their layout)."""
+    dmax = space.depth_max
+    choices = np.zeros((dmax, max(space.radices), lm.NF), np.int64)
+    for p, options in enumerate(space.positions):
+        for c, ch in enumerate(options):
+            choices[p, c] = (OP_CODES[ch.op], ch.kernel, ch.stride, ch.dilation, ch.channels, space.roles[p][c])
+    cons = np.zeros(lm.NC, np.int64)
+    cons[lm.C_RF_MIN] = space.rf_min
+    cons[lm.C_RF_MAX] = space.rf_cap
+    cons[lm.C_MIN_OUT] = max(1, space.min_out_size)
+    cons[lm.C_MAX_PARAMS] = INT_LIMIT if space.max_params is None else space.max_params
+    cons[lm.C_MAX_MACS] = INT_LIMIT if space.max_macs is None else space.max_macs
+    cons[lm.C_NO_UNPROD] = int(space.no_unproductive)
+    cons[lm.C_N] = space.input_size
+    cons[lm.C_CIN] = space.in_channels
+    cons[lm.C_PAD] = PAD_CODES[space.padding]
+    cons[lm.C_BIAS] = int(space.bias)
+    cons[lm.C_WIDTH] = space.width
+    cons[lm.C_MAX_WIDTH] = space.max_width
+    cons[lm.C_DMIN] = space.depth_min
+    cons[lm.C_DMAX] = dmax
+    cons[lm.C_NJUMPS] = len(space.jumps)
+    cons[lm.C_NLEVELS] = len(space.levels)
+    cons[lm.C_MIN_CONVS] = space.min_convs
+    anchors = np.zeros((max(1, len(space.levels)), lm.NA), np.int64)
+    for i, lv in enumerate(space.levels):
+        anchors[i] = (lv.stride, lv.rf_lo, lv.rf_hi, lv.erf12)
+    return lm.KernelArrays(
+        choices=choices,
+        nch=np.array(space.radices, np.int64),
+        cons=cons,
+        jumps=np.array(space.jumps or (0,), np.int64),
+        anchors=anchors,
+        growth=growth_table(space),
+        dep_off=np.array(space.depth_offsets(), np.int64),
+    )
+
+
+def growth_table(space: Space) -> np.ndarray:
+    """growth[t, 0]: the most rf positions t.. add per unit of jump; with an rf upper bound of at most
+    REACH_MAX, growth[t, 1 + x] also counts the relative increments v <= x that positions t.. can
+    add (v = 0 when depth t may stop), so the kernels prune every prefix that cannot land in the window.
+    """
+    g = np.array(space.growth(), np.int64)[:, None]
+    if space.rf_max is None or space.rf_cap > REACH_MAX:
+        return np.ascontiguousarray(g)
+    width = space.rf_cap + 1  # increments 0..rf_cap-1 matter (rf starts at 1)
+    reach = np.zeros(width, bool)
+    reach[0] = True  # after the last position nothing is added
+    table = np.zeros((space.depth_max + 1, 1 + width), np.int64)
+    table[space.depth_max, 1:] = np.cumsum(reach)
+    for t in range(space.depth_max - 1, -1, -1):
+        nxt = np.zeros(width, bool)
+        nxt[0] = t >= space.depth_min
+        vals = np.nonzero(reach)[0]
+        for c in space.positions[t]:
+            v = c.dilation * (c.kernel - 1) + c.stride * vals
+            nxt[v[v < width]] = True
+        reach = nxt
+        table[t, 1:] = np.cumsum(reach)
+    table[:, 0] = g[:, 0]
+    return table
+
+
+def metric_bounds(space: Space) -> dict[str, int]:
+    """Upper bounds of what any prefix reaches: params, MACs, 12 x erf variance, and the largest
+    single-layer params and MACs.
+
+    A prefix's state is summarised per (input channels, strided layers so far), the two things that fix
+    a layer's channels, by the largest out size, jump, params, MACs and erf any prefix in that state
+    has; every increment grows with them, so the bounds hold, and they are the true maxima whenever one
+    prefix has all the largest values at once (the usual case: fewest strides, most channels).
+    """
+    pad = PAD_CODES[space.padding]
+    states = {(space.in_channels, 0): (space.input_size, 1, 0, 0, 0)}
+    best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
+    for options in space.positions:
+        nxt: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
+        for (cin, ndown), (n, jump, params, macs, erf) in states.items():
+            for ch in options:
+                keff = ch.dilation * (ch.kernel - 1) + 1
+                n_out, _ = lm.conv_out(n, keff, ch.stride, pad)
+                if n_out < 1:
+                    continue
+                nd = ndown + (ch.stride > 1)
+                cout = lm.layer_channels(OP_CODES[ch.op], ch.channels, cin, space.width, space.max_width, nd)
+                lp = lm_ = 0
+                if ch.op == "conv":
+                    w = ch.kernel * ch.kernel * cin * cout
+                    lp, lm_ = w + cout, w * n_out * n_out
+                value = (
+                    n_out,
+                    jump * ch.stride,
+                    params + lp,
+                    macs + lm_,
+                    erf + (jump * ch.dilation) ** 2 * (ch.kernel**2 - 1),
+                )
+                old = nxt.get((cout, nd))
+                nxt[(cout, nd)] = value if old is None else tuple(map(max, old, value))
+                best["layer_params"] = max(best["layer_params"], lp)
+                best["layer_macs"] = max(best["layer_macs"], lm_)
+        states = nxt
+        for _, _, params, macs, erf in states.values():
+            best["params"] = max(best["params"], params)
+            best["macs"] = max(best["macs"], macs)
+            best["erf12"] = max(best["erf12"], erf)
+    return best
+
+
+def check_representable(space: Space, *, for_search: bool = True) -> None:
+    """Refuse spaces whose ids or metrics could wrap int64 inside the kernels (one line, the field to change).
+
+    A budget bounds what the walk accumulates: it stops a prefix as soon as params (MACs) pass
+    ``max_params`` (``max_macs``), so with a budget only budget + one layer must fit.
+    """
+    if for_search and space.id_space >= INT_LIMIT:
+        raise field_error(
+            "depth",
+            space.settings.get("depth"),
+            f"the space has {space.id_space:.3e} arch_ids, which do not fit in int64 (a search writes them); "
+            "narrow it, or count it (rfsweep count)",
+        )
+    if space.rf_bound >= INT_LIMIT or space.jump_bound >= INT_LIMIT:
+        raise field_error(
+            "strides",
+            space.settings.get("strides"),
+            f"the largest rf ({space.rf_bound:.3e}) or jump ({space.jump_bound:.3e}) does not fit in int64; "
+            "use fewer or smaller strides, kernels or dilations, or a smaller depth",
+        )
+    b = metric_bounds(space)
+    for name, key, budget in (("params", "params", space.max_params), ("MACs", "macs", space.max_macs)):
+        reach = b[key] if budget is None else min(b[key], budget + b["layer_" + key])
+        if reach >= INT_LIMIT:
+            raise field_error(
+                f"max_{key}",
+                budget,
+                f"the {name} of this space reach {b[key]:.3e}, beyond int64; set a --max-{key} budget "
+                f"below {INT_LIMIT - b['layer_' + key]:.3e}, or narrow channels or input_size",
+            )
+    if b["erf12"] >= INT_LIMIT:
+        raise field_error(
+            "dilations",
+            space.settings.get("dilations"),
+            f"the effective-RF variance of this space ({b['erf12'] / 12:.3e}) does not fit in int64; "
+            "use smaller dilations, kernels or strides, or a smaller depth",
+        )
+
+
+__all__ = ["REACH_MAX", "check_representable", "growth_table", "kernel_arrays", "metric_bounds"]

@@ -1,0 +1,208 @@
+"""Long runs a user can steer: Ctrl-C (and SIGTERM, SIGHUP) stops any kernel within a second, and the
+progress of a run is reported while it lasts.
+
+The kernels run in one worker thread while the main thread waits in short slices, so a signal is
+handled at once (CPython runs signal handlers in the main thread only, and never inside a long native
+call). The handler raises :class:`Interrupted` where that is safe, or, inside a :func:`steering`
+section (a kernel call, a Parquet write), raises the stop flag the kernels poll every few thousand
+nodes (``ctl[CTL_STOP]``) and lets the section stop at its next check; the callers' ``finally``
+blocks then remove what they were writing. A second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+POLL_SECONDS = 0.05  # the main thread's slice while a kernel runs: signal latency and progress cadence
+CTL_STOP, NCTL = 0, 1  # the kernels' layout of the control array (kernels/layer_math.py, tested equal)
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal; the CLI exits with 128 + the signal number (130 for Ctrl-C)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _State:
+    ctl = None  # the stop-flag array every kernel call shares (numpy is imported on first use)
+    pending: int | None = None  # the signal received and not yet acted on
+    sections = 0  # > 0 inside steering(): the handler only raises the flag
+    executor: ThreadPoolExecutor | None = None
+
+
+def control():
+    """The stop-flag array (int64) to hand to a kernel: ``ctl[CTL_STOP]`` raised means stop."""
+    if _State.ctl is None:
+        import numpy as np
+
+        _State.ctl = np.zeros(NCTL, np.int64)
+    return _State.ctl
+
+
+def _raise_flag() -> None:
+    control()[CTL_STOP] = 1
+
+
+def _handler(signum, frame):
+    first = _State.pending is None
+    _State.pending = signum
+    _raise_flag()
+    if _State.sections == 0 or not first:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def handle_signals() -> Iterator[None]:
+    """Route SIGINT, SIGTERM and SIGHUP to the stop flag for the duration (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {}
+    for s in SIGNALS:
+        try:
+            old[s] = signal.signal(s, _handler)
+        except (ValueError, OSError):  # not settable here (an embedded interpreter)
+            pass
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def steering() -> Iterator[None]:
+    """A section that polls :func:`check`: signals inside it raise the stop flag instead of an exception."""
+    if _State.sections == 0:
+        _State.pending = None
+        control()[:] = 0
+    _State.sections += 1
+    try:
+        yield
+    finally:
+        _State.sections -= 1
+        if _State.sections == 0:
+            control()[:] = 0
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a signal arrived (call between units of work)."""
+    if _State.pending is not None:
+        signum, _State.pending = _State.pending, None
+        raise Interrupted(signum)
+
+
+def _executor() -> ThreadPoolExecutor:
+    # one persistent thread, so numba's OpenMP team is created once and reused by every call
+    if _State.executor is None:
+        _State.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfsweep-kernels")
+    return _State.executor
+
+
+def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: Callable[[], None] | None = None):
+    """``fn(*args)`` in the kernel thread, the main thread polling signals (and ``tick``) meanwhile.
+
+    numba's thread count and chunk size are per calling thread, so they are set in the kernel thread:
+    ``threads`` (default: all) and dynamic scheduling (chunk size 1; subtrees differ in size by orders
+    of magnitude, and a static split left one of two cores idle for most of the R7 count).
+    """
+
+    def run():
+        import numba
+
+        numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+        numba.set_parallel_chunksize(1)
+        return fn(*args)
+
+    with steering():
+        future = _executor().submit(run)
+        try:
+            while True:
+                try:
+                    result = future.result(timeout=POLL_SECONDS)
+                    break
+                except FutureTimeout:
+                    if tick is not None:
+                        tick()
+                    check()
+        except BaseException:
+            _raise_flag()  # the kernel returns within a few thousand nodes
+            with contextlib.suppress(BaseException):
+                future.result()
+            raise
+        check()  # a signal during the last slice: the result is partial
+        return result
+
+
+class Progress:
+    """One status line on stderr, rewritten in place at most every ``every`` seconds.
+
+    Silent unless stderr is a terminal (``enabled``): pipes and logs get no control characters.
+    """
+
+    def __init__(self, enabled: bool | None = None, every: float = 0.25, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.every = every
+        self.last = 0.0
+        self.shown = False
+        self.t0 = time.monotonic()
+
+    def update(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        width = _columns()
+        self.stream.write("\r" + text[: width - 1] + "\033[K")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        """Clear the line (the summary that follows says it all)."""
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 100
+
+
+def eta(elapsed: float, fraction: float) -> str:
+    """Remaining time at the pace so far, as 'ETA 1:23' ('ETA ?' before any progress)."""
+    if fraction <= 0:
+        return "ETA ?"
+    left = max(0.0, elapsed * (1 - fraction) / fraction)
+    if left >= 3600:
+        return f"ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+    return f"ETA {int(left // 60)}:{int(left % 60):02d}"
+
+
+__all__ = ["Interrupted", "Progress", "call", "check", "control", "eta", "handle_signals", "steering"]
