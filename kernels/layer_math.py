@@ -145,7 +145,7 @@ def layer_channels(op, cc, cin, width, max_width, ndown):
 
 
 @register_jitable(_nrt=False)
-def child(st, t, K, pos, c):
+def child(st, t, choices, cons, pos, c):
     """State after adding choice ``c`` at position ``pos`` to the state at depth ``t``; writes row t+1.
 
     Returns False when the child is not a candidate and neither is anything below it: out size below
@@ -153,8 +153,6 @@ def child(st, t, K, pos, c):
     multiple of (checked by the caller), or (with no_unproductive) a spatial layer whose every input
     unit already sees the whole input.
     """
-    choices = K.choices
-    cons = K.cons
     op = choices[pos, c, F_OP]
     k = choices[pos, c, F_K]
     s = choices[pos, c, F_S]
@@ -215,13 +213,13 @@ def child(st, t, K, pos, c):
 
 
 @register_jitable(_nrt=False)
-def jump_ok(jump, K):
+def jump_ok(jump, jumps, cons):
     """Some allowed final jump is a multiple of ``jump`` (strides only multiply it)."""
-    nj = K.cons[C_NJUMPS]
+    nj = cons[C_NJUMPS]
     if nj == 0:
         return True
     for i in range(nj):
-        if K.jumps[i] % jump == 0:
+        if jumps[i] % jump == 0:
             return True
     return False
 
@@ -234,17 +232,16 @@ def tap_ok(st, t, anchors, i):
 
 
 @register_jitable(_nrt=False)
-def levels_step(st, t, K):
+def levels_step(st, t, anchors, cons):
     """False when the child at depth t+1 (just built from node t) can no longer meet every level.
 
     Jumps only grow, so the layers at one jump form a run and the level's tap is the run's last layer:
     a child that leaves jump s for a larger one fixes node t as the tap of level s; a child that
     jumps over s leaves that level without a tap; and while at jump s the rf only grows.
     """
-    anchors = K.anchors
     j0 = st[t, S_JUMP]
     j1 = st[t + 1, S_JUMP]
-    for i in range(K.cons[C_NLEVELS]):
+    for i in range(cons[C_NLEVELS]):
         s = anchors[i, A_STRIDE]
         if j1 == s:
             if st[t + 1, S_RF] > anchors[i, A_RF_HI]:
@@ -258,31 +255,30 @@ def levels_step(st, t, K):
 
 
 @register_jitable(_nrt=False)
-def survives(st, t, K):
+def survives(st, t, choices, jumps, anchors, cons):
     """The node at depth ``t`` is a candidate that meets every constraint (bounds already checked)."""
-    cons = K.cons
     if t < cons[C_DMIN]:
         return False
-    if K.choices[t - 1, st[t, S_IDX], F_ROLE] & ROLE_HEAD == 0:
+    if choices[t - 1, st[t, S_IDX], F_ROLE] & ROLE_HEAD == 0:
         return False
     if st[t, S_RF] < cons[C_RF_MIN] or st[t, S_NCONV] < cons[C_MIN_CONVS]:
         return False
     jump = st[t, S_JUMP]
     for i in range(cons[C_NLEVELS]):
-        s = K.anchors[i, A_STRIDE]
-        if s > jump or (s == jump and not tap_ok(st, t, K.anchors, i)):
+        s = anchors[i, A_STRIDE]
+        if s > jump or (s == jump and not tap_ok(st, t, anchors, i)):
             return False
     nj = cons[C_NJUMPS]
     if nj == 0:
         return True
     for i in range(nj):
-        if K.jumps[i] == jump:
+        if jumps[i] == jump:
             return True
     return False
 
 
 @register_jitable(_nrt=False)
-def feasible(st, t, K):
+def feasible(st, t, growth, cons):
     """Some completion of the node at depth ``t`` (itself included) can end inside the RF window.
 
     The layers after position ``t`` add ``jump_t x v`` to the rf, where ``v`` is one of the relative
@@ -290,8 +286,6 @@ def feasible(st, t, K):
     when ``growth`` has more columns, ``growth[t, 1 + x]`` counts the achievable ``v <= x`` (the node
     itself counts as v = 0 when t >= depth_min), which makes the test exact for the rf window.
     """
-    growth = K.growth
-    cons = K.cons
     rf = st[t, S_RF]
     jump = st[t, S_JUMP]
     if rf + jump * growth[t, 0] < cons[C_RF_MIN]:
@@ -323,19 +317,18 @@ def feasible(st, t, K):
 
 
 @register_jitable(_nrt=False)
-def emit(mode, st, t, out, out_ch, row, K):
+def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
     """Write the node at depth ``t`` as row ``row`` (fill mode only), with each level's tap."""
     if mode == 0:
         return
-    anchors = K.anchors
-    for i in range(K.cons[C_NLEVELS]):
+    for i in range(cons[C_NLEVELS]):
         u = t
         while st[u, S_JUMP] != anchors[i, A_STRIDE]:
             u -= 1
         out[row, NO + 3 * i] = u - 1
         out[row, NO + 3 * i + 1] = st[u, S_RF]
         out[row, NO + 3 * i + 2] = st[u, S_ERF]
-    out[row, O_ARCH] = K.dep_off[t] + st[t, S_PID]
+    out[row, O_ARCH] = dep_off[t] + st[t, S_PID]
     out[row, O_DEPTH] = t
     out[row, O_RF] = st[t, S_RF]
     out[row, O_JUMP] = st[t, S_JUMP]
@@ -349,16 +342,6 @@ def emit(mode, st, t, out, out_ch, row, K):
 
 
 @register_jitable(_nrt=False)
-def extend(st, t, K, c):
-    """Child ``c`` of the node at depth ``t``: build row t+1 and say whether its subtree can hold a survivor."""
-    if not child(st, t, K, t, c):
-        return False
-    st[t + 1, S_PID] = st[t, S_PID] * K.nch[t] + c
-    st[t + 1, S_IDX] = c
-    return jump_ok(st[t + 1, S_JUMP], K) and feasible(st, t + 1, K) and levels_step(st, t, K)
-
-
-@register_jitable(_nrt=False)
 def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
 
@@ -369,10 +352,13 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
     The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
     """
-    choices = K.choices
-    nch = K.nch
-    cons = K.cons
+    # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
+    # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
+    choices, nch, cons, jumps, anchors, growth, dep_off = K
     dmax = cons[C_DMAX]
+    st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
+    if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
+        return 0
     st[0, S_N] = cons[C_N]
     st[0, S_RF] = 1
     st[0, S_JUMP] = 1
@@ -385,7 +371,6 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     st[0, S_PID] = 0
     st[0, S_JLOG] = 0
     st[0, S_NCONV] = 0
-    st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     count = 0
     dmin = cons[C_DMIN]
     # the prefix: emit owned ancestors, stop if the prefix itself is pruned
@@ -397,15 +382,23 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
                 owned = False
         if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
-        if not extend(st, t, K, c):
+        # (the child's steps are written out here and below, not in a helper taking six arrays: an
+        # array argument is a struct passed by value, and the call cost 40% of the walk)
+        if not child(st, t, choices, cons, t, c):
             return count
-        if t + 1 < plen and owned and survives(st, t + 1, K):
-            emit(mode, st, t + 1, out, out_ch, row0 + count, K)
+        st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
+        st[t + 1, S_IDX] = c
+        if not jump_ok(st[t + 1, S_JUMP], jumps, cons) or not levels_step(st, t, anchors, cons):
+            return count
+        if not feasible(st, t + 1, growth, cons):
+            return count
+        if t + 1 < plen and owned and survives(st, t + 1, choices, jumps, anchors, cons):
+            emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
             count += 1
         if t + 1 < plen and choices[t, c, F_ROLE] & ROLE_BODY == 0:
             return count  # a head-only layer ends every candidate through it
-    if survives(st, plen, K):
-        emit(mode, st, plen, out, out_ch, row0 + count, K)
+    if survives(st, plen, choices, jumps, anchors, cons):
+        emit(mode, st, plen, out, out_ch, row0 + count, dep_off, anchors, cons)
         count += 1
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
     # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
@@ -434,13 +427,20 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
             role = choices[depth, c, F_ROLE]
             if depth + 1 >= dmin and role & ROLE_HEAD:
                 st[0, S_IDX] += 1
-            if extend(st, depth, K, c):
-                if survives(st, depth + 1, K):
-                    emit(mode, st, depth + 1, out, out_ch, row0 + count, K)
-                    count += 1
-                if role & ROLE_BODY:
-                    depth += 1
-                    cur = 0
+            if child(st, depth, choices, cons, depth, c):
+                st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
+                st[depth + 1, S_IDX] = c
+                if (
+                    jump_ok(st[depth + 1, S_JUMP], jumps, cons)
+                    and feasible(st, depth + 1, growth, cons)
+                    and levels_step(st, depth, anchors, cons)
+                ):
+                    if survives(st, depth + 1, choices, jumps, anchors, cons):
+                        emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
+                        count += 1
+                    if role & ROLE_BODY:
+                        depth += 1
+                        cur = 0
         else:
             if depth == plen:
                 break

@@ -92,19 +92,20 @@ def _seconds(s: float) -> str:
 
 
 def _progress(enabled: bool, what: str):
-    """A callback drawing engine.Progress snapshots on one stderr line (a terminal only)."""
+    """A callback drawing engine.Progress snapshots on one stderr line (a terminal only), with an ETA at
+    the pace so far."""
     from rfsweep import steer
 
     bar = steer.Progress(enabled=None if enabled else False)
 
     def show(p):
-        text = (
+        head = (
             f"{what} {100 * p.fraction:5.1f}% | {_human(p.covered)} of {_human(p.space_size)} candidates settled, "
-            f"{_human(p.evaluated)} evaluated, {p.kept:,} kept"
-            + (f", {p.rows:,} out" if p.rows else "")
-            + f" | {steer.eta(p.elapsed, p.fraction)}"
+            f"{_human(p.evaluated)} evaluated, {p.kept:,} kept" + (f", {p.rows:,} out" if p.rows else "")
         )
-        bar.update(text)
+        # the run's own clock: p.elapsed at the snapshot, plus the time since
+        start = bar.elapsed - p.elapsed
+        bar.update(lambda now: f"{head} | {steer.eta(now - start, p.fraction)}")
 
     show.done = bar.done
     return show if bar.enabled else None

@@ -54,7 +54,9 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
         jumps=np.array(space.jumps or (0,), np.int64),
         anchors=anchors,
         growth=growth_table(space),
-        dep_off=np.array(space.depth_offsets(), np.int64),
+        # arch_ids are written by searches only, whose id space fits int64 (check_representable); a
+        # count of a larger space never reads them
+        dep_off=np.array([o if space.id_space < INT_LIMIT else 0 for o in space.depth_offsets()], np.int64),
     )
 
 

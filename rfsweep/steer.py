@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 POLL_SECONDS = 0.05  # the main thread's slice while a kernel runs: signal latency and progress cadence
+GRACE_SECONDS = 1.0  # after a signal, how long to wait for the kernel thread before giving up on it
 CTL_STOP, NCTL = 0, 1  # the kernels' layout of the control array (kernels/layer_math.py, tested equal)
 SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
@@ -43,7 +43,7 @@ class _State:
     ctl = None  # the stop-flag array every kernel call shares (numpy is imported on first use)
     pending: int | None = None  # the signal received and not yet acted on
     sections = 0  # > 0 inside steering(): the handler only raises the flag
-    executor: ThreadPoolExecutor | None = None
+    worker = None
 
 
 def control():
@@ -108,11 +108,34 @@ def check() -> None:
         raise Interrupted(signum)
 
 
-def _executor() -> ThreadPoolExecutor:
-    # one persistent thread, so numba's OpenMP team is created once and reused by every call
-    if _State.executor is None:
-        _State.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfsweep-kernels")
-    return _State.executor
+class _Worker:
+    """One persistent daemon thread for kernel calls: numba's OpenMP team is created once and reused, and
+    a call still compiling when a signal comes (the first run after an install) never holds up exit."""
+
+    def __init__(self):
+        self.jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, name="rfsweep-kernels", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            fn, args, box, done = self.jobs.get()
+            try:
+                box["result"] = fn(*args)
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+            done.set()
+
+    def submit(self, fn, args) -> tuple[dict, threading.Event]:
+        box: dict = {}
+        done = threading.Event()
+        self.jobs.put((fn, args, box, done))
+        return box, done
+
+
+def _worker() -> _Worker:
+    if _State.worker is None:
+        _State.worker = _Worker()
+    return _State.worker
 
 
 def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: Callable[[], None] | None = None):
@@ -121,6 +144,8 @@ def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: C
     numba's thread count and chunk size are per calling thread, so they are set in the kernel thread:
     ``threads`` (default: all) and dynamic scheduling (chunk size 1; subtrees differ in size by orders
     of magnitude, and a static split left one of two cores idle for most of the R7 count).
+    On a signal the stop flag is raised and the walk returns within a few thousand nodes; a call that
+    is still compiling is left to finish in the background (at most ``GRACE_SECONDS`` are waited).
     """
 
     def run():
@@ -131,57 +156,72 @@ def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: C
         return fn(*args)
 
     with steering():
-        future = _executor().submit(run)
+        box, done = _worker().submit(run, ())
         try:
-            while True:
-                try:
-                    result = future.result(timeout=POLL_SECONDS)
-                    break
-                except FutureTimeout:
-                    if tick is not None:
-                        tick()
-                    check()
+            while not done.wait(POLL_SECONDS):
+                if tick is not None:
+                    tick()
+                check()
         except BaseException:
             _raise_flag()  # the kernel returns within a few thousand nodes
-            with contextlib.suppress(BaseException):
-                future.result()
+            done.wait(GRACE_SECONDS)
             raise
         check()  # a signal during the last slice: the result is partial
-        return result
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
 
 class Progress:
-    """One status line on stderr, rewritten in place at most every ``every`` seconds.
+    """One status line on stderr, redrawn in place every ``every`` seconds by a ticker thread.
 
-    Silent unless stderr is a terminal (``enabled``): pipes and logs get no control characters.
+    :meth:`update` hands it the newest text, or a function of the elapsed seconds (so the ETA moves on
+    while the main thread is busy elsewhere, e.g. waiting on the Parquet writer). Silent unless stderr
+    is a terminal (``enabled``): pipes and logs get no control characters.
     """
 
     def __init__(self, enabled: bool | None = None, every: float = 0.25, stream=None):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.every = every
-        self.last = 0.0
-        self.shown = False
         self.t0 = time.monotonic()
+        self.render: Callable[[float], str] | None = None
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.shown = False
+        self.thread: threading.Thread | None = None
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, text: str | Callable[[float], str]) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        width = _columns()
-        self.stream.write("\r" + text[: width - 1] + "\033[K")
-        self.stream.flush()
-        self.shown = True
+        self.render = text if callable(text) else (lambda elapsed, text=text: text)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._tick, name="rfsweep-progress", daemon=True)
+            self.thread.start()
+
+    def _tick(self) -> None:
+        while True:
+            self._draw()
+            if self.stopped.wait(self.every):
+                return
+
+    def _draw(self) -> None:
+        with self.lock:
+            if self.render is None or self.stopped.is_set():
+                return
+            text = self.render(self.elapsed)
+            self.stream.write("\r" + text[: _columns() - 1] + "\033[K")
+            self.stream.flush()
+            self.shown = True
 
     def done(self) -> None:
-        """Clear the line (the summary that follows says it all)."""
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.shown = False
+        """Stop redrawing and clear the line (the summary that follows says it all)."""
+        with self.lock:
+            self.stopped.set()
+            if self.shown:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+                self.shown = False
 
     @property
     def elapsed(self) -> float:

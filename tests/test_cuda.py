@@ -35,6 +35,7 @@ def _gpu_usable() -> bool:
     )
 
 
+@pytest.mark.slow
 def test_cuda_kernels_match_cpu_under_simulator():
     proc = subprocess.run(
         [sys.executable, str(HERE / "cuda_sim_check.py")], env=_env(True), capture_output=True, text=True, timeout=600
@@ -45,6 +46,7 @@ def test_cuda_kernels_match_cpu_under_simulator():
     assert "BAD" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_cuda_kernels_compile_for_a_real_gpu():
     """Types and compiles the kernels to PTX with NVVM (no GPU needed): the simulator checks no types."""
     proc = subprocess.run(
@@ -171,6 +173,7 @@ def test_gpu_matches_cpu(name):
         assert engine.count_by_enumeration(space, device="cuda") == len(got["cpu"][0])
 
 
+@pytest.mark.slow
 def test_bench_cuda_runs_under_simulator():
     """benchmarks/bench_cuda.py takes its GPU path (simulated, depth 2) and prints both devices' rows."""
     bench = HERE.parent / "benchmarks" / "bench_cuda.py"

@@ -1,0 +1,177 @@
+"""Long runs a user can steer: a signal stops any kernel within a second and leaves nothing behind;
+progress with an ETA on a terminal, silence elsewhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rfsweep import counting, engine, steer, sweep
+from rfsweep.kernels import layer_math as lm
+from rfsweep.space import build_space
+
+HERE = Path(__file__).resolve().parent
+CLI = [sys.executable, "-c", "from rfsweep.cli import main; main()"]
+# no constraint that prunes: 20^9 = 5e11 candidates, hours of walking
+ENDLESS = dict(depth=9, ops=["conv"], kernels=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2, 3], channels=[8])
+R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
+R7 += ["--channels", "32"]
+
+
+def test_control_array_layout_matches_the_kernels():
+    assert (steer.CTL_STOP, steer.NCTL) == (lm.CTL_STOP, lm.NCTL)
+
+
+def _interrupt_after(seconds: float, signum=signal.SIGINT):
+    sent = {}
+
+    def fire():
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), signum)
+
+    t = threading.Timer(seconds, fire)
+    t.start()
+    return sent, t
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
+@pytest.mark.parametrize("what", ["count", "search"])
+def test_signal_stops_a_kernel_within_a_second(what, delay):
+    space = build_space(ENDLESS, for_search=what == "search")
+    sweep.count(build_space(dict(depth=2, kernels=[1, 3])), method="enumerate")  # compiled before the clock
+    with steer.handle_signals():
+        sent, timer = _interrupt_after(delay)
+        with pytest.raises(steer.Interrupted) as info:
+            if what == "count":
+                counting.count_details(space, method="enumerate")
+            else:
+                for _ in engine.iter_batches(space):
+                    pass
+        stopped = time.monotonic()
+        timer.join()
+    assert info.value.signum == signal.SIGINT and info.value.exit_code == 130
+    assert stopped - sent["at"] < 1.0
+    assert steer.control()[steer.CTL_STOP] == 0  # reset for the next run
+
+
+def test_keyboard_interrupt_in_library_use_stops_the_kernel_thread():
+    """Without the CLI's handlers (a notebook): the default KeyboardInterrupt still stops the walk."""
+    space = build_space(ENDLESS)
+    sent, timer = _interrupt_after(0.4)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        counting.count_details(space, method="enumerate")
+    timer.join()
+    assert time.monotonic() - sent["at"] < 1.0
+    # the kernel thread is free again: a new run completes normally
+    assert sweep.count(build_space(dict(depth=2, kernels=[1, 3])), method="enumerate") > 0
+    assert time.monotonic() - t0 < 30
+
+
+def test_progress_reports_fractions_up_to_one_with_exact_counts():
+    space = build_space(dict(depth="1-6", kernels=[1, 3, 5], strides=[1, 2], channels=[8], rf_min=30, rf_max=90))
+    seen = []
+    stats = engine.Stats()
+    rows = sum(len(b) for b in engine.iter_batches(space, stats=stats, progress=seen.append, slab_rows=20_000))
+    assert seen and rows == stats.kept
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert seen[-1].covered == space.size and seen[-1].rows == rows
+    assert all(p.space_size == space.size and p.evaluated <= space.size for p in seen)
+    assert steer.eta(10.0, 0.25) == "ETA 0:30" and steer.eta(1, 0) == "ETA ?"
+
+
+def _run_and_signal(args, signum, delay, cwd, wait_for=None):
+    proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    deadline = time.monotonic() + 120
+    if wait_for is not None:  # wait until the run writes (a temporary file shows up)
+        while not list(Path(cwd).glob(wait_for)) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    time.sleep(delay)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stdout, stderr, time.monotonic() - sent
+
+
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("delay", [0.05, 0.4, 1.0])
+def test_signals_during_search_to_parquet_leave_nothing(tmp_path, signum, delay):
+    """A real R7 search writing Parquet, signalled at several moments: the exit code of the signal, one
+    line, no traceback, no file (hidden temporary ones included), and quickly."""
+    args = ["search", *R7, "--rf-min", "200", "--rf-max", "250", "-o", "r7.parquet"]
+    code, _, stderr, took = _run_and_signal(args, signum, delay, tmp_path, wait_for=".rfsweep-*.tmp")
+    assert code == EXIT[signum], stderr
+    lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("note: ")]
+    assert len(lines) == 1 and lines[0] in ("interrupted", f"stopped by signal {int(signum)}"), stderr
+    assert list(tmp_path.iterdir()) == []
+    assert took < 2.0  # within a second of the signal, plus the interpreter's exit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["count", *R7[:-2], "--method", "enumerate"],  # 20^7 = 1.3e9 candidates, no pruning
+        ["search", "--depth", "9", "--ops", "conv", "--kernels", "1,3,5,7", "--channels", "8", "--limit", "5"]
+        + ["--sort", "erf"],
+        ["search", "--depth", "1-9", "--columns", "compact", "-o", "big.parquet"],
+    ],
+    ids=["count-enumerate", "search-top-n", "search-compact"],
+)
+def test_ctrl_c_stops_long_commands_within_a_second(tmp_path, args):
+    for delay in (0.5, 1.5):
+        code, stdout, stderr, took = _run_and_signal(args, signal.SIGINT, delay + 1.5, tmp_path)
+        assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+        assert "Traceback" not in stderr and took < 2.0, (took, stderr)
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal_every_second_with_an_eta_and_silence_elsewhere(tmp_path):
+    """Under a pseudo-terminal the status line is redrawn at least once a second, with an ETA; through a
+    pipe, or with --json, stderr holds no progress."""
+    import pty
+
+    args = CLI + ["search", *R7, "--rf-min", "223", "--rf-max", "225", "--columns", "compact"]
+    args += ["-o", str(tmp_path / "p.parquet")]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    stamps, buf = [], b""
+    t0 = time.monotonic()
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        stamps += [time.monotonic() - t0] * chunk.count(b"ETA")
+    proc.wait(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0, buf[-2000:]
+    text = buf.decode(errors="replace")
+    assert "ETA" in text and "% |" in text and "kept" in text
+    first_update = stamps[0]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert max(gaps, default=0) < 1.0, gaps
+    assert stamps[-1] > first_update  # several updates, not one at 100 %
+    # a pipe: no control characters, only the summary line
+    piped = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "\r" not in piped.stderr and "ETA" not in piped.stderr
+    quiet = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == ""
