@@ -8,7 +8,7 @@ with the merge and both values named.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,14 @@ def sees_whole_input(a: ar.Axis, n: int) -> bool:
 def _spatial(layer: Layer, a: ar.Axis, axis: int) -> ar.Axis:
     k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     pad = layer.padding[axis]
-    if a.whole:
-        return a
+    if a.whole:  # every unit sees the whole input already; only the map's size still changes
+        k_eff = ar.effective_kernel(k, d)
+        if layer.op == "deconv":
+            size = (a.size - 1) * s - pad[0] - pad[1] + k_eff + layer.output_padding[axis]
+        else:
+            pl, pr = ar.resolve_padding(pad, a.size, k_eff, s)
+            size = ar.conv_out_size(a.size, k_eff, s, pl, pr, layer.ceil_mode)
+        return replace(a, size=size)
     if layer.op == "deconv":
         pl, pr = pad
         return ar.deconv_axis(a, k, s, d, pl, pr, layer.output_padding[axis])

@@ -299,6 +299,8 @@ def anchor_report(
         raise field_error("erf-mass", erf_mass, "must be in (0, 1]")
     if generations < 0:
         raise field_error("evolve", generations, "must be >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise field_error("seed", seed, "must be an integer in 0..2^63-1")
     if thr <= 1:
         raise field_error("thr", thr, "must be > 1 (YOLOv5 uses 4)")
 

@@ -32,7 +32,9 @@ def main():
 @click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw RF and ERF (2 sigma) growth to this PNG."
+    "--plot",
+    "plot_path",
+    help="Draw RF and ERF (2 sigma) growth to this file (.png, .pdf or .svg).",
 )
 @friendly
 def analyze(model, input_size, fmt, plot_path):
@@ -50,6 +52,7 @@ def analyze(model, input_size, fmt, plot_path):
     from rfsweep.spec import parse_input_size
     from rfsweep.zoo import resolve
 
+    plot_out = report.check_plot(plot_path, inputs=(model,)) if plot_path is not None else None
     net = resolve(model, parse_input_size(input_size))
     results = evaluate(net)
     if fmt == "json":
@@ -58,8 +61,8 @@ def analyze(model, input_size, fmt, plot_path):
         click.echo(report.to_csv(results), nl=False)
     else:
         click.echo(report.to_table(net, results))
-    if plot_path:
-        report.plot(net, results, plot_path)
+    if plot_out is not None:
+        report.plot(net, results, plot_out)
         click.echo(f"plot written to {plot_path}", err=True)
 
 
@@ -131,7 +134,7 @@ def zoo(as_json):
     show_default=True,
     help="Generations of genetic evolution after k-means (YOLOv5 uses 1000).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and evolution.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and evolution (>= 0).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option(
     "--export",
@@ -140,7 +143,9 @@ def zoo(as_json):
     help="Print anchor-generator settings as JSON instead of the report (notes go to stderr).",
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw ERF heat maps with anchors and RF to this PNG."
+    "--plot",
+    "plot_path",
+    help="Draw ERF heat maps with anchors and RF to this file (.png, .pdf or .svg).",
 )
 @friendly
 def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve, seed, fmt, export_kind, plot_path):
@@ -153,8 +158,10 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
       rfsweep anchors resnet50 --taps layer3.5.relu_2,layer4.2.relu_2 --rule retinanet --export mmdet
     """
     from rfsweep import anchors as anc
+    from rfsweep import report
     from rfsweep.anchor_export import export
 
+    plot_out = report.check_plot(plot_path, inputs=(model, boxes)) if plot_path is not None else None
     rep = anc.anchor_report(
         model,
         taps,
@@ -175,8 +182,8 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
         click.echo(json.dumps(anc.to_json(rep), indent=1))
     else:
         click.echo(anc.to_table(rep))
-    if plot_path:
-        anc.plot(rep, plot_path)
+    if plot_out is not None:
+        anc.plot(rep, plot_out)
         click.echo(f"plot written to {plot_path}", err=True)
 
 

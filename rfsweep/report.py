@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 
 from rfsweep.analyze import LayerResult, axis_values
 from rfsweep.errors import RFSweepError, field_error
-from rfsweep.files import reserve_beside
+from rfsweep.files import Output, atomic, check_output
 from rfsweep.numbers import fmt_number, plain
 from rfsweep.spec import Network
 
@@ -159,19 +158,24 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str, dpi: int) -> None:
-    """Save a figure atomically (a temporary file beside ``path``, renamed when complete) and close it."""
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_plot(path: str, inputs=()) -> Output:
+    """The --plot path, checked by the output rule (rfsweep.files): its extension picks PNG, PDF or SVG."""
+    return check_output(path, "plot", suffixes=PLOT_SUFFIXES, inputs=inputs)
+
+
+def save_figure(fig, path: str | Output, dpi: int) -> None:
+    """Save a figure in the format its extension names, atomically, and close it."""
     plt = pyplot()
+    out = path if isinstance(path, Output) else check_plot(path)
+    fmt = out.suffix.lstrip(".") if out.suffix in PLOT_SUFFIXES else "png"
     try:
-        tmp = reserve_beside(path, ".tmp.png")
-    except OSError as exc:
-        plt.close(fig)
-        raise field_error("plot", path, f"cannot write there ({exc.strerror})") from None
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic(out, ".tmp" + (out.suffix or ".png")) as name:
+            try:
+                fig.savefig(name, dpi=dpi, format=fmt)
+            except OSError as exc:
+                raise field_error("plot", out.path, f"write failed ({exc.strerror})") from None
     finally:
         plt.close(fig)

@@ -174,9 +174,12 @@ class ParquetSink:
         self.path = self.target.path
         self.tmp = self.target.real if self.target.direct else reserve_beside(self.target.real, ".parquet.tmp")
         self.schema = sch.with_metadata(meta)
+        self.stream = None
         try:
+            if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
+                self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
             self.writer = pq.ParquetWriter(
-                self.tmp,
+                self.stream or self.tmp,
                 self.schema,
                 compression="zstd",
                 compression_level=1,
@@ -184,6 +187,7 @@ class ParquetSink:
                 write_statistics=False,
             )
         except (OSError, pa.ArrowException) as exc:
+            self._close_stream()
             self._remove()
             raise field_error("output", self.path, f"cannot write there ({exc})") from None
         self.rows = 0
@@ -216,6 +220,11 @@ class ParquetSink:
         self.queue.put(None)
         self.thread.join()
 
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self.stream.close()
+
     def _remove(self) -> None:
         if not self.target.direct and os.path.exists(self.tmp):
             os.unlink(self.tmp)
@@ -224,6 +233,8 @@ class ParquetSink:
         self._stop()
         try:
             self.writer.close()
+            if self.stream is not None:
+                self.stream.close()
         except (OSError, pa.ArrowException) as exc:
             if self.error is None:
                 self.error = exc
@@ -236,6 +247,7 @@ class ParquetSink:
             self._stop()
             with contextlib.suppress(OSError, pa.ArrowException):
                 self.writer.close()
+            self._close_stream()
         finally:
             self._remove()
 

@@ -261,17 +261,17 @@ def parse_network(data: Any, input_size: Any = None) -> Network:
 
 def load_spec_data(path: str | Path) -> Any:
     """Read a JSON or TOML spec file (by extension; anything else is tried as JSON)."""
+    from rfsweep.settings import read_text
+
     p = Path(path)
+    text = read_text(p, "file")
+    kind = "TOML" if p.suffix.lower() == ".toml" else "JSON"
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise field_error("file", str(p), exc.strerror or "cannot be read") from None
-    try:
-        if p.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        return json.loads(text)
+        return tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise field_error("file", str(p), f"is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+        raise field_error("file", str(p), f"is not a valid {kind} network spec: {exc}") from None
+    except RecursionError:
+        raise field_error("file", str(p), f"is nested too deeply to be a {kind} network spec") from None
 
 
 def parse_input_size(value: Any) -> Pair | None:
