@@ -269,7 +269,7 @@ def load_spec_data(path: str | Path) -> Any:
     try:
         return tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise field_error("file", str(p), f"is not a valid {kind} network spec: {exc}") from None
+        raise field_error("file", str(p), f"is not valid {kind} (a network spec): {exc}") from None
     except RecursionError:
         raise field_error("file", str(p), f"is nested too deeply to be a {kind} network spec") from None
 
