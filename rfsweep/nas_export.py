@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -135,7 +136,7 @@ def candidate_network(
     spec = candidate_spec(sp, arch_id, act=act, norm=norm, num_classes=num_classes)
     present = [c for c in LIST_COLUMNS if c in row and row[c] is not None]
     if present:
-        mine = layer_lists(sp.layers(sp.decode(arch_id)), sp.padding)
+        mine = layer_lists(sp.layers(sp.decode(arch_id)), sp.padding, sp.in_channels)
         for col in present:
             if [_plain(v) for v in row[col]] != mine[col]:
                 raise field_error(
@@ -148,11 +149,11 @@ def _plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def layer_lists(layers: list[dict], padding: str) -> dict[str, list]:
+def layer_lists(layers: list[dict], padding: str, in_channels: int) -> dict[str, list]:
     """The search output's list columns (op, kernel, stride, dilation, padding, channels) of a layer list;
     pools have dilation 1 and pass their input channels."""
     out: dict[str, list] = {c: [] for c in LIST_COLUMNS}
-    channels = None
+    channels = in_channels
     for layer in layers:
         channels = layer.get("channels", channels)
         out["op"].append(layer["op"])
@@ -253,17 +254,20 @@ class PytorchWriter:
             )
         else:
             padding = f"Padding: '{space.padding}' as explicit pads (the same at any input size)."
+        head = f", then a head to {num_classes} logits" if num_classes is not None else ""
+        paragraphs = [
+            f"PyTorch models of rfsweep search candidates from {os.path.basename(file)} (rfsweep {version}, "
+            "`rfsweep export --to pytorch`).",
+            f"Needs torch only. MODELS[arch_id]() returns an nn.Sequential that takes (N, {space.in_channels}, "
+            f"H, W) and returns the last feature map{head}; at H = W = {space.input_size}, the search's input "
+            "size, that map is out_size on each side.",
+            padding,
+            f"Options: act {act} (after every conv), norm {norm}, num_classes {num_classes}. Parameters "
+            f"(sum of p.numel()): {params}.",
+        ]
+        doc = "\n\n".join(textwrap.fill(p, 100, break_on_hyphens=False) for p in paragraphs)
         out.write(
-            f'"""PyTorch models of rfsweep search candidates from {os.path.basename(file)} '
-            f"(rfsweep {version}, `rfsweep export --to pytorch`).\n\n"
-            "Needs torch only. MODELS[arch_id]() returns an nn.Sequential that takes (N, "
-            f"{space.in_channels}, H, W) and returns\nthe last feature map"
-            + (f", then a head to {num_classes} logits" if num_classes is not None else "")
-            + f"; at H = W = {space.input_size}, the search's input size, the map is out_size on each side.\n"
-            f"{padding}\n"
-            f"Options: act {act} (after every conv), norm {norm}, num_classes {num_classes}.\n"
-            f"Parameters (sum of p.numel()): {params}.\n"
-            '"""\n\n'
+            f'"""{doc}\n"""\n\n'
             "from collections import OrderedDict\n"
             "from collections.abc import Callable\n\n"
             "from torch import nn\n\n"

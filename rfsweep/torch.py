@@ -4,14 +4,17 @@ torch is an optional dependency, imported inside :func:`build` only: ``import rf
 never loads it. The modules are those of the exported source (``rfsweep export --to pytorch``): both come
 from one list, :func:`rfsweep.torch_modules.chain_modules`.
 
->>> import rfsweep.torch                                                        # doctest: +SKIP
->>> model = rfsweep.torch.build(408793350, space="candidates.parquet")         # doctest: +SKIP
->>> model = rfsweep.torch.build(row, space="candidates.parquet", norm="bn")    # a row of the file
->>> model = rfsweep.torch.build(json.loads(line))                              # a spec of --to jsonl
+Example::
+
+    import rfsweep.torch
+    model = rfsweep.torch.build(408793350, space="candidates.parquet")   # an arch_id of that file
+    model = rfsweep.torch.build(row, space="candidates.parquet", norm="bn")  # a row (dict or Series)
+    model = rfsweep.torch.build(json.loads(line))  # a line of `rfsweep export --to jsonl`
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +56,7 @@ def build(
         the search's input size the map is ``out_size`` on each side; 'tf_same' padding is resolved at
         that size, so other input sizes keep those pads.
     """
-    if isinstance(candidate, Mapping) and "layers" in candidate or not _is_row(candidate):
-        net = network_with(candidate, act=act, norm=norm, num_classes=num_classes)
-    else:
+    if _is_row(candidate):
         net = candidate_network(
             candidate,
             space,
@@ -63,15 +64,20 @@ def build(
             norm="none" if norm is None else norm,
             num_classes=num_classes,
         )
+    else:
+        net = network_with(candidate, act=act, norm=norm, num_classes=num_classes)
     return instantiate(chain_modules(net))
 
 
 def _is_row(candidate: Any) -> bool:
+    """An arch_id, or a row (dict or pandas Series with arch_id), as opposed to a network spec."""
     if isinstance(candidate, bool):
         return False
-    if isinstance(candidate, int) or type(candidate).__name__ in ("int64", "int32", "Series"):
+    if isinstance(candidate, numbers.Integral):
         return True
-    return isinstance(candidate, Mapping) and "arch_id" in candidate
+    if hasattr(candidate, "to_dict") and not isinstance(candidate, Mapping):  # a pandas Series
+        return "arch_id" in candidate.index
+    return isinstance(candidate, Mapping) and "arch_id" in candidate and "layers" not in candidate
 
 
 def instantiate(modules: list[TorchModule]):
