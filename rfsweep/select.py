@@ -16,6 +16,10 @@ share), and converts to a ``pyarrow.compute`` Expression for ``pyarrow.dataset``
 Selection streams: :func:`select_batches` takes any iterable of Arrow batches and holds at most one
 batch plus the rows it keeps for ``ids`` (at most one per id) or ``top`` (at most N), however many
 rows the file has. Order of application: ``where``, then ``ids``, then ``top``.
+
+The search can apply the same filter to its survivors: ``parse_where(text, sink.schema(space))`` before
+the run, then ``Selection(where=...).mask(table)`` on each table it writes (or on a dict of numpy
+columns named as the output's).
 """
 
 from __future__ import annotations
@@ -328,7 +332,10 @@ def literal_compare(column: str, kind: str, op: str, x: Fraction) -> Compare | C
     """``column op x`` exactly: on an integer column x becomes an integer bound (floor or ceil), and
     bounds beyond int64 become constants, so no comparison goes through a rounding float."""
     if kind == "float":
-        return Compare(column, op, float(x))
+        try:
+            return Compare(column, op, float(x))
+        except OverflowError:  # beyond any float64: every finite value is on one side
+            return Const(op == "!=" or (op in ("<", "<=")) == (x > 0))
     if op in ("==", "!="):
         if x.denominator != 1 or not INT64_MIN <= x <= INT64_MAX:
             return Const(op == "!=")
@@ -439,6 +446,7 @@ def select_batches(batches: Iterable[pa.RecordBatch | pa.Table], selection: Sele
     found: set[int] = set()
     held: list[pa.Table] = []
     best: pa.Table | None = None
+    selection.scanned = selection.kept = 0
     for batch in batches:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         selection.scanned += table.num_rows
@@ -493,8 +501,11 @@ def select_file(path: str, selection: Selection, batch_rows: int = BATCH_ROWS) -
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise field_error("file", str(path), f"not a readable Parquet file ({exc})") from None
-    columns = scalar_columns(pf.schema_arrow)
-    yield from select_batches(pf.iter_batches(batch_size=batch_rows, columns=columns), selection)
+    try:
+        columns = scalar_columns(pf.schema_arrow)
+        yield from select_batches(pf.iter_batches(batch_size=batch_rows, columns=columns), selection)
+    finally:
+        pf.close()
 
 
 __all__ = [

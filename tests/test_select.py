@@ -62,7 +62,7 @@ def outputs(tmp_path_factory):
 
 
 def _selected(path, **kw):
-    tables = list(select_file(path, Selection(**kw), batch_rows=97))
+    tables = list(select_file(path, Selection(**kw), batch_rows=1000))
     return [a for t in tables for a in t.column("arch_id").to_pylist()]
 
 
@@ -75,6 +75,8 @@ WHERES = [
     ("rf == 9.5", lambda d: d.rf < 0),
     ("rf != 9.5 and macs < 1e40", lambda d: d.rf > 0),
     ("depth>=3 AND NOT rf=9", lambda d: (d.depth >= 3) & (d.rf != 9)),
+    ("center < 1e400 and erf_sigma > -1e999", lambda d: d.rf > 0),
+    ("center >= 1e400 or erf_sigma == 1e999", lambda d: d.rf < 0),
 ]
 
 
