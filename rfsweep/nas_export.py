@@ -104,8 +104,6 @@ def candidate_spec(
     spec = space.network_spec(space.decode(arch_id), name=str(int(arch_id)))
     for layer in spec["layers"]:
         layer["name"] = f"{layer['name']}_{layer['op']}"
-    if act is None or norm is None:
-        raise field_error("act" if act is None else "norm", None, "a candidate needs an explicit option")
     return with_layers(spec, act, norm, num_classes)
 
 

@@ -14,6 +14,10 @@ sides alike, so:
   ``count_include_pad`` counts as the layer's own padding would), ``nn.ConstantPad2d(..., -inf)`` before a
   max pool (what ``nn.MaxPool2d`` pads with).
 
+Average pools count padded zeros in their mean (torch's default ``count_include_pad=True``; TensorFlow's
+SAME average pool does not): the geometry, which is what the analyzer describes, is the same either way.
+``dropout`` is ``nn.Dropout()`` (p = 0.5), ``softmax`` is over channels.
+
 Module names are the spec's layer names (characters other than letters, digits and '_' become '_');
 a pad is ``<name>_pad``, the flatten before a linear layer ``<name>_flatten``.
 """
