@@ -281,8 +281,9 @@ class PytorchWriter:
             comment += f"; with these options {total_params:,} parameters"
         lines = [f'        ("{m.name}", {m.source()}),' for m in modules]
         self.out.write(
-            f"\n\n{comment}\ndef arch_{arch_id}() -> nn.Sequential:\n"
-            "    return nn.Sequential(OrderedDict([\n" + "\n".join(lines) + "\n    ]))\n"
+            f"\n\n{comment}\ndef arch_{arch_id}() -> nn.Sequential:\n    layers = [\n"
+            + "\n".join(lines)
+            + "\n    ]\n    return nn.Sequential(OrderedDict(layers))\n"
         )
         self.entries.write(f"    {arch_id}: arch_{arch_id},\n")
 

@@ -173,7 +173,12 @@ def test_source_is_readable(outputs, monkeypatch):
         f"# arch_id {arch_id}: rf {row.rf}, jump {row.jump}, eff_padding {row.eff_padding}, center {row.center:.6g}, "
         f"out_size {row.out_size}, params {row.params:,}, macs {row.macs:,}, erf_sigma {row.erf_sigma:.6g}"
     )
-    body = lines[at + 2 : at + 2 + len(run_source(source, monkeypatch)[arch_id])]
+    n = len(run_source(source, monkeypatch)[arch_id])
+    body = lines[at + 2 : at + 2 + n]
+    assert lines[at + 1] == "    layers = [" and lines[at + 2 + n : at + 4 + n] == [
+        "    ]",
+        "    return nn.Sequential(OrderedDict(layers))",
+    ]
     assert all(line.startswith('        ("l') and line.endswith("),") for line in body)
     assert lines[-3:] == ["MODELS: dict[int, Callable[..., nn.Module]] = {", f"    {arch_id}: arch_{arch_id},", "}"]
     assert "import rfsweep" not in source and "from torch import nn" in source
