@@ -354,3 +354,24 @@ def test_import_rfsweep_does_not_import_torch():
         "print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_readme_export_example_is_what_export_writes(tmp_path, monkeypatch):
+    """The README's setup commands run, and the builder its export section shows is the export of that
+    arch_id, line for line."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    setup = text[text.index("<!-- recipe: setup -->") :]
+    for line in re.search(r"```\n(.*?)```", setup, re.S).group(1).splitlines():
+        args = shlex.split(line)
+        assert args[0] == "rfsweep"
+        res = run(*args[1:])
+        assert res.exit_code == 0, res.output
+    section = text[text.index("## rfsweep export") : text.index("## NAS pipelines")]
+    shown = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    arch_id = int(re.search(r"def arch_(\d+)", shown).group(1))
+    assert shown in _source("candidates.parquet", selection=Selection(ids=[arch_id]))

@@ -227,14 +227,3 @@ def test_readme_recipes_run(exported, recipe, capsys):
         pytest.importorskip(recipe)
     exec(compile(_readme_block(recipe), f"README recipe {recipe}", "exec"), {"__name__": "__main__"})
     assert capsys.readouterr().out.strip()
-
-
-def test_readme_export_example_is_what_export_writes(exported):
-    """The builder shown in the README section is the export of that arch_id, line for line."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("## rfsweep export") : text.index("## NAS pipelines")]
-    shown = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    arch_id = re.search(r"def arch_(\d+)", shown).group(1)
-    out = io.StringIO()
-    export("candidates.parquet", None, selection=Selection(ids=[int(arch_id)]), stdout=out)
-    assert shown in out.getvalue()
