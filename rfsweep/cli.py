@@ -9,7 +9,7 @@ import json
 
 import click
 
-from rfsweep import cli_sweep
+from rfsweep import cli_export, cli_sweep
 from rfsweep.cli_base import OneLineErrors, diagnostics_to_stderr, friendly
 
 
@@ -190,6 +190,7 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
 # The sweep commands live in their own module.
 for _command in (cli_sweep.search, cli_sweep.count, cli_sweep.show):
     main.add_command(_command)
+main.add_command(cli_export.export)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

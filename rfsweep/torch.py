@@ -1,0 +1,92 @@
+"""Candidates and network specs as PyTorch modules: ``rfsweep.torch.build``.
+
+torch is an optional dependency, imported inside :func:`build` only: ``import rfsweep`` (and this module)
+never loads it. The modules are those of the exported source (``rfsweep export --to pytorch``): both come
+from one list, :func:`rfsweep.torch_modules.chain_modules`.
+
+Example::
+
+    import rfsweep.torch
+    model = rfsweep.torch.build(408793350, space="candidates.parquet")   # an arch_id of that file
+    model = rfsweep.torch.build(row, space="candidates.parquet", norm="bn")  # a row (dict or Series)
+    model = rfsweep.torch.build(json.loads(line))  # a line of `rfsweep export --to jsonl`
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from rfsweep.nas_export import candidate_network, network_with
+from rfsweep.torch_modules import TorchModule, chain_modules
+
+
+def build(
+    candidate: Any,
+    *,
+    space: Any = None,
+    act: str | None = None,
+    norm: str | None = None,
+    num_classes: int | None = None,
+):
+    """An ``nn.Sequential`` of standard torch modules for a candidate or a chain network spec.
+
+    Parameters
+    ----------
+    candidate : int, row or network spec
+        An arch_id, or a row of a search output (a dict or pandas Series with ``arch_id``; the layer
+        list columns, when present, must match the decoding), with ``space``; or a network spec of a
+        chain (a dict as ``rfsweep analyze`` reads, e.g. a line of ``rfsweep export --to jsonl``, or a
+        parsed :class:`rfsweep.spec.Network`).
+    space : str, Path, dict or Space, optional
+        For an arch_id or a row: the search output it comes from (its path), its ``rfsweep.spec``
+        metadata (``rfsweep.sink.read_spec``), or the :class:`rfsweep.space.Space`.
+    act, norm, num_classes
+        As ``rfsweep export``: ``act`` relu|relu6|silu|none after every conv, ``norm`` bn|none (a
+        BatchNorm2d between conv and activation, 2·C parameters), ``num_classes`` K adds a head
+        (global average pool, flatten, Linear(C, K): C·K + K parameters). For a candidate the defaults
+        are the export's (relu, none, no head), so the parameters equal the row's ``params``; for a spec
+        the default is the spec as it is, and a given option adds those layers to it.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Takes ``(N, C_in, H, W)`` and returns the last feature map (or ``(N, K)`` logits with a head). At
+        the search's input size the map is ``out_size`` on each side; 'tf_same' padding is resolved at
+        that size, so other input sizes keep those pads.
+    """
+    if _is_row(candidate):
+        net = candidate_network(
+            candidate,
+            space,
+            act="relu" if act is None else act,
+            norm="none" if norm is None else norm,
+            num_classes=num_classes,
+        )
+    else:
+        net = network_with(candidate, act=act, norm=norm, num_classes=num_classes)
+    return instantiate(chain_modules(net))
+
+
+def _is_row(candidate: Any) -> bool:
+    """An arch_id, or a row (dict or pandas Series with arch_id), as opposed to a network spec."""
+    if isinstance(candidate, bool):
+        return False
+    if isinstance(candidate, numbers.Integral):
+        return True
+    if hasattr(candidate, "to_dict") and not isinstance(candidate, Mapping):  # a pandas Series
+        return "arch_id" in candidate.index
+    return isinstance(candidate, Mapping) and "arch_id" in candidate and "layers" not in candidate
+
+
+def instantiate(modules: list[TorchModule]):
+    """``nn.Sequential(OrderedDict(...))`` of the listed modules."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    return nn.Sequential(OrderedDict((m.name, getattr(nn, m.cls)(*m.args, **dict(m.kwargs))) for m in modules))
+
+
+__all__ = ["build", "instantiate"]
