@@ -183,3 +183,30 @@ def flatten_layers(choice, depth, t_op, t_k, t_s, t_d, t_c, cons):
             i += 1
     offsets[rows] = i
     return offsets, op, kernel, stride, dilation, channels
+
+
+@njit(cache=True, nogil=True)
+def pareto_sorted(b, c, keep):
+    """keep[i]: no earlier vector i' (the vectors are distinct, in lexicographic order of (a, b, c), so
+    a[i'] <= a[i]) has b[i'] <= b[i] and c[i'] <= c[i]. A Fenwick tree over b's ranks keeps the least c
+    seen so far among each prefix of b values; ``b`` and ``c`` are dense ranks (0..n-1)."""
+    n = b.shape[0]
+    size = 1
+    for i in range(n):
+        if b[i] + 1 > size:
+            size = b[i] + 1
+    tree = np.full(size + 1, np.iinfo(np.int64).max, np.int64)
+    for i in range(n):
+        # least c among earlier vectors with b' <= b[i]
+        best = np.iinfo(np.int64).max
+        j = b[i] + 1
+        while j > 0:
+            if tree[j] < best:
+                best = tree[j]
+            j -= j & -j
+        keep[i] = best > c[i]
+        j = b[i] + 1
+        while j <= size:
+            if c[i] < tree[j]:
+                tree[j] = c[i]
+            j += j & -j

@@ -140,6 +140,14 @@ def _estimate_note(space, columns: str) -> str | None:
     help="Order for --limit: fewest params/MACs, closest rf, or largest ERF first.",
 )
 @click.option(
+    "--pareto",
+    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth (fewest, closest, "
+    "largest ERF), e.g. params,macs; streamed, bounded memory.",
+)
+@click.option("--sample", type=int, help="Write N survivors drawn uniformly at random, without replacement.")
+@click.option("--seed", type=int, help="Seed of --sample (default: fresh entropy each run).")
+@click.option("--where", help='Keep survivors passing a filter, e.g. "params < 2e6 and depth >= 5".')
+@click.option(
     "--columns",
     type=click.Choice(["full", "compact"]),
     default="full",
@@ -148,7 +156,7 @@ def _estimate_note(space, columns: str) -> str | None:
     "the R7 search writes ~3x faster.",
 )
 @friendly
-def search(output, limit, sort, columns, device, threads, as_json, quiet, **kwargs):
+def search(output, limit, sort, pareto, sample, seed, where, columns, device, threads, as_json, quiet, **kwargs):
     """Enumerate candidate stacks and keep those meeting the constraints.
 
     Survivors stream to a Parquet file (-o), written under a temporary name and renamed when
@@ -170,41 +178,46 @@ def search(output, limit, sort, columns, device, threads, as_json, quiet, **kwar
     prunes what cannot enter the best N, and 'matching' gives the exact number of survivors where the
     counting programme can tell.
     """
-    from rfsweep import counting, engine, sweep
+    from rfsweep import counting, engine, objectives, sweep
 
-    if output is None:
+    if pareto is not None:
+        pareto = objectives.parse_objectives(pareto)
+    if output is None and pareto is None and sample is None:
         limit = 20 if limit is None else limit
         sort = sort or "params"
-    sweep.check_selection(limit, sort)
+    sweep.check_selection(limit, sort, pareto, sample, where, seed)
+    selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
     space = _space(kwargs)
+    if where is not None:
+        from rfsweep import sink
+        from rfsweep.where import parse_where
+
+        parse_where(where, sink.schema(space, layout="compact"))  # a bad filter fails before the walk
     stats = engine.Stats()
     talk = not (as_json or quiet)
     if output is not None:
         from rfsweep.files import check_output
 
         check_output(output, "output", suffixes=(".parquet",), inputs=(kwargs.get("space_file"),))
-        note = _estimate_note(space, columns) if talk and limit is None else None
+        note = _estimate_note(space, columns) if talk and limit is None and pareto is None and not sample else None
         if note:
             click.echo(note, err=True)
     progress = _progress(talk, "search")
     try:
         if output is None:
-            df = sweep.search(
-                space, limit=limit, sort=sort, device=device, threads=threads, stats=stats, progress=progress
-            )
+            df = sweep.search(space, device=device, threads=threads, stats=stats, progress=progress, **selection)
             written = len(df)
         else:
             sweep.search_to_parquet(
                 output,
                 space,
-                limit=limit,
-                sort=sort,
                 device=device,
                 threads=threads,
                 stats=stats,
                 progress=progress,
                 columns=columns,
                 inputs=(kwargs.get("space_file"),),
+                **selection,
             )
             written = stats.extra["written"]
     finally:
@@ -225,8 +238,10 @@ def search(output, limit, sort, columns, device, threads, as_json, quiet, **kwar
         "device": stats.device,
         "output": output,
     }
-    if sort is not None and counting.count_method(space)[0] == "dp":
+    if (sort is not None or pareto is not None or where is not None) and counting.count_method(space)[0] == "dp":
         summary["matching"] = counting.window_count(space)
+    if sample is not None:
+        summary["sampled_from"] = stats.extra.get("sampled_from", stats.kept)
     if stats.kept == 0:
         summary.update(_nothing(space))
     if as_json:
@@ -234,6 +249,8 @@ def search(output, limit, sort, columns, device, threads, as_json, quiet, **kwar
     elif not quiet:
         walked = f", not walked {_human(stats.not_walked)} (stopped at --limit)" if stats.not_walked else ""
         matching = f" of {summary['matching']:,} matching" if "matching" in summary else ""
+        if sample is not None:
+            matching = f" (a uniform sample of {summary['sampled_from']:,})"
         click.echo(
             f"space {_human(stats.space_size)} candidates, evaluated {_human(stats.evaluated)}, "
             f"pruned {_human(stats.pruned)}{walked}, kept {stats.kept:,}, written {written:,}{matching} in "

@@ -456,3 +456,126 @@ def iter_batches(
                     rep.emit("fill", rep.base_fraction)
     finally:
         stats.seconds = time.perf_counter() - t0
+
+
+SMALL_TASK = 4096  # a task with at most this many survivors is filled whole when some of its rows are wanted
+
+
+class CountedPlan:
+    """Every first-cut task counted: the exact number of survivors and where each of them lies.
+
+    :meth:`rows_at` then returns the survivors of given depth-first ranks without writing the others:
+    a task holding wanted ranks is split into its children (one count pass per round for all of them)
+    until it holds few survivors, then filled, and only the wanted rows are kept. The work is about two
+    count passes over the tasks that hold ranks, however many survivors there are.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        stats: Stats | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ):
+        self.space = space
+        self.stats = stats if stats is not None else Stats()
+        self.runner = _Runner(space, device, self.stats, threads)
+        self.plan = Plan(space, threads, self.stats)
+        self.progress = progress
+        t0 = time.perf_counter()
+        rep = _Reporter(progress, self.stats, self.runner, t0)
+        parts = []
+        try:
+            with steer.steering():
+                for tasks, plens, small, big in self.plan.chunks():
+                    counts, evals = self.runner.count_pass(
+                        tasks, plens, rep.counting(small, big, self.plan.coverage, 1.0)
+                    )
+                    parts.append(counts)
+                    self.stats.kept += int(counts.sum())
+                    self.stats.evaluated += int(evals.sum())
+                    self.stats.covered += self.plan.coverage.exact(small, big)
+                    rep.base_fraction = self.stats.covered / max(self.stats.space_size, 1)
+        finally:
+            self.stats.seconds = time.perf_counter() - t0
+        self.counts = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        self.total = int(self.counts.sum())
+
+    def rows_at(self, ranks: np.ndarray, group_rows: int = SLAB_ROWS) -> Iterator[Batch]:
+        """The survivors of the given depth-first ranks (sorted, distinct, in [0, total)), in that order,
+        in batches of about ``group_rows`` rows (first-cut tasks are resolved a group at a time)."""
+        ranks = np.asarray(ranks, np.int64)
+        if len(ranks) == 0:
+            return
+        if ranks[0] < 0 or ranks[-1] >= self.total or np.any(np.diff(ranks) <= 0):
+            raise ValueError("ranks must be sorted, distinct and below the number of survivors")
+        t0 = time.perf_counter()
+        starts = np.concatenate(([0], np.cumsum(self.counts)))
+        first = np.searchsorted(starts, ranks, side="right") - 1  # first-cut task of each rank
+        hit, at = np.unique(first, return_index=True)
+        bounds = np.append(at, len(ranks))
+        q = self.plan.q
+        try:
+            with steer.steering():
+                work: list = []
+                wanted = 0
+                for n, i in enumerate(hit):
+                    task = prefixes(self.space, q, int(i), int(i) + 1)[0]
+                    glob = ranks[bounds[n] : bounds[n + 1]]
+                    work.append((task, q, int(self.counts[i]), glob - starts[i], glob))
+                    wanted += len(glob)
+                    if wanted >= group_rows or n == len(hit) - 1:
+                        yield self._resolve(work)
+                        work, wanted = [], 0
+                        steer.check()
+        finally:
+            self.stats.seconds += time.perf_counter() - t0
+
+    def _resolve(self, work) -> Batch:
+        """The wanted rows of the work items (prefix, plen, count, local ranks, global ranks), by global rank."""
+        space = self.space
+        got: list[tuple[np.ndarray, Batch]] = []
+        while work:
+            small = [w for w in work if w[2] <= SMALL_TASK or w[1] >= space.depth_max]
+            if small:
+                got.append(self._fill(small))
+            split = [w for w in work if not (w[2] <= SMALL_TASK or w[1] >= space.depth_max)]
+            if not split:
+                break
+            kids_t, kids_l = [], []
+            for task, plen, _, _, _ in split:
+                r = space.radices[plen]
+                kids = np.repeat(task[None, :], r, axis=0)
+                kids[:, plen] = np.arange(r)
+                kids_t.append(kids)
+                kids_l.append(np.full(r, plen + 1, np.int64))
+            # a task's rows are its children's rows in order (child 0 owns the task's own node)
+            counts, _ = self.runner.count_pass(np.concatenate(kids_t), np.concatenate(kids_l))
+            work, at = [], 0
+            for (_, plen, _, local, glob), kids in zip(split, kids_t):
+                c = counts[at : at + len(kids)]
+                at += len(kids)
+                starts = np.concatenate(([0], np.cumsum(c)))
+                which = np.searchsorted(starts, local, side="right") - 1
+                for k in np.unique(which):
+                    sel = which == k
+                    work.append((kids[k], plen + 1, int(c[k]), local[sel] - starts[k], glob[sel]))
+        order_keys = np.concatenate([g for g, _ in got])
+        order = np.argsort(order_keys, kind="stable")
+        out = np.concatenate([b.out for _, b in got])[order]
+        choice = np.concatenate([b.choice for _, b in got])[order]
+        return Batch(out, choice)
+
+    def _fill(self, items) -> tuple[np.ndarray, Batch]:
+        tasks = np.stack([w[0] for w in items])
+        plens = np.array([w[1] for w in items], np.int64)
+        counts = np.array([w[2] for w in items], np.int64)
+        rows0 = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        total = int(counts.sum())
+        out = np.empty((total, self.space.out_width), np.int64)
+        out_ch = np.zeros((total, max(1, self.space.depth_max)), np.int16)
+        self.runner.run(1, tasks, plens, rows0, out, out_ch)
+        pick = np.concatenate([rows0[j] + w[3] for j, w in enumerate(items)])
+        return np.concatenate([w[4] for w in items]), Batch(out[pick], out_ch[pick])

@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 
 from rfsweep.errors import field_error
+from rfsweep.objectives import KEY_COLUMNS, SORT_KEYS, rf_target2
+from rfsweep.objectives import key as sort_key
 from rfsweep.where import Where, num_rows, numpy_column, parse_where
 
-SORT_KEYS = ("params", "macs", "rf_error", "erf")
 BATCH_ROWS = 1 << 16  # rows per Arrow batch read from the file; memory is a batch plus what is kept
 
 # ------------------------------------------------------------------ ids, sort keys, selection
@@ -45,28 +46,6 @@ def parse_ids(text: Any) -> list[int]:
         if int(v) not in out:
             out.append(int(v))
     return out
-
-
-def rf_target2(space) -> int:
-    """Twice the rf that ``rf_error`` measures from: the target, else the middle of the rf window
-    (the same as the search's ``--sort rf_error``)."""
-    if space.target_rf is not None:
-        return 2 * space.target_rf
-    return space.rf_min + (space.rf_max or space.rf_min)
-
-
-def sort_key(cols: Mapping[str, Any], sort: str, target2: int | None = None) -> np.ndarray:
-    """The search's ``--sort`` order as an ascending numpy key: fewest params or MACs, rf closest to the
-    target (``|2 rf - target2|``, exact), largest ERF (``-erf_sigma``). Ties go to the smaller arch_id."""
-    if sort in ("params", "macs"):
-        return np.asarray(cols[sort], dtype=np.int64)
-    if sort == "rf_error":
-        if target2 is None:
-            raise field_error("sort", sort, "needs the space's target rf or rf window")
-        return np.abs(2 * np.asarray(cols["rf"], dtype=np.int64) - target2)
-    if sort == "erf":
-        return -np.asarray(cols["erf_sigma"], dtype=np.float64)
-    raise field_error("sort", sort, f"must be one of {', '.join(SORT_KEYS)}")
 
 
 @dataclass
@@ -159,7 +138,7 @@ def _best(table: pa.Table, selection: Selection) -> pa.Table:
 
 
 def _key_columns(sort: str) -> tuple[str, ...]:
-    return {"params": ("params",), "macs": ("macs",), "rf_error": ("rf",), "erf": ("erf_sigma",)}[sort]
+    return (KEY_COLUMNS[sort],)
 
 
 def scalar_columns(schema: pa.Schema) -> list[str]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path never needs it
     import pandas as pd
 
-from rfsweep import engine, sink
+from rfsweep import engine, objectives, sink
 from rfsweep.counting import (  # noqa: F401  (the count API lives in counting; these names stay here too)
     CountResult,
     count,
@@ -30,28 +30,12 @@ from rfsweep.counting import (  # noqa: F401  (the count API lives in counting; 
 from rfsweep.engine import Batch, Stats
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
+from rfsweep.sample import check_sample, draw_ranks
 from rfsweep.space import Space
-
-SORT_KEYS = ("params", "macs", "rf_error", "erf")
 
 
 def _sort_key(out: np.ndarray, space: Space, sort: str) -> np.ndarray:
-    if sort == "params":
-        return out[:, lm.O_PARAMS]
-    if sort == "macs":
-        return out[:, lm.O_MACS]
-    if sort == "rf_error":
-        return np.abs(2 * out[:, lm.O_RF] - _target2(space))
-    if sort == "erf":
-        return -out[:, lm.O_ERF]  # largest effective RF first
-    raise field_error("sort", sort, f"must be one of {', '.join(SORT_KEYS)}")
-
-
-def _target2(space: Space) -> int:
-    """Twice the rf the rf_error sort aims at: the target, else the window's centre."""
-    if space.target_rf is not None:
-        return 2 * space.target_rf
-    return space.rf_min + (space.rf_max or space.rf_min)
+    return objectives.key(objectives.survivor_columns(out, space), sort, objectives.rf_target2(space))
 
 
 class TopK:
@@ -80,13 +64,15 @@ class TopK:
         """Narrow the run's constraints to what can still enter the top k (ties included)."""
         if self.best is None or len(self.best) < self.k:
             return
+        if self.sort == "erf":
+            return  # the ERF only grows along a prefix: nothing to prune by
         worst = int(_sort_key(self.best.out[-1:], self.space, self.sort)[0])
         if self.sort == "params":
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":
             cons[lm.C_MAX_MACS] = min(cons[lm.C_MAX_MACS], worst)
         elif self.sort == "rf_error":  # |2 rf - t2| <= worst
-            t2 = _target2(self.space)
+            t2 = objectives.rf_target2(self.space)
             cons[lm.C_RF_MIN] = max(cons[lm.C_RF_MIN], -((worst - t2) // 2))
             cons[lm.C_RF_MAX] = min(cons[lm.C_RF_MAX], (t2 + worst) // 2)
 
@@ -98,33 +84,145 @@ class TopK:
         return self.best
 
 
-def check_selection(limit: int | None, sort: str | None) -> None:
+def check_selection(
+    limit: int | None,
+    sort: str | None,
+    pareto: tuple[str, ...] | None = None,
+    sample: int | None = None,
+    where: str | None = None,
+    seed: int | None = None,
+) -> None:
+    """Refuse what cannot be combined, one line naming the field."""
     if sort is not None and limit is None:
         raise field_error("sort", sort, "needs --limit (sorting every survivor would hold them all in memory)")
-    if sort is not None and sort not in SORT_KEYS:
-        raise field_error("sort", sort, f"must be one of {', '.join(SORT_KEYS)}")
+    if sort is not None and sort not in objectives.SORT_KEYS:
+        raise field_error("sort", sort, f"must be one of {', '.join(objectives.SORT_KEYS)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise field_error("limit", limit, "must be an integer >= 1")
+    if pareto is not None and (limit is not None or sample is not None):
+        raise field_error("pareto", ",".join(pareto), "keeps the whole front: not with --limit, --sort or --sample")
+    if sample is not None:
+        check_sample(sample, seed)
+        if limit is not None:
+            raise field_error("sample", sample, "draws N survivors itself: not with --limit or --sort")
+        if where is not None:
+            raise field_error(
+                "sample",
+                sample,
+                "draws from the walk's exact counts, which --where (applied after) would bias; "
+                "use the budget flags (--max-params, ...) to constrain the survivors",
+            )
+    elif seed is not None:
+        raise field_error("seed", seed, "seeds --sample; give --sample N")
 
 
-def _batches(space: Space, limit: int | None, sort: str | None, **kw) -> Iterator[Batch]:
-    """Survivor batches: all of them in depth-first order, the first ``limit``, or the best ``limit`` by ``sort``."""
-    check_selection(limit, sort)
+class Front:
+    """The Pareto front of the survivors seen so far (rows no other row beats on every objective), holding
+    only the front and one batch."""
+
+    def __init__(self, space: Space, names: tuple[str, ...]):
+        self.space, self.names = space, names
+        self.best: Batch | None = None
+
+    def add(self, batch: Batch) -> None:
+        if len(batch) == 0:
+            return
+        if self.best is not None:
+            batch = Batch(np.concatenate([self.best.out, batch.out]), np.concatenate([self.best.choice, batch.choice]))
+        cols = objectives.survivor_columns(batch.out, self.space)
+        t2 = objectives.rf_target2(self.space)
+        keep = objectives.front_mask([objectives.key(cols, name, t2) for name in self.names])
+        self.best = Batch(batch.out[keep], batch.choice[keep])
+
+    def result(self) -> Batch:
+        """The front, ordered by the objectives in turn, ties by arch_id."""
+        if self.best is None:
+            return _empty(self.space)
+        cols = objectives.survivor_columns(self.best.out, self.space)
+        t2 = objectives.rf_target2(self.space)
+        keys = [objectives.key(cols, name, t2) for name in self.names]
+        order = np.lexsort([cols["arch_id"], *reversed(keys)])
+        return Batch(self.best.out[order], self.best.choice[order])
+
+
+def _empty(space: Space) -> Batch:
+    return Batch(np.zeros((0, space.out_width), np.int64), np.zeros((0, max(1, space.depth_max)), np.int16))
+
+
+def _filtered(batches: Iterator[Batch], space: Space, where: str | None) -> Iterator[Batch]:
+    """Only the survivors passing ``--where`` (evaluated on the batch's scalar columns)."""
+    if where is None:
+        yield from batches
+        return
+    from rfsweep.where import parse_where
+
+    cond = parse_where(where, sink.schema(space, layout="compact"))
+    for batch in batches:
+        keep = cond.mask(objectives.survivor_columns(batch.out, space))
+        yield Batch(batch.out[keep], batch.choice[keep])
+
+
+def _batches(
+    space: Space,
+    limit: int | None = None,
+    sort: str | None = None,
+    pareto: tuple[str, ...] | None = None,
+    sample: int | None = None,
+    seed: int | None = None,
+    where: str | None = None,
+    **kw,
+) -> Iterator[Batch]:
+    """Survivor batches: all of them in depth-first order, the first ``limit``, the best ``limit`` by
+    ``sort``, the Pareto front, or a uniform sample; ``where`` filters them first."""
+    check_selection(limit, sort, pareto, sample, where, seed)
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
+    if sample is not None:
+        kw.pop("reuse_buffers")
+        kw.pop("slab_rows", None)
+        plan = engine.CountedPlan(space, **kw)
+        for ranks in draw_ranks(plan.total, sample, np.random.default_rng(seed)):
+            yield from plan.rows_at(ranks)
+        plan.stats.extra["sampled_from"] = plan.total
+        return
+    if pareto is not None:
+        front = Front(space, pareto)
+        for batch in _filtered(engine.iter_batches(space, **kw), space, where):
+            front.add(batch)
+        yield front.result()
+        return
     if sort is None:
-        yield from engine.iter_batches(space, limit=limit, **kw)
+        if where is None:
+            yield from engine.iter_batches(space, limit=limit, **kw)
+            return
+        left = limit
+        for batch in _filtered(engine.iter_batches(space, **kw), space, where):
+            take = len(batch) if left is None else min(left, len(batch))
+            yield Batch(batch.out[:take], batch.choice[:take])
+            if left is not None:
+                left -= take
+                if left == 0:
+                    return
         return
     top = TopK(limit, space, sort)
-    for batch in engine.iter_batches(space, tighten=top.tighten, **kw):
+    for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
         top.add(batch)
     yield top.result()
+
+
+SELECT_OPTIONS = ("limit", "sort", "pareto", "sample", "seed", "where")
+
+
+def _selection(kw: dict) -> dict:
+    """The row-selection options out of the keyword arguments (the rest are settings)."""
+    sel = {k: kw.pop(k, None) for k in SELECT_OPTIONS}
+    if sel["pareto"] is not None:
+        sel["pareto"] = objectives.parse_objectives(sel["pareto"])
+    return sel
 
 
 def search(
     space: Space | dict | None = None,
     *,
-    limit: int | None = None,
-    sort: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
@@ -132,24 +230,19 @@ def search(
     progress: Callable[[engine.Progress], None] | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
-    """Survivors as a DataFrame (columns as the Parquet output). Use ``limit`` on large spaces.
+    """Survivors as a DataFrame (columns as the Parquet output). Use a selection on large spaces.
 
     Parameters are the search settings (``target_rf``, ``depth``, ``kernels``, ... as in
-    ``rfsweep search --help`` with underscores), ``limit``/``sort`` (params, macs, rf_error, erf),
-    ``device`` (cpu, cuda, auto), ``threads`` and ``columns`` (full, or compact without the per-layer lists).
+    ``rfsweep search --help`` with underscores), a selection of rows: ``limit`` (the first N) and
+    ``sort`` (the best N by params, macs, rf_error or erf), ``pareto`` (the non-dominated survivors
+    by two or three of params, macs, rf_error, erf, depth), ``sample`` with ``seed`` (N survivors
+    drawn uniformly), ``where`` (a filter such as ``"params < 2e6 and depth >= 5"``); and ``device``
+    (cpu, cuda, auto), ``threads`` and ``columns`` (full, or compact without the per-layer lists).
     """
+    sel = _selection(settings)
     sp = make_space(space, **settings)
     tables = list(
-        iter_tables(
-            sp,
-            limit=limit,
-            sort=sort,
-            device=device,
-            threads=threads,
-            stats=stats,
-            columns=columns,
-            progress=progress,
-        )
+        iter_tables(sp, device=device, threads=threads, stats=stats, columns=columns, progress=progress, **sel)
     )
     sch = sink.schema(sp, layout=columns)
     table = pa.concat_tables(tables) if tables else sch.empty_table()
@@ -159,18 +252,20 @@ def search(
 def iter_tables(
     space: Space,
     *,
-    limit: int | None = None,
-    sort: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
     columns: str = "full",
+    **selection: Any,
 ) -> Iterator[pa.Table]:
-    """Arrow tables of survivors (see :func:`search`)."""
+    """Arrow tables of survivors (see :func:`search` for the selection keywords)."""
+    sel = _selection(selection)
+    if selection:
+        raise field_error(next(iter(selection)), None, "unknown option of the search")
     sch = sink.schema(space, layout=columns)
     tables = sink.LayerTables(space)
-    for batch in _batches(space, limit, sort, device=device, threads=threads, stats=stats, progress=progress):
+    for batch in _batches(space, device=device, threads=threads, stats=stats, progress=progress, **sel):
         if len(batch):
             yield sink.to_table(batch, space, tables, sch)
 
@@ -179,8 +274,6 @@ def search_to_parquet(
     path: str,
     space: Space | dict | None = None,
     *,
-    limit: int | None = None,
-    sort: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
@@ -191,14 +284,16 @@ def search_to_parquet(
 ) -> Stats:
     """Stream survivors to ``path`` by the output rule of :mod:`rfsweep.files` (atomically: a temporary
     name, renamed when complete). ``inputs`` are files the output must not be (the --space file).
+    Selection keywords as :func:`search`.
     """
+    sel = _selection(settings)
     sp = make_space(space, **settings)
-    check_selection(limit, sort)
+    check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
     stats = stats if stats is not None else Stats()
-    meta = sink.metadata(sp, {"limit": limit, "sort": sort, "columns": columns})
+    meta = sink.metadata(sp, {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns})
     with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta, inputs=inputs) as out:
         for table in iter_tables(
-            sp, limit=limit, sort=sort, device=device, threads=threads, stats=stats, progress=progress, columns=columns
+            sp, device=device, threads=threads, stats=stats, progress=progress, columns=columns, **sel
         ):
             out.write(table)
     stats.extra["written"] = out.rows

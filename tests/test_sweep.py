@@ -665,6 +665,10 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         "output",
         "limit",
         "sort",
+        "pareto",
+        "sample",
+        "seed",
+        "where",
         "columns",
         "method",
     }
