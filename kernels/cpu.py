@@ -30,8 +30,12 @@ from rfsweep.kernels.layer_math import (
     ROLE_BODY,
     ROLE_HEAD,
     S_IDX,
+    S_JUMP,
+    S_NCONV,
+    S_RF,
     conv_out,
     layer_channels,
+    walk_prefix,
     walk_task,
 )
 
@@ -170,7 +174,7 @@ def flatten_layers(choice, depth, t_op, t_k, t_s, t_d, t_c, cons):
         cin = cons[C_CIN]
         ndown = 0
         for p in range(depth[r]):
-            c = choice[r, p]
+            c = choice[p, r]
             s = t_s[p, c]
             if s > 1:
                 ndown += 1
@@ -210,3 +214,117 @@ def pareto_sorted(b, c, keep):
             if c[i] < tree[j]:
                 tree[j] = c[i]
             j += j & -j
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def wide_layers(choice, depth, t_op, t_k, t_s, t_d, t_c, cons):
+    """The per-position columns of a batch: (op, kernel, stride, dilation, channels), each (positions x
+    rows) so that every position's column is contiguous; zero beyond a row's depth (the caller marks
+    those null). Channels follow the walk's own rule (``layer_channels``)."""
+    npos, rows = choice.shape
+    op = np.zeros((npos, rows), np.int8)
+    kernel = np.zeros((npos, rows), np.uint8)
+    stride = np.zeros((npos, rows), np.uint8)
+    dilation = np.zeros((npos, rows), np.uint8)
+    channels = np.zeros((npos, rows), np.int32)
+    for r in prange(rows):
+        cin = cons[C_CIN]
+        ndown = 0
+        for p in range(depth[r]):
+            c = choice[p, r]
+            s = t_s[p, c]
+            if s > 1:
+                ndown += 1
+            cin = layer_channels(t_op[p, c], t_c[p, c], cin, cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
+            op[p, r] = t_op[p, c]
+            kernel[p, r] = t_k[p, c]
+            stride[p, r] = s
+            dilation[p, r] = t_d[p, c]
+            channels[p, r] = cin
+    return op, kernel, stride, dilation, channels
+
+
+@njit(cache=True, nogil=True)
+def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
+    """table[t, j, rf, m]: survivors strictly below a node at depth t whose last choice may continue, in
+    state (jump_values[j], rf, convs m): the counting programme run backwards, so that a task's count is
+    its prefix walk plus one lookup (kernels.cpu.task_counts) instead of a walk of its subtree.
+
+    The same states and rules as :func:`count_dp` (rf above ``rf_cap`` saturates; the out size is a
+    function of the state). ``table[dmax]`` is 0.
+    """
+    choices = K.choices
+    nch = K.nch
+    cons = K.cons
+    nj = jump_values.shape[0]
+    big_n = cons[C_N]
+    mode = cons[C_PAD]
+    valid = mode == PAD_VALID
+    min_convs = cons[C_MIN_CONVS]
+    nm = min_convs + 1
+    rf_min = cons[C_RF_MIN]
+    rf_max = cons[C_RF_MAX]
+    min_out = cons[C_MIN_OUT]
+    dmax = cons[C_DMAX]
+    dmin = cons[C_DMIN]
+    table[dmax, :, :, :] = 0
+    for t in range(dmax - 1, -1, -1):
+        final = t + 1 >= dmin
+        for j in range(nj):
+            jump = jump_values[j]
+            for rf in range(1, rf_cap + 1):
+                if valid:
+                    n = (big_n - rf) // jump + 1
+                else:
+                    n = (big_n + jump - 1) // jump
+                for m in range(nm):
+                    total = 0
+                    for c in range(nch[t]):
+                        jo = jump_next[j, t, c]
+                        if jo < 0:
+                            continue
+                        k = choices[t, c, F_K]
+                        keff = choices[t, c, F_D] * (k - 1) + 1
+                        n_out, _ = conv_out(n, keff, choices[t, c, F_S], mode)
+                        if n_out < min_out:
+                            continue
+                        rf_out = rf + (keff - 1) * jump
+                        if rf_out > rf_max:
+                            continue
+                        if rf_out > rf_cap:
+                            rf_out = rf_cap
+                        mo = m
+                        if choices[t, c, F_OP] == OP_CONV and mo < min_convs:
+                            mo += 1
+                        role = choices[t, c, F_ROLE]
+                        if role & ROLE_HEAD and final and final_ok[jo] and rf_out >= rf_min and mo == min_convs:
+                            total += 1
+                        if role & ROLE_BODY:
+                            total += table[t + 1, jo, rf_out, mo]
+                    table[t, j, rf, m] = total
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals):
+    """Survivors of each task from its prefix walk and one lookup in :func:`suffix_table` (spaces whose
+    constraints the counting programme tracks). ``evals[i]`` gets the prefix nodes the walk evaluated."""
+    ntask = tasks.shape[0]
+    cons = K.cons
+    dmax = cons[C_DMAX]
+    min_convs = cons[C_MIN_CONVS]
+    dummy = np.zeros((1, 1), np.int64)
+    dummy_ch = np.zeros((1, 1), np.int16)
+    for i in prange(ntask):
+        if ctl[0] != 0:
+            continue
+        st = np.empty((dmax + 1, NS), np.int64)
+        st[0, S_IDX] = 0
+        count, below = walk_prefix(0, tasks[i], plens[i], 0, K, st, dummy, dummy_ch)
+        if below:
+            t = plens[i]
+            j = np.searchsorted(jump_values, st[t, S_JUMP])
+            rf = min(st[t, S_RF], rf_cap)
+            m = min(st[t, S_NCONV], min_convs)
+            count += table[t, j, rf, m]
+        counts[i] = count
+        evals[i] = st[0, S_IDX]

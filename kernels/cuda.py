@@ -206,9 +206,10 @@ def _blocks(n: int) -> int:
 
 
 def _rows(a: np.ndarray, mode: int) -> np.ndarray:
-    if mode == 1 and a.shape[0] > 0:
+    """The (fields x rows) slab to copy to the device: all of it in mode 1, one column in mode 0."""
+    if mode == 1 and a.shape[1] > 0:
         return a
-    return a[:1] if a.shape[0] > 0 else np.zeros((1,) + a.shape[1:], a.dtype)
+    return a[:, :1] if a.shape[1] > 0 else np.zeros(a.shape[:1] + (1,), a.dtype)
 
 
 def _dev(a: np.ndarray, dtype) -> object:
@@ -265,6 +266,6 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
 
     d_counts.copy_to_host(counts)
     d_evals.copy_to_host(evals)
-    if mode == 1 and out.shape[0] > 0:
+    if mode == 1 and out.shape[1] > 0:
         d_out.copy_to_host(out)
         d_ch.copy_to_host(out_ch)

@@ -18,7 +18,8 @@ C-contiguous arrays, built once per space by ``rfsweep.packing.kernel_arrays``):
 
 Per call: ``ctl[CTL_STOP]`` is raised by the host to stop every walk within a few thousand nodes
 (Ctrl-C); ``st[depth, S_*]`` is the walk's state after ``depth`` layers (one row per depth, reused);
-``out[row, O_*]`` one survivor per row and ``out_ch[row, pos]`` its choice indices.
+``out[O_*, row]`` the survivors, one column per survivor (column-major: each field is contiguous, as
+the Parquet columns want it), and ``out_ch[pos, row]`` their choice indices.
 """
 
 from collections import namedtuple
@@ -325,40 +326,31 @@ def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
         u = t
         while st[u, S_JUMP] != anchors[i, A_STRIDE]:
             u -= 1
-        out[row, NO + 3 * i] = u - 1
-        out[row, NO + 3 * i + 1] = st[u, S_RF]
-        out[row, NO + 3 * i + 2] = st[u, S_ERF]
-    out[row, O_ARCH] = dep_off[t] + st[t, S_PID]
-    out[row, O_DEPTH] = t
-    out[row, O_RF] = st[t, S_RF]
-    out[row, O_JUMP] = st[t, S_JUMP]
-    out[row, O_PAD] = st[t, S_PAD]
-    out[row, O_N] = st[t, S_N]
-    out[row, O_PARAMS] = st[t, S_PARAMS]
-    out[row, O_MACS] = st[t, S_MACS]
-    out[row, O_ERF] = st[t, S_ERF]
+        out[NO + 3 * i, row] = u - 1
+        out[NO + 3 * i + 1, row] = st[u, S_RF]
+        out[NO + 3 * i + 2, row] = st[u, S_ERF]
+    out[O_ARCH, row] = dep_off[t] + st[t, S_PID]
+    out[O_DEPTH, row] = t
+    out[O_RF, row] = st[t, S_RF]
+    out[O_JUMP, row] = st[t, S_JUMP]
+    out[O_PAD, row] = st[t, S_PAD]
+    out[O_N, row] = st[t, S_N]
+    out[O_PARAMS, row] = st[t, S_PARAMS]
+    out[O_MACS, row] = st[t, S_MACS]
+    out[O_ERF, row] = st[t, S_ERF]
     for p in range(t):
-        out_ch[row, p] = st[p + 1, S_IDX]
+        out_ch[p, row] = st[p + 1, S_IDX]
 
 
 @register_jitable(_nrt=False)
-def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
-    """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
-
-    A task is the subtree under the node ``prefix[:plen]``. It also emits the ancestors of that node
-    whose remaining prefix choices are all 0: in depth-first order an ancestor comes just before its
-    first child's subtree, so exactly one task (the leftmost below it) owns it.
-    Returns the number of survivors; ``row0`` is where the task's first row goes. On return
-    ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
-    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
+def walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch):
+    """Build the state of the node ``prefix[:plen]`` (rows 0..plen of ``st``) and count (mode 0) or write
+    (mode 1) its owned ancestors and the node itself when they survive. Returns (survivors, whether
+    anything below the node can survive). A task owns the ancestors whose remaining prefix choices are
+    all 0: in depth-first order an ancestor comes just before its first child's subtree, so exactly one
+    task (the leftmost below it) owns it. ``st[0, S_IDX]`` counts the candidates evaluated.
     """
-    # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
-    # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
     choices, nch, cons, jumps, anchors, growth, dep_off = K
-    dmax = cons[C_DMAX]
-    st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
-    if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
-        return 0
     st[0, S_N] = cons[C_N]
     st[0, S_RF] = 1
     st[0, S_JUMP] = 1
@@ -373,7 +365,6 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     st[0, S_NCONV] = 0
     count = 0
     dmin = cons[C_DMIN]
-    # the prefix: emit owned ancestors, stop if the prefix itself is pruned
     for t in range(plen):
         c = prefix[t]
         owned = True
@@ -382,28 +373,50 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
                 owned = False
         if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
-        # (the child's steps are written out here and below, not in a helper taking six arrays: an
-        # array argument is a struct passed by value, and the call cost 40% of the walk)
         if not child(st, t, choices, cons, t, c):
-            return count
+            return count, False
         st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
         st[t + 1, S_IDX] = c
         if not jump_ok(st[t + 1, S_JUMP], jumps, cons) or not levels_step(st, t, anchors, cons):
-            return count
+            return count, False
         if not feasible(st, t + 1, growth, cons):
-            return count
+            return count, False
         if t + 1 < plen and owned and survives(st, t + 1, choices, jumps, anchors, cons):
             emit(mode, st, t + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
             count += 1
         if t + 1 < plen and choices[t, c, F_ROLE] & ROLE_BODY == 0:
-            return count  # a head-only layer ends every candidate through it
+            return count, False  # a head-only layer ends every candidate through it
     if survives(st, plen, choices, jumps, anchors, cons):
         emit(mode, st, plen, out, out_ch, row0 + count, dep_off, anchors, cons)
         count += 1
+    below = plen < cons[C_DMAX] and (plen == 0 or choices[plen - 1, prefix[plen - 1], F_ROLE] & ROLE_BODY != 0)
+    return count, below
+
+
+@register_jitable(_nrt=False)
+def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
+    """Count (mode 0) or write (mode 1) the survivors of one task, in depth-first order.
+
+    A task is the subtree under the node ``prefix[:plen]``, with the ancestors it owns (walk_prefix).
+    Returns the number of survivors; ``row0`` is where the task's first row goes. On return
+    ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
+    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
+    """
+    st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
+    if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
+        return 0
+    count, below = walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch)
+    if not below:
+        return count
+    # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
+    # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
+    choices, nch, cons, jumps, anchors, growth, dep_off = K
+    dmax = cons[C_DMAX]
+    dmin = cons[C_DMIN]
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
     # on the way back up it is recovered from the choice stored in the child's row (S_IDX).
-    if plen >= dmax or (plen > 0 and choices[plen - 1, prefix[plen - 1], F_ROLE] & ROLE_BODY == 0):
-        return count
+    # (the child's steps are written out here, not in a helper taking six arrays: an array argument is
+    # a struct passed by value, and the call cost 40% of the walk)
     depth = plen
     cur = 0
     tick = 0

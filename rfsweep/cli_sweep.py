@@ -16,8 +16,8 @@ from rfsweep.errors import RFSweepError, field_error
 from rfsweep.settings import SETTINGS
 
 # Measured end to end on 2 cores (benchmarks/README.md): what a "this will take a while" note assumes.
-WRITE_RATE = {"full": 1.2e6, "compact": 3.4e6}  # rows/s
-ROW_BYTES = {"full": 7.3, "compact": 4.5}  # bytes per row in the file
+WRITE_RATE = {"wide": 5e6, "lists": 1.2e6, "full": 1.2e6, "compact": 6e6}  # rows/s
+ROW_BYTES = {"wide": 5.5, "lists": 7.3, "full": 7.3, "compact": 4.5}  # bytes per row in the file
 NOTE_ROWS = 5_000_000  # say what is coming when a search writes more rows than this
 ENUMERATE_RATE = 3e8  # candidates/s of the pruned enumeration (R7 count)
 NOTE_CANDIDATES = 10**9  # announce an enumeration over more candidates than this
@@ -149,11 +149,12 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option("--where", help='Keep survivors passing a filter, e.g. "params < 2e6 and depth >= 5".')
 @click.option(
     "--columns",
-    type=click.Choice(["full", "compact"]),
-    default="full",
+    type=click.Choice(["wide", "lists", "compact", "full"]),
+    default="wide",
     show_default=True,
-    help="compact leaves out the per-layer list columns (arch_id + `rfsweep show` decode them); "
-    "the R7 search writes ~3x faster.",
+    help="Layout of the per-layer values: wide, one column per position (op_0, kernel_0, ...); lists, list "
+    "columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write; compact, none (arch_id and "
+    "`rfsweep show` decode them).",
 )
 @friendly
 def search(output, limit, sort, pareto, sample, seed, where, columns, device, threads, as_json, quiet, **kwargs):
@@ -205,7 +206,9 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
     progress = _progress(talk, "search")
     try:
         if output is None:
-            df = sweep.search(space, device=device, threads=threads, stats=stats, progress=progress, **selection)
+            df = sweep.search(
+                space, device=device, threads=threads, stats=stats, progress=progress, columns="lists", **selection
+            )
             written = len(df)
         else:
             sweep.search_to_parquet(

@@ -95,7 +95,7 @@ def crt(residues: list[int], moduli: tuple[int, ...]) -> int:
 # ------------------------------------------------------------------ the programme
 
 
-def _jump_tables(space: Space):
+def jump_tables(space: Space):
     """Reachable jumps that can still end on an allowed jump, and the transition table between them."""
 
     def ok(j):
@@ -130,7 +130,7 @@ def dp_cap(space: Space, rf_min: int, rf_max: int | None) -> int:
 
 
 def dp_cells(space: Space, cap: int) -> int:
-    return len(_jump_tables(space)[0]) * (cap + 1) * (space.min_convs + 1) * len(moduli_for(space.size))
+    return len(jump_tables(space)[0]) * (cap + 1) * (space.min_convs + 1) * len(moduli_for(space.size))
 
 
 def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
@@ -139,10 +139,10 @@ def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
     rf >= rf_min, except with 'valid' padding, where every rf has its own bucket."""
     from rfsweep.kernels.cpu import count_dp
 
-    jv, nxt, final = _jump_tables(space)
+    jv, nxt, final = jump_tables(space)
     cap = dp_cap(space, rf_min, rf_max)
     if cap < rf_min:
-        return [0] * (rf_min + 1)
+        return [0] * (cap + 1)  # nothing reaches rf_min (callers sum hist[rf_min:])
     K = space.kernel
     cons = K.cons.copy()
     cons[lm.C_RF_MIN] = rf_min

@@ -42,26 +42,27 @@ def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.nd
 
 
 def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
-    """The scalar output columns of a block of kernel rows (``out[:, O_*]``), as numpy arrays."""
-    rf = out[:, lm.O_RF]
-    pad = out[:, lm.O_PAD]
+    """The scalar output columns of a block of survivors (``out[O_*, :]``, column-major), as numpy arrays
+    (views of ``out`` where no arithmetic is needed)."""
+    rf = out[lm.O_RF]
+    pad = out[lm.O_PAD]
     cols = {
-        "arch_id": out[:, lm.O_ARCH],
-        "depth": out[:, lm.O_DEPTH],
+        "arch_id": out[lm.O_ARCH],
+        "depth": out[lm.O_DEPTH],
         "rf": rf,
-        "jump": out[:, lm.O_JUMP],
+        "jump": out[lm.O_JUMP],
         "eff_padding": pad,
         "center": (rf - 1) / 2.0 - pad,
-        "out_size": out[:, lm.O_N],
-        "params": out[:, lm.O_PARAMS],
-        "macs": out[:, lm.O_MACS],
-        "erf_sigma": np.sqrt(out[:, lm.O_ERF] / 12.0),
+        "out_size": out[lm.O_N],
+        "params": out[lm.O_PARAMS],
+        "macs": out[lm.O_MACS],
+        "erf_sigma": np.sqrt(out[lm.O_ERF] / 12.0),
     }
     for i, lv in enumerate(space.levels):  # per detector level: its tap (layer index), rf and ERF sigma
         base = lm.NO + 3 * i
-        cols[f"s{lv.stride}_tap"] = out[:, base]
-        cols[f"s{lv.stride}_rf"] = out[:, base + 1]
-        cols[f"s{lv.stride}_erf_sigma"] = np.sqrt(out[:, base + 2] / 12.0)
+        cols[f"s{lv.stride}_tap"] = out[base]
+        cols[f"s{lv.stride}_rf"] = out[base + 1]
+        cols[f"s{lv.stride}_erf_sigma"] = np.sqrt(out[base + 2] / 12.0)
     return cols
 
 

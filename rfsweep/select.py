@@ -9,6 +9,7 @@ it on its own survivor tables (``Selection.mask`` takes a table, a batch or a di
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +143,10 @@ def _key_columns(sort: str) -> tuple[str, ...]:
 
 
 def scalar_columns(schema: pa.Schema) -> list[str]:
-    """The file's columns that are not per-layer lists (selection and export never need the lists)."""
-    return [f.name for f in schema if not pa.types.is_list(f.type)]
+    """The file's columns that are not per-layer values (lists, or the wide layout's op_0, kernel_0, ...,
+    padding): selection and export never need them."""
+    per_layer = re.compile(r"(op|kernel|stride|dilation|channels)_\d+|padding")
+    return [f.name for f in schema if not pa.types.is_list(f.type) and not per_layer.fullmatch(f.name)]
 
 
 def select_file(path: str, selection: Selection, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:

@@ -1,9 +1,19 @@
 """Survivor batches -> Arrow tables -> Parquet, written under a temporary name and renamed when complete.
 
-Schema: arch_id, depth, per-layer list columns (op, kernel, stride, dilation, padding, channels), then
-rf, jump, eff_padding, center, out_size, params, macs, erf_sigma, in the narrowest integer types the
-space's bounds allow. The search settings and the rfsweep version are stored in the schema metadata
-as JSON under ``rfsweep.spec``.
+Three layouts of the same rows (``--columns``):
+
+* ``wide`` (the default): the per-layer values as one flat column per position, ``op_0 .. op_{D-1}``,
+  ``kernel_p``, ``stride_p``, ``dilation_p``, ``channels_p`` (null beyond a candidate's depth), and the
+  space's ``padding`` once per row. Flat columns encode 4-5x faster than lists and every reader takes
+  them as ordinary columns (``WHERE kernel_0 = 7``); the README shows the one expression that turns
+  them into lists in pandas, pyarrow, polars and duckdb.
+* ``lists``: the per-layer values as list columns ``op``, ``kernel``, ``stride``, ``dilation``,
+  ``padding``, ``channels`` (the layout before 0.2, called ``full`` then; that name still works).
+* ``compact``: neither (``arch_id`` and ``rfsweep show`` decode the layers).
+
+Then rf, jump, eff_padding, center, out_size, params, macs, erf_sigma in the narrowest integer types the
+space's bounds allow, and per detector level its tap, rf and ERF sigma. The search settings and the
+rfsweep version are stored in the schema metadata as JSON under ``rfsweep.spec``.
 """
 
 from __future__ import annotations
@@ -22,13 +32,21 @@ from rfsweep.engine import Batch
 from rfsweep.errors import field_error
 from rfsweep.files import check_output, reserve_beside
 from rfsweep.kernels import layer_math as lm
+from rfsweep.objectives import survivor_columns
 from rfsweep.space import OP_CODES, Space
 
 META_KEY = b"rfsweep.spec"
 # Row groups of 512K rows: the writer holds a row group's encoded levels in memory (measured: 1M-row
 # groups put the R7 search with list columns at 944 MiB peak RSS, against 1 GB allowed)
 ROW_GROUP_ROWS = 1 << 19
+# dictionary encoding only where the values are strings: for the small integers of the per-layer
+# columns it cost 50% more CPU than plain + zstd for the same file size (measured on R7 [223, 225])
+DICTIONARY_COLUMNS = ["op", "padding"] + [f"op_{p}" for p in range(32)]
 OP_NAMES = sorted(OP_CODES, key=OP_CODES.get)
+LAYER_FIELDS = ("op", "kernel", "stride", "dilation", "channels")
+LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
+LAYOUTS = ("wide", "lists", "compact")
+ALIASES = {"full": "lists"}  # 0.1's name of the list layout
 
 
 def _int_type(bound: int, signed: bool = True) -> pa.DataType:
@@ -41,47 +59,61 @@ def _int_type(bound: int, signed: bool = True) -> pa.DataType:
     return pa.int64()
 
 
-LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
-LAYOUTS = ("full", "compact")
-
-
-def schema(space: Space, layout: str = "full") -> pa.Schema:
-    """Output columns; the compact layout leaves out the per-layer lists (arch_id decodes them)."""
+def layout_name(layout: str) -> str:
+    layout = ALIASES.get(layout, layout)
     if layout not in LAYOUTS:
-        raise field_error("columns", layout, "must be full or compact")
+        raise field_error("columns", layout, f"must be one of {', '.join(LAYOUTS)}")
+    return layout
+
+
+def _layer_types() -> dict[str, pa.DataType]:
+    return {
+        "op": pa.dictionary(pa.int8(), pa.string()),
+        "kernel": pa.uint8(),  # the space caps kernel, stride and dilation at 255
+        "stride": pa.uint8(),
+        "dilation": pa.uint8(),
+        "channels": pa.int32(),
+    }
+
+
+def layer_columns(space: Space) -> list[str]:
+    """The wide layout's per-position column names, field by field: op_0 .. op_{D-1}, kernel_0, ..."""
+    return [f"{f}_{p}" for f in LAYER_FIELDS for p in range(space.depth_max)]
+
+
+def schema(space: Space, layout: str = "wide") -> pa.Schema:
+    """Output columns of a layout (see the module docstring)."""
+    layout = layout_name(layout)
     rf_t = _int_type(space.rf_bound)
-
-    def lst(value_type):
-        return pa.list_(pa.field("item", value_type, nullable=False))
-
-    fields = [
-        ("arch_id", pa.int64()),
-        ("depth", pa.uint8()),
-        ("op", lst(pa.dictionary(pa.int8(), pa.string()))),
-        ("kernel", lst(pa.uint8())),  # the space caps kernel, stride and dilation at 255
-        ("stride", lst(pa.uint8())),
-        ("dilation", lst(pa.uint8())),
-        ("padding", lst(pa.dictionary(pa.int8(), pa.string()))),
-        ("channels", lst(pa.int32())),
-        ("rf", rf_t),
-        ("jump", _int_type(space.jump_bound)),
-        ("eff_padding", rf_t),
-        ("center", pa.float64()),
-        ("out_size", _int_type(space.input_size)),
-        ("params", pa.int64()),
-        ("macs", pa.int64()),
-        ("erf_sigma", pa.float64()),
+    fields = [pa.field("arch_id", pa.int64(), False), pa.field("depth", pa.uint8(), False)]
+    types = _layer_types()
+    if layout == "lists":
+        for name in LIST_COLUMNS:
+            typ = types.get(name, types["op"])  # padding: a dictionary of strings, as op
+            fields.append(pa.field(name, pa.list_(pa.field("item", typ, nullable=False)), False))
+    elif layout == "wide":
+        for f in LAYER_FIELDS:
+            for p in range(space.depth_max):
+                fields.append(pa.field(f"{f}_{p}", types[f], nullable=p >= space.depth_min))
+        fields.append(pa.field("padding", types["op"], False))
+    # nothing but the per-position columns is ever null: non-nullable fields write ~30% faster
+    fields += [
+        pa.field("rf", rf_t, False),
+        pa.field("jump", _int_type(space.jump_bound), False),
+        pa.field("eff_padding", rf_t, False),
+        pa.field("center", pa.float64(), False),
+        pa.field("out_size", _int_type(space.input_size), False),
+        pa.field("params", pa.int64(), False),
+        pa.field("macs", pa.int64(), False),
+        pa.field("erf_sigma", pa.float64(), False),
     ]
-    if layout == "compact":
-        fields = [f for f in fields if f[0] not in LIST_COLUMNS]
     for lv in space.levels:  # per detector level: its tap (layer index), the tap's rf and ERF sigma
         fields += [
-            (f"s{lv.stride}_tap", pa.int8()),
-            (f"s{lv.stride}_rf", rf_t),
-            (f"s{lv.stride}_erf_sigma", pa.float64()),
+            pa.field(f"s{lv.stride}_tap", pa.int8(), False),
+            pa.field(f"s{lv.stride}_rf", rf_t, False),
+            pa.field(f"s{lv.stride}_erf_sigma", pa.float64(), False),
         ]
-    # nothing is ever null: non-nullable fields write ~30% faster (no definition levels to encode)
-    return pa.schema([pa.field(name, typ, nullable=False) for name, typ in fields])
+    return pa.schema(fields)
 
 
 def metadata(space: Space, extra: dict | None = None) -> dict[bytes, bytes]:
@@ -92,7 +124,7 @@ def metadata(space: Space, extra: dict | None = None) -> dict[bytes, bytes]:
 
 
 class LayerTables:
-    """Per-position lookup tables (choice index -> op code, kernel, ...) for the list columns."""
+    """Per-position lookup tables (choice index -> op code, kernel, ...) for the per-layer columns."""
 
     def __init__(self, space: Space):
         self.space = space
@@ -101,62 +133,75 @@ class LayerTables:
         self.op, self.kernel, self.stride, self.dilation, self.channels = (
             np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)
         )
+        self.op_names = pa.array(OP_NAMES)
+        self.padding = pa.array([space.padding])
+
+    def _tables(self):
+        return self.op, self.kernel, self.stride, self.dilation, self.channels, self.space.kernel.cons
 
     def flatten(self, choice: np.ndarray, depth: np.ndarray):
         """(offsets, op, kernel, stride, dilation, channels) flat arrays of a batch (kernels.cpu.flatten_layers)."""
         from rfsweep.kernels.cpu import flatten_layers
 
-        return flatten_layers(
-            np.ascontiguousarray(choice),
-            np.ascontiguousarray(depth, dtype=np.int64),
-            self.op,
-            self.kernel,
-            self.stride,
-            self.dilation,
-            self.channels,
-            self.space.kernel.cons,
-        )
+        return flatten_layers(np.ascontiguousarray(choice), np.ascontiguousarray(depth, np.int64), *self._tables())
+
+    def wide(self, choice: np.ndarray, depth: np.ndarray) -> dict[str, pa.Array]:
+        """The wide layout's per-position columns of a batch (kernels.cpu.wide_layers), nulls beyond depth."""
+        from rfsweep.kernels.cpu import wide_layers
+
+        depth = np.ascontiguousarray(depth, np.int64)
+        arrays = wide_layers(np.ascontiguousarray(choice), depth, *self._tables())
+        types = _layer_types()
+        n = len(depth)
+        cols: dict[str, pa.Array] = {}
+        for p in range(self.space.depth_max):
+            valid = None
+            nulls = 0
+            if p >= self.space.depth_min:
+                present = depth > p
+                nulls = n - int(np.count_nonzero(present))
+                if nulls:
+                    valid = pa.py_buffer(np.packbits(present, bitorder="little"))
+            for f, values in zip(LAYER_FIELDS, arrays):
+                data = pa.py_buffer(values[p])
+                if f == "op":
+                    codes = pa.Array.from_buffers(pa.int8(), n, [valid, data], null_count=nulls)
+                    cols[f"op_{p}"] = pa.DictionaryArray.from_arrays(codes, self.op_names)
+                else:
+                    cols[f"{f}_{p}"] = pa.Array.from_buffers(types[f], n, [valid, data], null_count=nulls)
+        return cols
 
 
 def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) -> pa.Table:
-    """One batch as an Arrow table of schema ``sch`` (full or compact layout)."""
+    """One batch as an Arrow table of schema ``sch`` (any layout). Every array owns its memory: the batch
+    may be a view of buffers the engine reuses while the writer thread still encodes this table."""
     out = batch.out
-    depth = out[:, lm.O_DEPTH]
-    cols = {}
-    if "op" in sch.names:
+    n = len(batch)
+    depth = out[lm.O_DEPTH]
+    cols: dict[str, pa.Array] = {}
+    names = set(sch.names)
+    if "op" in names:
         offsets, op, kernel, stride, dilation, channels = tables.flatten(batch.choice, depth)
-        offsets = pa.array(offsets, pa.int32())
-        op_dict = pa.DictionaryArray.from_arrays(pa.array(op, pa.int8()), pa.array(OP_NAMES))
-        pad_dict = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), pa.array([space.padding]))
+        offsets = pa.array(offsets)  # int32 already
+        pad = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), tables.padding)
         for name, values in (
-            ("op", op_dict),
+            ("op", pa.DictionaryArray.from_arrays(pa.array(op), tables.op_names)),
             ("kernel", kernel),
             ("stride", stride),
             ("dilation", dilation),
-            ("padding", pad_dict),
+            ("padding", pad),
             ("channels", channels),
         ):
             values = values if isinstance(values, pa.Array) else pa.array(values)
             cols[name] = pa.ListArray.from_arrays(offsets, values, type=sch.field(name).type)
-    rf = out[:, lm.O_RF]
-    pad = out[:, lm.O_PAD]
-    cols |= {
-        "arch_id": pa.array(out[:, lm.O_ARCH], pa.int64()),
-        "depth": pa.array(depth, pa.uint8()),
-        "rf": pa.array(rf, sch.field("rf").type),
-        "jump": pa.array(out[:, lm.O_JUMP], sch.field("jump").type),
-        "eff_padding": pa.array(pad, sch.field("eff_padding").type),
-        "center": pa.array((rf - 1) / 2.0 - pad, pa.float64()),
-        "out_size": pa.array(out[:, lm.O_N], sch.field("out_size").type),
-        "params": pa.array(out[:, lm.O_PARAMS], pa.int64()),
-        "macs": pa.array(out[:, lm.O_MACS], pa.int64()),
-        "erf_sigma": pa.array(np.sqrt(out[:, lm.O_ERF] / 12.0), pa.float64()),
-    }
-    for i, lv in enumerate(space.levels):
-        base = lm.NO + 3 * i
-        cols[f"s{lv.stride}_tap"] = pa.array(out[:, base], pa.int8())
-        cols[f"s{lv.stride}_rf"] = pa.array(out[:, base + 1], sch.field(f"s{lv.stride}_rf").type)
-        cols[f"s{lv.stride}_erf_sigma"] = pa.array(np.sqrt(out[:, base + 2] / 12.0), pa.float64())
+    elif "op_0" in names:
+        cols.update(tables.wide(batch.choice, depth))
+        cols["padding"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), tables.padding)
+    for name, values in survivor_columns(out, space).items():
+        typ = sch.field(name).type
+        # owned and already of the column's type: pa.array then wraps the buffer (passing the type made
+        # it check every value, 9 ms per million rows and column: most of the compact layout's cost)
+        cols[name] = pa.array(np.asarray(values).astype(typ.to_pandas_dtype(), copy=True))
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
@@ -183,8 +228,11 @@ class ParquetSink:
                 self.schema,
                 compression="zstd",
                 compression_level=1,
-                use_dictionary=["op", "padding"],
+                use_dictionary=DICTIONARY_COLUMNS,
                 write_statistics=False,
+                # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
+                # plain values 0.22 s and 14 MB
+                column_encoding={"arch_id": "DELTA_BINARY_PACKED"},
             )
         except (OSError, pa.ArrowException) as exc:
             self._close_stream()

@@ -47,18 +47,15 @@ class TopK:
     """
 
     def __init__(self, k: int, space: Space, sort: str):
-        _sort_key(np.zeros((0, space.out_width), np.int64), space, sort)  # refuse an unknown key early
+        _sort_key(np.zeros((space.out_width, 0), np.int64), space, sort)  # refuse an unknown key early
         self.k, self.space, self.sort = k, space, sort
         self.best: Batch | None = None
 
     def add(self, batch: Batch) -> None:
-        if self.best is not None:
-            batch = Batch(np.concatenate([self.best.out, batch.out]), np.concatenate([self.best.choice, batch.choice]))
-        else:
-            batch = Batch(batch.out.copy(), batch.choice.copy())
+        batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
         key = _sort_key(batch.out, self.space, self.sort)
-        order = np.lexsort((batch.out[:, lm.O_ARCH], key))[: self.k]
-        self.best = Batch(batch.out[order], batch.choice[order])
+        order = np.lexsort((batch.out[lm.O_ARCH], key))[: self.k]
+        self.best = batch.take(order)
 
     def tighten(self, cons: np.ndarray) -> None:
         """Narrow the run's constraints to what can still enter the top k (ties included)."""
@@ -66,7 +63,7 @@ class TopK:
             return
         if self.sort == "erf":
             return  # the ERF only grows along a prefix: nothing to prune by
-        worst = int(_sort_key(self.best.out[-1:], self.space, self.sort)[0])
+        worst = int(_sort_key(self.best.out[:, -1:], self.space, self.sort)[0])
         if self.sort == "params":
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":
@@ -77,11 +74,7 @@ class TopK:
             cons[lm.C_RF_MAX] = min(cons[lm.C_RF_MAX], (t2 + worst) // 2)
 
     def result(self) -> Batch:
-        if self.best is None:
-            return Batch(
-                np.zeros((0, self.space.out_width), np.int64), np.zeros((0, max(1, self.space.depth_max)), np.int16)
-            )
-        return self.best
+        return Batch.empty(self.space) if self.best is None else self.best
 
 
 def check_selection(
@@ -128,25 +121,21 @@ class Front:
         if len(batch) == 0:
             return
         if self.best is not None:
-            batch = Batch(np.concatenate([self.best.out, batch.out]), np.concatenate([self.best.choice, batch.choice]))
+            batch = Batch.concat([self.best, batch])
         cols = objectives.survivor_columns(batch.out, self.space)
         t2 = objectives.rf_target2(self.space)
         keep = objectives.front_mask([objectives.key(cols, name, t2) for name in self.names])
-        self.best = Batch(batch.out[keep], batch.choice[keep])
+        self.best = batch.take(keep)
 
     def result(self) -> Batch:
         """The front, ordered by the objectives in turn, ties by arch_id."""
         if self.best is None:
-            return _empty(self.space)
+            return Batch.empty(self.space)
         cols = objectives.survivor_columns(self.best.out, self.space)
         t2 = objectives.rf_target2(self.space)
         keys = [objectives.key(cols, name, t2) for name in self.names]
         order = np.lexsort([cols["arch_id"], *reversed(keys)])
-        return Batch(self.best.out[order], self.best.choice[order])
-
-
-def _empty(space: Space) -> Batch:
-    return Batch(np.zeros((0, space.out_width), np.int64), np.zeros((0, max(1, space.depth_max)), np.int16))
+        return self.best.take(order)
 
 
 def _filtered(batches: Iterator[Batch], space: Space, where: str | None) -> Iterator[Batch]:
@@ -158,8 +147,7 @@ def _filtered(batches: Iterator[Batch], space: Space, where: str | None) -> Iter
 
     cond = parse_where(where, sink.schema(space, layout="compact"))
     for batch in batches:
-        keep = cond.mask(objectives.survivor_columns(batch.out, space))
-        yield Batch(batch.out[keep], batch.choice[keep])
+        yield batch.take(cond.mask(objectives.survivor_columns(batch.out, space)))
 
 
 def _batches(
@@ -197,7 +185,7 @@ def _batches(
         left = limit
         for batch in _filtered(engine.iter_batches(space, **kw), space, where):
             take = len(batch) if left is None else min(left, len(batch))
-            yield Batch(batch.out[:take], batch.choice[:take])
+            yield batch.take(slice(0, take))
             if left is not None:
                 left -= take
                 if left == 0:
@@ -226,7 +214,7 @@ def search(
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
-    columns: str = "full",
+    columns: str = "wide",
     progress: Callable[[engine.Progress], None] | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
@@ -237,7 +225,7 @@ def search(
     ``sort`` (the best N by params, macs, rf_error or erf), ``pareto`` (the non-dominated survivors
     by two or three of params, macs, rf_error, erf, depth), ``sample`` with ``seed`` (N survivors
     drawn uniformly), ``where`` (a filter such as ``"params < 2e6 and depth >= 5"``); and ``device``
-    (cpu, cuda, auto), ``threads`` and ``columns`` (full, or compact without the per-layer lists).
+    (cpu, cuda, auto), ``threads`` and ``columns`` (the layout: wide, lists or compact; see rfsweep.sink).
     """
     sel = _selection(settings)
     sp = make_space(space, **settings)
@@ -256,7 +244,7 @@ def iter_tables(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "full",
+    columns: str = "wide",
     **selection: Any,
 ) -> Iterator[pa.Table]:
     """Arrow tables of survivors (see :func:`search` for the selection keywords)."""
@@ -278,7 +266,7 @@ def search_to_parquet(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "full",
+    columns: str = "wide",
     inputs: tuple[str | None, ...] = (),
     **settings: Any,
 ) -> Stats:

@@ -68,8 +68,8 @@ def main() -> int:
         i64 = types.int64
         tasks = np.zeros((4, space.depth_max), np.int64)
         vec = np.zeros(4, np.int64)
-        out = np.zeros((1, lm.NO), np.int64)
-        ch = np.zeros((1, space.depth_max), np.int16)
+        out = np.zeros((lm.NO, 1), np.int64)
+        ch = np.zeros((space.depth_max, 1), np.int16)
         arrs = tuple(ty(a) for a in space.kernel) + (ty(np.zeros(lm.NCTL, np.int64)),)  # ... and ctl
         head = (ty(tasks), ty(vec), i64, i64, ty(vec), i64, i64)
         sigs = {

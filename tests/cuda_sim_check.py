@@ -109,10 +109,11 @@ SPACES = {
 
 
 def rows(space, device):
-    batches = list(engine.iter_batches(space, device=device, slab_rows=256))
-    out = np.concatenate([b.out for b in batches]) if batches else np.zeros((0, space.out_width), np.int64)
-    ch = np.concatenate([b.choice for b in batches]) if batches else np.zeros((0, space.depth_max), np.int16)
-    return out, ch, [len(b) for b in batches]
+    batches = [b.copy() for b in engine.iter_batches(space, device=device, slab_rows=256)]
+    if not batches:
+        return engine.Batch.empty(space).out, engine.Batch.empty(space).choice, []
+    whole = engine.Batch.concat(batches)
+    return whole.out, whole.choice, [len(b) for b in batches]
 
 
 def check_engine(name, settings) -> bool:
@@ -130,7 +131,7 @@ def check_engine(name, settings) -> bool:
         and cpu_ch.dtype == gpu_ch.dtype
     )
     print(
-        f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {len(cpu_out):5d}  "
+        f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {cpu_out.shape[1]:5d}  "
         f"batches {len(cpu_sizes):2d}  cpu {t1 - t0:5.2f} s  sim {t2 - t1:5.2f} s"
     )
     return ok
@@ -155,8 +156,8 @@ def check_kernels(name, settings, q, target=None) -> bool:
     tasks = np.concatenate([tasks[:1], kids, tasks[2:]])
     plens = np.concatenate([plens[:1], np.full(r, q + 1, np.int64), plens[2:]])
     total = len(tasks)
-    dummy_out = np.zeros((1, lm.NO), np.int64)
-    dummy_ch = np.zeros((1, space.depth_max), np.int16)
+    dummy_out = np.zeros((lm.NO, 1), np.int64)
+    dummy_ch = np.zeros((space.depth_max, 1), np.int16)
     if target is not None:
         kc.SUB_TARGET = target  # host-side only: no recompilation
     res = []
@@ -173,8 +174,8 @@ def check_kernels(name, settings, q, target=None) -> bool:
     rows0 = 7 + np.concatenate(([0], np.cumsum(c_cpu[sel])[:-1])).astype(np.int64)
     outs = []
     for mod in (cpu, kc):
-        out = np.full((n + 7, lm.NO), -1, np.int64)
-        ch = np.zeros((n + 7, space.depth_max), np.int16)
+        out = np.full((lm.NO, n + 7), -1, np.int64)
+        ch = np.zeros((space.depth_max, n + 7), np.int16)
         m = total - 1
         counts, evals = np.zeros(m, np.int64), np.full(m, -1, np.int64)
         mod.run_tasks(1, tasks[sel], plens[sel], rows0, K, ctl, counts, evals, out, ch)

@@ -161,11 +161,11 @@ def test_gpu_matches_cpu(name):
         batches = list(engine.iter_batches(space, device=device, stats=stats))
         assert stats.device == device
         got[device] = (
-            np.concatenate([b.out for b in batches]),
-            np.concatenate([b.choice for b in batches]),
+            np.concatenate([b.out for b in batches], axis=1),
+            np.concatenate([b.choice for b in batches], axis=1),
             [len(b) for b in batches],
         )
-    assert len(got["cpu"][0]) > 0
+    assert got["cpu"][0].shape[1] > 0
     assert np.array_equal(got["cpu"][0], got["cuda"][0])
     assert np.array_equal(got["cpu"][1], got["cuda"][1])
     assert got["cpu"][2] == got["cuda"][2]

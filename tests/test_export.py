@@ -43,9 +43,10 @@ def outputs(tmp_path_factory):
     for name, settings in SPACES.items():
         space = build_space(settings)
         path = base / f"{name}.parquet"
-        columns = "compact" if name == "tf_same_levels" else "full"
+        # every layout: the export reads arch_id and the metadata, whatever else the file holds
+        columns = {"tf_same_levels": "compact", "valid_target": "wide"}.get(name, "full")
         sweep.search_to_parquet(str(path), space, columns=columns)
-        full = sweep.search(space).set_index("arch_id", drop=False)  # the list columns, for the compact file too
+        full = sweep.search(space, columns="lists").set_index("arch_id", drop=False)  # the lists, for every file
         ids = list(full.arch_id[:: max(1, len(full) // SAMPLE)])
         out[name] = (str(path), space, full, ids)
     return out

@@ -19,8 +19,15 @@ from rfsweep.sample import draw_ranks
 from rfsweep.space import build_space
 
 SMALL = dict(
-    depth="1-3", kernels=[1, 3, 5], strides=[1, 2], channels=[4, 8], ops=["conv", "maxpool"], pool_kernels=[2],
-    input_size=32, target_rf=17, tolerance=10,
+    depth="1-3",
+    kernels=[1, 3, 5],
+    strides=[1, 2],
+    channels=[4, 8],
+    ops=["conv", "maxpool"],
+    pool_kernels=[2],
+    input_size=32,
+    target_rf=17,
+    tolerance=10,
 )  # fmt: skip (1,986 survivors)
 
 
@@ -131,7 +138,7 @@ def test_sample_is_uniform_over_subtrees():
         rng = np.random.default_rng(seed)
         for ranks in draw_ranks(plan.total, n, rng):
             for b in plan.rows_at(ranks):
-                for aid in b.out[:, 0]:
+                for aid in b.out[0]:
                     hits_sub[first[int(aid)]] += 1
                     hits_row[pos[int(aid)]] += 1
     assert sum(hits_sub.values()) == draws * n
@@ -220,5 +227,5 @@ def test_rows_at_descends_to_exactly_the_ranked_rows(monkeypatch, small):
     plan = engine.CountedPlan(space)
     rng = np.random.default_rng(11)
     ranks = np.sort(rng.choice(len(rows), size=97, replace=False))
-    got = np.concatenate([b.out[:, 0] for b in plan.rows_at(ranks, group_rows=20)])
+    got = np.concatenate([b.out[0] for b in plan.rows_at(ranks, group_rows=20)])
     assert list(got) == [rows[r][0] for r in ranks]

@@ -173,26 +173,38 @@ def _naive_rows(settings):
 
 
 def _rows(space, **kw):
-    batches = [(b.out.copy(), b.choice.copy()) for b in iter_batches(space, **kw)]
+    batches = [b.copy() for b in iter_batches(space, **kw)]
     if not batches:
-        return np.zeros((0, space.out_width), np.int64), np.zeros((0, space.depth_max), np.int16)
-    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+        return np.zeros((space.out_width, 0), np.int64), np.zeros((space.depth_max, 0), np.int16)
+    return np.concatenate([b.out for b in batches], axis=1), np.concatenate([b.choice for b in batches], axis=1)
 
 
-def assert_same_as_naive(settings, df):
-    """Every row, in order, with every list and metric, equal to the naive enumerator's."""
+def assert_same_as_naive(settings, df, layout="lists"):
+    """Every row, in order, with every per-layer value and metric, equal to the naive enumerator's; the
+    per-layer values as list columns or as the wide layout's per-position columns."""
     expected = naive_search(settings)
     s = naive.NaiveSpace(settings).s
     assert list(df["arch_id"]) == [aid for aid, _, _ in expected]
-    for row, (aid, idx, m) in zip(df.itertuples(index=False), expected):
+    wide = {}
+    if layout == "wide":
+        dmax = naive.NaiveSpace(settings).dmax
+        for f in ("op", "kernel", "stride", "dilation", "channels"):
+            wide[f] = [df[f"{f}_{p}"].tolist() for p in range(dmax)]
+    for i, (row, (aid, idx, m)) in enumerate(zip(df.itertuples(index=False), expected)):
         layers = m["layers"]
         assert row.depth == len(idx)
-        assert list(row.op) == [x[0] for x in layers]
-        assert list(row.kernel) == [x[1] for x in layers]
-        assert list(row.stride) == [x[2] for x in layers]
-        assert list(row.dilation) == [x[3] for x in layers]
-        assert list(row.channels) == [x[4] for x in layers]
-        assert list(row.padding) == [s["padding"]] * len(idx)
+        for k, f in enumerate(("op", "kernel", "stride", "dilation", "channels")):
+            want = [x[k] for x in layers]
+            if layout == "wide":
+                got = [wide[f][p][i] for p in range(len(wide[f]))]
+                assert got[: len(idx)] == want, (f, aid)
+                assert all(v is None or v != v for v in got[len(idx) :]), (f, aid)  # null (NaN) beyond depth
+            else:
+                assert list(getattr(row, f)) == want, (f, aid)
+        if layout == "wide":
+            assert row.padding == s["padding"]
+        else:
+            assert list(row.padding) == [s["padding"]] * len(idx)
         for col in ("rf", "jump", "eff_padding", "out_size", "params", "macs"):
             assert getattr(row, col) == m[col], (col, aid)
         assert row.center == m["center"]
@@ -206,10 +218,11 @@ def assert_same_as_naive(settings, df):
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
-def test_search_rows_equal_naive_enumerator(name):
-    df = sweep.search(build_space(SPACES[name]))
+@pytest.mark.parametrize("layout", ["lists", "wide"])
+def test_search_rows_equal_naive_enumerator(name, layout):
+    df = sweep.search(build_space(SPACES[name]), columns=layout)
     assert len(df) > 0, "each test space must keep something"
-    assert_same_as_naive(SPACES[name], df)
+    assert_same_as_naive(SPACES[name], df, layout)
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -298,10 +311,10 @@ def test_one_and_two_threads_give_identical_rows():
 def test_small_slabs_split_tasks_and_keep_order():
     space = build_space(SPACES["conv_pools_same"])
     a_out, a_ch = _rows(space)
-    batches = [(b.out.copy(), b.choice.copy()) for b in iter_batches(space, slab_rows=50)]
-    assert max(len(b[0]) for b in batches) <= 50 and len(batches) > 3
-    assert np.array_equal(np.concatenate([b[0] for b in batches]), a_out)
-    assert np.array_equal(np.concatenate([b[1] for b in batches]), a_ch)
+    batches = [b.copy() for b in iter_batches(space, slab_rows=50)]
+    assert max(len(b) for b in batches) <= 50 and len(batches) > 3
+    assert np.array_equal(np.concatenate([b.out for b in batches], axis=1), a_out)
+    assert np.array_equal(np.concatenate([b.choice for b in batches], axis=1), a_ch)
 
 
 @given(
@@ -375,9 +388,10 @@ def test_random_spaces_match_naive(
     else:
         settings_.update(width=width[0], max_width=width[0] * 2 ** width[1])
     space = build_space(settings_)
-    df = sweep.search(space)
+    df = sweep.search(space, columns="lists")
     assert_same_as_naive(settings_, df)
     assert sweep.count(space) == len(df)
+    assert_same_as_naive(settings_, sweep.search(space), "wide")
 
 
 def test_topk_is_the_best_k_of_the_naive_rows():
@@ -707,7 +721,7 @@ def test_head_sets_the_last_layer_of_every_candidate(name):
     assert space.has_head
     ns = naive.NaiveSpace(SPACES[name])
     assert space.size == len(list(ns.candidates())) < space.id_space
-    df = sweep.search(space)
+    df = sweep.search(space, columns="compact")
     for row in df.itertuples(index=False):
         layers = space.layers(space.decode(row.arch_id))
         if name == "head":
@@ -719,3 +733,43 @@ def test_head_sets_the_last_layer_of_every_candidate(name):
     bad_id = next(i for i in range(space.id_space) if not space.is_candidate(space.digits(i)))
     with pytest.raises(RFSweepError, match="not a candidate"):
         space.decode(bad_id)
+
+
+@given(
+    depth=st.tuples(st.integers(1, 4), st.integers(0, 2)),
+    kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    strides=st.lists(st.integers(1, 3), min_size=1, max_size=2),
+    padding=st.sampled_from(["same", "valid", "tf_same"]),
+    n=st.integers(4, 40),
+    rf=st.tuples(st.integers(1, 30), st.one_of(st.none(), st.integers(0, 30))),
+    jump=st.one_of(st.none(), st.lists(st.sampled_from([1, 2, 4, 6, 8]), min_size=1, max_size=2)),
+    min_convs=st.integers(0, 3),
+    head=st.booleans(),
+    q=st.integers(0, 3),
+)
+def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strides, padding, n, rf, jump, min_convs,
+                                                            head, q):  # fmt: skip
+    """Count passes look survivors up in the counting programme's suffix table where the constraints
+    allow; every task's count (any prefix length, owned ancestors included) must equal the walk's."""
+    from rfsweep.engine import Plan, _Runner, prefixes
+
+    settings_ = dict(
+        depth=[depth[0], depth[0] + depth[1]], kernels=kernels, strides=strides, ops=["conv", "maxpool"],
+        pool_kernels=[2, 3], padding=padding, input_size=n, rf_min=rf[0],
+        rf_max=None if rf[1] is None else rf[0] + rf[1], jump=jump, min_convs=min_convs, channels=[4],
+        positions=[{"index": -1, "ops": ["conv"], "kernels": [1]}] if head else [],
+    )  # fmt: skip
+    space = build_space(settings_)
+    q = min(q, space.depth_max)
+    tasks = prefixes(space, q, 0, math.prod(space.radices[:q]))
+    plens = np.full(len(tasks), q, np.int64)
+    stats = Stats()
+    by_table = _Runner(space, "cpu", stats, None)
+    got, _ = by_table.count_pass(tasks, plens)
+    assert not by_table.walked
+    want, _ = _Runner(space, "cpu", stats, None, use_table=False).count_pass(tasks, plens)
+    assert list(got) == list(want)
+    # the first-cut tasks' weights (subtrees and owned ancestors) add up to the space, exactly
+    plan = Plan(space, None, stats)
+    first = prefixes(space, plan.q, 0, plan.total)
+    assert plan.coverage.exact(*plan.coverage.weights(first)) == space.size
