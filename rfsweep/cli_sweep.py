@@ -88,7 +88,11 @@ def _seconds(s: float) -> str:
         return f"{s:.0f} s"
     if s < 5400:
         return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    if s < 365 * 86400:
+        return f"{s / 86400:.0f} days"
+    return f"{s / (365 * 86400):.2g} years"
 
 
 def _progress(enabled: bool, what: str):
