@@ -345,23 +345,48 @@ def _slabs(space: Space, tasks, plens, counts, slab_rows: int, runner: _Runner):
 class Plan:
     """The first cut of the tree, walked chunk by chunk, with the bookkeeping progress reports need."""
 
-    def __init__(self, space: Space, threads: int | None, stats: Stats, chunk_tasks: int = CHUNK_TASKS):
+    def __init__(
+        self,
+        space: Space,
+        threads: int | None,
+        stats: Stats,
+        chunk_tasks: int = CHUNK_TASKS,
+        q: int | None = None,
+        task_range: tuple[int, int] | None = None,
+    ):
+        """``q`` (the prefix length of the first cut) and ``task_range`` (a contiguous range [start, stop)
+        of the first-cut tasks, in depth-first order) make a shard: the rows of consecutive shards, in
+        order, are the rows of the whole run, whatever ``q``."""
         import numba
 
         self.space = space
-        self.q = task_depth(space, threads or numba.config.NUMBA_NUM_THREADS)
-        self.total = math.prod(space.radices[: self.q])
+        self.q = task_depth(space, threads or numba.config.NUMBA_NUM_THREADS) if q is None else q
+        if not 0 <= self.q <= space.depth_max:
+            raise ValueError(f"first-cut depth {self.q} outside 0..{space.depth_max}")
+        n = math.prod(space.radices[: self.q])
+        self.start, self.stop = (0, n) if task_range is None else (int(task_range[0]), int(task_range[1]))
+        if not 0 <= self.start <= self.stop <= n:
+            raise ValueError(f"task range {task_range} outside 0..{n}")
+        self.total = self.stop - self.start
         self.chunk_tasks = chunk_tasks
         self.coverage = Coverage(space, self.q)
         self.stats = stats
         stats.tasks = self.total
-        stats.space_size = space.size
+        stats.space_size = space.size if task_range is None else self.range_size()
+
+    def range_size(self) -> int:
+        """Candidates the tasks of this plan answer for (the whole space without a task range)."""
+        total = 0
+        for start in range(self.start, self.stop, self.chunk_tasks):
+            tasks = prefixes(self.space, self.q, start, min(self.stop, start + self.chunk_tasks))
+            total += self.coverage.exact(*self.coverage.weights(tasks))
+        return total
 
     def chunks(self, growing: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(tasks, plens, small, big) chunk by chunk; ``growing`` starts small and doubles (early stops)."""
-        start, size = 0, (8 if growing else self.chunk_tasks)
-        while start < self.total:
-            stop = min(self.total, start + size)
+        start, size = self.start, (8 if growing else self.chunk_tasks)
+        while start < self.stop:
+            stop = min(self.stop, start + size)
             tasks = prefixes(self.space, self.q, start, stop)
             small, big = self.coverage.weights(tasks)
             yield tasks, np.full(stop - start, self.q, np.int64), small, big
@@ -416,11 +441,14 @@ def count_by_enumeration(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[Progress], None] | None = None,
+    q: int | None = None,
+    task_range: tuple[int, int] | None = None,
 ) -> int:
-    """Exact number of survivors by walking the tree (every constraint; pruned subtrees skipped)."""
+    """Exact number of survivors by walking the tree (every constraint; pruned subtrees skipped); ``q`` and
+    ``task_range`` restrict it to a shard (see :class:`Plan`)."""
     stats = stats if stats is not None else Stats()
     runner = _Runner(space, device, stats, threads, use_table=False)  # the enumeration: every subtree walked
-    plan = Plan(space, threads, stats)
+    plan = Plan(space, threads, stats, q=q, task_range=task_range)
     t0 = time.perf_counter()
     rep = _Reporter(progress, stats, runner, t0)
     try:
@@ -447,6 +475,8 @@ def iter_batches(
     reuse_buffers: bool = False,
     limit: int | None = None,
     tighten: Callable[[np.ndarray], None] | None = None,
+    q: int | None = None,
+    task_range: tuple[int, int] | None = None,
 ) -> Iterator[Batch]:
     """Yield the survivors in depth-first order, in batches of at most ``slab_rows`` rows.
 
@@ -458,6 +488,7 @@ def iter_batches(
     until the next batch is asked for: fresh 1M-row buffers cost ~0.1 s of page faults each, a third
     of the fill pass on R7. ``tighten(cons)`` may narrow the run's constraints before each chunk (a
     top-N search turns its N-th best into a budget); the chunks then also start small and double.
+    ``q`` and ``task_range`` restrict the run to a shard (see :class:`Plan`).
     """
     buffers: list[np.ndarray] = []
     if limit is not None:
@@ -475,7 +506,7 @@ def iter_batches(
 
     stats = stats if stats is not None else Stats()
     runner = _Runner(space, device, stats, threads)
-    plan = Plan(space, threads, stats)
+    plan = Plan(space, threads, stats, q=q, task_range=task_range)
     t0 = time.perf_counter()
     rep = _Reporter(progress, stats, runner, t0)
     left = limit
@@ -555,11 +586,13 @@ class CountedPlan:
         threads: int | None = None,
         stats: Stats | None = None,
         progress: Callable[[Progress], None] | None = None,
+        q: int | None = None,
+        task_range: tuple[int, int] | None = None,
     ):
         self.space = space
         self.stats = stats if stats is not None else Stats()
         self.runner = _Runner(space, device, self.stats, threads)
-        self.plan = Plan(space, threads, self.stats)
+        self.plan = Plan(space, threads, self.stats, q=q, task_range=task_range)
         self.progress = progress
         t0 = time.perf_counter()
         rep = _Reporter(progress, self.stats, self.runner, t0)
@@ -599,7 +632,7 @@ class CountedPlan:
                 work: list = []
                 wanted = 0
                 for n, i in enumerate(hit):
-                    task = prefixes(self.space, q, int(i), int(i) + 1)[0]
+                    task = prefixes(self.space, q, self.plan.start + int(i), self.plan.start + int(i) + 1)[0]
                     glob = ranks[bounds[n] : bounds[n + 1]]
                     work.append((task, q, int(self.counts[i]), glob - starts[i], glob))
                     wanted += len(glob)
@@ -653,3 +686,32 @@ class CountedPlan:
         self.runner.run(1, tasks, plens, rows0, out, out_ch)
         pick = np.concatenate([rows0[j] + w[3] for j, w in enumerate(items)])
         return np.concatenate([w[4] for w in items]), Batch(out, out_ch).take(pick)
+
+
+def first_cut_counts(
+    space: Space,
+    q: int,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+    stats: Stats | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> np.ndarray:
+    """Survivors of every first-cut task of prefix length ``q``, in order (a table lookup where the
+    constraints allow, else a count pass): what a shard planner balances its shards by."""
+    return CountedPlan(space, device=device, threads=threads, stats=stats, progress=progress, q=q).counts
+
+
+def plan_shards(counts: np.ndarray, shards: int) -> list[tuple[int, int]]:
+    """Contiguous task ranges [start, stop), at most ``shards`` of them, balanced by survivors (each
+    also holds at least one task, and empty stretches fold into their neighbours)."""
+    n = len(counts)
+    if n == 0:
+        return []
+    shards = max(1, min(shards, n))
+    # weight each task by its survivors plus a little, so that empty stretches still spread the walk
+    w = np.asarray(counts, np.float64) + max(1.0, float(np.sum(counts)) / (50.0 * n))
+    cum = np.cumsum(w)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, shards) / shards, side="left") + 1
+    bounds = np.unique(np.concatenate(([0], np.clip(cuts, 1, n - 1), [n])))
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

@@ -773,3 +773,29 @@ def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strid
     plan = Plan(space, None, stats)
     first = prefixes(space, plan.q, 0, plan.total)
     assert plan.coverage.exact(*plan.coverage.weights(first)) == space.size
+
+
+@pytest.mark.parametrize("name", ["conv_pools_same", "head", "budgets", "anchors"])
+@pytest.mark.parametrize("q, shards", [(1, 3), (2, 5), (3, 7)])
+def test_shards_in_order_are_the_whole_run(name, q, shards):
+    """A shard is a contiguous range of first-cut tasks: consecutive shards' rows, in order, are the rows
+    of the whole run, whatever the prefix length; counts and coverage add up."""
+    from rfsweep.engine import first_cut_counts, plan_shards
+
+    space = build_space(SPACES[name])
+    q = min(q, space.depth_max)
+    whole, _ = _rows(space)
+    counts = first_cut_counts(space, q)
+    ranges = plan_shards(counts, shards)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(counts)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    parts, sizes = [], 0
+    for rng in ranges:
+        stats = Stats()
+        parts += [b.copy() for b in iter_batches(space, q=q, task_range=rng, stats=stats)]
+        sizes += stats.space_size
+        assert stats.kept == int(counts[rng[0] : rng[1]].sum())
+        assert sweep.engine.count_by_enumeration(space, q=q, task_range=rng) == stats.kept
+    assert sizes == space.size
+    got = np.concatenate([p.out for p in parts], axis=1) if parts else np.zeros_like(whole)
+    assert np.array_equal(got, whole)
