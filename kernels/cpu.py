@@ -19,13 +19,9 @@ from rfsweep.kernels.layer_math import (
     C_RF_MAX,
     C_RF_MIN,
     C_WIDTH,
-    F_D,
-    F_K,
-    F_OP,
+    F_CONVS,
     F_ROLE,
-    F_S,
     NS,
-    OP_CONV,
     PAD_VALID,
     ROLE_BODY,
     ROLE_HEAD,
@@ -33,7 +29,7 @@ from rfsweep.kernels.layer_math import (
     S_JUMP,
     S_NCONV,
     S_RF,
-    conv_out,
+    choice_step,
     layer_channels,
     walk_prefix,
     walk_task,
@@ -122,20 +118,15 @@ def count_dp(K, jump_values, jump_next, final_ok, rf_cap, primes, ctl, hist):
                         jo = jump_next[j, pos, c]
                         if jo < 0:
                             continue
-                        k = choices[pos, c, F_K]
-                        s = choices[pos, c, F_S]
-                        keff = choices[pos, c, F_D] * (k - 1) + 1
-                        n_out, _ = conv_out(n, keff, s, mode)
+                        n_out, rfv, _ = choice_step(choices, pos, c, n, mode)
                         if n_out < min_out:
                             continue
-                        rf_out = rf + (keff - 1) * jump
+                        rf_out = rf + rfv * jump
                         if rf_out > rf_max:
                             continue
                         if rf_out > rf_cap:
                             rf_out = rf_cap
-                        mo = m
-                        if choices[pos, c, F_OP] == OP_CONV and mo < min_convs:
-                            mo += 1
+                        mo = min(m + choices[pos, c, F_CONVS], min_convs)
                         role = choices[pos, c, F_ROLE]
                         if role & ROLE_BODY:
                             for q in range(nq):
@@ -283,19 +274,15 @@ def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
                         jo = jump_next[j, t, c]
                         if jo < 0:
                             continue
-                        k = choices[t, c, F_K]
-                        keff = choices[t, c, F_D] * (k - 1) + 1
-                        n_out, _ = conv_out(n, keff, choices[t, c, F_S], mode)
+                        n_out, rfv, _ = choice_step(choices, t, c, n, mode)
                         if n_out < min_out:
                             continue
-                        rf_out = rf + (keff - 1) * jump
+                        rf_out = rf + rfv * jump
                         if rf_out > rf_max:
                             continue
                         if rf_out > rf_cap:
                             rf_out = rf_cap
-                        mo = m
-                        if choices[t, c, F_OP] == OP_CONV and mo < min_convs:
-                            mo += 1
+                        mo = min(m + choices[t, c, F_CONVS], min_convs)
                         role = choices[t, c, F_ROLE]
                         if role & ROLE_HEAD and final and final_ok[jo] and rf_out >= rf_min and mo == min_convs:
                             total += 1

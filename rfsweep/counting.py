@@ -104,7 +104,7 @@ def jump_tables(space: Space):
     values = {1}
     frontier = {1}
     for p in range(space.depth_max):
-        frontier = {j * c.stride for j in frontier for c in space.positions[p] if ok(j * c.stride)}
+        frontier = {j * c.jump_factor for j in frontier for c in space.positions[p] if ok(j * c.jump_factor)}
         values |= frontier
     jv = sorted(values)
     index = {j: i for i, j in enumerate(jv)}
@@ -112,7 +112,7 @@ def jump_tables(space: Space):
     for i, j in enumerate(jv):
         for p, options in enumerate(space.positions):
             for c, ch in enumerate(options):
-                nxt[i, p, c] = index.get(j * ch.stride, -1)
+                nxt[i, p, c] = index.get(j * ch.jump_factor, -1)
     final = np.array([1 if not space.jumps or j in space.jumps else 0 for j in jv], np.int64)
     return np.array(jv, np.int64), nxt, final
 

@@ -22,10 +22,7 @@ REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability tab
 def kernel_arrays(space: Space) -> lm.KernelArrays:
     """The int64 arrays every kernel takes (see kernels/layer_math.py for their layout)."""
     dmax = space.depth_max
-    choices = np.zeros((dmax, max(space.radices), lm.NF), np.int64)
-    for p, options in enumerate(space.positions):
-        for c, ch in enumerate(options):
-            choices[p, c] = (OP_CODES[ch.op], ch.kernel, ch.stride, ch.dilation, ch.channels, space.roles[p][c])
+    choices = np.array(choice_table(space), np.int64)
     cons = np.zeros(lm.NC, np.int64)
     cons[lm.C_RF_MIN] = space.rf_min
     cons[lm.C_RF_MAX] = space.rf_cap
@@ -60,6 +57,39 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
     )
 
 
+def choice_table(space: Space) -> list:
+    """choices[p][c][F_*] (then BF_* per block for a choice of blocks) as nested lists of Python ints:
+    the kernels' table, and in Python the exact-integer twin metric_bounds runs the kernels' code on."""
+    nmax = max((len(c.blocks) for p in space.positions for c in p), default=0)
+    width = lm.NF + lm.BF * nmax
+    table = []
+    for p, options in enumerate(space.positions):
+        rows = []
+        for c, ch in enumerate(options):
+            row = [0] * width
+            if ch.blocks:
+                row[lm.F_OP] = lm.OP_BLOCKS
+                row[lm.F_C] = ch.channels
+                row[lm.F_NB] = len(ch.blocks)
+                for b, block in enumerate(ch.blocks):
+                    row[lm.NF + lm.BF * b : lm.NF + lm.BF * (b + 1)] = block.row()
+            else:
+                row[lm.F_OP], row[lm.F_K], row[lm.F_D], row[lm.F_C] = (
+                    OP_CODES[ch.op],
+                    ch.kernel,
+                    ch.dilation,
+                    ch.channels,
+                )
+            row[lm.F_S] = ch.jump_factor
+            row[lm.F_ROLE] = space.roles[p][c]
+            row[lm.F_RFV] = ch.rf_step
+            row[lm.F_CONVS] = ch.convs
+            rows.append(row)
+        rows += [[0] * width] * (max(space.radices) - len(rows))
+        table.append(rows)
+    return table
+
+
 def growth_table(space: Space) -> np.ndarray:
     """growth[t, 0]: the most rf positions t.. add per unit of jump; with an rf upper bound of at most
     REACH_MAX, growth[t, 1 + x] also counts the relative increments v <= x that positions t.. can
@@ -78,7 +108,7 @@ def growth_table(space: Space) -> np.ndarray:
         nxt[0] = t >= space.depth_min
         vals = np.nonzero(reach)[0]
         for c in space.positions[t]:
-            v = c.dilation * (c.kernel - 1) + c.stride * vals
+            v = c.rf_step + c.jump_factor * vals
             nxt[v[v < width]] = True
         reach = nxt
         table[t, 1:] = np.cumsum(reach)
@@ -86,43 +116,70 @@ def growth_table(space: Space) -> np.ndarray:
     return table
 
 
+class _Nested:
+    """Nested lists indexed like a 2-D/3-D numpy array (``a[i, j, k]``): the kernels' register_jitable code
+    runs on it in plain Python, with Python's exact integers."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __getitem__(self, key):
+        out = self.rows
+        for k in key if isinstance(key, tuple) else (key,):
+            out = out[k]
+        return out
+
+    def __setitem__(self, key, value):
+        *head, last = key
+        row = self.rows
+        for k in head:
+            row = row[k]
+        row[last] = value
+
+
 def metric_bounds(space: Space) -> dict[str, int]:
     """Upper bounds of what any prefix reaches: params, MACs, 12 x erf variance, and the largest
-    single-layer params and MACs.
+    single-choice params and MACs.
 
-    A prefix's state is summarised per (input channels, strided layers so far), the two things that fix
-    a layer's channels, by the largest out size, jump, params, MACs and erf any prefix in that state
-    has; every increment grows with them, so the bounds hold, and they are the true maxima whenever one
+    The kernels' own layer_math.child() runs in Python on exact integers (no int64 to wrap), from each
+    prefix state summarised per (input channels, strided layers so far), the two things that fix a
+    choice's channels, by the largest out size, jump, params, MACs and erf any prefix in that state has;
+    every increment grows with them, so the bounds hold, and they are the true maxima whenever one
     prefix has all the largest values at once (the usual case: fewest strides, most channels).
     """
-    pad = PAD_CODES[space.padding]
+    from rfsweep.kernels import layer_math as lmath
+
+    choices = _Nested(choice_table(space))
+    cons = [0] * lm.NC
+    big = 1 << 400  # no budget, no rf cap: child() refuses only what does not fit
+    cons[lm.C_RF_MAX] = cons[lm.C_MAX_PARAMS] = cons[lm.C_MAX_MACS] = big
+    cons[lm.C_MIN_OUT] = 1
+    cons[lm.C_N] = space.input_size
+    cons[lm.C_PAD] = PAD_CODES[space.padding]
+    cons[lm.C_BIAS] = int(space.bias)
+    cons[lm.C_WIDTH] = space.width
+    cons[lm.C_MAX_WIDTH] = space.max_width
+    cons[lm.C_DMAX] = space.depth_max
     states = {(space.in_channels, 0): (space.input_size, 1, 0, 0, 0)}
     best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
-    for options in space.positions:
+    for p, options in enumerate(space.positions):
         nxt: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
         for (cin, ndown), (n, jump, params, macs, erf) in states.items():
-            for ch in options:
-                keff = ch.dilation * (ch.kernel - 1) + 1
-                n_out, _ = lm.conv_out(n, keff, ch.stride, pad)
-                if n_out < 1:
+            row = [0] * lm.NS
+            row[lm.S_N], row[lm.S_JUMP], row[lm.S_CIN], row[lm.S_NDOWN], row[lm.S_JLOG] = n, jump, cin, ndown, -1
+            row[lm.S_RF] = 1
+            row[lm.S_PARAMS], row[lm.S_MACS], row[lm.S_ERF] = params, macs, erf
+            for c in range(len(options)):
+                st = _Nested([list(row), [0] * lm.NS])
+                lmath.child(st, 0, choices, cons, p, c)
+                if st[1, lm.S_N] < 1:  # the choice does not fit (child() left the row empty)
                     continue
-                nd = ndown + (ch.stride > 1)
-                cout = lm.layer_channels(OP_CODES[ch.op], ch.channels, cin, space.width, space.max_width, nd)
-                lp = lm_ = 0
-                if ch.op == "conv":
-                    w = ch.kernel * ch.kernel * cin * cout
-                    lp, lm_ = w + cout, w * n_out * n_out
-                value = (
-                    n_out,
-                    jump * ch.stride,
-                    params + lp,
-                    macs + lm_,
-                    erf + (jump * ch.dilation) ** 2 * (ch.kernel**2 - 1),
-                )
-                old = nxt.get((cout, nd))
-                nxt[(cout, nd)] = value if old is None else tuple(map(max, old, value))
-                best["layer_params"] = max(best["layer_params"], lp)
-                best["layer_macs"] = max(best["layer_macs"], lm_)
+                value = tuple(st[1, f] for f in (lm.S_N, lm.S_JUMP, lm.S_PARAMS, lm.S_MACS, lm.S_ERF))
+                key = (st[1, lm.S_CIN], st[1, lm.S_NDOWN])
+                old = nxt.get(key)
+                nxt[key] = value if old is None else tuple(map(max, old, value))
+                best["layer_params"] = max(best["layer_params"], value[2] - params)
+                best["layer_macs"] = max(best["layer_macs"], value[3] - macs)
         states = nxt
         for _, _, params, macs, erf in states.values():
             best["params"] = max(best["params"], params)

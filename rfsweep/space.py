@@ -34,13 +34,41 @@ DEFAULTS = st.DEFAULTS
 
 @dataclass(frozen=True)
 class Choice:
-    """One layer a position can take. channels: an int, CH_PASS (pools) or CH_WIDTH (width rule)."""
+    """One layer a position can take (channels: an int, CH_PASS for pools or CH_WIDTH for the width rule),
+    or, with ``blocks``, a sequence of blocks (a stage configuration of a NAS space, a stem, a head:
+    rfsweep.stages builds those; ``op`` then names it and ``channels`` is its output)."""
 
     op: str
     kernel: int
     stride: int
     dilation: int
     channels: int
+    blocks: tuple = ()
+
+    @property
+    def rf_step(self) -> int:
+        """The rf the choice adds per unit of the jump before it."""
+        if self.blocks:
+            from rfsweep.blocks import rf_step
+
+            return rf_step(self.blocks)
+        return self.dilation * (self.kernel - 1)
+
+    @property
+    def jump_factor(self) -> int:
+        """The choice's whole stride."""
+        if self.blocks:
+            from rfsweep.blocks import jump_factor
+
+            return jump_factor(self.blocks)
+        return self.stride
+
+    @property
+    def convs(self) -> int:
+        """Convs the choice adds, towards --min-convs (each block but the pools for a choice of blocks)."""
+        if self.blocks:
+            return sum(1 for b in self.blocks if b.op not in ("maxpool", "avgpool", "global_pool"))
+        return int(self.op == "conv")
 
 
 @dataclass(frozen=True)
@@ -193,16 +221,26 @@ class Space:
         return self.depth_offsets()[len(idx)] + pid
 
     def layers(self, idx: list[int]) -> list[dict[str, Any]]:
-        """The layers of one candidate with channels resolved, as network-spec layer dicts."""
+        """The layers of one candidate with channels resolved, as network-spec layer dicts (a choice of
+        blocks written out as its layers, rfsweep.blocks.expand)."""
         cin, ndown, out = self.in_channels, 0, []
+        src = "input"
         for p, c in enumerate(idx):
             ch = self.positions[p][c]
+            if ch.blocks:
+                from rfsweep.blocks import expand
+
+                for b, block in enumerate(ch.blocks):
+                    layers, src, cin = expand(block, cin, f"{self.position_names[p]}.{b}.", src, self.padding)
+                    out += layers
+                continue
             ndown += ch.stride > 1
             cin = lm.layer_channels(OP_CODES[ch.op], ch.channels, cin, self.width, self.max_width, ndown)
             layer = {"name": f"l{p}", "op": ch.op, "kernel": ch.kernel, "stride": ch.stride, "padding": self.padding}
             if ch.op == "conv":
                 layer.update(dilation=ch.dilation, channels=cin, bias=self.bias)
             out.append(layer)
+            src = layer["name"]
         return out
 
     def network_spec(self, idx: list[int], name: str = "candidate") -> dict[str, Any]:
@@ -217,7 +255,7 @@ class Space:
         """growth[t]: the most rf the layers at positions t.. can add, in units of the jump at t."""
         g = [0] * (self.depth_max + 1)
         for t in range(self.depth_max - 1, -1, -1):
-            g[t] = max((c.dilation * (c.kernel - 1)) + c.stride * g[t + 1] for c in self.positions[t])
+            g[t] = max(c.rf_step + c.jump_factor * g[t + 1] for c in self.positions[t])
         return g
 
     @property
@@ -231,7 +269,17 @@ class Space:
 
     @property
     def jump_bound(self) -> int:
-        return math.prod(max(c.stride for c in p) for p in self.positions)
+        return math.prod(max(c.jump_factor for c in p) for p in self.positions)
+
+    @property
+    def has_blocks(self) -> bool:
+        """Some choice is made of blocks (a NAS space of stages: rfsweep.stages)."""
+        return any(c.blocks for p in self.positions for c in p)
+
+    @property
+    def position_names(self) -> list[str]:
+        """Names of the positions in written-out layers: the stages' names for a space of stages."""
+        return self.settings.get("position_names") or [f"l{p}" for p in range(self.depth_max)]
 
 
 # ---------------------------------------------------------------- building
