@@ -29,6 +29,7 @@ from rfsweep.kernels.layer_math import (
     S_JUMP,
     S_NCONV,
     S_RF,
+    any_child,
     choice_step,
     layer_channels,
     walk_prefix,
@@ -315,3 +316,19 @@ def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals)
             count += table[t, j, rf, m]
         counts[i] = count
         evals[i] = st[0, S_IDX]
+
+
+@njit(cache=True, nogil=True)
+def step_all(choices, nch, cons, pos, states, out):
+    """For every state row (fields S_*) and every choice at ``pos``: the child's row, in out[i, c, S_*];
+    out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.packing, on spaces
+    whose crude bound shows no int64 can wrap.)"""
+    st = np.zeros((2, NS), np.int64)
+    for i in range(states.shape[0]):
+        for c in range(nch[pos]):
+            for f in range(NS):
+                st[0, f] = states[i, f]
+                st[1, f] = 0
+            any_child(st, 0, choices, cons, pos, c)
+            for f in range(NS):
+                out[i, c, f] = st[1, f]

@@ -77,7 +77,7 @@ CH_WIDTH = -2  # conv channels from the width rule
     C_NLEVELS,
     C_MIN_CONVS,
 ) = range(17)
-NC = 17
+NC = 17  # then, per depth t, the least params (cons[NC + 2t]) and MACs (cons[NC + 2t + 1]) positions t.. add
 
 # detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
 # A_RF_LO <= rf <= A_RF_HI and 12 x erf variance >= A_ERF12 (so 2 x erf_sigma >= the ERF minimum)
@@ -210,7 +210,8 @@ def child(st, t, choices, cons, pos, c):
         w = k * k * cin * cout
         params += w + cons[C_BIAS] * cout
         macs += w * n_out * n_out
-        if params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
+        # a budget prunes with what the rest of the candidate must still add (0 where it may stop)
+        if params + cons[NC + 2 * t + 2] > cons[C_MAX_PARAMS] or macs + cons[NC + 2 * t + 3] > cons[C_MAX_MACS]:
             return False
     st[t + 1, S_N] = n_out
     st[t + 1, S_RF] = rf_out
@@ -293,6 +294,8 @@ def blocks_child(st, t, choices, cons, pos, c):
         if rf > cons[C_RF_MAX] or params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
             return False
         cin = cout
+    if params + cons[NC + 2 * t + 2] > cons[C_MAX_PARAMS] or macs + cons[NC + 2 * t + 3] > cons[C_MAX_MACS]:
+        return False
     jlog = 0
     while (1 << jlog) < jump:
         jlog += 1

@@ -99,7 +99,7 @@ def parse_block(raw: Any, where: str, defaults: dict[str, Any] | None = None) ->
             raise field_error(f"{where}.{key}", raw[key], f"unknown block field; allowed: {', '.join(BLOCK_KEYS)}")
     r = {**(defaults or {}), **raw}
     op = r.get("op")
-    if op not in BLOCK_OPS:
+    if not isinstance(op, str) or op not in BLOCK_OPS:
         raise field_error(f"{where}.op", op, f"must be one of {', '.join(BLOCK_OPS)}")
     kw: dict[str, Any] = {"op": op}
     for name in ("kernel", "stride", "dilation"):
@@ -124,8 +124,8 @@ def parse_block(raw: Any, where: str, defaults: dict[str, Any] | None = None) ->
             raise field_error(f"{where}.channels", None, f"'{op}' needs channels")
     if op in ("global_pool", "linear") and (kw["kernel"], kw["stride"], kw["dilation"]) != (1, 1, 1):
         raise field_error(f"{where}.kernel", kw["kernel"], f"'{op}' has no kernel, stride or dilation")
-    if op in ("maxpool", "avgpool", "linear", "global_pool") and kw["se"]:
-        raise field_error(f"{where}.se", True, f"'{op}' has no squeeze-and-excitation")
+    if op != "mbconv" and kw["se"]:
+        raise field_error(f"{where}.se", True, f"only mbconv blocks take squeeze-and-excitation, not '{op}'")
     return Block(**kw)
 
 

@@ -23,7 +23,9 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
     """The int64 arrays every kernel takes (see kernels/layer_math.py for their layout)."""
     dmax = space.depth_max
     choices = np.array(choice_table(space), np.int64)
-    cons = np.zeros(lm.NC, np.int64)
+    cons = np.zeros(lm.NC + 2 * (dmax + 1), np.int64)
+    floors = cost_floors(space)
+    cons[lm.NC :] = np.array(floors, np.int64).ravel()
     cons[lm.C_RF_MIN] = space.rf_min
     cons[lm.C_RF_MAX] = space.rf_cap
     cons[lm.C_MIN_OUT] = max(1, space.min_out_size)
@@ -137,6 +139,54 @@ class _Nested:
         row[last] = value
 
 
+def _crude_bound(space: Space) -> int:
+    """A quick upper bound of any prefix's params and MACs (and so of the kernels' intermediate values)."""
+    from fractions import Fraction
+
+    cmax = max([space.in_channels, space.max_width] + [c.channels for p in space.positions for c in p])
+    emax = max([Fraction(1)] + [b.expand for p in space.positions for c in p for b in c.blocks])
+    cmax = int(cmax * max(emax, 1)) + 16
+    total = 0
+    for options in space.positions:
+        total += max(sum(4 * (b.kernel**2 + 4) for b in c.blocks) if c.blocks else (c.kernel**2 + 1) for c in options)
+    return total * cmax * cmax * (space.input_size**2 + 1) * 2
+
+
+def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]]]:
+    """children[i][c]: the state row after choice c at position p from state row i (S_N 0: it does not
+    fit), by the kernels' own child() on open constraints: compiled where no int64 can wrap, else run in
+    Python on exact integers."""
+    from rfsweep.kernels import layer_math as lmath
+
+    table = choice_table(space)
+    if _crude_bound(space) < INT_LIMIT:
+        from rfsweep.kernels.cpu import step_all
+
+        cons = np.array([min(v, INT_LIMIT) for v in _open_cons(space)], np.int64)
+        out = np.zeros((len(rows), space.radices[p], lm.NS), np.int64)
+        nch = np.array(space.radices, np.int64)
+        step_all(np.array(table, np.int64), nch, cons, p, np.array(rows, np.int64), out)
+        return out.tolist()
+    choices = _Nested(table)
+    cons = _open_cons(space)
+    result = []
+    for row in rows:
+        kids = []
+        for c in range(space.radices[p]):
+            st = _Nested([list(row), [0] * lm.NS])
+            lmath.child(st, 0, choices, cons, p, c)
+            kids.append(st.rows[1])
+        result.append(kids)
+    return result
+
+
+def _state_row(n, jump, cin, ndown, params=0, macs=0, erf=0) -> list[int]:
+    row = [0] * lm.NS
+    row[lm.S_N], row[lm.S_JUMP], row[lm.S_CIN], row[lm.S_NDOWN], row[lm.S_RF] = n, jump, cin, ndown, 1
+    row[lm.S_PARAMS], row[lm.S_MACS], row[lm.S_ERF], row[lm.S_JLOG] = params, macs, erf, -1
+    return row
+
+
 def metric_bounds(space: Space) -> dict[str, int]:
     """Upper bounds of what any prefix reaches: params, MACs, 12 x erf variance, and the largest
     single-choice params and MACs.
@@ -147,11 +197,68 @@ def metric_bounds(space: Space) -> dict[str, int]:
     every increment grows with them, so the bounds hold, and they are the true maxima whenever one
     prefix has all the largest values at once (the usual case: fewest strides, most channels).
     """
-    from rfsweep.kernels import layer_math as lmath
+    states = {(space.in_channels, 0): (space.input_size, 1, 0, 0, 0)}
+    best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
+    for p in range(space.depth_max):
+        rows = [
+            _state_row(n, jump, cin, nd, params, macs, erf)
+            for (cin, nd), (n, jump, params, macs, erf) in states.items()
+        ]
+        nxt: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
+        for row, kids in zip(rows, _children(space, p, rows)):
+            for kid in kids:
+                if kid[lm.S_N] < 1:  # the choice does not fit
+                    continue
+                value = tuple(kid[f] for f in (lm.S_N, lm.S_JUMP, lm.S_PARAMS, lm.S_MACS, lm.S_ERF))
+                key = (kid[lm.S_CIN], kid[lm.S_NDOWN])
+                old = nxt.get(key)
+                nxt[key] = value if old is None else tuple(map(max, old, value))
+                best["layer_params"] = max(best["layer_params"], value[2] - row[lm.S_PARAMS])
+                best["layer_macs"] = max(best["layer_macs"], value[3] - row[lm.S_MACS])
+        states = nxt
+        for _, _, params, macs, erf in states.values():
+            best["params"] = max(best["params"], params)
+            best["macs"] = max(best["macs"], macs)
+            best["erf12"] = max(best["erf12"], erf)
+    return best
 
-    choices = _Nested(choice_table(space))
-    cons = [0] * lm.NC
-    big = 1 << 400  # no budget, no rf cap: child() refuses only what does not fit
+
+def cost_floors(space: Space) -> list[tuple[int, int]]:
+    """floors[t] = (params, MACs) every completion of a node at depth t adds at the least: 0 where a
+    candidate may end, else the cheapest choice at t (over the states a prefix can reach, taken at its
+    smallest map, where every cost is smallest) plus floors[t + 1]. The kernels prune a prefix whose
+    cost plus its floor exceeds a budget: exact, since a budget then cuts every completion too.
+    """
+    # the smallest map each (channels, strided layers) state can have at each depth
+    states = {(space.in_channels, 0): space.input_size}
+    cheapest = []
+    for p in range(space.depth_max):
+        rows = [_state_row(n, 1, cin, nd) for (cin, nd), n in states.items()]
+        nxt: dict[tuple[int, int], int] = {}
+        best = None
+        for kids in _children(space, p, rows):
+            for kid in kids:
+                if kid[lm.S_N] < 1:
+                    continue
+                inc = (kid[lm.S_PARAMS], kid[lm.S_MACS])
+                best = inc if best is None else (min(best[0], inc[0]), min(best[1], inc[1]))
+                key = (kid[lm.S_CIN], kid[lm.S_NDOWN])
+                nxt[key] = min(nxt.get(key, kid[lm.S_N]), kid[lm.S_N])
+        states = nxt
+        cheapest.append(best or (0, 0))
+    floors = [(0, 0)] * (space.depth_max + 1)
+    for t in range(space.depth_max - 1, -1, -1):
+        if t >= space.depth_min:
+            floors[t] = (0, 0)
+        else:
+            floors[t] = (cheapest[t][0] + floors[t + 1][0], cheapest[t][1] + floors[t + 1][1])
+    return [(min(a, INT_LIMIT), min(b, INT_LIMIT)) for a, b in floors]
+
+
+def _open_cons(space: Space) -> list[int]:
+    """Constraints that refuse only what does not fit (no budget, no rf cap), for the exact-integer twin."""
+    cons = [0] * (lm.NC + 2 * (space.depth_max + 1))
+    big = 1 << 400
     cons[lm.C_RF_MAX] = cons[lm.C_MAX_PARAMS] = cons[lm.C_MAX_MACS] = big
     cons[lm.C_MIN_OUT] = 1
     cons[lm.C_N] = space.input_size
@@ -160,32 +267,7 @@ def metric_bounds(space: Space) -> dict[str, int]:
     cons[lm.C_WIDTH] = space.width
     cons[lm.C_MAX_WIDTH] = space.max_width
     cons[lm.C_DMAX] = space.depth_max
-    states = {(space.in_channels, 0): (space.input_size, 1, 0, 0, 0)}
-    best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
-    for p, options in enumerate(space.positions):
-        nxt: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
-        for (cin, ndown), (n, jump, params, macs, erf) in states.items():
-            row = [0] * lm.NS
-            row[lm.S_N], row[lm.S_JUMP], row[lm.S_CIN], row[lm.S_NDOWN], row[lm.S_JLOG] = n, jump, cin, ndown, -1
-            row[lm.S_RF] = 1
-            row[lm.S_PARAMS], row[lm.S_MACS], row[lm.S_ERF] = params, macs, erf
-            for c in range(len(options)):
-                st = _Nested([list(row), [0] * lm.NS])
-                lmath.child(st, 0, choices, cons, p, c)
-                if st[1, lm.S_N] < 1:  # the choice does not fit (child() left the row empty)
-                    continue
-                value = tuple(st[1, f] for f in (lm.S_N, lm.S_JUMP, lm.S_PARAMS, lm.S_MACS, lm.S_ERF))
-                key = (st[1, lm.S_CIN], st[1, lm.S_NDOWN])
-                old = nxt.get(key)
-                nxt[key] = value if old is None else tuple(map(max, old, value))
-                best["layer_params"] = max(best["layer_params"], value[2] - params)
-                best["layer_macs"] = max(best["layer_macs"], value[3] - macs)
-        states = nxt
-        for _, _, params, macs, erf in states.values():
-            best["params"] = max(best["params"], params)
-            best["macs"] = max(best["macs"], macs)
-            best["erf12"] = max(best["erf12"], erf)
-    return best
+    return cons
 
 
 def check_representable(space: Space, *, for_search: bool = True) -> None:

@@ -114,6 +114,7 @@ class Space:
     # last layer. All 3 unless a head (positions index -1) gives the last layer its own choices.
     roles: list[list[int]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    names: list[str] | None = None  # the positions' names in written-out layers (a space of stages' stages)
 
     def __post_init__(self):
         if not self.roles:
@@ -279,7 +280,7 @@ class Space:
     @property
     def position_names(self) -> list[str]:
         """Names of the positions in written-out layers: the stages' names for a space of stages."""
-        return self.settings.get("position_names") or [f"l{p}" for p in range(self.depth_max)]
+        return self.names or [f"l{p}" for p in range(self.depth_max)]
 
 
 # ---------------------------------------------------------------- building
@@ -410,10 +411,17 @@ def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
     if not isinstance(settings, dict):
         raise field_error("space", type(settings).__name__, "must be a table of settings")
     st.check_keys(settings)
+    if settings.get("stages") is not None:
+        from rfsweep.stages import build_stage_space
+
+        return build_stage_space({**DEFAULTS, **settings}, for_search=for_search)
+    for key in st.STAGE_KEYS:
+        if settings.get(key) is not None and key not in ("name", "source", "description"):
+            raise field_error(key, settings[key], "belongs to a space of stages, which needs 'stages'")
     s = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
     dmin, dmax = st.parse_depth(s["depth"])
     padding = s["padding"]
-    if padding not in PAD_CODES:
+    if not isinstance(padding, str) or padding not in PAD_CODES:
         raise field_error("padding", padding, "must be same, valid or tf_same")
     n = st.parse_int("input_size", s["input_size"], 1, st.MAX_CHANNELS)
     cin = st.parse_int("in_channels", s["in_channels"], 1, st.MAX_CHANNELS)
