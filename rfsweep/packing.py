@@ -158,6 +158,8 @@ def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int
     Python on exact integers."""
     from rfsweep.kernels import layer_math as lmath
 
+    if not rows:
+        return []
     table = choice_table(space)
     if _crude_bound(space) < INT_LIMIT:
         from rfsweep.kernels.cpu import step_all
