@@ -333,12 +333,17 @@ def parse_network(data: Any, input_size: Any = None) -> Network:
 
 
 def load_spec_data(path: str | Path) -> Any:
-    """Read a JSON or TOML spec file (by extension; anything else is tried as JSON)."""
+    """Read a JSON or TOML spec file (by extension; anything else is tried as JSON); a binary file is a
+    one-line error."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise field_error("file", str(p), exc.strerror or "cannot be read") from None
+    except UnicodeDecodeError:
+        raise field_error(
+            "file", str(p), "is not a network spec (JSON/TOML text); an ONNX model needs the .onnx extension"
+        ) from None
     try:
         if p.suffix.lower() == ".toml":
             return tomllib.loads(text)
