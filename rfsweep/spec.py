@@ -278,6 +278,13 @@ def _topological(layers: list[Layer]) -> list[Layer]:
             if src != "input" and src not in by_name:
                 raise field_error("inputs", src, "no layer of that name (or 'input')", layer=layer.name)
     done: set[str] = {"input"}
+    for layer in layers:  # the usual case, and always an importer's: the file order already is one
+        if not all(src in done for src in layer.inputs):
+            break
+        done.add(layer.name)
+    else:
+        return list(layers)
+    done = {"input"}
     order: list[Layer] = []
     pending = list(layers)
     while pending:

@@ -11,6 +11,7 @@ absent, the tests below keep the numbers written out so they always check exact 
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import json
 import math
@@ -187,6 +188,11 @@ def _feature_size(name: str, n: int) -> int:
     return _ceil_halvings(n, 5)  # mobilenet_v1, resnets: five stride-2 layers that keep ceil(n/2)
 
 
+@functools.lru_cache
+def _params_at_224(name: str) -> int:
+    return int(rfsweep.analyze(name)["params"].sum())
+
+
 def _adaptive_widest(n: int, out: int) -> int:
     """The widest window of torch's adaptive pooling: unit i pools floor(i·n/o) .. ceil((i+1)·n/o) - 1."""
     return max(-(-(i + 1) * n // out) - (i * n) // out for i in range(out))
@@ -210,7 +216,7 @@ def test_zoo_at_other_input_sizes(name, size):
     rf = {**{k: v[0] for k, v in SLIM_PUBLISHED.items()}, **TORCHVISION_RF_PUBLISHED, **TORCHVISION_RESNET_RF}[name]
     assert feature["out_size"] == (f, f)
     assert feature["rf"] == (rf, rf) and feature["jump"] == (32, 32)
-    assert int(table["params"].sum()) == int(rfsweep.analyze(name)["params"].sum())
+    assert int(table["params"].sum()) == _params_at_224(name)
     if name in TORCHVISION_PARAMS:
         assert int(table["params"].sum()) == TORCHVISION_PARAMS[name]
     if name == "alexnet" or name in _VGG:

@@ -164,7 +164,7 @@ class Model:
         g.input.extend(src.input)
         g.output.extend(src.output)
         for t in src.initializer:
-            if t.ByteSize() > LARGE:
+            if (len(t.raw_data) if t.raw_data else t.ByteSize()) > LARGE:
                 light = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims)
                 g.initializer.append(light)
             else:
