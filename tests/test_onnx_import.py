@@ -478,10 +478,35 @@ def test_global_pools(nodes, inits, opset, mode):
     assert t["gap"].axes[0].whole and t["gap"].channels == 8
 
 
-def test_reduce_over_channels_is_refused():
+def test_a_reduction_over_channels_alone_is_refused():
     model = classifier([helper.make_node("ReduceMean", ["c"], ["g"], name="gap", axes=[1])], opset=13)
-    with pytest.raises(SpecError, match=r"layer 'gap'.*ReduceMean/ReduceMax over H and W only"):
+    with pytest.raises(SpecError, match=r"'g' is a statistic over the channels"):
         rfsweep.from_onnx(model)
+    model = classifier([helper.make_node("ReduceMean", ["c"], ["g"], name="gap", axes=[1, 2])], opset=13)
+    with pytest.raises(SpecError, match=r"layer 'gap'.*ReduceMean/ReduceMax over H and W \(a global pool\)"):
+        rfsweep.from_onnx(model)
+
+
+def test_l2_normalisation_over_channels_is_one_pointwise_layer():
+    """F.normalize(x, dim=1) * scale (SSD's L2Norm), as torch exports it: ReduceL2, Clip, Expand, Div, Mul."""
+    model = classifier(
+        [
+            helper.make_node("ReduceL2", ["c", "ax"], ["norm"], name="norm", keepdims=1),
+            helper.make_node("Clip", ["norm", "eps"], ["clamped"], name="clamp_min"),
+            helper.make_node("Expand", ["clamped", "shape"], ["wide"], name="expand"),
+            helper.make_node("Div", ["c", "wide"], ["unit"], name="div"),
+            helper.make_node("Mul", ["scale", "unit"], ["y"], name="mul"),
+        ],
+        [ints("ax", [1]), floats("eps", 1e-12), ints("shape", [1, 8, 7, 7]), floats("scale", np.ones((8, 1, 1)))],
+    )
+    spec = rfsweep.from_onnx(model)
+    assert [(layer["name"], layer["op"]) for layer in spec["layers"]] == [
+        ("conv", "conv"),
+        ("div", "pointwise"),
+        ("mul", "affine"),
+    ]
+    t = table(spec)
+    assert t["div"].axes[0].rf == 3 and t["div"].channels == 8 and t["mul"].params == 8
 
 
 def test_flatten_gemm_on_a_map_is_a_conv_with_the_maps_kernel():

@@ -129,3 +129,21 @@ def test_every_torchvision_classifier_imports_with_torchs_parameters(name):
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     size = 299 if name == "inception_v3" else 224
     assert spec_params(rfsweep.from_torch(model, input_size=size)) == torch_params(model)
+
+
+@pytest.mark.slow
+def test_detection_backbones():
+    """Faster R-CNN's ResNet-50 body and SSD's VGG (with its L2 normalisation) import with torch's parameters;
+    the FPN on top is refused: its top-down add of a nearest x2 upsample is 8 px off the lateral map."""
+    from torchvision.models import detection
+
+    faster = detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    body = faster.backbone.body
+    assert spec_params(rfsweep.from_torch(body, input_size=320)) == torch_params(body)
+    with pytest.raises(rfsweep.RFSweepError) as err:
+        rfsweep.from_torch(faster.backbone, input_size=320)
+    assert "branches are not aligned: centre (h)" in str(err.value) and "is -8" in str(err.value)
+    ssd = detection.ssd300_vgg16(weights=None, weights_backbone=None).backbone
+    spec = rfsweep.from_torch(ssd, input_size=300)
+    assert spec_params(spec) == torch_params(ssd) == 22_943_936
+    assert any(layer.get("fn") == "Div by a statistic over channels" for layer in spec["layers"])

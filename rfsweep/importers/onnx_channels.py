@@ -50,7 +50,10 @@ LAYOUT = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity",
 
 
 def unary(t: Translator, node):
-    x = t.get(node.input[0])
+    x = t.get(node.input[0], allow_stat=True)
+    if x.stat is not None:  # an elementwise function of a channel statistic stays one (no layer)
+        t.set(node.output[0], x)
+        return
     op = UNARY.get(node.op_type)
     fields = {} if op else {"fn": node.op_type}
     name = t.emit(node, op or "pointwise", [x], node.output[0], **fields)
@@ -65,7 +68,10 @@ def deferred(t: Translator, node):
 
 
 def clip(t: Translator, node):
-    x = t.get(node.input[0])
+    x = t.get(node.input[0], allow_stat=True)
+    if x.stat is not None:  # clamp_min(||x||, eps) of F.normalize
+        t.set(node.output[0], x)
+        return
     a = attrs(node)
     bounds = []
     for index, key in ((1, "min"), (2, "max")):
@@ -146,7 +152,10 @@ def binary(t: Translator, node):
     op = node.op_type
     dynamic = [i for i in node.input if i and not t.m.is_const(i)]
     if len(dynamic) == 1:
-        x = t.get(dynamic[0])
+        x = t.get(dynamic[0], allow_stat=True)
+        if x.stat is not None:  # eps added to a channel statistic, a power of it: still a statistic
+            t.set(node.output[0], x)
+            return
         const = next(i for i in node.input if i and i != dynamic[0])
         kind = _per_channel(t, x, node.output[0], const)
         if op == "Add" and x.bias_open and kind == "channel":
@@ -163,6 +172,15 @@ def binary(t: Translator, node):
             name = t.emit(node, "pointwise", [x], node.output[0], fn=op)
         t.set(node.output[0], replace(x, layer=name, bias_open=False))
         return
+    if len(dynamic) == 2 and op in ("Div", "Mul", "Sub", "Add"):  # x / ||x||: a per-unit normalisation
+        raw = [t.vals.get(i) for i in dynamic]
+        for k in range(2):
+            if raw[k] is not None and raw[k].stat is not None and raw[1 - k] is not None and raw[1 - k].stat is None:
+                x = t.get(dynamic[1 - k])
+                if raw[k].stat == x.layer:
+                    name = t.emit(node, "pointwise", [x], node.output[0], fn=f"{op} by a statistic over channels")
+                    t.set(node.output[0], replace(x, layer=name, bias_open=False))
+                    return
     if op in ("Add", "Sum"):
         vals = [t.get(i) for i in dynamic]
         shapes = {t.shape(i) for i in dynamic}
@@ -416,8 +434,8 @@ def gather(t: Translator, node):
 
 
 def expand(t: Translator, node):
-    x = t.get(node.input[0])
-    if t.shape(node.input[0]) != t.shape(node.output[0]):
+    x = t.get(node.input[0], allow_stat=True)
+    if x.stat is None and t.shape(node.input[0]) != t.shape(node.output[0]):
         t.refuse("an Expand that broadcasts a map")
     t.set(node.output[0], x)
 

@@ -113,7 +113,7 @@ def global_pool(t: Translator, node):
 
 
 def reduce(t: Translator, node):
-    x = t.get(node.input[0])
+    x = t.get(node.input[0], allow_stat=True)
     a = attrs(node)
     rank = len(x.roles)
     if "axes" in a:
@@ -129,8 +129,14 @@ def reduce(t: Translator, node):
     if not axes or (x.whole and not roles & {"N", "C"}):  # a global vector pooled again
         t.set(node.output[0], replace(x, roles=out_roles))
         return
+    if roles == {"C"} and keep and x.stat is None and not x.whole:  # per unit, over the channels: no layer yet
+        t.set(node.output[0], replace(x, stat=x.layer, bias_open=False))
+        return
     if roles != {"H", "W"} or node.op_type not in ("ReduceMean", "ReduceMax"):
-        t.refuse(f"rfsweep reads ReduceMean/ReduceMax over H and W only (a global pool); these axes are {axes}")
+        t.refuse(
+            f"rfsweep reads ReduceMean/ReduceMax over H and W (a global pool), or a reduction over the channels "
+            f"divided back into its map; these axes are {axes}"
+        )
     mode = "max" if node.op_type == "ReduceMax" else "avg"
     name = t.emit(node, "global_pool", [x], node.output[0], mode=mode)
     t.set(node.output[0], Val(name, out_roles, whole=True))
@@ -250,6 +256,11 @@ GEOMETRY = {
     "GlobalMaxPool": global_pool,
     "ReduceMean": reduce,
     "ReduceMax": reduce,
+    "ReduceMin": reduce,
+    "ReduceSum": reduce,
+    "ReduceL1": reduce,
+    "ReduceL2": reduce,
+    "ReduceSumSquare": reduce,
     "Pad": pad,
     "Resize": resize,
     "Upsample": resize,

@@ -31,6 +31,7 @@ class Val:
     act: tuple | None = None  # a Sigmoid/HardSigmoid not yet emitted: (op, source tensor, node)
     bias_open: bool = False  # a MatMul layer whose bias a following Add may still supply
     seq: tuple | None = None  # a SplitToSequence: (axis, [(start, stop), ...])
+    stat: str | None = None  # a statistic over the channels of layer `stat` (ReduceL2 of F.normalize), no layer
 
 
 NCHW = ("N", "C", "H", "W")
@@ -106,7 +107,7 @@ class Translator:
 
     # ------------------------------------------------------------------ values
 
-    def get(self, name: str, allow_pad: bool = False) -> Val:
+    def get(self, name: str, allow_pad: bool = False, allow_stat: bool = False) -> Val:
         """The state of an input tensor that depends on the image (a deferred activation is emitted now)."""
         if name not in self.vals:
             if self.m.is_const(name):
@@ -120,6 +121,11 @@ class Translator:
             self.vals[name] = v
         if v.pad is not None and not allow_pad:
             self.refuse(f"a Pad is folded into the Conv or pool that consumes it; '{name}' feeds this node instead")
+        if v.stat is not None and not allow_stat:
+            self.refuse(
+                f"'{name}' is a statistic over the channels (a Reduce over C), which rfsweep reads only where it "
+                "is divided or multiplied back into the map it was taken of (x / ||x||)"
+            )
         if v.seq is not None:
             self.refuse(f"'{name}' is a sequence; only SequenceAt reads it")
         return v
@@ -169,8 +175,8 @@ class Translator:
             if handler is None:
                 self.refuse("rfsweep does not know how this op changes the receptive field (and never guesses)")
             handler(self, node)
-        for out in self.m.graph.output:  # a Sigmoid whose output nobody reads but the model's caller
-            if out.name in self.vals and self.vals[out.name].act is not None:
+        for out in self.m.graph.output:  # a Sigmoid read by the model's caller only; a statistic is refused
+            if out.name in self.vals and (self.vals[out.name].act is not None or self.vals[out.name].stat):
                 self.get(out.name)
         if not self.layers:
             raise field_error("model", self.m.graph.name, "no node of the model depends on its input")
