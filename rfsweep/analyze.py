@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path neve
 from rfsweep import arithmetic as ar
 from rfsweep.errors import SpecError, field_error
 from rfsweep.numbers import fmt_number, plain
-from rfsweep.spec import ADAPTIVE_OPS, BLOCK_OPS, CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network
+from rfsweep.spec import ADAPTIVE_OPS, BLOCK_OPS, CONV_OPS, POOL_OPS, Layer, Network, is_merge
 
 COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 
@@ -151,10 +151,10 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
                         layer=layer.name,
                     )
     chans = [c for _, _, _, c in sources]
-    if layer.op == "add":
+    if layer.op != "concat":  # add, and a pointwise function of several maps
         if len(set(chans)) != 1:
             raise field_error(
-                "inputs", [s[0] for s in sources], f"add needs equal channels, got {chans}", layer=layer.name
+                "inputs", [s[0] for s in sources], f"{layer.op} needs equal channels, got {chans}", layer=layer.name
             )
         weights = [Fraction(1)] * len(sources)
         channels = chans[0]
@@ -179,7 +179,7 @@ def evaluate(net: Network) -> list[LayerResult]:
         params, macs = 0, 0
         flags: list[str] = []
         op = layer.op
-        if op in MERGE_OPS:
+        if is_merge(layer):
             axes, cout = _merge(layer, sources)
         elif op in CONV_OPS + POOL_OPS:
             axes = tuple(_spatial(layer, in_axes[i], i) for i in range(2))

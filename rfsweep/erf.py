@@ -40,7 +40,7 @@ import numpy as np
 from rfsweep import arithmetic as ar
 from rfsweep.analyze import LayerResult, evaluate
 from rfsweep.errors import SpecError, field_error
-from rfsweep.spec import ADAPTIVE_OPS, MERGE_OPS, POOL_OPS, Network
+from rfsweep.spec import ADAPTIVE_OPS, POOL_OPS, Network, is_merge
 
 MASSES = (0.5, 0.9, 0.95)
 MAX_POINTS = 1 << 25  # a grid larger than this (per axis) is refused rather than filling the memory
@@ -179,7 +179,7 @@ def _layer_dist(
     layer = r.layer
     src = inputs[0][axis]
     jump = in_axes[axis].jump
-    if layer.op in MERGE_OPS:
+    if is_merge(layer):
         return mixture([d[axis] for d in inputs], weights)
     k, s, dil = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     if layer.op == "conv" or layer.op in POOL_OPS:
@@ -266,7 +266,7 @@ def distributions(
             continue
         inputs = [state[s] for s in r.layer.inputs]
         weights = None
-        if r.layer.op == "add":
+        if is_merge(r.layer) and r.layer.op != "concat":  # add, a pointwise function of several maps
             weights = [1.0] * len(inputs)
         elif r.layer.op == "concat":
             weights = [float(chans[s]) for s in r.layer.inputs]

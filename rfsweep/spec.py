@@ -183,7 +183,7 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
         raise field_error("inputs", inputs, f"'{op}' merges two or more inputs", layer=name)
     if op == "gate" and len(inputs) != 2:
         raise field_error("inputs", inputs, "'gate' takes two inputs: the map and its gate", layer=name)
-    if op not in MERGE_OPS + ("gate",) and len(inputs) != 1:
+    if op not in MERGE_OPS + ("gate", "pointwise") and len(inputs) != 1:
         raise field_error("inputs", inputs, f"'{op}' takes exactly one input", layer=name)
 
     kw: dict[str, Any] = {"name": name, "op": op, "inputs": tuple(inputs)}
@@ -262,6 +262,12 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
             raise field_error("fn", fn, "must be a string naming the elementwise function", layer=name)
         kw["fn"] = fn
     return Layer(**kw)
+
+
+def is_merge(layer: Layer) -> bool:
+    """True for layers that combine several aligned maps: add, concat, and a pointwise layer with several inputs
+    (an elementwise function of them, e.g. x·0.5·(1 + erf(x/√2)) written out: geometry and ERF as for add)."""
+    return layer.op in MERGE_OPS or (layer.op == "pointwise" and len(layer.inputs) > 1)
 
 
 def _topological(layers: list[Layer]) -> list[Layer]:

@@ -666,10 +666,28 @@ def test_a_squeeze_excitation_block_is_a_gate():
     assert t["fc1"].params == 4 * 2 + 2 and t["fc1"].macs == 8
 
 
-def test_a_product_of_two_maps_is_refused():
-    model = branches("Mul")
-    with pytest.raises(SpecError, match="neither x·sigmoid\\(x\\) nor a gate"):
-        rfsweep.from_onnx(model)
+def test_an_elementwise_product_of_two_maps_is_an_aligned_merge():
+    lay = layers(rfsweep.from_onnx(branches("Mul")))
+    assert lay["m"] == {"name": "m", "op": "pointwise", "inputs": ["a", "b"], "fn": "Mul"}
+    with pytest.raises(SpecError, match=r"layer 'm'.*not aligned"):
+        rfsweep.from_onnx(branches("Div", second_pads=(2, 1, 0, 1)))
+
+
+def test_gelu_written_out_is_elementwise_layers_of_one_map():
+    """x·0.5·(1 + erf(x/√2)), as exporters without a Gelu op write it: geometry of x throughout."""
+    spec = rfsweep.from_onnx(
+        chain(
+            helper.make_node("Div", ["c", "sqrt2"], ["d"], name="div"),
+            helper.make_node("Erf", ["d"], ["e"], name="erf"),
+            helper.make_node("Add", ["e", "one"], ["f"], name="add"),
+            helper.make_node("Mul", ["c", "f"], ["g"], name="mul"),
+            helper.make_node("Mul", ["g", "half"], ["y"], name="mul_1"),
+            inits=[floats("sqrt2", 2**0.5), floats("one", 1.0), floats("half", 0.5)],
+        )
+    )
+    lay, t = layers(spec), table(spec)
+    assert lay["mul"] == {"name": "mul", "op": "pointwise", "inputs": ["conv", "add"], "fn": "Mul"}
+    assert t["mul_1"].axes[0].rf == 3 and t["mul_1"].params == 0 and t["mul_1"].channels == 4
 
 
 def test_softmax_over_space_is_refused():

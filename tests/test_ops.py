@@ -309,3 +309,24 @@ def test_erf_support_after_space_to_depth_is_the_box():
     d = distributions(resolve(spec), ["s2d", "d2s"])
     assert np.allclose(d["s2d"][0].probs, 0.25) and len(d["s2d"][0].probs) == 4
     assert np.allclose(d["d2s"][1].probs, d["s2d"][1].probs)
+
+
+def test_pointwise_of_several_maps_is_an_aligned_merge():
+    """An elementwise function of two maps (x·erf(x), a product of branches): add's geometry and ERF."""
+    layers = [
+        {"name": "a", "op": "conv", "kernel": 3, "padding": 1, "channels": 8},
+        {"name": "b", "op": "conv", "kernel": 5, "padding": 2, "channels": 8, "inputs": ["input"]},
+        {"name": "mul", "op": "pointwise", "fn": "Mul", "inputs": ["a", "b"]},
+        {"name": "sum", "op": "add", "inputs": ["a", "b"]},
+    ]
+    frame = analyze(net(layers))
+    mul, total = row(frame, "mul"), row(frame, "sum")
+    for col in ("rf", "jump", "center", "erf_sigma", "channels", "params"):
+        assert mul[col] == total[col]
+    assert mul["rf"] == (5, 5)
+    layers[1]["padding"] = [[1, 3], [2, 2]]
+    with pytest.raises(SpecError, match=r"layer 'mul'.*not aligned: centre \(h\)"):
+        analyze(net(layers[:3]))
+    layers[1]["padding"], layers[1]["channels"] = 2, 4
+    with pytest.raises(SpecError, match=r"layer 'mul'.*pointwise needs equal channels, got \[8, 4\]"):
+        analyze(net(layers[:3]))

@@ -209,8 +209,15 @@ def binary(t: Translator, node):
                 name = t.emit(node, "gate", [x, g], node.output[0])
                 t.set(node.output[0], replace(x, layer=name, bias_open=False))
                 return
-        t.refuse("a product of two maps that is neither x·sigmoid(x) nor a gate by a global vector")
-    t.refuse(f"an elementwise {op} of two maps")
+    vals = [t.get(i) for i in dynamic]
+    shapes = [t.shape(i) for i in dynamic]
+    if len(vals) == 2 and shapes[0] == shapes[1] and not any(v.whole for v in vals):
+        # each unit of the result reads the two units at its position: the geometry of an aligned merge
+        # (the analyzer checks the alignment and names both branches when it fails)
+        name = t.emit(node, "pointwise", vals, node.output[0], fn=op)
+        t.set(node.output[0], replace(vals[0], layer=name, bias_open=False))
+        return
+    t.refuse(f"an elementwise {op} of maps of different shapes (a broadcast rfsweep does not read)")
 
 
 def concat(t: Translator, node):

@@ -95,8 +95,25 @@ class Model:
         self._values: dict[str, np.ndarray] = {}
         self.folded: set[str] = set()  # computed constants written into the shell as Constant nodes
         shell = self._shell(proto, input_size)
+        for _ in range(4):  # fold what the new shapes make constant (Shape of a static tensor), infer again
+            inferred = self._infer(shell, input_size)
+            self.graph = inferred.graph
+            for vi in list(self.graph.input) + list(self.graph.value_info) + list(self.graph.output):
+                self.shapes[vi.name] = _dims(vi.type)
+                self.types[vi.name] = vi.type.tensor_type.elem_type
+            self.producer = {out: node for node in self.graph.node for out in node.output if out}
+            self._const = {}
+            before = len(self.folded)
+            nodes = self._fold(shell.graph.node)
+            if len(self.folded) == before:
+                break
+            shell.graph.ClearField("node")
+            shell.graph.node.extend(nodes)
+        self.input_shape = self.shapes[self.input_name]
+
+    def _infer(self, shell, input_size):
         try:
-            inferred = onnx.shape_inference.infer_shapes(shell, check_type=False, strict_mode=True, data_prop=True)
+            return self.onnx.shape_inference.infer_shapes(shell, check_type=False, strict_mode=True, data_prop=True)
         except Exception as exc:
             where = "" if input_size is None else f" at input {input_size[0]}x{input_size[1]}"
             hint = (
@@ -106,30 +123,25 @@ class Model:
             )
             raise field_error(
                 "input-size" if input_size else "model",
-                proto.graph.name or "model" if input_size is None else f"{input_size[0]}x{input_size[1]}",
+                self.proto.graph.name or "model" if input_size is None else f"{input_size[0]}x{input_size[1]}",
                 f"ONNX shape inference fails{where}: {_one_line(exc, 200)}{hint}",
             ) from None
-        self.graph = inferred.graph
-        for vi in list(self.graph.input) + list(self.graph.value_info) + list(self.graph.output):
-            self.shapes[vi.name] = _dims(vi.type)
-            self.types[vi.name] = vi.type.tensor_type.elem_type
-        self.producer = {out: node for node in self.graph.node for out in node.output if out}
-        self._const = {}
-        self.input_shape = self.shapes[self.input_name]
 
     def _fold(self, nodes) -> list:
-        """Nodes with the small constants they compute from initializers and Constant nodes alone replaced by
-        Constant nodes: shape inference propagates few ops' values (the axes of a ReduceMean computed by a
-        Reshape of a constant would leave its output shape unknown)."""
+        """Nodes with the small constants they compute from initializers, Constant nodes and the shapes known so
+        far replaced by Constant nodes: shape inference propagates few ops' values (the axes of a ReduceMean
+        computed by a Reshape of a constant, a Slice's ends computed from a Shape, would leave an output shape
+        unknown)."""
         known = set(self.initializers)
         out = []
         for node in nodes:
-            pure = (
-                node.op_type not in _NONDETERMINISTIC
-                and node.domain in ("", "ai.onnx")
-                and all(not i or i in known for i in node.input)
-                and (node.op_type not in ("Shape", "Size") or node.input[0] in self.initializers)
-            )
+            if node.op_type in ("Shape", "Size"):  # the input's value does not matter, its static shape does
+                needed = []
+                pure = self.shape(node.input[0]) is not None
+            else:
+                needed = node.input[:1] if node.op_type == "CastLike" else node.input  # CastLike: a type only
+                pure = node.op_type not in _NONDETERMINISTIC and node.domain in ("", "ai.onnx")
+            pure = pure and all(not i or i in known for i in needed)
             if node.op_type == "Constant" or not pure:
                 if node.op_type == "Constant":
                     known.update(node.output)
