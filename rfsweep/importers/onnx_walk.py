@@ -38,6 +38,7 @@ NCHW = ("N", "C", "H", "W")
 
 
 def attrs(node) -> dict[str, Any]:
+    """A node's attributes as Python values (strings decoded)."""
     from onnx import helper
 
     out = {}
@@ -48,6 +49,7 @@ def attrs(node) -> dict[str, Any]:
 
 
 def pair_value(values) -> int | list[int]:
+    """[h, w] as the spec writes it: one integer when both are equal."""
     values = [int(v) for v in values]
     return values[0] if values[0] == values[1] else values
 
@@ -69,7 +71,7 @@ class Translator:
         self.layers: list[dict] = []
         self.used = {"input"}
         self.vals: dict[str, Val] = {}
-        self.expect: dict[str, tuple[int, int, int]] = {}  # layer -> (h, w, channels) ONNX inferred
+        self.expect: dict[str, str] = {}  # layer -> the ONNX tensor it outputs (its inferred shape is checked)
         self.node = None
 
     # ------------------------------------------------------------------ errors and names
