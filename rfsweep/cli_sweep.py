@@ -41,7 +41,8 @@ SPACE_OPTIONS = (
             "--space",
             "space_file",
             type=click.Path(dir_okay=False),
-            help="TOML file with any of these settings (underscores) and [[positions]] overrides; flags win.",
+            help="TOML file with any of these settings (underscores) and [[positions]] overrides, or a space of "
+            "stages; or the name of a shipped space (ofa_mbv3, ...); flags win.",
         )
     ]
     + [_setting_option(s) for s in SETTINGS if s.kind != "toml"]
@@ -67,10 +68,11 @@ def space_options(fn):
 
 
 def _space(kwargs, for_search: bool = True):
-    from rfsweep.settings import DEFAULTS, load_space_file
+    from rfsweep.settings import DEFAULTS
     from rfsweep.space import build_space
+    from rfsweep.stages import load
 
-    settings = load_space_file(kwargs["space_file"]) if kwargs.get("space_file") else {}
+    settings = load(kwargs["space_file"]) if kwargs.get("space_file") else {}
     if not isinstance(settings, dict):
         raise field_error("space", kwargs["space_file"], "must hold a table of settings")
     for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)

@@ -22,7 +22,9 @@ REACH_MAX = 1 << 16  # rf upper bounds up to this get the exact reachability tab
 def kernel_arrays(space: Space) -> lm.KernelArrays:
     """The int64 arrays every kernel takes (see kernels/layer_math.py for their layout)."""
     dmax = space.depth_max
-    choices = np.array(choice_table(space), np.int64)
+    choices = space.__dict__.get("_choice_array")
+    if choices is None:
+        choices = space.__dict__["_choice_array"] = np.array(choice_table(space), np.int64)
     cons = np.zeros(lm.NC + 2 * (dmax + 1), np.int64)
     floors = cost_floors(space)
     cons[lm.NC :] = np.array(floors, np.int64).ravel()
@@ -61,7 +63,15 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
 
 def choice_table(space: Space) -> list:
     """choices[p][c][F_*] (then BF_* per block for a choice of blocks) as nested lists of Python ints:
-    the kernels' table, and in Python the exact-integer twin metric_bounds runs the kernels' code on."""
+    the kernels' table, and in Python the exact-integer twin metric_bounds runs the kernels' code on.
+    Built once per space."""
+    cached = space.__dict__.get("_choice_table")
+    if cached is None:
+        cached = space.__dict__["_choice_table"] = _choice_table(space)
+    return cached
+
+
+def _choice_table(space: Space) -> list:
     nmax = max((len(c.blocks) for p in space.positions for c in p), default=0)
     width = lm.NF + lm.BF * nmax
     table = []
@@ -141,15 +151,19 @@ class _Nested:
 
 def _crude_bound(space: Space) -> int:
     """A quick upper bound of any prefix's params and MACs (and so of the kernels' intermediate values)."""
-    from fractions import Fraction
-
+    cached = space.__dict__.get("_crude_bound")
+    if cached is not None:
+        return cached
+    blocks = {b for p in space.positions for c in p for b in c.blocks}  # few distinct ones
     cmax = max([space.in_channels, space.max_width] + [c.channels for p in space.positions for c in p])
-    emax = max([Fraction(1)] + [b.expand for p in space.positions for c in p for b in c.blocks])
-    cmax = int(cmax * max(emax, 1)) + 16
+    cmax = cmax * max([1] + [int(b.expand) + 1 for b in blocks]) + 16
+    kmax = max([1] + [b.kernel for b in blocks])
     total = 0
     for options in space.positions:
-        total += max(sum(4 * (b.kernel**2 + 4) for b in c.blocks) if c.blocks else (c.kernel**2 + 1) for c in options)
-    return total * cmax * cmax * (space.input_size**2 + 1) * 2
+        total += max(len(c.blocks) * 4 * (kmax**2 + 4) if c.blocks else c.kernel**2 + 1 for c in options)
+    bound = total * cmax * cmax * (space.input_size**2 + 1) * 2
+    space.__dict__["_crude_bound"] = bound
+    return bound
 
 
 def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]]]:
@@ -167,7 +181,10 @@ def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int
         cons = np.array([min(v, INT_LIMIT) for v in _open_cons(space)], np.int64)
         out = np.zeros((len(rows), space.radices[p], lm.NS), np.int64)
         nch = np.array(space.radices, np.int64)
-        step_all(np.array(table, np.int64), nch, cons, p, np.array(rows, np.int64), out)
+        array = space.__dict__.get("_choice_array")
+        if array is None:
+            array = space.__dict__["_choice_array"] = np.array(table, np.int64)
+        step_all(array, nch, cons, p, np.array(rows, np.int64), out)
         return out.tolist()
     choices = _Nested(table)
     cons = _open_cons(space)

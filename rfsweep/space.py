@@ -45,7 +45,7 @@ class Choice:
     channels: int
     blocks: tuple = ()
 
-    @property
+    @cached_property
     def rf_step(self) -> int:
         """The rf the choice adds per unit of the jump before it."""
         if self.blocks:
@@ -54,7 +54,7 @@ class Choice:
             return rf_step(self.blocks)
         return self.dilation * (self.kernel - 1)
 
-    @property
+    @cached_property
     def jump_factor(self) -> int:
         """The choice's whole stride."""
         if self.blocks:
@@ -63,7 +63,7 @@ class Choice:
             return jump_factor(self.blocks)
         return self.stride
 
-    @property
+    @cached_property
     def convs(self) -> int:
         """Convs the choice adds, towards --min-convs (each block but the pools for a choice of blocks)."""
         if self.blocks:

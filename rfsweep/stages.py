@@ -27,7 +27,6 @@ global pool.
 from __future__ import annotations
 
 import itertools
-from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -125,27 +124,26 @@ def stage_configs(raw: Any, index: int, padding: str) -> tuple[str, list[tuple[B
         )
     configs = []
     for c in channels:
+        # the stage's first block (with the stride) and the others, once per per-block choice
+        variants = []
+        for first in (True, False):
+            row = []
+            for b in per_block:
+                fields = {**b, "expand": str(b["expand"]), "stride": stride if first else 1, "channels": c}
+                blk = parse_block(fields, f"{where}.block")
+                check_block_in_space(blk, where, padding)
+                row.append(blk)
+            variants.append(row)
+        steps = [b.dilation * (b.kernel - 1) for b in variants[1]]
         for d in depths:
-            for combo in itertools.product(per_block, repeat=d):
-                blocks = []
-                for i, b in enumerate(combo):
-                    fields = {**b, "expand": str(b["expand"]), "stride": stride if i == 0 else 1, "channels": c}
-                    blk = parse_block(fields, f"{where}.block")
-                    check_block_in_space(blk, f"{where}", padding)
-                    blocks.append(blk)
-                configs.append(tuple(blocks))
-    return name, configs
-
-
-def _config_key(blocks: tuple[Block, ...]):
-    from rfsweep.blocks import rf_step
-
-    return (
-        rf_step(blocks),
-        len(blocks),
-        blocks[0].channels,
-        tuple((b.kernel, b.dilation, Fraction(b.expand), b.se) for b in blocks),
-    )
+            for combo in itertools.product(range(len(per_block)), repeat=d):
+                # canonical order: the rf the configuration adds, then depth, channels, the blocks' choices
+                # (the per-block choices are listed in (kernel, dilation, expand, se) order)
+                rf_add = steps[combo[0]] + stride * sum(steps[j] for j in combo[1:])
+                blocks = tuple(variants[i > 0][j] for i, j in enumerate(combo))
+                configs.append(((rf_add, d, c, combo), blocks))
+    configs.sort(key=lambda kc: kc[0])
+    return name, [blocks for _, blocks in configs]
 
 
 def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
@@ -181,7 +179,6 @@ def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
         name, configs = stage_configs(raw, i, padding)
         if name in names:
             raise field_error(f"stages[{i}].name", name, "stage names must be unique")
-        configs.sort(key=_config_key)
         positions.append([_choice(Choice, name, c) for c in configs])
         names.append(name)
     if head:
@@ -228,9 +225,16 @@ def _choice(Choice, name: str, blocks: tuple[Block, ...]):
 
 
 def load(name_or_path: str) -> dict[str, Any]:
-    """The settings of a space file, or of a shipped space by name."""
-    path = shipped_path(str(name_or_path)) if not Path(str(name_or_path)).suffix else None
-    return st.load_space_file(path if path is not None else name_or_path)
+    """The settings of a space file, or of a shipped space by name (``ofa_mbv3``: data/spaces/ofa_mbv3.toml)."""
+    text = str(name_or_path)
+    if not Path(text).exists() and not Path(text).suffix:
+        path = shipped_path(text)
+        if path is None:
+            raise field_error(
+                "space", text, f"no such file, nor a shipped space ({', '.join(shipped_spaces()) or 'none'})"
+            )
+        return st.load_space_file(path)
+    return st.load_space_file(text)
 
 
 __all__ = ["build_stage_space", "load", "shipped_spaces", "stage_configs"]
