@@ -332,3 +332,42 @@ def step_all(choices, nch, cons, pos, states, out):
             any_child(st, 0, choices, cons, pos, c)
             for f in range(NS):
                 out[i, c, f] = st[1, f]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist):
+    """hist[r, min(q, vmax) - vmin + 1] += y_w * x_w (column 0 when q < vmin) for every pair (y, x) with rf
+    r2[r] = y_rf + x_rf and cost c = y_cost + x_cost <= room, q = (room - c) // g: the G2 sums of
+    rfsweep.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
+    group k at x_start[k]:x_start[k + 1]) and sorted by cost within a group, so each (y, x) pair is
+    visited once, in the row of its rf, and a y's scan stops at the first x over the room. Rows of
+    ``hist`` belong to one rf each: the parallel loop runs over them."""
+    nr = r2.shape[0]
+    ny = y_rf.shape[0]
+    inv = 1.0 / g
+    for r in prange(nr):
+        target = r2[r]
+        for i in range(ny):
+            left = room - y_cost[i]
+            if left < 0:
+                continue
+            k = np.searchsorted(xr_vals, target - y_rf[i])
+            if k >= xr_vals.shape[0] or xr_vals[k] != target - y_rf[i]:
+                continue
+            wy = y_w[i]
+            for j in range(x_start[k], x_start[k + 1]):
+                c = x_cost[j]
+                if c > left:
+                    break
+                rest = left - c
+                q = np.int64(rest * inv)
+                while q * g > rest:
+                    q -= 1
+                while (q + 1) * g <= rest:
+                    q += 1
+                if q > vmax:
+                    q = vmax
+                if q < vmin:
+                    hist[r, 0] += wy * x_w[j]
+                else:
+                    hist[r, q - vmin + 1] += wy * x_w[j]

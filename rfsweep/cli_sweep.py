@@ -314,11 +314,12 @@ def _nothing(space) -> dict:
 @space_options
 @click.option(
     "--method",
-    type=click.Choice(["auto", "dp", "enumerate"]),
+    type=click.Choice(["auto", "dp", "stages", "enumerate"]),
     default="auto",
     show_default=True,
-    help="dp counts without enumerating (rf, jump, out-size, min-convs constraints and a head); enumerate "
-    "walks the pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors).",
+    help="dp counts without enumerating (rf, jump, out-size, min-convs constraints and a head); stages counts "
+    "a space of stages under one budget exactly (per-stage tables, meet in the middle); enumerate walks the "
+    "pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors on chains).",
 )
 @friendly
 def count(method, device, threads, as_json, quiet, **kwargs):

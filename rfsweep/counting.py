@@ -25,7 +25,7 @@ from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, build_space
 
 DP_CELLS_MAX = 10_000_000  # (jump x rf x convs x primes) states of the programme; beyond it, enumerate
-METHODS = ("auto", "dp", "enumerate")
+METHODS = ("auto", "dp", "stages", "enumerate")
 
 
 def make_space(space: Space | dict | None = None, *, for_search: bool = True, **settings: Any) -> Space:
@@ -154,7 +154,12 @@ def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
 
 
 def count_method(space: Space) -> tuple[str, str]:
-    """('dp' or 'enumerate', why): the programme unless a constraint needs the whole prefix."""
+    """('dp', 'stages' or 'enumerate', why): the programme unless a constraint needs the whole prefix;
+    for a space of stages under one budget, the split method of rfsweep.stage_count."""
+    from rfsweep import stage_count
+
+    if space.has_blocks and stage_count.applicable(space) is None:
+        return "stages", "per-stage tables split by cost granularity (exact meet in the middle under the budget)"
     needs = [
         flag
         for flag, on in (
@@ -225,15 +230,26 @@ def count_details(
         gpu.backend(device)
     best, why = count_method(sp)
     if method == "dp" and best != "dp":
+        if best == "stages":
+            why = "a budget needs the split method (--method stages)"
         raise field_error("method", "dp", f"the programme cannot count this space: {why}; use enumerate")
     if method == "auto":
         method = best
     elif method != best:
         why = "asked for (--method)"
+    if method == "stages" and best != "stages":
+        from rfsweep import stage_count
+
+        raise field_error("method", "stages", f"cannot count this space: {stage_count.applicable(sp)}")
     t0 = time.perf_counter()
     if method == "dp":
         hist = rf_histogram(sp, sp.rf_min, sp.rf_max)
         return CountResult(sum(hist[sp.rf_min :]), sp.size, "dp", why, time.perf_counter() - t0, "cpu")
+    if method == "stages":
+        from rfsweep import stage_count
+
+        n = stage_count.count(sp, threads=threads)
+        return CountResult(n, sp.size, "stages", why, time.perf_counter() - t0, "cpu")
     stats = Stats()
     n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats, progress=progress)
     return CountResult(n, sp.size, "enumerate", why, time.perf_counter() - t0, stats.device, stats.evaluated)

@@ -166,7 +166,7 @@ def _crude_bound(space: Space) -> int:
     return bound
 
 
-def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]]]:
+def children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]]]:
     """children[i][c]: the state row after choice c at position p from state row i (S_N 0: it does not
     fit), by the kernels' own child() on open constraints: compiled where no int64 can wrap, else run in
     Python on exact integers."""
@@ -199,7 +199,7 @@ def _children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int
     return result
 
 
-def _state_row(n, jump, cin, ndown, params=0, macs=0, erf=0) -> list[int]:
+def state_row(n, jump, cin, ndown, params=0, macs=0, erf=0) -> list[int]:
     row = [0] * lm.NS
     row[lm.S_N], row[lm.S_JUMP], row[lm.S_CIN], row[lm.S_NDOWN], row[lm.S_RF] = n, jump, cin, ndown, 1
     row[lm.S_PARAMS], row[lm.S_MACS], row[lm.S_ERF], row[lm.S_JLOG] = params, macs, erf, -1
@@ -220,11 +220,10 @@ def metric_bounds(space: Space) -> dict[str, int]:
     best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
     for p in range(space.depth_max):
         rows = [
-            _state_row(n, jump, cin, nd, params, macs, erf)
-            for (cin, nd), (n, jump, params, macs, erf) in states.items()
+            state_row(n, jump, cin, nd, params, macs, erf) for (cin, nd), (n, jump, params, macs, erf) in states.items()
         ]
         nxt: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
-        for row, kids in zip(rows, _children(space, p, rows)):
+        for row, kids in zip(rows, children(space, p, rows)):
             for kid in kids:
                 if kid[lm.S_N] < 1:  # the choice does not fit
                     continue
@@ -252,10 +251,10 @@ def cost_floors(space: Space) -> list[tuple[int, int]]:
     states = {(space.in_channels, 0): space.input_size}
     cheapest = []
     for p in range(space.depth_max):
-        rows = [_state_row(n, 1, cin, nd) for (cin, nd), n in states.items()]
+        rows = [state_row(n, 1, cin, nd) for (cin, nd), n in states.items()]
         nxt: dict[tuple[int, int], int] = {}
         best = None
-        for kids in _children(space, p, rows):
+        for kids in children(space, p, rows):
             for kid in kids:
                 if kid[lm.S_N] < 1:
                     continue
@@ -328,4 +327,12 @@ def check_representable(space: Space, *, for_search: bool = True) -> None:
         )
 
 
-__all__ = ["REACH_MAX", "check_representable", "growth_table", "kernel_arrays", "metric_bounds"]
+__all__ = [
+    "REACH_MAX",
+    "check_representable",
+    "children",
+    "growth_table",
+    "kernel_arrays",
+    "metric_bounds",
+    "state_row",
+]
