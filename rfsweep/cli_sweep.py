@@ -156,11 +156,9 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option(
     "--columns",
     type=click.Choice(["wide", "lists", "compact", "full"]),
-    default="wide",
-    show_default=True,
-    help="Layout of the per-layer values: wide, one column per position (op_0, kernel_0, ...); lists, list "
-    "columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write; compact, none (arch_id and "
-    "`rfsweep show` decode them).",
+    help="Layout of the per-layer values: wide (a chain's default), one column per position (op_0, kernel_0, "
+    "...); lists, list columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write, and a space of "
+    "stages' default (depths per stage, then per block); compact, none (arch_id and `rfsweep show` decode them).",
 )
 @friendly
 def search(output, limit, sort, pareto, sample, seed, where, columns, device, threads, as_json, quiet, **kwargs):
@@ -195,8 +193,10 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
     sweep.check_selection(limit, sort, pareto, sample, where, seed)
     selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
     space = _space(kwargs)
+    from rfsweep import sink
+
+    columns = sink.layout_name(columns, space)
     if where is not None:
-        from rfsweep import sink
         from rfsweep.where import parse_where
 
         parse_where(where, sink.schema(space, layout="compact"))  # a bad filter fails before the walk
@@ -233,7 +233,10 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
         if progress is not None:
             progress.done()
     if output is None and written and not as_json:
-        cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
+        if space.has_blocks:
+            cols = ["arch_id", "depths", "kernel", "expand", "channels", "rf", "jump", "out_size"]
+        else:
+            cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
         click.echo(df[cols + ["params", "macs", "erf_sigma"]].to_string(index=False))
     summary = {
         "space_size": stats.space_size,

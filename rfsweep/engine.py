@@ -434,6 +434,40 @@ class _Reporter:
         )
 
 
+def evaluate(
+    space: Space,
+    choice: np.ndarray,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+) -> tuple[Batch, np.ndarray]:
+    """The rows of given whole candidates (``choice[i, p]``: candidate i's choice at position p, each a full
+    ``depth_max`` long) and which of them meet the space's constraints: ``(batch of those, mask)``.
+
+    The kernels walk each candidate as a task of prefix length ``depth_max`` (one node): the same code,
+    metrics and constraints as the sweep. Samplers and selections that find candidates by other means
+    (rfsweep.stage_select) get their rows here.
+    """
+    choice = np.asarray(choice, np.int64)
+    m = len(choice)
+    if choice.ndim != 2 or choice.shape[1] != space.depth_max or space.depth_min != space.depth_max:
+        raise ValueError("evaluate takes whole candidates of a space of one depth, as an (n, depth) array")
+    stats = stats if stats is not None else Stats()
+    runner = _Runner(space, device, stats, threads, use_table=False)
+    tasks = np.ascontiguousarray(choice)
+    plens = np.full(m, space.depth_max, np.int64)
+    rows0 = np.arange(m, dtype=np.int64)  # a whole candidate is at most one row
+    out = np.zeros((space.out_width, max(m, 1)), np.int64)
+    out_ch = np.zeros((max(1, space.depth_max), max(m, 1)), np.int16)
+    with steer.steering():
+        counts, evals = runner.run(1, tasks, plens, rows0, out, out_ch)
+    keep = counts > 0
+    stats.evaluated += int(evals.sum())
+    stats.kept += int(keep.sum())
+    return Batch(out[:, :m], out_ch[:, :m]).take(keep), keep
+
+
 def count_by_enumeration(
     space: Space,
     *,

@@ -55,8 +55,8 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
         jumps=np.array(space.jumps or (0,), np.int64),
         anchors=anchors,
         growth=growth_table(space),
-        # arch_ids are written by searches only, whose id space fits int64 (check_representable); a
-        # count of a larger space never reads them
+        # the kernels' arch_ids hold when the id space fits int64; a larger space's ids (rfsweep.ids) come
+        # from the choice indices, and a count never reads them
         dep_off=np.array([o if space.id_space < INT_LIMIT else 0 for o in space.depth_offsets()], np.int64),
     )
 
@@ -294,11 +294,13 @@ def check_representable(space: Space, *, for_search: bool = True) -> None:
     A budget bounds what the walk accumulates: it stops a prefix as soon as params (MACs) pass
     ``max_params`` (``max_macs``), so with a budget only budget + one layer must fit.
     """
-    if for_search and space.id_space >= INT_LIMIT:
+    from rfsweep.ids import ID_LIMIT
+
+    if for_search and (space.id_space >= ID_LIMIT or max(space.radices, default=1) >= 1 << 32):
         raise field_error(
             "depth",
             space.settings.get("depth"),
-            f"the space has {space.id_space:.3e} arch_ids, which do not fit in int64 (a search writes them); "
+            f"the space has {space.id_space:.3e} arch_ids, more than the 38 digits a search writes them in; "
             "narrow it, or count it (rfsweep count)",
         )
     if space.rf_bound >= INT_LIMIT or space.jump_bound >= INT_LIMIT:

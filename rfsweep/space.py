@@ -115,6 +115,7 @@ class Space:
     roles: list[list[int]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     names: list[str] | None = None  # the positions' names in written-out layers (a space of stages' stages)
+    stage_positions: tuple[int, ...] = ()  # a space of stages: the positions its [[stages]] fill
 
     def __post_init__(self):
         if not self.roles:
@@ -406,7 +407,8 @@ def _rf_window(s: dict[str, Any], n: int) -> tuple[int, int | None, int | None]:
 def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
     """Validate settings (CLI flags and/or a TOML file) into a Space; unknown keys are errors.
 
-    ``for_search``: arch_ids must fit in int64 (a search writes them); a count needs only the metrics to.
+    ``for_search``: arch_ids must fit in 38 digits (a search writes them, rfsweep.ids); a count needs only
+    the metrics to.
     """
     if not isinstance(settings, dict):
         raise field_error("space", type(settings).__name__, "must be a table of settings")

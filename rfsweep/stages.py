@@ -166,7 +166,7 @@ def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
     raw_stages = s["stages"]
     if not isinstance(raw_stages, list) or not raw_stages:
         raise field_error("stages", raw_stages, "must be a non-empty list of stage tables")
-    positions, names = [], []
+    positions, names, stage_positions = [], [], []
     stem = _blocks("stem", s.get("stem"))
     head = _blocks("head", s.get("head"))
     for part, blocks in (("stem", stem), ("head", head)):
@@ -179,6 +179,7 @@ def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
         name, configs = stage_configs(raw, i, padding)
         if name in names:
             raise field_error(f"stages[{i}].name", name, "stage names must be unique")
+        stage_positions.append(len(positions))
         positions.append([_choice(Choice, name, c) for c in configs])
         names.append(name)
     if head:
@@ -212,6 +213,7 @@ def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
         min_convs=st.parse_int("min_convs", s["min_convs"], 0, 10**6),
         settings=resolved,
         names=names,
+        stage_positions=tuple(stage_positions),
     )
     from rfsweep.packing import check_representable
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path never needs it
     import pandas as pd
 
-from rfsweep import engine, objectives, sink
+from rfsweep import engine, ids, objectives, sink
 from rfsweep.counting import (  # noqa: F401  (the count API lives in counting; these names stay here too)
     CountResult,
     count,
@@ -54,7 +54,7 @@ class TopK:
     def add(self, batch: Batch) -> None:
         batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
         key = _sort_key(batch.out, self.space, self.sort)
-        order = np.lexsort((batch.out[lm.O_ARCH], key))[: self.k]
+        order = np.lexsort((*ids.order_keys(batch.out, batch.choice, self.space), key))[: self.k]
         self.best = batch.take(order)
 
     def tighten(self, cons: np.ndarray) -> None:
@@ -134,7 +134,7 @@ class Front:
         cols = objectives.survivor_columns(self.best.out, self.space)
         t2 = objectives.rf_target2(self.space)
         keys = [objectives.key(cols, name, t2) for name in self.names]
-        order = np.lexsort([cols["arch_id"], *reversed(keys)])
+        order = np.lexsort([*ids.order_keys(self.best.out, self.best.choice, self.space), *reversed(keys)])
         return self.best.take(order)
 
 
@@ -214,7 +214,7 @@ def search(
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
@@ -225,7 +225,8 @@ def search(
     ``sort`` (the best N by params, macs, rf_error or erf), ``pareto`` (the non-dominated survivors
     by two or three of params, macs, rf_error, erf, depth), ``sample`` with ``seed`` (N survivors
     drawn uniformly), ``where`` (a filter such as ``"params < 2e6 and depth >= 5"``); and ``device``
-    (cpu, cuda, auto), ``threads`` and ``columns`` (the layout: wide, lists or compact; see rfsweep.sink).
+    (cpu, cuda, auto), ``threads`` and ``columns`` (the layout: wide, lists or compact; None, the space's
+    default: wide for a chain, lists for a space of stages; see rfsweep.sink).
     """
     sel = _selection(settings)
     sp = make_space(space, **settings)
@@ -244,7 +245,7 @@ def iter_tables(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     **selection: Any,
 ) -> Iterator[pa.Table]:
     """Arrow tables of survivors (see :func:`search` for the selection keywords)."""
@@ -252,7 +253,7 @@ def iter_tables(
     if selection:
         raise field_error(next(iter(selection)), None, "unknown option of the search")
     sch = sink.schema(space, layout=columns)
-    tables = sink.LayerTables(space)
+    tables = sink.tables_for(space)
     for batch in _batches(space, device=device, threads=threads, stats=stats, progress=progress, **sel):
         if len(batch):
             yield sink.to_table(batch, space, tables, sch)
@@ -266,7 +267,7 @@ def search_to_parquet(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     inputs: tuple[str | None, ...] = (),
     **settings: Any,
 ) -> Stats:
@@ -278,6 +279,7 @@ def search_to_parquet(
     sp = make_space(space, **settings)
     check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
     stats = stats if stats is not None else Stats()
+    columns = sink.layout_name(columns, sp)
     meta = sink.metadata(sp, {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns})
     with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta, inputs=inputs) as out:
         for table in iter_tables(

@@ -496,7 +496,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_unrepresentable_space_is_refused_naming_the_field():
-    with pytest.raises(RFSweepError, match="field 'depth'.*do not fit in int64"):
+    with pytest.raises(RFSweepError, match="field 'depth'.*more than the 38 digits"):
         build_space(dict(depth=30, kernels=[1, 3, 5, 7], strides=[1, 2, 3], dilations=[1, 2, 3]))
     with pytest.raises(RFSweepError, match="field 'strides'.*does not fit in int64"):
         build_space(dict(depth=30, kernels=[255], strides=[255], dilations=[255]), for_search=False)
