@@ -132,7 +132,8 @@ def candidate_network(
     except (TypeError, ValueError):
         raise field_error("arch_id", row["arch_id"], "must be an integer") from None
     spec = candidate_spec(sp, arch_id, act=act, norm=norm, num_classes=num_classes)
-    present = [c for c in LIST_COLUMNS if c in row and row[c] is not None]
+    # the lists layout's columns; the wide layout has a column a layer (op_0, ...) and padding as one value
+    present = [c for c in LIST_COLUMNS if c in row and row[c] is not None and not isinstance(row[c], str)]
     if present:
         mine = layer_lists(sp.layers(sp.decode(arch_id)), sp.padding, sp.in_channels)
         for col in present:
