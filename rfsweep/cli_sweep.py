@@ -394,11 +394,12 @@ def show(file, arch_id, fmt):
     """
     from rfsweep import report, sink
     from rfsweep.analyze import evaluate
+    from rfsweep.ids import ID_LIMIT
     from rfsweep.settings import parse_int
     from rfsweep.space import build_space
     from rfsweep.spec import parse_network
 
-    arch_id = parse_int("arch_id", arch_id, 0)
+    arch_id = parse_int("arch_id", arch_id, 0, ID_LIMIT - 1)
     spec = sink.read_spec(file)
     try:
         space = build_space(spec["space"])

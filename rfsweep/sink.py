@@ -474,13 +474,15 @@ def arch_ids_summary(path: str, arch_id: int) -> tuple[bool, int, int, int]:
     try:
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(columns=["arch_id"], batch_size=1 << 20):
-            ids = batch.column(0).to_numpy()
-            if len(ids) == 0:
+            col = batch.column(0)
+            # int64 ids as numpy; decimal128 ids (spaces past int64, rfsweep.ids) as Python ints
+            values = np.array(ids.python_ids(col), object) if pa.types.is_decimal(col.type) else col.to_numpy()
+            if len(values) == 0:
                 continue
-            rows += len(ids)
-            found = found or bool((ids == arch_id).any())
-            lo = int(ids.min()) if lo is None else min(lo, int(ids.min()))
-            hi = int(ids.max()) if hi is None else max(hi, int(ids.max()))
+            rows += len(values)
+            found = found or bool((values == arch_id).any())
+            lo = int(values.min()) if lo is None else min(lo, int(values.min()))
+            hi = int(values.max()) if hi is None else max(hi, int(values.max()))
     except (OSError, pa.ArrowException, KeyError) as exc:
         why = " ".join(str(exc).split())[:200]
         raise field_error("file", str(path), f"its arch_id column cannot be read ({why})") from None
