@@ -105,6 +105,11 @@ def _progress(enabled: bool, what: str):
     bar = steer.Progress(enabled=None if enabled else False)
 
     def show(p):
+        if p.phase == "stages":  # rfsweep.stage_count: no candidate is walked, the fraction is of its tables
+            start = bar.elapsed - p.elapsed
+            head = f"{what} {100 * p.fraction:5.1f}% | per-stage tables, meet in the middle"
+            bar.update(lambda now: f"{head} | {steer.eta(now - start, p.fraction)}")
+            return
         head = (
             f"{what} {100 * p.fraction:5.1f}% | {_human(p.covered)} of {_human(p.space_size)} candidates settled, "
             f"{_human(p.evaluated)} evaluated, {p.kept:,} kept" + (f", {p.rows:,} out" if p.rows else "")

@@ -248,7 +248,7 @@ def count_details(
     if method == "stages":
         from rfsweep import stage_count
 
-        n = stage_count.count(sp, threads=threads)
+        n = stage_count.count(sp, threads=threads, progress=progress)
         return CountResult(n, sp.size, "stages", why, time.perf_counter() - t0, "cpu")
     stats = Stats()
     n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats, progress=progress)
