@@ -288,16 +288,7 @@ def _nothing(space) -> dict:
     in_window = counting.window_count(space)
     out = {"in_rf_window": in_window}
     if in_window:
-        others = [
-            flag
-            for flag, on in (
-                ("--max-params", space.max_params is not None),
-                ("--max-macs", space.max_macs is not None),
-                ("--no-unproductive", space.no_unproductive),
-                ("--anchors", bool(space.levels)),
-            )
-            if on
-        ]
+        others = counting.prefix_flags(space)
         out["why"] = (
             f"no candidate matches: {in_window:,} candidates have rf {window} (with the jump, out-size and "
             f"min-convs constraints), but {', '.join(others) or 'the other constraints'} removed every one"
