@@ -96,7 +96,8 @@ NO = 9  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf var
 
 MAX_DEPTH = 32  # the CUDA kernels size their local state with it
 CTL_STOP = 0  # ctl[CTL_STOP] != 0: the host asks every walk to stop (Ctrl-C)
-NCTL = 1
+CTL_CAP = 1  # ctl[CTL_CAP] > 0: a task stops at that many survivors (a --limit needs no more from one task)
+NCTL = 2
 STOP_EVERY = 1 << 12  # walk iterations between two looks at the stop flag (~10 us on a CPU core)
 
 
@@ -524,13 +525,16 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     A task is the subtree under the node ``prefix[:plen]``, with the ancestors it owns (walk_prefix).
     Returns the number of survivors; ``row0`` is where the task's first row goes. On return
     ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
-    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
+    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``, and stops at
+    ``ctl[CTL_CAP]`` survivors when that is positive (the count is then a lower bound, the rows the first
+    ones in depth-first order).
     """
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
         return 0
+    cap = ctl[CTL_CAP]
     count, below = walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch)
-    if not below:
+    if not below or (cap > 0 and count >= cap):
         return count
     # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
     # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
@@ -576,6 +580,8 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
                     if survives(st, depth + 1, choices, jumps, anchors, cons):
                         emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
                         count += 1
+                        if count == cap:
+                            return count
                     if role & ROLE_BODY:
                         depth += 1
                         cur = 0

@@ -553,16 +553,26 @@ def iter_batches(
     t0 = time.perf_counter()
     rep = _Reporter(progress, stats, runner, t0)
     left = limit
+    # a first N (no sort) needs at most N survivors from any one task: the CPU walks stop there (a task
+    # of a huge space with budgets or levels, which no table counts, would otherwise be walked whole)
+    capping = limit is not None and tighten is None and stats.device == "cpu"
+    ctl = steer.control()
     try:
         with steer.steering():
             for tasks, plens, small, big in plan.chunks(growing=limit is not None or tighten is not None):
                 if tighten is not None:
                     tighten(runner.K.cons)
+                if capping:
+                    ctl[steer.CTL_CAP] = left
                 chunk_cover = plan.coverage.exact(small, big)
                 chunk_share = chunk_cover / max(stats.space_size, 1)
                 # half of a chunk's share for its count pass, half for its fill
                 counts, evals = runner.count_pass(tasks, plens, rep.counting(small, big, plan.coverage, 0.5))
                 walked = runner.walked
+                if capping and walked and np.any(counts >= left):
+                    # a task stopped at the cap was not walked to its end: only what it evaluated is settled
+                    capped = counts >= left
+                    chunk_cover = plan.coverage.exact(small[~capped], big[~capped]) + int(evals[capped].sum())
                 # a walking count pass evaluated every candidate the fill will see again; a table lookup
                 # only the prefixes, and the fill walks the subtrees that hold survivors
                 stats.evaluated += int(evals.sum() if walked else evals[counts == 0].sum())
@@ -606,6 +616,7 @@ def iter_batches(
                 if progress is not None:
                     rep.emit("fill", rep.base_fraction)
     finally:
+        ctl[steer.CTL_CAP] = 0
         stats.seconds = time.perf_counter() - t0
 
 

@@ -26,7 +26,7 @@ R7 += ["--channels", "32"]
 
 
 def test_control_array_layout_matches_the_kernels():
-    assert (steer.CTL_STOP, steer.NCTL) == (lm.CTL_STOP, lm.NCTL)
+    assert (steer.CTL_STOP, steer.CTL_CAP, steer.NCTL) == (lm.CTL_STOP, lm.CTL_CAP, lm.NCTL)
 
 
 def _interrupt_after(seconds: float, signum=signal.SIGINT):

@@ -447,6 +447,33 @@ def test_limit_without_sort_stops_early_and_the_summary_adds_up():
     assert full.not_walked == 0 and full.evaluated + full.pruned == full.space_size
 
 
+@pytest.mark.parametrize("name", ["budgets", "anchors", "head", "conv_pools_same"])
+@given(limit=st.integers(1, 400))
+def test_limit_without_sort_is_the_first_n_rows_of_the_walk(name, limit):
+    """Each task stops at the rows a --limit still needs (ctl[CTL_CAP]): the rows must be the walk's first N,
+    the summary must still add up, and the cap must not outlive the run."""
+    from rfsweep import steer
+
+    rows = _naive_rows(SPACES[name])
+    space = build_space(SPACES[name])
+    stats = Stats()
+    df = sweep.search(space, limit=limit, stats=stats)
+    assert list(df["arch_id"]) == [r[0] for r in rows[:limit]]
+    assert stats.evaluated + stats.pruned + stats.not_walked == space.size
+    assert stats.kept >= len(df)
+    assert steer.control()[steer.CTL_CAP] == 0
+
+
+def test_limit_without_sort_caps_tasks_a_table_cannot_count():
+    """A budget keeps the counting programme out: without the cap, every task of the first chunk would be
+    walked whole before the first N rows could be written."""
+    space = build_space(dict(depth="10", kernels=[1, 3, 5, 7], strides=[1, 2], channels=[8], max_params=10**6))
+    stats = Stats()
+    df = sweep.search(space, limit=5, stats=stats)
+    assert len(df) == 5 and stats.kept < 1000
+    assert stats.evaluated + stats.pruned + stats.not_walked == space.size
+
+
 def test_parquet_metadata_round_trips_and_show_decodes(tmp_path):
     space = build_space(SPACES["positions"])
     path = tmp_path / "out.parquet"
