@@ -1,0 +1,262 @@
+"""The state graph of a space of stages, on which the exact selections and samples run.
+
+In a space of stages every position's choices share one stride (rfsweep.stage_select checks it), so the
+map size and the jump entering each position are the same for every candidate. A choice's rf
+increment, params, MACs and 12 x ERF variance then depend only on the choice and on the channels it
+receives; they are computed by the kernels' own ``child()`` (rfsweep.packing.children, as
+rfsweep.stage_count does), so they are the sweep's numbers. After the first p positions a prefix
+leaves a *state*: (the rf it has added, its output channels). Prefixes that share a state share their
+futures exactly: the same completions, the same rf, and the same costs added by every completion.
+That is what lets a dynamic programme over positions replace the walk over the tree.
+
+``Graph`` holds, per position, each reachable input's per-choice table; per level (after p positions)
+the reachable states; the final states that meet the rf window and the jump; and, backwards, which
+states can still reach one (``live``) and the least params and MACs any such completion adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rfsweep.kernels import layer_math as lm
+from rfsweep.space import Space
+
+INF = np.int64(1) << np.int64(62)  # "no completion": larger than any cost (costs stay below 2^62)
+
+
+@dataclass
+class ChoiceTable:
+    """One position's choices for one input channel count (index = choice index)."""
+
+    ok: np.ndarray  # the choice fits (its map stays >= min_out_size)
+    drf: np.ndarray  # rf it adds (at this position's jump)
+    params: np.ndarray
+    macs: np.ndarray
+    erf: np.ndarray  # 12 x ERF variance it adds
+    cout: np.ndarray  # its output channels
+
+    def metric(self, name: str) -> np.ndarray:
+        """A per-choice additive quantity: params, macs, erf (12 x variance) or zero."""
+        if name == "zero":
+            return np.zeros(len(self.ok), np.int64)
+        return getattr(self, name)
+
+
+@dataclass
+class Graph:
+    """States per level and per-position choice tables (see the module docstring)."""
+
+    space: Space
+    tables: list[dict[int, ChoiceTable]]  # tables[p][cin]
+    rf: list[np.ndarray]  # rf[p][s]: the rf the state's prefix added (the candidate's rf is 1 + that at the end)
+    cin: list[np.ndarray]  # cin[p][s]: the channels entering position p
+    keys: list[np.ndarray] = field(default_factory=list)  # sorted state keys per level, for lookups
+    order: list[np.ndarray] = field(default_factory=list)  # state index of each sorted key
+    final_ok: np.ndarray | None = None  # level P: rf in the window and the final jump allowed
+    live: list[np.ndarray] = field(default_factory=list)  # live[p][s]: some completion ends in final_ok
+    least: dict[str, list[np.ndarray]] = field(default_factory=dict)  # least[q][p][s]: least q completions add
+
+    @property
+    def positions(self) -> int:
+        return len(self.tables)
+
+    def lookup(self, p: int, rf: np.ndarray, cout: np.ndarray) -> np.ndarray:
+        """State indices at level p of (rf, channels) pairs; -1 where no such state."""
+        key = np.asarray(rf, np.int64) * self._cmul + np.asarray(cout, np.int64)
+        keys = self.keys[p]
+        at = np.searchsorted(keys, key)
+        at_c = np.minimum(at, max(len(keys) - 1, 0))
+        hit = (at < len(keys)) & (keys[at_c] == key) if len(keys) else np.zeros(key.shape, bool)
+        return np.where(hit, self.order[p][at_c] if len(keys) else -1, -1)
+
+    def successors(self, p: int, states: np.ndarray, table: ChoiceTable) -> np.ndarray:
+        """succ[i, c]: the level-(p+1) state after choice c from states[i] (-1: the choice does not fit,
+        or leads nowhere the rf window and the jump allow)."""
+        nxt = self.lookup(p + 1, self.rf[p][states][:, None] + table.drf[None, :], table.cout[None, :])
+        nxt = np.where(table.ok[None, :], nxt, -1)
+        if self.live:
+            nxt = np.where(nxt >= 0, np.where(self.live[p + 1][np.maximum(nxt, 0)], nxt, -1), -1)
+        return nxt
+
+    def final_rf(self) -> np.ndarray:
+        """The candidate's rf at each final state."""
+        return 1 + self.rf[-1]
+
+    _cmul: int = 0
+
+
+def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
+    """Per position, {input channels: ChoiceTable} over the channels a prefix can deliver, and the final
+    jump. The map size and jump entering each position are fixed (one stride per position)."""
+    from rfsweep.packing import children, state_row
+
+    n, jump = space.input_size, 1
+    inputs = {space.in_channels}
+    tables = []
+    for p in range(space.depth_max):
+        rows = [state_row(n, jump, cin, 0) for cin in sorted(inputs)]
+        per_cin, outs, n_next = {}, set(), None
+        for cin, kids in zip(sorted(inputs), children(space, p, rows)):
+            kids = np.array(kids, np.int64)
+            ok = kids[:, lm.S_N] >= max(1, space.min_out_size)
+            if ok.any():
+                n_next = int(kids[ok][0, lm.S_N])
+            per_cin[cin] = ChoiceTable(
+                ok=ok,
+                drf=np.where(ok, kids[:, lm.S_RF] - 1, 0),
+                params=kids[:, lm.S_PARAMS].copy(),
+                macs=kids[:, lm.S_MACS].copy(),
+                erf=kids[:, lm.S_ERF].copy(),
+                cout=kids[:, lm.S_CIN].copy(),
+            )
+            outs |= set(kids[ok, lm.S_CIN].tolist())
+        tables.append(per_cin)
+        inputs = outs
+        jump *= space.positions[p][0].jump_factor
+        n = n_next if n_next is not None else 0
+    return tables, jump
+
+
+def build(space: Space) -> Graph:
+    """The state graph with the window, liveness and least-cost tables (cached on the space)."""
+    cached = space.__dict__.get("_stage_graph")
+    if cached is not None:
+        return cached
+    tables, final_jump = choice_tables(space)
+    rf = [np.zeros(1, np.int64)]
+    cin = [np.array([space.in_channels], np.int64)]
+    for per_cin in tables:
+        pairs = set()
+        for c, table in per_cin.items():
+            here = rf[-1][cin[-1] == c]
+            if len(here) == 0 or not table.ok.any():
+                continue
+            steps = np.unique(np.stack([table.drf[table.ok], table.cout[table.ok]], axis=1), axis=0)
+            sums = (here[:, None] + steps[None, :, 0]).ravel()
+            outs = np.broadcast_to(steps[None, :, 1], (len(here), len(steps))).ravel()
+            pairs |= set(zip(sums.tolist(), outs.tolist()))
+        ordered = sorted(pairs)
+        rf.append(np.array([r for r, _ in ordered], np.int64))
+        cin.append(np.array([c for _, c in ordered], np.int64))
+    graph = Graph(space, tables, rf, cin)
+    graph._cmul = int(max(int(c.max(initial=0)) for c in cin)) + 1
+    for r, c in zip(rf, cin):
+        key = r * graph._cmul + c
+        order = np.argsort(key, kind="stable")
+        graph.keys.append(key[order])
+        graph.order.append(order.astype(np.int64))
+    final = 1 + rf[-1]
+    ok = final >= space.rf_min
+    if space.rf_max is not None:
+        ok &= final <= space.rf_max
+    if space.jumps and final_jump not in space.jumps:
+        ok[:] = False
+    graph.final_ok = ok
+    _backward(graph)
+    space.__dict__["_stage_graph"] = graph
+    return graph
+
+
+def restrict(graph: Graph, final_ok: np.ndarray) -> Graph:
+    """The same graph with fewer final states allowed (liveness and least costs recomputed)."""
+    from dataclasses import replace
+
+    out = replace(graph, final_ok=np.asarray(final_ok, bool) & graph.final_ok, live=[], least={})
+    out._cmul = graph._cmul
+    _backward(out)
+    return out
+
+
+def least_pair(graph: Graph, first: list, second: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per level and state, the least (first, second) sum any live completion adds, lexicographically
+    (the least first sum, then the least second sum among completions with it; INF where none).
+    ``first[p]`` and ``second[p]`` give per-table arrays: callables table -> per-choice values."""
+    P = graph.positions
+    f_out, s_out = [None] * (P + 1), [None] * (P + 1)
+    f_out[P] = np.where(graph.final_ok, 0, INF)
+    s_out[P] = np.where(graph.final_ok, 0, INF)
+    for p in range(P - 1, -1, -1):
+        n = len(graph.rf[p])
+        fp, sp = np.full(n, INF), np.full(n, INF)
+        for c, table in graph.tables[p].items():
+            states = np.nonzero(graph.cin[p] == c)[0]
+            if len(states) == 0:
+                continue
+            nxt = graph.successors(p, states, table)
+            good = nxt >= 0
+            at = np.maximum(nxt, 0)
+            ft = np.where(good, f_out[p + 1][at] + first(table)[None, :], INF)
+            st = np.where(good, s_out[p + 1][at] + second(table)[None, :], INF)
+            best = ft.min(axis=1)
+            fp[states] = best
+            sp[states] = np.where(ft == best[:, None], st, INF).min(axis=1)
+        f_out[p], s_out[p] = fp, sp
+    return f_out, s_out
+
+
+def weighted_completion(graph: Graph, first, second, lam: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per level and state, the (first, second) sums of one live completion: the one least in
+    first + lam x second (in floats: the weight only picks a completion; the sums returned are that
+    completion's, exactly). INF where none."""
+    P = graph.positions
+    f_out, s_out = [None] * (P + 1), [None] * (P + 1)
+    w_out = [None] * (P + 1)
+    f_out[P] = np.where(graph.final_ok, 0, INF)
+    s_out[P] = np.where(graph.final_ok, 0, INF)
+    w_out[P] = np.where(graph.final_ok, 0.0, np.inf)
+    for p in range(P - 1, -1, -1):
+        n = len(graph.rf[p])
+        fp, sp, wp = np.full(n, INF), np.full(n, INF), np.full(n, np.inf)
+        for c, table in graph.tables[p].items():
+            states = np.nonzero(graph.cin[p] == c)[0]
+            if len(states) == 0:
+                continue
+            nxt = graph.successors(p, states, table)
+            good = nxt >= 0
+            at = np.maximum(nxt, 0)
+            f1, s1 = first(table), second(table)
+            wt = np.where(good, w_out[p + 1][at] + (f1 + lam * s1)[None, :], np.inf)
+            pick = wt.argmin(axis=1)
+            rows = np.arange(len(states))
+            ok = good[rows, pick]
+            wp[states] = np.where(ok, wt[rows, pick], np.inf)
+            fp[states] = np.where(ok, f_out[p + 1][at[rows, pick]] + f1[pick], INF)
+            sp[states] = np.where(ok, s_out[p + 1][at[rows, pick]] + s1[pick], INF)
+        f_out[p], s_out[p], w_out[p] = fp, sp, wp
+    return f_out, s_out
+
+
+def _backward(graph: Graph) -> None:
+    """live[p][s] and least[q][p][s] (q = params, macs): completions that end in the window, backwards."""
+    P = graph.positions
+    live = [None] * (P + 1)
+    least = {q: [None] * (P + 1) for q in ("params", "macs")}
+    live[P] = graph.final_ok.copy()
+    for q in least:
+        least[q][P] = np.where(live[P], 0, INF)
+    for p in range(P - 1, -1, -1):
+        n = len(graph.rf[p])
+        lv = np.zeros(n, bool)
+        lq = {q: np.full(n, INF) for q in least}
+        for c, table in graph.tables[p].items():
+            states = np.nonzero(graph.cin[p] == c)[0]
+            if len(states) == 0:
+                continue
+            nxt = graph.lookup(p + 1, graph.rf[p][states][:, None] + table.drf[None, :], table.cout[None, :])
+            nxt = np.where(table.ok[None, :], nxt, -1)
+            good = nxt >= 0
+            good[good] = live[p + 1][nxt[good]]
+            lv[states] = good.any(axis=1)
+            for q in least:
+                after = np.where(good, least[q][p + 1][np.maximum(nxt, 0)] + table.metric(q)[None, :], INF)
+                lq[q][states] = after.min(axis=1)
+        live[p] = lv
+        for q in least:
+            least[q][p] = lq[q]
+    graph.live = live
+    graph.least = least
+
+
+__all__ = ["INF", "ChoiceTable", "Graph", "build", "choice_tables", "least_pair", "restrict", "weighted_completion"]

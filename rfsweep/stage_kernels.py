@@ -1,0 +1,388 @@
+"""Numba kernels of the exact selections and samples on spaces of stages (rfsweep.stage_select,
+rfsweep.stage_sample): the k-best merge, dominance counts, Pareto pruning, exact 128-bit counts and
+their unranking, and the lexicographic enumeration under a budget.
+
+Plain loops over flat int64 arrays; every threshold is an argument. Counts of candidates pass 2^63
+(Once-for-All's 2.2e19 subnets), so they are kept as unsigned 128-bit pairs (hi, lo) of uint64: every
+count is at most the size of the space, below 10^38 < 2^127 (a search's ids fit 38 digits), so no sum
+or product by a multiplicity (< 2^32) wraps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+M32 = np.uint64(0xFFFFFFFF)
+S32 = np.uint64(32)
+ONE = np.uint64(1)
+ZERO = np.uint64(0)
+
+
+# ---------------------------------------------------------------- 128-bit unsigned arithmetic
+
+
+@njit(cache=True, inline="always")
+def add128(h1, l1, h2, l2):
+    lo = l1 + l2
+    carry = ONE if lo < l1 else ZERO
+    return h1 + h2 + carry, lo
+
+
+@njit(cache=True, inline="always")
+def sub128(h1, l1, h2, l2):
+    """(h1, l1) - (h2, l2), for (h1, l1) >= (h2, l2)."""
+    borrow = ONE if l1 < l2 else ZERO
+    return h1 - h2 - borrow, l1 - l2
+
+
+@njit(cache=True, inline="always")
+def mul128(h, lo_, m):
+    """(h, lo_) x m for m < 2^32 (uint64)."""
+    a = lo_ & M32
+    b = lo_ >> S32
+    pa = a * m
+    pb = b * m
+    lo = pa + ((pb & M32) << S32)
+    carry = (pb >> S32) + (ONE if lo < pa else ZERO)
+    return h * m + carry, lo
+
+
+@njit(cache=True, inline="always")
+def lt128(h1, l1, h2, l2):
+    return h1 < h2 or (h1 == h2 and l1 < l2)
+
+
+# ---------------------------------------------------------------- top k
+
+
+@njit(cache=True)
+def topk_expand(
+    fill, seg, it_key, it_o, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d,
+    suf_k, suf_o, bk, bo, k, out_v, out_key, out_o, out_plex, out_c, out_parent,
+):  # fmt: skip
+    """Extend the kept prefixes of every state by every choice group (choices of one rf increment and one
+    output: they lead to one state), keeping only pairs that can be among the k best there.
+
+    Items of state s are it[seg[s]:seg[s + 1]], in their state's order (key, then lexicographic); a
+    group's members are in (key, choice) order with ``m_d`` the members before them whose other cost is
+    no larger. A pair (item i, member j) has at least (d_i + 1)(d_j + 1) - 1 pairs of the same state
+    before it in (key, prefix) order with no larger other cost (each earlier-or-equal item with each
+    earlier-or-equal member), so it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget
+    with the least completion cost added (suf_k, suf_o at the next state) are dropped. Returns the
+    number of pairs (written when ``fill``).
+    """
+    n = 0
+    for s in range(seg.shape[0] - 1):
+        a0, a1 = seg[s], seg[s + 1]
+        if a0 == a1:
+            continue
+        t = tid[s]
+        for g in range(gt_off[t], gt_off[t + 1]):
+            v = nxt[ns_off[s] + g - gt_off[t]]
+            if v < 0:
+                continue
+            sk, so = suf_k[v], suf_o[v]
+            for i in range(a0, a1):
+                lim = k // (it_d[i] + 1)
+                if lim == 0:
+                    continue
+                ki, oi = it_key[i], it_o[i]
+                for j in range(gm_off[g], gm_off[g + 1]):
+                    if m_d[j] >= lim:
+                        continue
+                    key = ki + m_k[j]
+                    if key + sk > bk:
+                        break  # members are in key order
+                    o = oi + m_o[j]
+                    if o + so > bo:
+                        continue
+                    if fill:
+                        out_v[n] = v
+                        out_key[n] = key
+                        out_o[n] = o
+                        out_plex[n] = it_lex[i]
+                        out_c[n] = m_c[j]
+                        out_parent[n] = i
+                    n += 1
+    return n
+
+
+@njit(cache=True)
+def dominators(starts, rank, out):
+    """out[i]: the items before i in its segment (items in order, segments at ``starts``) whose rank is
+    <= rank[i] (a Fenwick tree over the ranks, one segment at a time; ranks are dense within a segment)."""
+    size = 1
+    for s in range(starts.shape[0] - 1):
+        size = max(size, starts[s + 1] - starts[s] + 1)
+    tree = np.zeros(size + 1, np.int64)
+    for s in range(starts.shape[0] - 1):
+        a, b = starts[s], starts[s + 1]
+        for x in range(b - a + 2):
+            tree[x] = 0
+        for i in range(a, b):
+            r = rank[i] + 1
+            c = 0
+            x = r
+            while x > 0:
+                c += tree[x]
+                x -= x & (-x)
+            out[i] = c
+            x = r
+            while x <= b - a:
+                tree[x] += 1
+                x += x & (-x)
+
+
+# ---------------------------------------------------------------- Pareto
+
+
+@njit(cache=True)
+def front_keep(starts, vec, nobj, keep):
+    """Within each segment (rows of ``vec`` in lexicographic order), keep[i] = no kept row y of the
+    segment has y <= vec[i] in every column and differs from it in one of the first ``nobj`` columns
+    (the objectives; the later columns are budgets, which only make a row no better). A row dominated
+    by a dropped row is dominated by the row that dropped it, so comparing with kept rows suffices."""
+    dims = vec.shape[1]
+    for s in range(starts.shape[0] - 1):
+        a, b = starts[s], starts[s + 1]
+        nk = 0
+        kept = np.empty(b - a, np.int64)
+        for i in range(a, b):
+            dominated = False
+            for q in range(nk):
+                y = kept[q]
+                le = True
+                for d in range(dims):
+                    if vec[y, d] > vec[i, d]:
+                        le = False
+                        break
+                if not le:
+                    continue
+                for d in range(nobj):
+                    if vec[y, d] != vec[i, d]:
+                        dominated = True
+                        break
+                if dominated:
+                    break
+            keep[i] = not dominated
+            if not dominated:
+                kept[nk] = i
+                nk += 1
+
+
+@njit(cache=True)
+def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bud, out_v, out_vec, out_u, out_f):
+    """Every kept vector of every state plus every group vector (a group: choices of one rf increment and
+    output), dropping sums that a budget rules out with the least completion cost added (``suf[v, d]``
+    per column, INF-free budgets ``bud[d]``). Returns the number of sums (written when ``fill``)."""
+    dims = vec.shape[1]
+    n = 0
+    for s in range(seg.shape[0] - 1):
+        a0, a1 = seg[s], seg[s + 1]
+        if a0 == a1:
+            continue
+        t = tid[s]
+        for g in range(gt_off[t], gt_off[t + 1]):
+            v = nxt[ns_off[s] + g - gt_off[t]]
+            if v < 0:
+                continue
+            for u in range(a0, a1):
+                for f in range(gv_off[g], gv_off[g + 1]):
+                    ok = True
+                    for d in range(dims):
+                        if vec[u, d] + gvec[f, d] + suf[v, d] > bud[d]:
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    if fill:
+                        out_v[n] = v
+                        for d in range(dims):
+                            out_vec[n, d] = vec[u, d] + gvec[f, d]
+                        out_u[n] = u
+                        out_f[n] = f
+                    n += 1
+    return n
+
+
+# ---------------------------------------------------------------- exact counts and unranking
+
+
+@njit(cache=True, parallel=True)
+def count_level(tid, gt_off, ns_off, nxt, g_b, g_mult, nh, nl, oh, ol):
+    """One level of the counting programme: (oh, ol)[s, r] = sum over groups g of state s's table of
+    mult_g x (nh, nl)[next state, r - b_g] (r >= b_g): completions of s with at most r buckets left."""
+    R1 = oh.shape[1]
+    for s in prange(oh.shape[0]):
+        t = tid[s]
+        if t < 0:
+            continue
+        for g in range(gt_off[t], gt_off[t + 1]):
+            v = nxt[ns_off[s] + g - gt_off[t]]
+            if v < 0:
+                continue
+            b = g_b[g]
+            m = np.uint64(g_mult[g])
+            for r in range(b, R1):
+                h, lo = mul128(nh[v, r - b], nl[v, r - b], m)
+                oh[s, r], ol[s, r] = add128(oh[s, r], ol[s, r], h, lo)
+
+
+@njit(cache=True)
+def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult, gm_off, members, ch, cl, c_off,
+           c_width, out):  # fmt: skip
+    """The candidate of each rank (rh, rl) in [0, count of the root): at every level the groups of the
+    state's table are taken in order, each holding mult x (completions after it) ranks; inside the group
+    that holds the rank, member m = rank // completions (found by bisection: m < 2^15) and the rest of the
+    rank goes on to the next level. A bijection from ranks to candidates; with groups that are runs of
+    consecutive choices, in choice order, it is the lexicographic (arch_id) order.
+
+    Per level p the tables are flattened: ``tids[lvl_off[p] + s]``, ``ns_offs``/``nxts`` likewise, counts
+    (ch, cl) of level p + 1 at ``c_off[p + 1]`` with rows of ``c_width`` columns (R + 1)."""
+    for i in range(rh.shape[0]):
+        h, lo = rh[i], rl[i]
+        s = root
+        rem = R
+        for p in range(P):
+            t = tids[lvl_off[p] + s]
+            found = False
+            for g in range(gt_off[t], gt_off[t + 1]):
+                v = nxts[ns_offs[lvl_off[p] + s] + g - gt_off[t]]
+                b = g_b[g]
+                if v < 0 or b > rem:
+                    continue
+                at = c_off[p + 1] + v * c_width + rem - b
+                gh, gl = ch[at], cl[at]
+                if gh == ZERO and gl == ZERO:
+                    continue
+                wh, wl = mul128(gh, gl, np.uint64(g_mult[g]))
+                if lt128(h, lo, wh, wl):
+                    a, z = 0, g_mult[g]  # the member: largest m with m x G <= rank
+                    while z - a > 1:
+                        mid = (a + z) // 2
+                        xh, xl = mul128(gh, gl, np.uint64(mid))
+                        if lt128(h, lo, xh, xl):
+                            z = mid
+                        else:
+                            a = mid
+                    xh, xl = mul128(gh, gl, np.uint64(a))
+                    h, lo = sub128(h, lo, xh, xl)
+                    out[i, p] = members[gm_off[g] + a]
+                    s = v
+                    rem -= b
+                    found = True
+                    break
+                h, lo = sub128(h, lo, wh, wl)
+            if not found:
+                return i  # a rank beyond the count: the caller's error
+    return rh.shape[0]
+
+
+# ---------------------------------------------------------------- lexicographic enumeration under budgets
+
+
+@njit(cache=True)
+def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_perm, r_cost, by_macs, ch_params,
+                  ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, out, buf, bufv, cnt, cur):  # fmt: skip
+    """Walk the survivors in lexicographic (arch_id) order and copy those whose rank is in ``wanted``
+    (sorted) into ``out``. Returns the number of survivors walked (all of them, or up to the last wanted).
+
+    At each node, a table's runs (consecutive choices of one rf increment and output, so one next state)
+    are taken in order; a run's members are sorted by the budgeted cost (``r_cost``), so those that fit
+    with the least completion cost added are a prefix of them, found by bisection, then put back in
+    choice order. Every node walked has a survivor below it (a least completion within both budgets
+    that ends in the window exists), so the work is about the survivors times the positions.
+    """
+    n_wanted = wanted.shape[0]
+    w = 0
+    rank = 0
+    depth = 0
+    state = np.zeros(P + 1, np.int64)
+    cost_p = np.zeros(P + 1, np.int64)
+    cost_m = np.zeros(P + 1, np.int64)
+    path = np.zeros(P, np.int64)
+    # children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (their next states)
+    cnt[0] = -1
+    while depth >= 0:
+        if cnt[depth] < 0:  # build the children of this node
+            p = depth
+            s = state[p]
+            t = tids[lvl_off[p] + s]
+            k = 0
+            for r in range(rt_off[t], rt_off[t + 1]):
+                v = r_next[r_next_off[lvl_off[p] + s] + r - rt_off[t]]
+                if v < 0:
+                    continue
+                lp = least_p[ls_off[p + 1] + v]
+                lm_ = least_m[ls_off[p + 1] + v]
+                # a run's members are sorted by MACs (by_macs) or by params
+                room = bm - cost_m[p] - lm_ if by_macs else bp - cost_p[p] - lp
+                lo_, hi_ = rm_off[r], rm_off[r + 1]
+                a, z = lo_, hi_  # members r_perm[lo_:hi_] sorted by cost (r_cost[j])
+                while a < z:
+                    mid = (a + z) // 2
+                    if r_cost[mid] <= room:
+                        a = mid + 1
+                    else:
+                        z = mid
+                k0 = k
+                for j in range(lo_, a):
+                    c = r_perm[j]
+                    if cost_p[p] + ch_params[ch_off[t] + c] + lp > bp or cost_m[p] + ch_macs[ch_off[t] + c] + lm_ > bm:
+                        continue
+                    buf[p, k] = c
+                    bufv[p, k] = v
+                    k += 1
+                # back to choice order within the run (insertion sort: runs are short)
+                for x in range(k0 + 1, k):
+                    c, vv = buf[p, x], bufv[p, x]
+                    y = x - 1
+                    while y >= k0 and buf[p, y] > c:
+                        buf[p, y + 1] = buf[p, y]
+                        bufv[p, y + 1] = bufv[p, y]
+                        y -= 1
+                    buf[p, y + 1] = c
+                    bufv[p, y + 1] = vv
+            cnt[depth] = k
+            cur[depth] = 0
+        if cur[depth] >= cnt[depth]:
+            cnt[depth] = -1
+            depth -= 1
+            continue
+        x = cur[depth]
+        cur[depth] += 1
+        p = depth
+        c = buf[p, x]
+        t = tids[lvl_off[p] + state[p]]
+        path[p] = c
+        state[p + 1] = bufv[p, x]
+        cost_p[p + 1] = cost_p[p] + ch_params[ch_off[t] + c]
+        cost_m[p + 1] = cost_m[p] + ch_macs[ch_off[t] + c]
+        if p + 1 == P:
+            while w < n_wanted and wanted[w] == rank:
+                for q in range(P):
+                    out[w, q] = path[q]
+                w += 1
+            rank += 1
+            if w == n_wanted:
+                return rank
+            continue
+        depth += 1
+        cnt[depth] = -1
+    return rank
+
+
+__all__ = [
+    "add128",
+    "count_level",
+    "dominators",
+    "enumerate_lex",
+    "front_expand",
+    "front_keep",
+    "lt128",
+    "mul128",
+    "sub128",
+    "topk_expand",
+    "unrank",
+]
