@@ -228,6 +228,40 @@ def weighted_completion(graph: Graph, first, second, lam: float) -> tuple[list[n
     return f_out, s_out
 
 
+def level_groups(graph: Graph, p: int, groups_of):
+    """The choice groups of every table at position p and the state each group leads to from each state.
+
+    ``groups_of(table)`` returns (drf, cout, payload) per group for one table. Returns tid[s] (the
+    table of state s, -1 if none), gt_off (table t's groups: gt_off[t]..gt_off[t + 1]), ns_off and nxt
+    (nxt[ns_off[s] + g - gt_off[tid[s]]]: the next state, -1 where none is live), and the payloads.
+    """
+    cins = sorted(graph.tables[p])
+    index = {c: i for i, c in enumerate(cins)}
+    tid = np.array([index.get(int(c), -1) for c in graph.cin[p]], np.int64)
+    drfs, couts, payloads, gt_off = [], [], [], [0]
+    for c in cins:
+        drf, cout, payload = groups_of(graph.tables[p][c])
+        drfs.append(np.asarray(drf, np.int64))
+        couts.append(np.asarray(cout, np.int64))
+        payloads.append(payload)
+        gt_off.append(gt_off[-1] + len(drfs[-1]))
+    n = len(graph.rf[p])
+    ns_off = np.zeros(n + 1, np.int64)
+    parts = []
+    for s in range(n):
+        t = tid[s]
+        if t < 0:
+            ns_off[s + 1] = ns_off[s]
+            continue
+        v = graph.lookup(p + 1, graph.rf[p][s] + drfs[t], couts[t])
+        live = v >= 0
+        live[live] = graph.live[p + 1][v[live]]
+        parts.append(np.where(live, v, -1))
+        ns_off[s + 1] = ns_off[s] + len(v)
+    nxt = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return tid, np.array(gt_off, np.int64), ns_off, nxt.astype(np.int64), payloads
+
+
 def _backward(graph: Graph) -> None:
     """live[p][s] and least[q][p][s] (q = params, macs): completions that end in the window, backwards."""
     P = graph.positions
@@ -259,4 +293,14 @@ def _backward(graph: Graph) -> None:
     graph.least = least
 
 
-__all__ = ["INF", "ChoiceTable", "Graph", "build", "choice_tables", "least_pair", "restrict", "weighted_completion"]
+__all__ = [
+    "INF",
+    "ChoiceTable",
+    "Graph",
+    "build",
+    "choice_tables",
+    "least_pair",
+    "level_groups",
+    "restrict",
+    "weighted_completion",
+]

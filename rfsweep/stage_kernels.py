@@ -11,7 +11,7 @@ or product by a multiplicity (< 2^32) wraps.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 M32 = np.uint64(0xFFFFFFFF)
 S32 = np.uint64(32)
@@ -209,12 +209,12 @@ def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bu
 # ---------------------------------------------------------------- exact counts and unranking
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def count_level(tid, gt_off, ns_off, nxt, g_b, g_mult, nh, nl, oh, ol):
     """One level of the counting programme: (oh, ol)[s, r] = sum over groups g of state s's table of
     mult_g x (nh, nl)[next state, r - b_g] (r >= b_g): completions of s with at most r buckets left."""
     R1 = oh.shape[1]
-    for s in prange(oh.shape[0]):
+    for s in range(oh.shape[0]):
         t = tid[s]
         if t < 0:
             continue
@@ -283,16 +283,20 @@ def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult
 
 
 @njit(cache=True)
-def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_perm, r_cost, by_macs, ch_params,
-                  ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, out, buf, bufv, cnt, cur):  # fmt: skip
+def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r_seq_cost, r_perm, r_cost, by_macs,
+                  ch_params, ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, stop_early, out, buf, bufv,
+                  cnt, cur):  # fmt: skip
     """Walk the survivors in lexicographic (arch_id) order and copy those whose rank is in ``wanted``
-    (sorted) into ``out``. Returns the number of survivors walked (all of them, or up to the last wanted).
+    (sorted) into ``out``. Returns the number of survivors walked (all of them, or with ``stop_early``
+    up to the last wanted one).
 
-    At each node, a table's runs (consecutive choices of one rf increment and output, so one next state)
-    are taken in order; a run's members are sorted by the budgeted cost (``r_cost``), so those that fit
-    with the least completion cost added are a prefix of them, found by bisection, then put back in
-    choice order. Every node walked has a survivor below it (a least completion within both budgets
-    that ends in the window exists), so the work is about the survivors times the positions.
+    At each node a table's runs (choices of one rf increment and output, so one next state; runs follow
+    each other in choice order) are taken in order. Within a run the budgeted cost (MACs if ``by_macs``,
+    else params) of the members that fit with the least completion cost added is a prefix of the run
+    sorted by that cost (``r_perm``, ``r_cost``), found by bisection; a short prefix is put back in choice
+    order, a long one read in choice order (``r_seq``). Every node walked has a survivor below it (its
+    least completion fits both budgets and ends in the window), so the work is about the survivors times
+    the positions, plus the runs of the nodes walked.
     """
     n_wanted = wanted.shape[0]
     w = 0
@@ -302,11 +306,10 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_perm, 
     cost_p = np.zeros(P + 1, np.int64)
     cost_m = np.zeros(P + 1, np.int64)
     path = np.zeros(P, np.int64)
-    # children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (their next states)
-    cnt[0] = -1
+    cnt[0] = -1  # the children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (next states)
     while depth >= 0:
-        if cnt[depth] < 0:  # build the children of this node
-            p = depth
+        p = depth
+        if cnt[p] < 0:
             s = state[p]
             t = tids[lvl_off[p] + s]
             k = 0
@@ -315,44 +318,54 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_perm, 
                 if v < 0:
                     continue
                 lp = least_p[ls_off[p + 1] + v]
-                lm_ = least_m[ls_off[p + 1] + v]
-                # a run's members are sorted by MACs (by_macs) or by params
-                room = bm - cost_m[p] - lm_ if by_macs else bp - cost_p[p] - lp
-                lo_, hi_ = rm_off[r], rm_off[r + 1]
-                a, z = lo_, hi_  # members r_perm[lo_:hi_] sorted by cost (r_cost[j])
+                lmc = least_m[ls_off[p + 1] + v]
+                room = bm - cost_m[p] - lmc if by_macs else bp - cost_p[p] - lp
+                lo, hi = rm_off[r], rm_off[r + 1]
+                a, z = lo, hi
                 while a < z:
                     mid = (a + z) // 2
                     if r_cost[mid] <= room:
                         a = mid + 1
                     else:
                         z = mid
+                m = a - lo
+                if m == 0:
+                    continue
                 k0 = k
-                for j in range(lo_, a):
-                    c = r_perm[j]
-                    if cost_p[p] + ch_params[ch_off[t] + c] + lp > bp or cost_m[p] + ch_macs[ch_off[t] + c] + lm_ > bm:
-                        continue
-                    buf[p, k] = c
-                    bufv[p, k] = v
-                    k += 1
-                # back to choice order within the run (insertion sort: runs are short)
-                for x in range(k0 + 1, k):
-                    c, vv = buf[p, x], bufv[p, x]
-                    y = x - 1
-                    while y >= k0 and buf[p, y] > c:
-                        buf[p, y + 1] = buf[p, y]
-                        bufv[p, y + 1] = bufv[p, y]
-                        y -= 1
-                    buf[p, y + 1] = c
-                    bufv[p, y + 1] = vv
-            cnt[depth] = k
-            cur[depth] = 0
-        if cur[depth] >= cnt[depth]:
-            cnt[depth] = -1
+                if 8 * m >= hi - lo:  # most of the run fits: read it in choice order
+                    for j in range(lo, hi):
+                        if r_seq_cost[j] > room:
+                            continue
+                        c = r_seq[j]
+                        if cost_p[p] + ch_params[ch_off[t] + c] + lp > bp:
+                            continue
+                        if cost_m[p] + ch_macs[ch_off[t] + c] + lmc > bm:
+                            continue
+                        buf[p, k] = c
+                        bufv[p, k] = v
+                        k += 1
+                else:  # a few fit: take them, then insertion-sort them into choice order
+                    for j in range(lo, a):
+                        c = r_perm[j]
+                        if cost_p[p] + ch_params[ch_off[t] + c] + lp > bp:
+                            continue
+                        if cost_m[p] + ch_macs[ch_off[t] + c] + lmc > bm:
+                            continue
+                        x = k
+                        while x > k0 and buf[p, x - 1] > c:
+                            buf[p, x] = buf[p, x - 1]
+                            x -= 1
+                        buf[p, x] = c
+                        bufv[p, x] = v
+                        k += 1
+            cnt[p] = k
+            cur[p] = 0
+        if cur[p] >= cnt[p]:
+            cnt[p] = -1
             depth -= 1
             continue
-        x = cur[depth]
-        cur[depth] += 1
-        p = depth
+        x = cur[p]
+        cur[p] += 1
         c = buf[p, x]
         t = tids[lvl_off[p] + state[p]]
         path[p] = c
@@ -365,7 +378,7 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_perm, 
                     out[w, q] = path[q]
                 w += 1
             rank += 1
-            if w == n_wanted:
+            if stop_early and w == n_wanted:
                 return rank
             continue
         depth += 1

@@ -35,6 +35,7 @@ The rows, their order and ties are then those of the walk's TopK and Front (the 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -63,7 +64,6 @@ def applicable(space: Space, selection: dict) -> str | None:
         return "--where filters the walk's rows"
     budgets = [q for q in ("params", "macs") if _budget(space, q) is not None]
     if sample is not None:
-        return "sampling is the walk's (for now)"
         if len(budgets) > 1:
             return "both --max-params and --max-macs are set (the exact count handles one budget)"
         return None
@@ -108,25 +108,25 @@ def _erf_bound(space: Space) -> int:
     return sum(max((int(t.erf[t.ok].max(initial=0)) for t in per.values()), default=0) for per in graph.tables)
 
 
-def run(space: Space, selection: dict, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None):
-    """The selection's rows as one Batch, with the Stats of an exact method (every candidate settled)."""
+def run(
+    space: Space, selection: dict, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None
+) -> Iterator[Batch]:
+    """The selection's rows in batches, with the Stats of an exact method (every candidate settled)."""
     stats = stats if stats is not None else Stats()
+    stats.space_size = stats.covered = space.size
     t0 = time.perf_counter()
     kw = dict(device=device, threads=threads, stats=stats)
     try:
         if selection.get("sample") is not None:
             from rfsweep import stage_sample
 
-            batch = stage_sample.sample(space, selection["sample"], selection.get("seed"), **kw)
+            yield from stage_sample.sample(space, selection["sample"], selection.get("seed"), **kw)
         elif selection.get("pareto") is not None:
-            batch = front(space, tuple(selection["pareto"]), **kw)
+            yield front(space, tuple(selection["pareto"]), **kw)
         else:
-            batch = top_k(space, selection["limit"], selection["sort"], **kw)
+            yield top_k(space, selection["limit"], selection["sort"], **kw)
     finally:
-        stats.space_size = space.size
-        stats.covered = space.size
         stats.seconds = time.perf_counter() - t0
-    return batch
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -154,40 +154,6 @@ def _dense_rank(seg_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _level_groups(graph: Graph, p: int, groups_of):
-    """The choice groups of every table at position p and the state each group leads to from each state.
-
-    ``groups_of(table)`` returns (drf, cout, payload) per group for one table. Returns tid[s] (the
-    table of state s, -1 if none), gt_off (table t's groups: gt_off[t]..gt_off[t + 1]), ns_off and nxt
-    (nxt[ns_off[s] + g - gt_off[tid[s]]]: the next state, -1 where none is live), and the payloads.
-    """
-    cins = sorted(graph.tables[p])
-    index = {c: i for i, c in enumerate(cins)}
-    tid = np.array([index.get(int(c), -1) for c in graph.cin[p]], np.int64)
-    drfs, couts, payloads, gt_off = [], [], [], [0]
-    for c in cins:
-        drf, cout, payload = groups_of(graph.tables[p][c])
-        drfs.append(np.asarray(drf, np.int64))
-        couts.append(np.asarray(cout, np.int64))
-        payloads.append(payload)
-        gt_off.append(gt_off[-1] + len(drfs[-1]))
-    n = len(graph.rf[p])
-    ns_off = np.zeros(n + 1, np.int64)
-    parts = []
-    for s in range(n):
-        t = tid[s]
-        if t < 0:
-            ns_off[s + 1] = ns_off[s]
-            continue
-        v = graph.lookup(p + 1, graph.rf[p][s] + drfs[t], couts[t])
-        live = v >= 0
-        live[live] = graph.live[p + 1][v[live]]
-        parts.append(np.where(live, v, -1))
-        ns_off[s + 1] = ns_off[s] + len(v)
-    nxt = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return tid, np.array(gt_off, np.int64), ns_off, nxt.astype(np.int64), payloads
-
-
 def _rebuild(parents: list[np.ndarray], choices: list[np.ndarray], last: np.ndarray) -> np.ndarray:
     """Choice tuples of the final items ``last`` by following the parent pointers back."""
     P = len(parents)
@@ -199,12 +165,22 @@ def _rebuild(parents: list[np.ndarray], choices: list[np.ndarray], last: np.ndar
     return out
 
 
+def evaluate(space: Space, choice: np.ndarray, *, stats: Stats | None = None, strict: bool = True, **kw):
+    """(batch, mask) of engine.evaluate, counting the candidates as evaluated and the survivors as kept in
+    ``stats``. With ``strict`` every candidate must survive (a programme's premise), else RuntimeError."""
+    scratch = Stats()
+    batch, mask = engine.evaluate(space, choice, stats=scratch, **kw)
+    if stats is not None:
+        stats.evaluated += len(mask)
+        stats.kept += int(mask.sum())
+        stats.device = scratch.device
+    if strict and not mask.all():
+        raise RuntimeError("a programme chose a candidate the kernels refuse: rfsweep.stage_select is wrong here")
+    return batch, mask
+
+
 def _evaluate(space: Space, choice: np.ndarray, **kw) -> Batch:
-    """The kernels' rows of the chosen candidates; every one must survive (the programme's premise)."""
-    batch, mask = engine.evaluate(space, choice, **kw)
-    if not mask.all():
-        raise RuntimeError("the programme chose a candidate the kernels refuse: rfsweep.stage_select is wrong here")
-    return batch
+    return evaluate(space, choice, **kw)[0]
 
 
 # ---------------------------------------------------------------- best k
@@ -305,7 +281,7 @@ def _topk_pass(graph: Graph, k: int, kfun, ofun, bk, bo, skyline: bool):
     it = dict(state=one, key=one, o=one, d=one, lex=one)  # level 0: the empty prefix
     parents, choices = [], []
     for p in range(P):
-        tid, gt_off, ns_off, nxt, payloads = _level_groups(graph, p, groups_of)
+        tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, groups_of)
         gm_off, m_c, m_k, m_o, m_d = _concat_members(payloads)
         seg = _segments(it["state"], len(graph.rf[p]))
         args = (
@@ -436,7 +412,7 @@ def front(
     vec = np.zeros((1, len(dims)), np.int64)
     edges = []  # per level: (node, parent node, choice), grouped by node
     for p in range(P):
-        tid, gt_off, ns_off, nxt, payloads = _level_groups(graph, p, groups_of)
+        tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, groups_of)
         gv_off, gvec, vm_off, vm_c = _concat_vectors(payloads, len(dims))
         suf = np.stack(
             [graph.least[d][p + 1] if bud[i] < INF else np.zeros(len(graph.rf[p + 1]), np.int64)
@@ -543,4 +519,4 @@ def _paths(edges, last: np.ndarray, names) -> np.ndarray:
     return rows
 
 
-__all__ = ["applicable", "front", "run", "top_k"]
+__all__ = ["applicable", "evaluate", "front", "run", "top_k"]

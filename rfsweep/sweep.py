@@ -168,7 +168,7 @@ def _batches(
 
         chosen = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
         if stage_select.applicable(space, chosen) is None:
-            yield stage_select.run(space, chosen, device=kw.get("device", "cpu"), threads=kw.get("threads"),
+            yield from stage_select.run(space, chosen, device=kw.get("device", "cpu"), threads=kw.get("threads"),
                                    stats=kw.get("stats"))  # fmt: skip
             return
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
