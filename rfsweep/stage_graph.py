@@ -57,6 +57,7 @@ class Graph:
     final_ok: np.ndarray | None = None  # level P: rf in the window and the final jump allowed
     live: list[np.ndarray] = field(default_factory=list)  # live[p][s]: some completion ends in final_ok
     least: dict[str, list[np.ndarray]] = field(default_factory=dict)  # least[q][p][s]: least q completions add
+    memo: dict = field(default_factory=dict)  # programmes built on this graph (rfsweep.stage_sample's counts)
 
     @property
     def positions(self) -> int:
@@ -76,7 +77,7 @@ class Graph:
         or leads nowhere the rf window and the jump allow)."""
         nxt = self.lookup(p + 1, self.rf[p][states][:, None] + table.drf[None, :], table.cout[None, :])
         nxt = np.where(table.ok[None, :], nxt, -1)
-        if self.live:
+        if self.live and len(self.live[p + 1]):
             nxt = np.where(nxt >= 0, np.where(self.live[p + 1][np.maximum(nxt, 0)], nxt, -1), -1)
         return nxt
 
@@ -163,7 +164,7 @@ def restrict(graph: Graph, final_ok: np.ndarray) -> Graph:
     """The same graph with fewer final states allowed (liveness and least costs recomputed)."""
     from dataclasses import replace
 
-    out = replace(graph, final_ok=np.asarray(final_ok, bool) & graph.final_ok, live=[], least={})
+    out = replace(graph, final_ok=np.asarray(final_ok, bool) & graph.final_ok, live=[], least={}, memo={})
     out._cmul = graph._cmul
     _backward(out)
     return out
@@ -182,7 +183,7 @@ def least_pair(graph: Graph, first: list, second: list) -> tuple[list[np.ndarray
         fp, sp = np.full(n, INF), np.full(n, INF)
         for c, table in graph.tables[p].items():
             states = np.nonzero(graph.cin[p] == c)[0]
-            if len(states) == 0:
+            if len(states) == 0 or len(graph.rf[p + 1]) == 0:
                 continue
             nxt = graph.successors(p, states, table)
             good = nxt >= 0
@@ -211,7 +212,7 @@ def weighted_completion(graph: Graph, first, second, lam: float) -> tuple[list[n
         fp, sp, wp = np.full(n, INF), np.full(n, INF), np.full(n, np.inf)
         for c, table in graph.tables[p].items():
             states = np.nonzero(graph.cin[p] == c)[0]
-            if len(states) == 0:
+            if len(states) == 0 or len(graph.rf[p + 1]) == 0:
                 continue
             nxt = graph.successors(p, states, table)
             good = nxt >= 0
@@ -276,7 +277,7 @@ def _backward(graph: Graph) -> None:
         lq = {q: np.full(n, INF) for q in least}
         for c, table in graph.tables[p].items():
             states = np.nonzero(graph.cin[p] == c)[0]
-            if len(states) == 0:
+            if len(states) == 0 or len(graph.rf[p + 1]) == 0:
                 continue
             nxt = graph.lookup(p + 1, graph.rf[p][states][:, None] + table.drf[None, :], table.cout[None, :])
             nxt = np.where(table.ok[None, :], nxt, -1)

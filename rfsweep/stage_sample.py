@@ -68,7 +68,7 @@ def sample(
         raise field_error("sample", n, "takes one budget on a space of stages (--max-params or --max-macs)")
     kw = dict(device=device, threads=threads)
     if not budgets:
-        counts = Counts(graph, None, lex=True, threads=threads)
+        counts = counts_for(graph, None, lex=True, threads=threads)
         total = counts.total
         stats.extra["sampled_from"] = total
         for ranks in _distinct_ranks(total, n, rng):
@@ -109,7 +109,7 @@ def _count(space: Space, graph: Graph) -> int:
     try:
         return stage_count.count(space)
     except RFSweepError:
-        bound = Counts(graph, _budget_name(space), lex=False).total  # a superset's exact size
+        bound = counts_for(graph, _budget_name(space), lex=False).total  # a superset's exact size
         if bound > ENUM_MAX:
             raise
         return _walk(graph, np.zeros(0, np.int64), stop_early=False)
@@ -172,6 +172,14 @@ def uniform_ranks(rng: np.random.Generator, total: int, size: int) -> tuple[np.n
 
 
 # ---------------------------------------------------------------- counts of completions
+
+
+def counts_for(graph: Graph, quantity: str | None, *, lex: bool, threads: int | None = None) -> Counts:
+    """The graph's :class:`Counts` for a quantity and group order, built once."""
+    key = ("counts", quantity, lex)
+    if key not in graph.memo:
+        graph.memo[key] = Counts(graph, quantity, lex=lex, threads=threads)
+    return graph.memo[key]
 
 
 class Counts:
@@ -392,7 +400,7 @@ def _by_rejection(space: Space, graph: Graph, quantity: str, n: int, rng, stats:
     them, the first n distinct in the order drawn (module docstring)."""
     from rfsweep.stage_select import evaluate
 
-    counts = Counts(graph, quantity, lex=False, threads=kw.get("threads"))
+    counts = counts_for(graph, quantity, lex=False, threads=kw.get("threads"))
     if n > DEDUP_MAX:
         raise field_error("sample", n, f"at most {DEDUP_MAX:,} by rejection; write the survivors and sample them")
     accepted = np.zeros((0, graph.positions), np.int64)
@@ -415,4 +423,4 @@ def _by_rejection(space: Space, graph: Graph, quantity: str, n: int, rng, stats:
         yield _evaluate(space, chosen[start : start + CHUNK], **kw)
 
 
-__all__ = ["Counts", "sample", "uniform_ranks"]
+__all__ = ["Counts", "counts_for", "sample", "uniform_ranks"]
