@@ -284,11 +284,12 @@ def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult
 
 @njit(cache=True)
 def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r_seq_cost, r_perm, r_cost, by_macs,
-                  ch_params, ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, stop_early, out, buf, bufv,
-                  cnt, cur):  # fmt: skip
+                  ch_params, ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, stop_early, out, walk, state,
+                  cost_p, cost_m, path, buf, bufv, cnt, cur):  # fmt: skip
     """Walk the survivors in lexicographic (arch_id) order and copy those whose rank is in ``wanted``
-    (sorted) into ``out``. Returns the number of survivors walked (all of them, or with ``stop_early``
-    up to the last wanted one).
+    (sorted) into ``out``. Returns the number of survivors walked so far (all of them, or with
+    ``stop_early`` up to the last wanted one). The walk's whole state is in the arrays passed
+    (``walk`` = [depth, rank, started]), so a later call with the next wanted ranks goes on from there.
 
     At each node a table's runs (choices of one rf increment and output, so one next state; runs follow
     each other in choice order) are taken in order. Within a run the budgeted cost (MACs if ``by_macs``,
@@ -300,13 +301,11 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r
     """
     n_wanted = wanted.shape[0]
     w = 0
-    rank = 0
-    depth = 0
-    state = np.zeros(P + 1, np.int64)
-    cost_p = np.zeros(P + 1, np.int64)
-    cost_m = np.zeros(P + 1, np.int64)
-    path = np.zeros(P, np.int64)
-    cnt[0] = -1  # the children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (next states)
+    if walk[2] == 0:
+        walk[0] = walk[1] = 0
+        walk[2] = 1
+        cnt[0] = -1  # the children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (next states)
+    depth, rank = walk[0], walk[1]
     while depth >= 0:
         p = depth
         if cnt[p] < 0:
@@ -379,10 +378,12 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r
                 w += 1
             rank += 1
             if stop_early and w == n_wanted:
+                walk[0], walk[1] = depth, rank
                 return rank
             continue
         depth += 1
         cnt[depth] = -1
+    walk[0], walk[1] = depth, rank
     return rank
 
 

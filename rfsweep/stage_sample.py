@@ -56,9 +56,11 @@ def sample(
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
+    total: int | None = None,
 ) -> Iterator[Batch]:
     """Batches of ``min(n, survivors)`` survivors drawn uniformly without replacement, in arch_id order
-    (see the module docstring for the methods and why each is exact)."""
+    (see the module docstring for the methods and why each is exact). ``total``: the exact number of
+    survivors when already known (under a budget, counting them is most of the time on Once-for-All)."""
     check_sample(n, seed)
     stats = stats if stats is not None else Stats()
     rng = np.random.default_rng(seed)
@@ -71,10 +73,12 @@ def sample(
         counts = counts_for(graph, None, lex=True, threads=threads)
         total = counts.total
         stats.extra["sampled_from"] = total
-        for ranks in _distinct_ranks(total, n, rng):
-            yield _evaluate(space, counts.unrank(ranks), stats=stats, **kw)
+        for hi, lo in _distinct_ranks(total, n, rng):
+            for start in range(0, len(hi), CHUNK):
+                part = (hi[start : start + CHUNK], lo[start : start + CHUNK])
+                yield _evaluate(space, counts.unrank(part), stats=stats, **kw)
         return
-    total = _count(space, graph)
+    total = _count(space, graph) if total is None else int(total)
     stats.extra["sampled_from"] = total
     if total == 0:
         return
@@ -83,10 +87,9 @@ def sample(
             raise field_error(
                 "sample", n, f"{n:,} of {total:,} survivors is too large a share to draw (at most 1/{ENUM_SHARE})"
             )
-        ranks = np.concatenate(list(draw_ranks(total, n, rng)))
-        chosen = _walk(graph, ranks, stop_early=True)
-        for start in range(0, len(chosen), CHUNK):
-            yield _evaluate(space, chosen[start : start + CHUNK], stats=stats, **kw)
+        walker = LexWalk(graph)
+        for ranks in draw_ranks(total, n, rng):  # sorted chunks, in order: the walk goes on from chunk to chunk
+            yield _evaluate(space, walker.take(ranks), stats=stats, **kw)
         return
     yield from _by_rejection(space, graph, budgets[0], n, rng, stats, **kw)
 
@@ -112,7 +115,7 @@ def _count(space: Space, graph: Graph) -> int:
         bound = counts_for(graph, _budget_name(space), lex=False).total  # a superset's exact size
         if bound > ENUM_MAX:
             raise
-        return _walk(graph, np.zeros(0, np.int64), stop_early=False)
+        return LexWalk(graph).count()
 
 
 def _budget_name(space: Space) -> str:
@@ -319,77 +322,98 @@ def _bucket_width(graph: Graph, slack: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- walking the survivors under a budget
 
 
-def _walk(graph: Graph, wanted: np.ndarray, *, stop_early: bool):
-    """The survivors of the given sorted ranks in arch_id order, as choice tuples (or, with no ranks and
-    not ``stop_early``, the number of survivors)."""
-    from rfsweep import stage_kernels as K
+class LexWalk:
+    """The survivors under budgets walked in arch_id order on the state graph (stage_kernels.enumerate_lex):
+    :meth:`take` copies out those of given ranks, chunk after chunk (the walk resumes where it stopped);
+    :meth:`count` walks them all."""
 
-    space = graph.space
-    P = graph.positions
-    by_macs = space.max_macs is not None
-    q = "macs" if by_macs else "params"
-    bp = INF if space.max_params is None else np.int64(space.max_params)
-    bm = INF if space.max_macs is None else np.int64(space.max_macs)
-    tids, r_next_off, r_next, rt, rm, seq, seq_cost, perm, cost = [], [], [], [0], [0], [], [], [], []
-    ch_p, ch_m, ch_off = [], [], [0]
-    lvl_off, t_base, nxt_base = [0], 0, 0
-    radix = 1
-    for p in range(P):
+    def __init__(self, graph: Graph):
+        space = graph.space
+        P = graph.positions
+        self.P = P
+        by_macs = space.max_macs is not None
+        q = "macs" if by_macs else "params"
+        bp = INF if space.max_params is None else np.int64(space.max_params)
+        bm = INF if space.max_macs is None else np.int64(space.max_macs)
+        tids, r_next_off, r_next, rt, rm, seq, seq_cost, perm, cost = [], [], [], [0], [0], [], [], [], []
+        ch_p, ch_m, ch_off = [], [], [0]
+        lvl_off, t_base, nxt_base = [0], 0, 0
+        radix = 1
+        for p in range(P):
 
-        def runs_of(table):
-            c = np.nonzero(table.ok)[0]
-            drf, cout = table.drf[c], table.cout[c]
-            start = np.ones(len(c), bool)
-            start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
-            first = np.nonzero(start)[0]
-            return drf[first], cout[first], (c, np.append(first, len(c)), table)
+            def runs_of(table):
+                c = np.nonzero(table.ok)[0]
+                drf, cout = table.drf[c], table.cout[c]
+                start = np.ones(len(c), bool)
+                start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
+                first = np.nonzero(start)[0]
+                return drf[first], cout[first], (c, np.append(first, len(c)), table)
 
-        tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, runs_of)
-        tids.append(np.where(tid >= 0, tid + t_base, -1))
-        r_next_off.append(ns_off[:-1] + nxt_base)
-        r_next.append(nxt)
-        for c, bounds, table in payloads:
-            qc = table.metric(q)
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                run = c[a:b]
-                seq.append(run)
-                seq_cost.append(qc[run])
-                order = np.argsort(qc[run], kind="stable")
-                perm.append(run[order])
-                cost.append(qc[run][order])
-                rm.append(rm[-1] + len(run))
-            rt.append(rt[-1] + len(bounds) - 1)
-            ch_p.append(table.params)
-            ch_m.append(table.macs)
-            ch_off.append(ch_off[-1] + len(table.params))
-            radix = max(radix, len(table.params))
-        t_base += len(payloads)
-        nxt_base += len(nxt)
-        lvl_off.append(lvl_off[-1] + len(tid))
+            tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, runs_of)
+            tids.append(np.where(tid >= 0, tid + t_base, -1))
+            r_next_off.append(ns_off[:-1] + nxt_base)
+            r_next.append(nxt)
+            for c, bounds, table in payloads:
+                qc = table.metric(q)
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    run = c[a:b]
+                    seq.append(run)
+                    seq_cost.append(qc[run])
+                    order = np.argsort(qc[run], kind="stable")
+                    perm.append(run[order])
+                    cost.append(qc[run][order])
+                    rm.append(rm[-1] + len(run))
+                rt.append(rt[-1] + len(bounds) - 1)
+                ch_p.append(table.params)
+                ch_m.append(table.macs)
+                ch_off.append(ch_off[-1] + len(table.params))
+                radix = max(radix, len(table.params))
+            t_base += len(payloads)
+            nxt_base += len(nxt)
+            lvl_off.append(lvl_off[-1] + len(tid))
 
-    def cat(parts):
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        def cat(parts):
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    least_p = cat(graph.least["params"])
-    least_m = cat(graph.least["macs"])
-    ls_off = np.array([0] + list(np.cumsum([len(x) for x in graph.least["params"]])), np.int64)
-    wanted = np.asarray(wanted, np.int64)
-    out = np.zeros((len(wanted), P), np.int64)
-    buf = np.zeros((P, radix), np.int64)
-    bufv = np.zeros((P, radix), np.int64)
-    cnt = np.zeros(P + 1, np.int64)
-    cur = np.zeros(P + 1, np.int64)
-    walked = steer.call(
-        K.enumerate_lex, P, cat(tids), np.array(lvl_off, np.int64), np.array(rt, np.int64), cat(r_next_off),
-        cat(r_next), np.array(rm, np.int64), cat(seq), cat(seq_cost), cat(perm), cat(cost), by_macs, cat(ch_p),
-        cat(ch_m), np.array(ch_off, np.int64), least_p, least_m, ls_off, bp, bm, wanted, stop_early, out, buf,
-        bufv, cnt, cur,
-    )  # fmt: skip
-    if not stop_early and len(wanted) == 0:
-        return walked
-    if len(wanted) and walked <= int(wanted[-1]):
-        raise RuntimeError("fewer survivors than counted: rfsweep.stage_sample is wrong here")
-    return out
+        least_p = cat(graph.least["params"])
+        least_m = cat(graph.least["macs"])
+        ls_off = np.array([0] + list(np.cumsum([len(x) for x in graph.least["params"]])), np.int64)
+        self.args = (
+            P, cat(tids), np.array(lvl_off, np.int64), np.array(rt, np.int64), cat(r_next_off), cat(r_next),
+            np.array(rm, np.int64), cat(seq), cat(seq_cost), cat(perm), cat(cost), by_macs, cat(ch_p), cat(ch_m),
+            np.array(ch_off, np.int64), least_p, least_m, ls_off, bp, bm,
+        )  # fmt: skip
+        self.walk = np.zeros(3, np.int64)  # [depth, rank, started]: where the walk stands
+        self.work = (
+            np.zeros(P + 1, np.int64), np.zeros(P + 1, np.int64), np.zeros(P + 1, np.int64), np.zeros(P, np.int64),
+            np.zeros((P, radix), np.int64), np.zeros((P, radix), np.int64), np.zeros(P + 1, np.int64),
+            np.zeros(P + 1, np.int64),
+        )  # fmt: skip
+
+    def _run(self, wanted: np.ndarray, stop_early: bool, out: np.ndarray) -> int:
+        from rfsweep import stage_kernels as K
+
+        return steer.call(K.enumerate_lex, *self.args, wanted, stop_early, out, self.walk, *self.work)
+
+    def take(self, wanted: np.ndarray) -> np.ndarray:
+        """The survivors of sorted ranks ``wanted`` (each chunk after the previous one's), as choice tuples."""
+        wanted = np.asarray(wanted, np.int64)
+        out = np.zeros((len(wanted), self.P), np.int64)
+        if len(wanted) == 0:
+            return out
+        if int(wanted[0]) < int(self.walk[1]):
+            raise ValueError("ranks must come after those already taken")
+        walked = self._run(wanted, True, out)
+        if walked <= int(wanted[-1]):
+            raise RuntimeError("fewer survivors than counted: rfsweep.stage_sample is wrong here")
+        return out
+
+    def count(self) -> int:
+        """Every survivor, walked (from the start)."""
+        self.walk[:] = 0
+        total = self._run(np.zeros(0, np.int64), False, np.zeros((0, self.P), np.int64))
+        self.walk[:] = 0
+        return total
 
 
 # ---------------------------------------------------------------- rejection from the bucketed superset
@@ -403,7 +427,7 @@ def _by_rejection(space: Space, graph: Graph, quantity: str, n: int, rng, stats:
     counts = counts_for(graph, quantity, lex=False, threads=kw.get("threads"))
     if n > DEDUP_MAX:
         raise field_error("sample", n, f"at most {DEDUP_MAX:,} by rejection; write the survivors and sample them")
-    accepted = np.zeros((0, graph.positions), np.int64)
+    accepted = np.zeros((0, graph.positions), np.int16)  # choice indices are below 2^15
     rate = 0.5
     while True:
         want = n - len(accepted)
@@ -411,16 +435,16 @@ def _by_rejection(space: Space, graph: Graph, quantity: str, n: int, rng, stats:
         proposals = counts.unrank(uniform_ranks(rng, counts.total, size))
         _, mask = evaluate(space, proposals, stats=stats, strict=False, **kw)
         rate = max(float(mask.mean()), 1e-6)
-        accepted = np.concatenate([accepted, proposals[mask]])
+        accepted = np.concatenate([accepted, proposals[mask].astype(np.int16)])
         _, first = np.unique(accepted, axis=0, return_index=True)
         accepted = accepted[np.sort(first)]  # repeats dropped, the order drawn kept
         if len(accepted) >= n:
             break
         steer.check()
-    chosen = accepted[:n]
+    chosen = accepted[:n].astype(np.int64)
     chosen = chosen[np.lexsort(chosen.T[::-1])]
     for start in range(0, len(chosen), CHUNK):  # rows of candidates counted above
         yield _evaluate(space, chosen[start : start + CHUNK], **kw)
 
 
-__all__ = ["Counts", "counts_for", "sample", "uniform_ranks"]
+__all__ = ["Counts", "LexWalk", "counts_for", "sample", "uniform_ranks"]

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from rfsweep import engine, stage_graph, stage_sample, stage_select, stages, sweep
 from rfsweep.cli import main
 from rfsweep.errors import RFSweepError
+from rfsweep.kernels import layer_math as lm
 from rfsweep.space import build_space
 
 # channel choices between stages (a bottleneck stage outputs 16 or 32), SE on and off in one stage:
@@ -299,6 +300,22 @@ def test_bucketed_proposal_is_a_bijection_from_ranks(monkeypatch, quantity):
     assert set(survivors["arch_id"]) <= ids and len(ids) > len(survivors)
 
 
+@pytest.mark.parametrize("field", ["max_macs", "max_params"])
+def test_walk_of_survivors_resumes_chunk_after_chunk(field):
+    df = everything("channels")
+    space = _space("channels", **{field: int(np.quantile(df[field[4:]], 0.6)), "rf_min": 40})
+    survivors, walked = walk(space, sample=10**6, seed=0)
+    graph = stage_graph.build(space)
+    assert stage_sample.LexWalk(graph).count() == len(survivors) == walked.extra["sampled_from"]
+    walker = stage_sample.LexWalk(graph)
+    ranks = np.arange(len(survivors))
+    chunks = [walker.take(part) for part in (ranks[:5], ranks[5:6], ranks[7:300:3], ranks[300:])]
+    got = [space.encode(list(r)) for r in np.concatenate(chunks).tolist()]
+    assert got == [a for i, a in enumerate(survivors["arch_id"]) if i != 6 and not (7 <= i < 300 and (i - 7) % 3)]
+    with pytest.raises(ValueError):
+        walker.take(ranks[:1])
+
+
 def test_lexicographic_unranking_is_arch_id_order():
     space = _space("channels", rf_min=40)
     counts = stage_sample.Counts(stage_graph.build(space), None, lex=True)
@@ -419,12 +436,13 @@ def test_ofa_best_five_by_macs_are_right_and_unbeaten():
     for i in range(5):
         idx = [int(c) for c in top.choice[:, i]]
         frame = rfsweep.analyze(space.network_spec(idx))
-        assert int(frame["macs"].sum()) == top.out[7, i] and int(frame["params"].sum()) == top.out[6, i]
+        assert int(frame["macs"].sum()) == top.out[lm.O_MACS, i]
+        assert int(frame["params"].sum()) == top.out[lm.O_PARAMS, i]
         spatial = [rf for rf in frame["rf"] if rf[0] is not None]
-        assert int(spatial[-1][0]) == top.out[2, i] >= 400
-    fifth = int(top.out[7, 4])
+        assert int(spatial[-1][0]) == top.out[lm.O_RF, i] >= 400
+    fifth = int(top.out[lm.O_MACS, 4])
     rng = np.random.default_rng(0)
     choice = np.stack([rng.integers(0, n, 100_000) for n in space.radices], axis=1)
     batch, mask = engine.evaluate(space, choice)
     assert mask.sum() > 1000
-    assert int(batch.out[7].min()) >= fifth
+    assert int(batch.out[lm.O_MACS].min()) >= fifth
