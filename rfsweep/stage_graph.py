@@ -170,17 +170,22 @@ def restrict(graph: Graph, final_ok: np.ndarray) -> Graph:
     return out
 
 
-def least_pair(graph: Graph, first: list, second: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per level and state, the least (first, second) sum any live completion adds, lexicographically
-    (the least first sum, then the least second sum among completions with it; INF where none).
-    ``first[p]`` and ``second[p]`` give per-table arrays: callables table -> per-choice values."""
+def completion(graph: Graph, funcs: list, weights: list[float] | None = None) -> list[list[np.ndarray]]:
+    """Per function, level and state, the sum one live completion adds: the least completion in the
+    functions' lexicographic order (``weights`` None: exact, the sums of a lexicographic minimum are the
+    minimum of sums), or the least in the weighted sum (floats only pick it: the sums returned are that
+    completion's, exactly). ``funcs`` are callables table -> per-choice int64 values. INF where no
+    completion is live."""
     P = graph.positions
-    f_out, s_out = [None] * (P + 1), [None] * (P + 1)
-    f_out[P] = np.where(graph.final_ok, 0, INF)
-    s_out[P] = np.where(graph.final_ok, 0, INF)
+    m = len(funcs)
+    out = [[None] * (P + 1) for _ in range(m)]
+    for f in range(m):
+        out[f][P] = np.where(graph.final_ok, 0, INF)
+    w_next = np.where(graph.final_ok, 0.0, np.inf)
     for p in range(P - 1, -1, -1):
         n = len(graph.rf[p])
-        fp, sp = np.full(n, INF), np.full(n, INF)
+        sums = [np.full(n, INF) for _ in range(m)]
+        w_here = np.full(n, np.inf)
         for c, table in graph.tables[p].items():
             states = np.nonzero(graph.cin[p] == c)[0]
             if len(states) == 0 or len(graph.rf[p + 1]) == 0:
@@ -188,45 +193,26 @@ def least_pair(graph: Graph, first: list, second: list) -> tuple[list[np.ndarray
             nxt = graph.successors(p, states, table)
             good = nxt >= 0
             at = np.maximum(nxt, 0)
-            ft = np.where(good, f_out[p + 1][at] + first(table)[None, :], INF)
-            st = np.where(good, s_out[p + 1][at] + second(table)[None, :], INF)
-            best = ft.min(axis=1)
-            fp[states] = best
-            sp[states] = np.where(ft == best[:, None], st, INF).min(axis=1)
-        f_out[p], s_out[p] = fp, sp
-    return f_out, s_out
-
-
-def weighted_completion(graph: Graph, first, second, lam: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per level and state, the (first, second) sums of one live completion: the one least in
-    first + lam x second (in floats: the weight only picks a completion; the sums returned are that
-    completion's, exactly). INF where none."""
-    P = graph.positions
-    f_out, s_out = [None] * (P + 1), [None] * (P + 1)
-    w_out = [None] * (P + 1)
-    f_out[P] = np.where(graph.final_ok, 0, INF)
-    s_out[P] = np.where(graph.final_ok, 0, INF)
-    w_out[P] = np.where(graph.final_ok, 0.0, np.inf)
-    for p in range(P - 1, -1, -1):
-        n = len(graph.rf[p])
-        fp, sp, wp = np.full(n, INF), np.full(n, INF), np.full(n, np.inf)
-        for c, table in graph.tables[p].items():
-            states = np.nonzero(graph.cin[p] == c)[0]
-            if len(states) == 0 or len(graph.rf[p + 1]) == 0:
-                continue
-            nxt = graph.successors(p, states, table)
-            good = nxt >= 0
-            at = np.maximum(nxt, 0)
-            f1, s1 = first(table), second(table)
-            wt = np.where(good, w_out[p + 1][at] + (f1 + lam * s1)[None, :], np.inf)
-            pick = wt.argmin(axis=1)
+            vals = [np.where(good, out[f][p + 1][at] + funcs[f](table)[None, :], INF) for f in range(m)]
+            if weights is None:
+                cand = good
+                for v in vals:  # narrow to the least of each function in turn
+                    least = np.where(cand, v, INF).min(axis=1)
+                    cand = cand & (v == least[:, None])
+                pick = cand.argmax(axis=1)
+            else:
+                wt = np.where(good, w_next[at] + sum(w * funcs[f](table) for f, w in enumerate(weights))[None, :],
+                              np.inf)  # fmt: skip
+                pick = wt.argmin(axis=1)
+                w_here[states] = wt[np.arange(len(states)), pick]
             rows = np.arange(len(states))
             ok = good[rows, pick]
-            wp[states] = np.where(ok, wt[rows, pick], np.inf)
-            fp[states] = np.where(ok, f_out[p + 1][at[rows, pick]] + f1[pick], INF)
-            sp[states] = np.where(ok, s_out[p + 1][at[rows, pick]] + s1[pick], INF)
-        f_out[p], s_out[p], w_out[p] = fp, sp, wp
-    return f_out, s_out
+            for f in range(m):
+                sums[f][states] = np.where(ok, vals[f][rows, pick], INF)
+        for f in range(m):
+            out[f][p] = sums[f]
+        w_next = w_here
+    return out
 
 
 def level_groups(graph: Graph, p: int, groups_of):
@@ -300,8 +286,7 @@ __all__ = [
     "Graph",
     "build",
     "choice_tables",
-    "least_pair",
+    "completion",
     "level_groups",
     "restrict",
-    "weighted_completion",
 ]

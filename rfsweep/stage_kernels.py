@@ -58,19 +58,20 @@ def lt128(h1, l1, h2, l2):
 
 @njit(cache=True)
 def topk_expand(
-    fill, seg, it_key, it_o, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d,
-    suf_k, suf_o, bk, bo, k, out_v, out_key, out_o, out_plex, out_c, out_parent,
+    fill, seg, it_key, it_o1, it_o2, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o1, m_o2, m_d,
+    suf_k, suf_o1, suf_o2, bk, bo1, bo2, k, out_v, out_key, out_o1, out_o2, out_plex, out_c, out_parent,
 ):  # fmt: skip
     """Extend the kept prefixes of every state by every choice group (choices of one rf increment and one
     output: they lead to one state), keeping only pairs that can be among the k best there.
 
     Items of state s are it[seg[s]:seg[s + 1]], in their state's order (key, then lexicographic); a
-    group's members are in (key, choice) order with ``m_d`` the members before them whose other cost is
-    no larger. A pair (item i, member j) has at least (d_i + 1)(d_j + 1) - 1 pairs of the same state
-    before it in (key, prefix) order with no larger other cost (each earlier-or-equal item with each
-    earlier-or-equal member), so it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget
-    with the least completion cost added (suf_k, suf_o at the next state) are dropped. Returns the
-    number of pairs (written when ``fill``).
+    group's members are in (key, choice) order with ``m_d`` the members before them whose other costs
+    (o1, o2: the budgeted quantities that are not the key; 0 when none) are no larger. A pair (item i,
+    member j) has at least (d_i + 1)(d_j + 1) - 1 pairs of the same state before it in (key, prefix)
+    order with no larger other costs (each earlier-or-equal item with each earlier-or-equal member), so
+    it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget (bk, bo1, bo2) with the least
+    completion cost added (suf_* at the next state) are dropped. Returns the number of pairs (written
+    when ``fill``).
     """
     n = 0
     for s in range(seg.shape[0] - 1):
@@ -82,25 +83,27 @@ def topk_expand(
             v = nxt[ns_off[s] + g - gt_off[t]]
             if v < 0:
                 continue
-            sk, so = suf_k[v], suf_o[v]
+            sk, so1, so2 = suf_k[v], suf_o1[v], suf_o2[v]
             for i in range(a0, a1):
                 lim = k // (it_d[i] + 1)
                 if lim == 0:
                     continue
-                ki, oi = it_key[i], it_o[i]
+                ki, o1i, o2i = it_key[i], it_o1[i], it_o2[i]
                 for j in range(gm_off[g], gm_off[g + 1]):
                     if m_d[j] >= lim:
                         continue
                     key = ki + m_k[j]
                     if key + sk > bk:
                         break  # members are in key order
-                    o = oi + m_o[j]
-                    if o + so > bo:
+                    o1 = o1i + m_o1[j]
+                    o2 = o2i + m_o2[j]
+                    if o1 + so1 > bo1 or o2 + so2 > bo2:
                         continue
                     if fill:
                         out_v[n] = v
                         out_key[n] = key
-                        out_o[n] = o
+                        out_o1[n] = o1
+                        out_o2[n] = o2
                         out_plex[n] = it_lex[i]
                         out_c[n] = m_c[j]
                         out_parent[n] = i
@@ -132,6 +135,32 @@ def dominators(starts, rank, out):
             while x <= b - a:
                 tree[x] += 1
                 x += x & (-x)
+
+
+@njit(cache=True)
+def dominators2(starts, o1, o2, k, out):
+    """out[i]: the items before i in its segment with o1 and o2 both no larger, counted up to k among the
+    items kept so far (those with fewer than k): an item with k such items before it has k among the kept
+    ones (the first of them not kept has k before it, all kept and all before i), so the count decides
+    alike. Items are in order within segments at ``starts``."""
+    size = 1
+    for s in range(starts.shape[0] - 1):
+        size = max(size, starts[s + 1] - starts[s])
+    kept = np.empty(size, np.int64)
+    for s in range(starts.shape[0] - 1):
+        nk = 0
+        for i in range(starts[s], starts[s + 1]):
+            c = 0
+            for q in range(nk):
+                y = kept[q]
+                if o1[y] <= o1[i] and o2[y] <= o2[i]:
+                    c += 1
+                    if c >= k:
+                        break
+            out[i] = c
+            if c < k:
+                kept[nk] = i
+                nk += 1
 
 
 # ---------------------------------------------------------------- Pareto
@@ -391,6 +420,7 @@ __all__ = [
     "add128",
     "count_level",
     "dominators",
+    "dominators2",
     "enumerate_lex",
     "front_expand",
     "front_keep",

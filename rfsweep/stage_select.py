@@ -81,8 +81,6 @@ def applicable(space: Space, selection: dict) -> str | None:
         return f"--limit above {MAX_K:,}"
     if sort == "erf" and _erf_bound(space) >= ERF_EXACT:
         return "the ERF variances are too large to compare exactly as sigmas"
-    if len([q for q in budgets if q != sort]) > 1:
-        return f"two budgets besides the sort key {sort}"
     return None
 
 
@@ -204,19 +202,14 @@ def top_k(
     graph = stage_graph.build(space)
     key_name, sign = KEYS[sort], (-1 if sort == "erf" else 1)
     others = [q for q in ("params", "macs") if _budget(space, q) is not None and q != sort]
-    o_name = others[0] if others else None
     bk = _budget(space, sort) if sort in ("params", "macs") else None
     bk = INF if bk is None else np.int64(bk)
-    bo = INF if o_name is None else np.int64(_budget(space, o_name))
 
     def kfun(table):
         return sign * table.metric(key_name)
 
-    def ofun(table):
-        return table.metric(o_name if o_name is not None else "zero")
-
     if sort != "rf_error":
-        found = _topk_pass(graph, k, kfun, ofun, bk, bo, o_name is not None)
+        found = _topk_pass(graph, k, kfun, bk, others)
         final = found[2]["key"]
     else:
         t2 = objectives.rf_target2(space)
@@ -226,7 +219,7 @@ def top_k(
         while True:  # widen the allowed errors until k candidates are found, or every error is allowed
             allowed = err <= levels[min(take, len(levels)) - 1] if len(levels) else graph.final_ok
             sub = graph if take >= len(levels) else stage_graph.restrict(graph, allowed)
-            found = _topk_pass(sub, k, kfun, ofun, bk, bo, o_name is not None)
+            found = _topk_pass(sub, k, kfun, bk, others)
             if len(found[2]["state"]) >= k or take >= len(levels):
                 break
             take *= 4
@@ -241,115 +234,142 @@ def top_k(
     return top.result()
 
 
-def _topk_pass(graph: Graph, k: int, kfun, ofun, bk, bo, skyline: bool):
-    """The k-best programme (module docstring) over ``graph``: per level, each state's prefixes that can
-    still be among the k best, in (key, prefix) order. Returns (parents, choices, final items).
+def _zero(table) -> np.ndarray:
+    return np.zeros(len(table.ok), np.int64)
 
-    Besides the budgets, the k-th best key found so far bounds the rest: each prefix with the completion
-    of least other cost (then least key) is a candidate within every budget when its other cost fits,
-    and these are distinct candidates, so once k of them are known the k-th of their keys is at least
-    the k-th best key, and a prefix whose key plus the least key a completion adds exceeds it is dropped.
+
+def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
+    """The k-best programme (module docstring) over ``graph``: key ``kfun`` (its budget ``bk``, INF when
+    none) and budgets on the quantities ``others`` besides the key (0 to 2). Per level, each state's
+    prefixes that can still be among the k best, in (key, prefix) order. Returns (parents, choices,
+    final items).
+
+    The k-th best key found so far also bounds the rest: completing each prefix with one known
+    completion (the least in its other costs, or in a few mixes of key and other costs) gives distinct
+    candidates; those within every budget are survivors, so once k of them are known the k-th of their
+    keys is at least the k-th best key, and a prefix whose key plus the least key a completion adds
+    exceeds it is dropped (ties kept: the arch_id may still decide for it).
     """
+    space = graph.space
     P = graph.positions
-    suf_k = stage_graph.least_pair(graph, kfun, lambda t: np.zeros(len(t.ok), np.int64))[0]
-    o_least, k_at = stage_graph.least_pair(graph, ofun, kfun)
-    witnesses = [(k_at, o_least)] + _tradeoffs(graph, kfun, ofun) if skyline else [(k_at, o_least)]
+    ofuns = [lambda t, q=q: t.metric(q) for q in others] + [_zero] * (2 - len(others))
+    bo = [np.int64(_budget(space, q)) for q in others] + [INF] * (2 - len(others))
+    suf_k = stage_graph.completion(graph, [kfun])[0]
+    suf_o = [stage_graph.completion(graph, [f])[0] for f in ofuns]
+    witnesses = _witnesses(graph, kfun, ofuns[: len(others)])
     bound = bk
     K = _kernels()
 
+    def dominated_by(starts, seg_ids, o1, o2):
+        """Per item, the items before it in its segment with no larger other costs (see the kernels)."""
+        d = np.empty(len(o1), np.int64)
+        if not others:
+            d[:] = np.arange(len(o1)) - starts[seg_ids]
+        elif len(others) == 1:
+            K.dominators(starts, _dense_rank(seg_ids, o1), d)
+        else:
+            K.dominators2(starts, o1, o2, np.int64(k), d)
+        return d
+
     def groups_of(table):
         c = np.nonzero(table.ok)[0]
-        kinc, oinc = kfun(table)[c], ofun(table)[c]
+        kinc, o1, o2 = kfun(table)[c], ofuns[0](table)[c], ofuns[1](table)[c]
         drf, cout = table.drf[c], table.cout[c]
         order = np.lexsort((c, kinc, cout, drf))
-        c, kinc, oinc, drf, cout = c[order], kinc[order], oinc[order], drf[order], cout[order]
+        c, kinc, o1, o2, drf, cout = c[order], kinc[order], o1[order], o2[order], drf[order], cout[order]
         start = np.ones(len(c), bool)
         start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
         gid = np.cumsum(start) - 1
         starts = np.append(np.nonzero(start)[0], len(c)).astype(np.int64)
-        d = np.empty(len(c), np.int64)
-        if not skyline:
-            d[:] = np.arange(len(c)) - starts[gid]
-        else:
-            K.dominators(starts, _dense_rank(gid, oinc), d)
-        keep = d < k  # a member with k members before it of no larger cost never pairs
-        gid, c, kinc, oinc, d = gid[keep], c[keep], kinc[keep], oinc[keep], d[keep]
+        d = dominated_by(starts, gid, o1, o2)
+        keep = d < k  # a member with k members before it of no larger other costs never pairs
+        gid, c, kinc, o1, o2, d = gid[keep], c[keep], kinc[keep], o1[keep], o2[keep], d[keep]
         off = np.searchsorted(gid, np.arange(len(starts)))
-        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, oinc, d)
+        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o1, o2, d)
 
     one = np.zeros(1, np.int64)
-    it = dict(state=one, key=one, o=one, d=one, lex=one)  # level 0: the empty prefix
+    it = dict(state=one, key=one, o1=one, o2=one, d=one, lex=one)  # level 0: the empty prefix
     parents, choices = [], []
     for p in range(P):
         tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, groups_of)
-        gm_off, m_c, m_k, m_o, m_d = _concat_members(payloads)
+        gm_off, m_c, m_k, m_o1, m_o2, m_d = _concat_members(payloads)
         seg = _segments(it["state"], len(graph.rf[p]))
         args = (
-            seg, it["key"], it["o"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d,
-            suf_k[p + 1], o_least[p + 1], np.int64(bound), bo, np.int64(k),
+            seg, it["key"], it["o1"], it["o2"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k,
+            m_o1, m_o2, m_d, suf_k[p + 1], suf_o[0][p + 1], suf_o[1][p + 1], np.int64(bound), bo[0], bo[1],
+            np.int64(k),
         )  # fmt: skip
         empty = np.zeros(0, np.int64)
-        n = steer.call(K.topk_expand, False, *args, *([empty] * 6))
+        n = steer.call(K.topk_expand, False, *args, *([empty] * 7))
         if n > MAX_PAIRS:
             raise field_error(
                 "limit", k, f"the exact best {k:,} would form {n:,} partial candidates at position {p}; lower --limit"
             )
-        out = [np.empty(n, np.int64) for _ in range(6)]
+        out = [np.empty(n, np.int64) for _ in range(7)]
         steer.call(K.topk_expand, True, *args, *out)
-        v, key, o, plex, c, parent = out
-        order = np.lexsort((c, plex, key, v))
-        v, key, o, plex, c, parent = v[order], key[order], o[order], plex[order], c[order], parent[order]
+        order = np.lexsort((out[5], out[4], out[1], out[0]))  # by state, key, then prefix (parent, choice)
+        v, key, o1, o2, plex, c, parent = (x[order] for x in out)
         starts = _segments(v, len(graph.rf[p + 1]))
-        d = np.empty(len(v), np.int64)
-        if not skyline:
-            d[:] = np.arange(len(v)) - starts[v]
-        else:
-            K.dominators(starts, _dense_rank(v, o), d)
+        d = dominated_by(starts, v, o1, o2)
         keep = d < k
-        v, key, o, plex, c, parent, d = v[keep], key[keep], o[keep], plex[keep], c[keep], parent[keep], d[keep]
+        v, key, o1, o2, plex, c, parent, d = (x[keep] for x in (v, key, o1, o2, plex, c, parent, d))
         lex = np.empty(len(v), np.int64)
         lex[np.lexsort((c, plex))] = np.arange(len(v))
-        it = dict(state=v, key=key, o=o, d=d, lex=lex)
+        it = dict(state=v, key=key, o1=o1, o2=o2, d=d, lex=lex)
         parents.append(parent)
         choices.append(c)
-        best_key = np.full(len(v), INF)  # each prefix's best completion within the budgets, of those known
-        for kw_, ow_ in witnesses:
-            fits = o + ow_[p + 1][v] <= bo
-            best_key = np.where(fits, np.minimum(best_key, key + kw_[p + 1][v]), best_key)
+        best_key = np.full(len(v), INF)  # each prefix's best known completion within the budgets
+        for kw_, ow1, ow2 in witnesses:
+            k_end = key + kw_[p + 1][v]
+            fits = (kw_[p + 1][v] < INF) & (o1 + ow1[p + 1][v] <= bo[0]) & (o2 + ow2[p + 1][v] <= bo[1])
+            fits &= k_end <= bk
+            best_key = np.where(fits, np.minimum(best_key, k_end), best_key)
         if np.count_nonzero(best_key < INF) >= k:
             bound = min(bound, int(np.partition(best_key, k - 1)[k - 1]))
         steer.check()
     return parents, choices, it
 
 
-def _tradeoffs(graph: Graph, kfun, ofun) -> list:
-    """Completions least in key + lam x other cost for a few lam (their exact sums): with the least-cost
-    completion, what :func:`_topk_pass` bounds the k-th best key by when a budget is on the other cost
-    (a large ERF under a MACs budget is found near the budget, far from the cheapest completion)."""
-    spread_k = sum(float(np.ptp(kfun(t)[t.ok])) if t.ok.any() else 0.0 for per in graph.tables for t in per.values())
-    spread_o = sum(float(np.ptp(ofun(t)[t.ok])) if t.ok.any() else 0.0 for per in graph.tables for t in per.values())
-    if spread_o == 0 or spread_k == 0:
-        return []
-    base = max(spread_k, 1.0) / spread_o
-    return [stage_graph.weighted_completion(graph, kfun, ofun, base * 4.0**j) for j in range(-3, 4)]
+def _witnesses(graph: Graph, kfun, ofuns: list) -> list:
+    """Known completions per state, as (key, o1, o2) sums: the least in the other costs (each first, in
+    turn), and, with budgets besides the key, the least in key + lam x (other costs) for a few lam (a
+    large ERF under a MACs budget lies near the budget, far from the cheapest completion)."""
+    zeros = [np.zeros(len(r), np.int64) for r in graph.rf]
+    pad = (zeros,) * (2 - len(ofuns))
+    if not ofuns:
+        return [(stage_graph.completion(graph, [kfun])[0], zeros, zeros)]
+    funcs = [kfun, *ofuns]
+    out = []
+    for first in range(len(ofuns)):  # least in one other cost, then in the other, then in the key
+        order = [1 + first, *[1 + i for i in range(len(ofuns)) if i != first], 0]
+        sums = stage_graph.completion(graph, [funcs[i] for i in order])
+        out.append(tuple(sums[order.index(i)] for i in range(len(funcs))) + pad)
+
+    def spread(f):
+        return sum(float(np.ptp(f(t)[t.ok])) if t.ok.any() else 0.0 for per in graph.tables for t in per.values())
+
+    sk, so = spread(kfun), [spread(f) for f in ofuns]
+    if sk > 0 and all(x > 0 for x in so):
+        for j in range(-3, 4):
+            weights = [1.0] + [4.0**j * sk / x / len(so) for x in so]
+            out.append(tuple(stage_graph.completion(graph, funcs, weights)) + pad)
+    return out
 
 
 def _concat_members(payloads):
     """Flatten per-table member lists (offsets relative to each table's groups) into global arrays."""
-    offs, cs, ks, os_, ds = [np.zeros(1, np.int64)], [], [], [], []
+    offs, cols = [np.zeros(1, np.int64)], [[] for _ in range(5)]
     base = 0
-    for off, c, kinc, oinc, d in payloads:
+    for off, *arrays in payloads:
         offs.append(np.asarray(off[1:], np.int64) + base)
-        cs.append(c)
-        ks.append(kinc)
-        os_.append(oinc)
-        ds.append(d)
-        base += len(c)
+        for col, a in zip(cols, arrays):
+            col.append(a)
+        base += len(arrays[0])
 
     def cat(parts):
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    return cat(offs), cat(cs), cat(ks), cat(os_), cat(ds)
+    return (cat(offs), *[cat(col) for col in cols])
 
 
 def _kernels():
@@ -403,10 +423,9 @@ def front(
         # equal vectors of a group: one group vector, its members every such choice
         new = np.ones(len(c), bool)
         new[1:] = (gid[1:] != gid[:-1]) | (vec[1:] != vec[:-1]).any(axis=1)
-        vid = np.cumsum(new) - 1
         gv_off = np.searchsorted(gid[new], np.arange(len(starts)))
         vm_off = np.append(np.nonzero(new)[0], len(c))
-        return drf[starts[:-1]], cout[starts[:-1]], (gv_off, vec[new], vm_off, c, vid)
+        return drf[starts[:-1]], cout[starts[:-1]], (gv_off, vec[new], vm_off, c)
 
     seg_state = np.zeros(1, np.int64)
     vec = np.zeros((1, len(dims)), np.int64)
@@ -474,7 +493,7 @@ def front(
 def _concat_vectors(payloads, dims: int):
     gv, vecs, vm, cs = [np.zeros(1, np.int64)], [], [np.zeros(1, np.int64)], []
     nv = nc = 0
-    for gv_off, gvec, vm_off, c, _ in payloads:
+    for gv_off, gvec, vm_off, c in payloads:
         gv.append(np.asarray(gv_off[1:], np.int64) + nv)
         vecs.append(gvec)
         vm.append(np.asarray(vm_off[1:], np.int64) + nc)

@@ -153,9 +153,6 @@ def test_best_k_equals_the_walk(case, sort, k):
     if sort == "rf_error" and space.rf_min == 1 and space.rf_max is None:
         sort = "macs"  # rf_error needs a target or a window
     expected, _ = walk(space, limit=k, sort=sort)
-    if stage_select.applicable(space, {"limit": k, "sort": sort}) is not None:
-        assert sort in ("erf", "rf_error") and space.max_params is not None and space.max_macs is not None
-        return
     got, stats = exact(space, limit=k, sort=sort)
     assert got.equals(expected), (extra, sort, k)
     assert stats.space_size == stats.covered == space.size and stats.kept == len(got)
@@ -172,14 +169,21 @@ def test_best_k_with_many_ties_and_k_past_the_survivors(sort):
 
 
 def test_best_k_under_a_budget_on_another_quantity_is_exact():
-    # the skyline case: the fewest MACs under a tight params budget, the largest ERF under a MACs budget
+    # the skyline case: the fewest MACs under a tight params budget, the largest ERF under a MACs budget (and
+    # a params budget too), the rf closest to a target under both budgets
     df = everything("mini_ofa")
-    for sort, field, col in (("macs", "max_params", "params"), ("erf", "max_macs", "macs")):
+    cases = [("macs", {"max_params": "params"}), ("erf", {"max_macs": "macs"}),
+             ("erf", {"max_macs": "macs", "max_params": "params"}),
+             ("rf_error", {"max_macs": "macs", "max_params": "params", "target_rf": None})]  # fmt: skip
+    for sort, fields in cases:
         for q in (0.01, 0.1, 0.3):
-            space = _space("mini_ofa", **{field: int(np.quantile(df[col], q))})
+            extra = {f: int(np.quantile(df[c], q)) for f, c in fields.items() if c is not None}
+            if "target_rf" in fields:
+                extra["target_rf"] = int(np.median(df["rf"]))
+            space = _space("mini_ofa", **extra)
             expected, _ = walk(space, limit=25, sort=sort)
             got, _ = exact(space, limit=25, sort=sort)
-            assert got.equals(expected), (sort, q)
+            assert got.equals(expected), (sort, q, extra)
 
 
 # ---------------------------------------------------------------- Pareto fronts
