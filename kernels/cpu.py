@@ -19,6 +19,7 @@ from rfsweep.kernels.layer_math import (
     C_RF_MAX,
     C_RF_MIN,
     C_WIDTH,
+    CTL_STOP,
     F_CONVS,
     F_ROLE,
     NS,
@@ -335,19 +336,22 @@ def step_all(choices, nch, cons, pos, states, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist):
+def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist, ctl, done):
     """hist[r, min(q, vmax) - vmin + 1] += y_w * x_w (column 0 when q < vmin) for every pair (y, x) with rf
     r2[r] = y_rf + x_rf and cost c = y_cost + x_cost <= room, q = (room - c) // g: the G2 sums of
     rfsweep.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
     group k at x_start[k]:x_start[k + 1]) and sorted by cost within a group, so each (y, x) pair is
     visited once, in the row of its rf, and a y's scan stops at the first x over the room. Rows of
-    ``hist`` belong to one rf each: the parallel loop runs over them."""
+    ``hist`` belong to one rf each: the parallel loop runs over them; ``done[r]`` is set when row r is
+    complete (progress), and a raised ``ctl[CTL_STOP]`` stops every row within 4096 y values."""
     nr = r2.shape[0]
     ny = y_rf.shape[0]
     inv = 1.0 / g
     for r in prange(nr):
         target = r2[r]
         for i in range(ny):
+            if (i & 4095) == 0 and ctl[CTL_STOP] != 0:
+                break
             left = room - y_cost[i]
             if left < 0:
                 continue
@@ -371,3 +375,4 @@ def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g,
                     hist[r, 0] += wy * x_w[j]
                 else:
                     hist[r, q - vmin + 1] += wy * x_w[j]
+        done[r] = 1

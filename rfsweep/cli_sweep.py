@@ -105,6 +105,11 @@ def _progress(enabled: bool, what: str):
     bar = steer.Progress(enabled=None if enabled else False)
 
     def show(p):
+        if p.phase == "stages":  # rfsweep.stage_count: no candidate is walked, the fraction is of its tables
+            start = bar.elapsed - p.elapsed
+            head = f"{what} {100 * p.fraction:5.1f}% | per-stage tables, meet in the middle"
+            bar.update(lambda now: f"{head} | {steer.eta(now - start, p.fraction)}")
+            return
         head = (
             f"{what} {100 * p.fraction:5.1f}% | {_human(p.covered)} of {_human(p.space_size)} candidates settled, "
             f"{_human(p.evaluated)} evaluated, {p.kept:,} kept" + (f", {p.rows:,} out" if p.rows else "")
@@ -283,16 +288,7 @@ def _nothing(space) -> dict:
     in_window = counting.window_count(space)
     out = {"in_rf_window": in_window}
     if in_window:
-        others = [
-            flag
-            for flag, on in (
-                ("--max-params", space.max_params is not None),
-                ("--max-macs", space.max_macs is not None),
-                ("--no-unproductive", space.no_unproductive),
-                ("--anchors", bool(space.levels)),
-            )
-            if on
-        ]
+        others = counting.prefix_flags(space)
         out["why"] = (
             f"no candidate matches: {in_window:,} candidates have rf {window} (with the jump, out-size and "
             f"min-convs constraints), but {', '.join(others) or 'the other constraints'} removed every one"
@@ -394,11 +390,12 @@ def show(file, arch_id, fmt):
     """
     from rfsweep import report, sink
     from rfsweep.analyze import evaluate
+    from rfsweep.ids import ID_LIMIT
     from rfsweep.settings import parse_int
     from rfsweep.space import build_space
     from rfsweep.spec import parse_network
 
-    arch_id = parse_int("arch_id", arch_id, 0)
+    arch_id = parse_int("arch_id", arch_id, 0, ID_LIMIT - 1)
     spec = sink.read_spec(file)
     try:
         space = build_space(spec["space"])

@@ -153,6 +153,18 @@ def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
     return [crt(list(row), mods) for row in hist]
 
 
+def prefix_flags(space: Space) -> list[str]:
+    """The flags set on the space whose constraints need a candidate's whole prefix (the programme's
+    states do not track them)."""
+    flags = (
+        ("--max-params", space.max_params is not None),
+        ("--max-macs", space.max_macs is not None),
+        ("--no-unproductive", space.no_unproductive),
+        ("--anchors", bool(space.levels)),
+    )
+    return [flag for flag, on in flags if on]
+
+
 def count_method(space: Space) -> tuple[str, str]:
     """('dp', 'stages' or 'enumerate', why): the programme unless a constraint needs the whole prefix;
     for a space of stages under one budget, the split method of rfsweep.stage_count."""
@@ -160,16 +172,7 @@ def count_method(space: Space) -> tuple[str, str]:
 
     if space.has_blocks and stage_count.applicable(space) is None:
         return "stages", "per-stage tables split by cost granularity (exact meet in the middle under the budget)"
-    needs = [
-        flag
-        for flag, on in (
-            ("--max-params", space.max_params is not None),
-            ("--max-macs", space.max_macs is not None),
-            ("--no-unproductive", space.no_unproductive),
-            ("--anchors", bool(space.levels)),
-        )
-        if on
-    ]
+    needs = prefix_flags(space)
     if needs:
         return "enumerate", f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the whole prefix"
     cells = dp_cells(space, dp_cap(space, space.rf_min, space.rf_max))
@@ -248,7 +251,7 @@ def count_details(
     if method == "stages":
         from rfsweep import stage_count
 
-        n = stage_count.count(sp, threads=threads)
+        n = stage_count.count(sp, threads=threads, progress=progress)
         return CountResult(n, sp.size, "stages", why, time.perf_counter() - t0, "cpu")
     stats = Stats()
     n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats, progress=progress)

@@ -23,6 +23,7 @@ import numpy as np
 from rfsweep import steer
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
+from rfsweep.settings import INT_LIMIT
 from rfsweep.space import Space
 
 log = logging.getLogger("rfsweep")
@@ -258,7 +259,7 @@ class _Runner:
         """(survivors, candidates evaluated) per task: looked up in the counting programme's suffix table
         where the run's constraints allow it (the subtrees are not walked: ``walked`` is False), else
         by walking them."""
-        table = self._suffix_table() if self.use_table else None
+        table = self._suffix_table() if self.use_table and self._counts_fit(plens) else None
         if table is None:
             self.walked = True
             return self.run(0, tasks, plens, np.zeros(len(tasks), np.int64), tick=tick)
@@ -273,12 +274,20 @@ class _Runner:
         )
         return counts, evals
 
+    def _counts_fit(self, plens) -> bool:
+        """Whether every subtree below these prefixes holds fewer than 2^62 candidates: the table's int64
+        counts are exact there (a space past int64, OFA's 2.2e19, wraps only the rows of short prefixes)."""
+        if len(plens) == 0:
+            return True
+        t = int(np.min(plens))
+        space = self.space
+        return (space.depth_max - t + 1) * math.prod(space.radices[t:]) < INT_LIMIT
+
     def _suffix_table(self):
         """(jump values, rf cap, table) of the counting programme for the run's current constraints, or None
         when they need the whole prefix (budgets, --no-unproductive, levels) or the table would be large."""
         from rfsweep import counting
         from rfsweep.kernels.cpu import suffix_table
-        from rfsweep.settings import INT_LIMIT
 
         cons = self.K.cons
         if (
@@ -295,7 +304,7 @@ class _Runner:
             cap = counting.dp_cap(space, int(cons[lm.C_RF_MIN]), rf_max)
             jv, nxt, final = counting.jump_tables(space)
             cells = (space.depth_max + 1) * len(jv) * (cap + 1) * (space.min_convs + 1)
-            if cells > counting.DP_CELLS_MAX or space.id_space >= INT_LIMIT:
+            if cells > counting.DP_CELLS_MAX:
                 self._table = None
             else:
                 c = cons.copy()

@@ -236,29 +236,18 @@ class BlockTables:
                 "dilation": np.array([b.dilation for b in blocks], np.uint8),
                 "expand": np.array([float(b.expand) for b in blocks], np.float64),
                 "se": np.array([b.se for b in blocks], np.bool_),
-                # -1: a pool's, the channels it receives (the running channels of the row)
-                "channels": np.array([b.channels or -1 for b in blocks], np.int32),
+                "channels": np.array([b.channels for b in blocks], np.int32),  # stages hold no pools
             }
             self.per_stage.append((p, count, start, fields))
-        # the output channels of every position's choices (0: a position of pools passes its input on)
-        self.cout = [np.array([c.channels for c in configs], np.int64) for configs in space.positions]
 
     def lists(self, choice: np.ndarray, sch: pa.Schema) -> dict[str, pa.Array]:
         """The ``depths`` and per-block list columns of a batch (``choice[p, i]``: row i's choice at p)."""
         n = choice.shape[1]
-        space = self.space
         counts = np.stack([count[choice[p]] for p, count, _, _ in self.per_stage], axis=1)  # (n, stages)
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(counts.sum(axis=1), out=offsets[1:])
         total = int(offsets[-1])
         values = {name: np.empty(total, arr.dtype) for name, arr in self.per_stage[0][3].items()} if total else {}
-        # channels each position receives, row by row (a pool block inside a stage keeps them)
-        cin = np.full(n, space.in_channels, np.int64)
-        incoming = {}
-        for p in range(space.depth_max):
-            incoming[p] = cin
-            out = self.cout[p][choice[p]]
-            cin = np.where(out > 0, out, cin)
         before = offsets[:-1].copy()  # where each row's next stage starts in the flat lists
         for j, (p, _, start, fields) in enumerate(self.per_stage):
             length = counts[:, j]
@@ -269,9 +258,6 @@ class BlockTables:
                 src = np.repeat(start[choice[p]], length) + within
                 for name, arr in fields.items():
                     values[name][dest] = arr[src]
-                pool = values["channels"][dest] < 0
-                if pool.any():  # a pool passes on its input: the block before it, or the stage's input
-                    self._pool_channels(values["channels"], dest, within, np.repeat(incoming[p], length), pool)
             before = before + length
         lists = {
             "depths": pa.ListArray.from_arrays(
@@ -291,11 +277,6 @@ class BlockTables:
                 data = pa.array(arr)
             lists[name] = pa.ListArray.from_arrays(off, data, type=sch.field(name).type)
         return lists
-
-    @staticmethod
-    def _pool_channels(channels, dest, within, stage_in, pool):
-        for k in np.flatnonzero(pool):  # rare (pools inside stages): in block order, each after the one before
-            channels[dest[k]] = stage_in[k] if within[k] == 0 else channels[dest[k] - 1]
 
 
 def tables_for(space: Space):
@@ -474,13 +455,15 @@ def arch_ids_summary(path: str, arch_id: int) -> tuple[bool, int, int, int]:
     try:
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(columns=["arch_id"], batch_size=1 << 20):
-            ids = batch.column(0).to_numpy()
-            if len(ids) == 0:
+            col = batch.column(0)
+            # int64 ids as numpy; decimal128 ids (spaces past int64, rfsweep.ids) as Python ints
+            values = np.array(ids.python_ids(col), object) if pa.types.is_decimal(col.type) else col.to_numpy()
+            if len(values) == 0:
                 continue
-            rows += len(ids)
-            found = found or bool((ids == arch_id).any())
-            lo = int(ids.min()) if lo is None else min(lo, int(ids.min()))
-            hi = int(ids.max()) if hi is None else max(hi, int(ids.max()))
+            rows += len(values)
+            found = found or bool((values == arch_id).any())
+            lo = int(values.min()) if lo is None else min(lo, int(values.min()))
+            hi = int(values.max()) if hi is None else max(hi, int(values.max()))
     except (OSError, pa.ArrowException, KeyError) as exc:
         why = " ".join(str(exc).split())[:200]
         raise field_error("file", str(path), f"its arch_id column cannot be read ({why})") from None

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from rfsweep import steer
+from rfsweep.engine import Progress
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
@@ -58,6 +60,19 @@ def _combine(a: Table, b: Table) -> Table:
 
 
 def _aggregate(rf, cost, weight) -> Table:
+    """Distinct (rf, cost) pairs in (rf, cost) order, multiplicities summed (exact int64)."""
+    if len(rf) == 0:
+        return Table(rf, cost, weight, np.zeros(0, np.int64))
+    rf0, c0 = int(rf.min()), int(cost.min())
+    shift = int(cost.max() - c0).bit_length()
+    if (int(rf.max() - rf0) << shift) < 2**62:  # one int64 key: a 1-D sort, ~10x faster than unique rows
+        key = ((rf - rf0) << shift) | (cost - c0)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+        w = np.add.reduceat(weight[order], starts)
+        key = key[starts]
+        return Table(rf0 + (key >> shift), c0 + (key & ((1 << shift) - 1)), w, np.zeros(len(key), np.int64))
     keys = np.stack([rf, cost], axis=1)
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     w = np.zeros(len(uniq), np.int64)
@@ -128,8 +143,9 @@ def _assignments(tables) -> list[list[Table]]:
     return [path for path, _ in paths]
 
 
-def count(space: Space, *, threads: int | None = None) -> int:
-    """Candidates with rf in the window and cost within the budget, exactly (see the module docstring)."""
+def count(space: Space, *, threads: int | None = None, progress=None) -> int:
+    """Candidates with rf in the window and cost within the budget, exactly (see the module docstring).
+    ``progress`` (optional) sees engine.Progress snapshots (phase 'stages') several times a second."""
     why = applicable(space)
     if why is not None:
         raise field_error("method", "stages", f"cannot count this space: {why}")
@@ -140,8 +156,17 @@ def count(space: Space, *, threads: int | None = None) -> int:
         return 0
     lo, hi = space.rf_min, space.rf_max
     total = 0
-    for path in _assignments(tables):
-        total += _count_fixed(path, lo, hi, budget, threads)
+    paths = _assignments(tables)
+    t0 = time.perf_counter()
+    for k, path in enumerate(paths):
+        report = None
+        if progress is not None:
+
+            def report(share: float, k=k) -> None:
+                fraction = (k + share) / len(paths)
+                progress(Progress("stages", fraction, 0, space.size, 0, 0, 0, time.perf_counter() - t0))
+
+        total += _count_fixed(path, lo, hi, budget, threads, report)
         steer.check()
     return total
 
@@ -180,7 +205,7 @@ def _split(path: list[Table], room: int):
     return None if best is None else best[1:]
 
 
-def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, threads) -> int:
+def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, threads, report=None) -> int:
     const_rf = sum(int(t.rf[0]) for t in path if len(t.rf) == 1)
     const_cost = sum(int(t.cost[0]) for t in path if len(t.rf) == 1)
     const_w = math.prod(int(t.weight[0]) for t in path if len(t.rf) == 1)
@@ -202,13 +227,13 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     g1, g2, g = split
     t1 = path[g1[0]]
     for i in g1[1:]:
-        t1 = _combine(t1, path[i])
+        t1 = steer.call(_combine, t1, path[i])  # seconds of numpy on OFA: in the kernel thread, Ctrl-C stays live
     order = sorted(g2, key=lambda i: len(path[i].rf))
     x = path[order[-1]]  # the largest G2 table, scanned against the others' combined table
     one = np.zeros(1, np.int64)
     y = Table(one, one, np.ones(1, np.int64), one)
     for i in order[:-1]:
-        y = _combine(y, path[i])
+        y = steer.call(_combine, y, path[i])
     r2 = _rf_sums(path, g2)  # G2's rf values, indexed
     # G1 sums cost v1 units, v1 in [vmin, vmax]: a G2 sum leaving q units pairs with the v1 <= q, so q
     # only matters clamped to [vmin - 1, vmax] (below vmin: no partner; from vmax on: every one)
@@ -225,9 +250,11 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     ox = np.lexsort((x.cost, x.rf))  # grouped by rf, by cost within a group
     xr_vals, x_first = np.unique(x.rf[ox], return_index=True)
     x_start = np.append(x_first, len(ox)).astype(np.int64)
+    done = np.zeros(len(r2), np.int64)  # rows of hist complete, for progress
+    tick = None if report is None else (lambda: report(float(done.mean())))
     steer.call(
         stage_buckets, y.rf, y.cost, y.weight, xr_vals, x_start, x.cost[ox], x.weight[ox], r2, room, g, vmin, vmax,
-        hist, threads=threads,
+        hist, steer.control(), done, threads=threads, tick=tick,
     )  # fmt: skip
     # in place: suffix sums over q (hist[r, c] = G2 sums of rf r2[r] leaving >= vmin + c - 1 units), then
     # prefix sums over rf (hist[k, c] = the same over the first k + 1 rf values)

@@ -170,3 +170,44 @@ def test_count_cli_stage_space(tmp_path):
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert "ofa_mbv3" in bad.output  # names the shipped spaces
     assert stage_count.applicable(build_space(json.loads(json.dumps(SMALL)), for_search=False)) is not None
+
+
+def test_anchor_taps_of_a_stage_space_equal_the_analyzer(tmp_path):
+    """A level's tap is the last layer at its stride: its rf and ERF from the analyzer's expansion."""
+    from rfsweep import sweep
+
+    settings = {**json.loads(json.dumps(SMALL)), "anchors": "8@4,16@8", "anchor_rf": "1:8", "anchor_erf": "0.1"}
+    space = build_space(json.loads(json.dumps(settings)))
+    df = sweep.search(space)
+    assert 0 < len(df) < space.size
+    for _, row in df.sample(40, random_state=1).iterrows():
+        frame = rfsweep.analyze(space.network_spec(space.decode(int(row["arch_id"]))))
+        for stride in (4, 8):
+            at = [i for i, j in enumerate(frame["jump"]) if j[0] == stride]
+            rf = frame["rf"].iloc[at[-1]][0]
+            sigma = frame["erf_sigma"].iloc[at[-1]]
+            sigma = sigma[0] if isinstance(sigma, tuple) else sigma
+            assert row[f"s{stride}_rf"] == rf
+            assert row[f"s{stride}_erf_sigma"] == pytest.approx(sigma, rel=1e-9)
+
+
+def test_search_rows_and_block_lists_equal_the_analyzer(brute):
+    """Every row of a search over SMALL: metrics as the analyzer gives them, lists as its blocks are."""
+    from rfsweep import sweep
+
+    space = build_space(json.loads(json.dumps(SMALL)))
+    df = sweep.search(space)  # a space of stages defaults to the per-block lists
+    assert len(df) == space.size and "depth" not in df.columns
+    for _, row in df.iterrows():
+        arch = int(row["arch_id"])
+        assert (row["rf"], row["params"], row["macs"]) == tuple(brute[arch])
+        blocks = [(p, b) for p in space.stage_positions for b in space.positions[p][space.decode(arch)[p]].blocks]
+        assert list(row["depths"]) == [len(space.positions[p][space.decode(arch)[p]].blocks) for p in (1, 2, 3)]
+        assert list(row["op"]) == [b.op for _, b in blocks]
+        assert list(row["kernel"]) == [b.kernel for _, b in blocks]
+        assert list(row["stride"]) == [b.stride for _, b in blocks]
+        assert list(row["expand"]) == [float(b.expand) for _, b in blocks]
+        assert list(row["se"]) == [b.se for _, b in blocks]
+        assert list(row["channels"]) == [b.channels for _, b in blocks]
+    with pytest.raises(RFSweepError, match="field 'columns'"):
+        sweep.search(space, columns="wide")

@@ -128,11 +128,13 @@ def test_signals_during_search_to_parquet_leave_nothing(tmp_path, signum, delay)
         ["search", "--depth", "9", "--ops", "conv", "--kernels", "1,3,5,7", "--channels", "8", "--limit", "5"]
         + ["--sort", "erf"],
         ["search", "--depth", "1-9", "--columns", "compact", "-o", "big.parquet"],
+        # the split count of a space of stages: numpy tables, then the bucket kernel (~12 s in all)
+        ["count", "--space", "ofa_mbv3", "--max-macs", "300e6", "--rf-min", "400"],
     ],
-    ids=["count-enumerate", "search-top-n", "search-compact"],
+    ids=["count-enumerate", "search-top-n", "search-compact", "count-stages"],
 )
 def test_ctrl_c_stops_long_commands_within_a_second(tmp_path, args):
-    for delay in (0.5, 1.5):
+    for delay in (0.5, 1.5, 4.0) if "--space" in args else (0.5, 1.5):
         code, stdout, stderr, took = _run_and_signal(args, signal.SIGINT, delay + 1.5, tmp_path)
         assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
         assert "Traceback" not in stderr and took < 2.0, (took, stderr)
