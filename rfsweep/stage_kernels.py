@@ -6,12 +6,19 @@ Plain loops over flat int64 arrays; every threshold is an argument. Counts of ca
 (Once-for-All's 2.2e19 subnets), so they are kept as unsigned 128-bit pairs (hi, lo) of uint64: every
 count is at most the size of the space, below 10^38 < 2^127 (a search's ids fit 38 digits), so no sum
 or product by a multiplicity (< 2^32) wraps.
+
+Ctrl-C: the kernels run in rfsweep.steer's kernel thread without the GIL (``nogil``: the main thread
+keeps handling signals) and poll ``ctl[CTL_STOP]`` at their first step and every few thousand after.
+Once the host raises it they return early (before writing anything when it was up from the start),
+and the host discards what they wrote: rfsweep.steer.call raises instead of returning.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from rfsweep.kernels.layer_math import CTL_STOP
 
 M32 = np.uint64(0xFFFFFFFF)
 S32 = np.uint64(32)
@@ -56,10 +63,10 @@ def lt128(h1, l1, h2, l2):
 # ---------------------------------------------------------------- top k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def topk_expand(
     fill, seg, it_key, it_o1, it_o2, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o1, m_o2, m_d,
-    suf_k, suf_o1, suf_o2, bk, bo1, bo2, k, out_v, out_key, out_o1, out_o2, out_plex, out_c, out_parent,
+    suf_k, suf_o1, suf_o2, bk, bo1, bo2, k, out_v, out_key, out_o1, out_o2, out_plex, out_c, out_parent, ctl,
 ):  # fmt: skip
     """Extend the kept prefixes of every state by every choice group (choices of one rf increment and one
     output: they lead to one state), keeping only pairs that can be among the k best there.
@@ -71,9 +78,10 @@ def topk_expand(
     order with no larger other costs (each earlier-or-equal item with each earlier-or-equal member), so
     it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget (bk, bo1, bo2) with the least
     completion cost added (suf_* at the next state) are dropped. Returns the number of pairs (written
-    when ``fill``).
+    when ``fill``); -1 when stopped.
     """
     n = 0
+    steps = 0
     for s in range(seg.shape[0] - 1):
         a0, a1 = seg[s], seg[s + 1]
         if a0 == a1:
@@ -85,6 +93,9 @@ def topk_expand(
                 continue
             sk, so1, so2 = suf_k[v], suf_o1[v], suf_o2[v]
             for i in range(a0, a1):
+                if (steps & 4095) == 0 and ctl[CTL_STOP] != 0:
+                    return -1
+                steps += 1
                 lim = k // (it_d[i] + 1)
                 if lim == 0:
                     continue
@@ -111,8 +122,8 @@ def topk_expand(
     return n
 
 
-@njit(cache=True)
-def dominators(starts, rank, out):
+@njit(cache=True, nogil=True)
+def dominators(starts, rank, out, ctl):
     """out[i]: the items before i in its segment (items in order, segments at ``starts``) whose rank is
     <= rank[i] (a Fenwick tree over the ranks, one segment at a time; ranks are dense within a segment)."""
     size = 1
@@ -124,6 +135,8 @@ def dominators(starts, rank, out):
         for x in range(b - a + 2):
             tree[x] = 0
         for i in range(a, b):
+            if (i & 4095) == 0 and ctl[CTL_STOP] != 0:
+                return
             r = rank[i] + 1
             c = 0
             x = r
@@ -137,8 +150,8 @@ def dominators(starts, rank, out):
                 x += x & (-x)
 
 
-@njit(cache=True)
-def dominators2(starts, o1, o2, k, out):
+@njit(cache=True, nogil=True)
+def dominators2(starts, o1, o2, k, out, ctl):
     """out[i]: the items before i in its segment with o1 and o2 both no larger, counted up to k among the
     items kept so far (those with fewer than k): an item with k such items before it has k among the kept
     ones (the first of them not kept has k before it, all kept and all before i), so the count decides
@@ -150,6 +163,8 @@ def dominators2(starts, o1, o2, k, out):
     for s in range(starts.shape[0] - 1):
         nk = 0
         for i in range(starts[s], starts[s + 1]):
+            if ctl[CTL_STOP] != 0:  # one load an item: each scans up to the segment's kept items
+                return
             c = 0
             for q in range(nk):
                 y = kept[q]
@@ -166,8 +181,8 @@ def dominators2(starts, o1, o2, k, out):
 # ---------------------------------------------------------------- Pareto
 
 
-@njit(cache=True)
-def front_keep(starts, vec, nobj, keep):
+@njit(cache=True, nogil=True)
+def front_keep(starts, vec, nobj, keep, ctl):
     """Within each segment (rows of ``vec`` in lexicographic order), keep[i] = no kept row y of the
     segment has y <= vec[i] in every column and differs from it in one of the first ``nobj`` columns
     (the objectives; the later columns are budgets, which only make a row no better). A row dominated
@@ -178,6 +193,8 @@ def front_keep(starts, vec, nobj, keep):
         nk = 0
         kept = np.empty(b - a, np.int64)
         for i in range(a, b):
+            if ctl[CTL_STOP] != 0:  # one load an item: each scans up to the segment's kept rows
+                return
             dominated = False
             for q in range(nk):
                 y = kept[q]
@@ -200,13 +217,15 @@ def front_keep(starts, vec, nobj, keep):
                 nk += 1
 
 
-@njit(cache=True)
-def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bud, out_v, out_vec, out_u, out_f):
+@njit(cache=True, nogil=True)
+def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bud, out_v, out_vec, out_u, out_f, ctl):
     """Every kept vector of every state plus every group vector (a group: choices of one rf increment and
     output), dropping sums that a budget rules out with the least completion cost added (``suf[v, d]``
-    per column, INF-free budgets ``bud[d]``). Returns the number of sums (written when ``fill``)."""
+    per column, INF-free budgets ``bud[d]``). Returns the number of sums (written when ``fill``); -1
+    when stopped."""
     dims = vec.shape[1]
     n = 0
+    steps = 0
     for s in range(seg.shape[0] - 1):
         a0, a1 = seg[s], seg[s + 1]
         if a0 == a1:
@@ -217,6 +236,9 @@ def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bu
             if v < 0:
                 continue
             for u in range(a0, a1):
+                if (steps & 4095) == 0 and ctl[CTL_STOP] != 0:
+                    return -1
+                steps += 1
                 for f in range(gv_off[g], gv_off[g + 1]):
                     ok = True
                     for d in range(dims):
@@ -238,12 +260,14 @@ def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bu
 # ---------------------------------------------------------------- exact counts and unranking
 
 
-@njit(cache=True)
-def count_level(tid, gt_off, ns_off, nxt, g_b, g_mult, nh, nl, oh, ol):
+@njit(cache=True, nogil=True)
+def count_level(tid, gt_off, ns_off, nxt, g_b, g_mult, nh, nl, oh, ol, ctl):
     """One level of the counting programme: (oh, ol)[s, r] = sum over groups g of state s's table of
     mult_g x (nh, nl)[next state, r - b_g] (r >= b_g): completions of s with at most r buckets left."""
     R1 = oh.shape[1]
     for s in range(oh.shape[0]):
+        if (s & 255) == 0 and ctl[CTL_STOP] != 0:
+            return
         t = tid[s]
         if t < 0:
             continue
@@ -258,9 +282,9 @@ def count_level(tid, gt_off, ns_off, nxt, g_b, g_mult, nh, nl, oh, ol):
                 oh[s, r], ol[s, r] = add128(oh[s, r], ol[s, r], h, lo)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult, gm_off, members, ch, cl, c_off,
-           c_width, out):  # fmt: skip
+           c_width, out, ctl):  # fmt: skip
     """The candidate of each rank (rh, rl) in [0, count of the root): at every level the groups of the
     state's table are taken in order, each holding mult x (completions after it) ranks; inside the group
     that holds the rank, member m = rank // completions (found by bisection: m < 2^15) and the rest of the
@@ -268,8 +292,11 @@ def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult
     consecutive choices, in choice order, it is the lexicographic (arch_id) order.
 
     Per level p the tables are flattened: ``tids[lvl_off[p] + s]``, ``ns_offs``/``nxts`` likewise, counts
-    (ch, cl) of level p + 1 at ``c_off[p + 1]`` with rows of ``c_width`` columns (R + 1)."""
+    (ch, cl) of level p + 1 at ``c_off[p + 1]`` with rows of ``c_width`` columns (R + 1). Returns the
+    number of ranks unranked: fewer than given for a rank beyond the count, or when stopped (-1)."""
     for i in range(rh.shape[0]):
+        if (i & 1023) == 0 and ctl[CTL_STOP] != 0:
+            return -1
         h, lo = rh[i], rl[i]
         s = root
         rem = R
@@ -311,10 +338,10 @@ def unrank(rh, rl, root, R, P, tids, lvl_off, gt_off, ns_offs, nxts, g_b, g_mult
 # ---------------------------------------------------------------- lexicographic enumeration under budgets
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r_seq_cost, r_perm, r_cost, by_macs,
                   ch_params, ch_macs, ch_off, least_p, least_m, ls_off, bp, bm, wanted, stop_early, out, walk, state,
-                  cost_p, cost_m, path, buf, bufv, cnt, cur):  # fmt: skip
+                  cost_p, cost_m, path, buf, bufv, cnt, cur, ctl):  # fmt: skip
     """Walk the survivors in lexicographic (arch_id) order and copy those whose rank is in ``wanted``
     (sorted) into ``out``. Returns the number of survivors walked so far (all of them, or with
     ``stop_early`` up to the last wanted one). The walk's whole state is in the arrays passed
@@ -326,7 +353,8 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r
     sorted by that cost (``r_perm``, ``r_cost``), found by bisection; a short prefix is put back in choice
     order, a long one read in choice order (``r_seq``). Every node walked has a survivor below it (its
     least completion fits both budgets and ends in the window), so the work is about the survivors times
-    the positions, plus the runs of the nodes walked.
+    the positions, plus the runs of the nodes walked. A raised ``ctl[CTL_STOP]`` stops the walk within
+    4096 steps, where it stands (the caller discards it).
     """
     n_wanted = wanted.shape[0]
     w = 0
@@ -335,7 +363,11 @@ def enumerate_lex(P, tids, lvl_off, rt_off, r_next_off, r_next, rm_off, r_seq, r
         walk[2] = 1
         cnt[0] = -1  # the children of the node at depth d: buf[d, :cnt[d]] (choices), bufv[d, :] (next states)
     depth, rank = walk[0], walk[1]
+    steps = 0
     while depth >= 0:
+        if (steps & 4095) == 0 and ctl[CTL_STOP] != 0:
+            break
+        steps += 1
         p = depth
         if cnt[p] < 0:
             s = state[p]

@@ -278,7 +278,7 @@ class Counts:
             lo[p] = np.zeros((n, R + 1), np.uint64)
             steer.call(
                 K.count_level, self.tids[self.lvl_off[p] : self.lvl_off[p + 1]], self.gt_off, ns_off, nxt,
-                self.g_b, self.g_mult, hi[p + 1], lo[p + 1], hi[p], lo[p], threads=threads,
+                self.g_b, self.g_mult, hi[p + 1], lo[p + 1], hi[p], lo[p], steer.control(), threads=threads,
             )  # fmt: skip
         self.c_off = np.array([0] + list(np.cumsum([h.size for h in hi])), np.int64)
         self.ch = np.concatenate([h.ravel() for h in hi])
@@ -294,6 +294,7 @@ class Counts:
         done = steer.call(
             K.unrank, rh, rl, 0, self.R, self.P, self.tids, self.lvl_off, self.gt_off, self.ns_offs, self.nxts,
             self.g_b, self.g_mult, self.gm_off, self.members, self.ch, self.cl, self.c_off, self.R + 1, out,
+            steer.control(),
         )  # fmt: skip
         if done != len(rh):
             raise RuntimeError("a rank beyond the count: rfsweep.stage_sample is wrong here")
@@ -393,7 +394,7 @@ class LexWalk:
     def _run(self, wanted: np.ndarray, stop_early: bool, out: np.ndarray) -> int:
         from rfsweep import stage_kernels as K
 
-        return steer.call(K.enumerate_lex, *self.args, wanted, stop_early, out, self.walk, *self.work)
+        return steer.call(K.enumerate_lex, *self.args, wanted, stop_early, out, self.walk, *self.work, steer.control())
 
     def take(self, wanted: np.ndarray) -> np.ndarray:
         """The survivors of sorted ranks ``wanted`` (each chunk after the previous one's), as choice tuples."""

@@ -50,6 +50,10 @@ MAX_K = 100_000  # --limit with --sort beyond this goes to the walk
 MAX_PAIRS = 30_000_000  # partial candidates formed at one position (about 40 bytes each)
 MAX_FRONT_ROWS = 1 << 20  # candidates on a front, ties included
 ERF_EXACT = 1 << 50  # below this, 12 x variance -> sqrt(v / 12) keeps distinct values distinct and in order
+# the stop flag of the kernels called in the main thread on one table's choices (milliseconds): raised by no
+# one, so a flag left up by an earlier signal cannot cut them short. Work on a level's prefixes (seconds at
+# MAX_PAIRS) runs in steer's kernel thread with steer.control(), so Ctrl-C stays live.
+NEVER = np.zeros(steer.NCTL, np.int64)
 KEYS = {"params": "params", "macs": "macs", "erf": "erf", "rf_error": "zero"}
 
 
@@ -234,6 +238,11 @@ def top_k(
     return top.result()
 
 
+def _stopped() -> bool:
+    """The stop flag is up: the work in the kernel thread gives up (its caller raises and discards it)."""
+    return bool(steer.control()[steer.CTL_STOP])
+
+
 def _zero(table) -> np.ndarray:
     return np.zeros(len(table.ok), np.int64)
 
@@ -260,15 +269,15 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     bound = bk
     K = _kernels()
 
-    def dominated_by(starts, seg_ids, o1, o2):
+    def dominated_by(starts, seg_ids, o1, o2, ctl):
         """Per item, the items before it in its segment with no larger other costs (see the kernels)."""
         d = np.empty(len(o1), np.int64)
         if not others:
             d[:] = np.arange(len(o1)) - starts[seg_ids]
         elif len(others) == 1:
-            K.dominators(starts, _dense_rank(seg_ids, o1), d)
+            K.dominators(starts, _dense_rank(seg_ids, o1), d, ctl)
         else:
-            K.dominators2(starts, o1, o2, np.int64(k), d)
+            K.dominators2(starts, o1, o2, np.int64(k), d, ctl)
         return d
 
     def groups_of(table):
@@ -281,11 +290,29 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
         start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
         gid = np.cumsum(start) - 1
         starts = np.append(np.nonzero(start)[0], len(c)).astype(np.int64)
-        d = dominated_by(starts, gid, o1, o2)
+        d = dominated_by(starts, gid, o1, o2, NEVER)
         keep = d < k  # a member with k members before it of no larger other costs never pairs
         gid, c, kinc, o1, o2, d = gid[keep], c[keep], kinc[keep], o1[keep], o2[keep], d[keep]
         off = np.searchsorted(gid, np.arange(len(starts)))
         return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o1, o2, d)
+
+    def settle(out, n_states):
+        """A level's pairs by state, key, then prefix, less those with k pairs before them of no larger
+        other costs, with their prefixes' lexicographic ranks (in the kernel thread: seconds at MAX_PAIRS).
+        None once the stop flag is up (steer.call raises)."""
+        if _stopped():
+            return None
+        order = np.lexsort((out[5], out[4], out[1], out[0]))  # by state, key, then prefix (parent, choice)
+        v, key, o1, o2, plex, c, parent = (x[order] for x in out)
+        starts = _segments(v, n_states)
+        d = dominated_by(starts, v, o1, o2, steer.control())
+        if _stopped():  # d is partly written
+            return None
+        keep = d < k
+        v, key, o1, o2, plex, c, parent, d = (x[keep] for x in (v, key, o1, o2, plex, c, parent, d))
+        lex = np.empty(len(v), np.int64)
+        lex[np.lexsort((c, plex))] = np.arange(len(v))
+        return v, key, o1, o2, plex, c, parent, d, lex
 
     one = np.zeros(1, np.int64)
     it = dict(state=one, key=one, o1=one, o2=one, d=one, lex=one)  # level 0: the empty prefix
@@ -300,21 +327,14 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
             np.int64(k),
         )  # fmt: skip
         empty = np.zeros(0, np.int64)
-        n = steer.call(K.topk_expand, False, *args, *([empty] * 7))
+        n = steer.call(K.topk_expand, False, *args, *([empty] * 7), steer.control())
         if n > MAX_PAIRS:
             raise field_error(
                 "limit", k, f"the exact best {k:,} would form {n:,} partial candidates at position {p}; lower --limit"
             )
         out = [np.empty(n, np.int64) for _ in range(7)]
-        steer.call(K.topk_expand, True, *args, *out)
-        order = np.lexsort((out[5], out[4], out[1], out[0]))  # by state, key, then prefix (parent, choice)
-        v, key, o1, o2, plex, c, parent = (x[order] for x in out)
-        starts = _segments(v, len(graph.rf[p + 1]))
-        d = dominated_by(starts, v, o1, o2)
-        keep = d < k
-        v, key, o1, o2, plex, c, parent, d = (x[keep] for x in (v, key, o1, o2, plex, c, parent, d))
-        lex = np.empty(len(v), np.int64)
-        lex[np.lexsort((c, plex))] = np.arange(len(v))
+        steer.call(K.topk_expand, True, *args, *out, steer.control())
+        v, key, o1, o2, plex, c, parent, d, lex = steer.call(settle, out, len(graph.rf[p + 1]))
         it = dict(state=v, key=key, o1=o1, o2=o2, d=d, lex=lex)
         parents.append(parent)
         choices.append(c)
@@ -417,7 +437,7 @@ def front(
         start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
         starts = np.append(np.nonzero(start)[0], len(c)).astype(np.int64)
         keep = np.empty(len(c), np.bool_)
-        K.front_keep(starts, vec, nobj, keep)  # a choice its group beats is beaten in every candidate
+        K.front_keep(starts, vec, nobj, keep, NEVER)  # a choice its group beats is beaten in every candidate
         gid = (np.cumsum(start) - 1)[keep]
         c, vec = c[keep], vec[keep]
         # equal vectors of a group: one group vector, its members every such choice
@@ -426,6 +446,34 @@ def front(
         gv_off = np.searchsorted(gid[new], np.arange(len(starts)))
         vm_off = np.append(np.nonzero(new)[0], len(c))
         return drf[starts[:-1]], cout[starts[:-1]], (gv_off, vec[new], vm_off, c)
+
+    def settle(out_v, out_vec, out_u, out_f, n_states, vm_off, vm_c):
+        """A level's sums as nodes (state, vector), those another node of the state beats dropped, and the
+        edges into the kept ones (in the kernel thread: seconds of sorting at MAX_PAIRS). None once the stop
+        flag is up (steer.call raises)."""
+        if _stopped():
+            return None
+        n = len(out_v)
+        order = np.lexsort((*[out_vec[:, i] for i in range(len(dims) - 1, -1, -1)], out_v))
+        out_v, out_vec, out_u, out_f = out_v[order], out_vec[order], out_u[order], out_f[order]
+        new = np.ones(n, bool)
+        new[1:] = (out_v[1:] != out_v[:-1]) | (out_vec[1:] != out_vec[:-1]).any(axis=1)
+        node = np.cumsum(new) - 1
+        n_state, n_vec = out_v[new], out_vec[new]
+        keep = np.empty(len(n_state), np.bool_)
+        K.front_keep(_segments(n_state, n_states), np.ascontiguousarray(n_vec), nobj, keep, steer.control())
+        if _stopped():  # keep is partly written
+            return None
+        renum = np.cumsum(keep) - 1
+        live = keep[node]
+        # edges: each kept sum, once per member choice of its group vector
+        e_node, e_u, e_f = renum[node[live]], out_u[live], out_f[live]
+        reps = vm_off[e_f + 1] - vm_off[e_f]
+        e_node, e_u = np.repeat(e_node, reps), np.repeat(e_u, reps)
+        first = np.repeat(vm_off[e_f], reps)
+        within = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
+        e_c = vm_c[first + within]
+        return (e_node, e_u, e_c), n_state[keep], n_vec[keep]
 
     seg_state = np.zeros(1, np.int64)
     vec = np.zeros((1, len(dims)), np.int64)
@@ -440,33 +488,16 @@ def front(
         seg = _segments(seg_state, len(graph.rf[p]))
         args = (seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, np.ascontiguousarray(suf), bud)
         e1, e2 = np.zeros(0, np.int64), np.zeros((0, len(dims)), np.int64)
-        n = steer.call(K.front_expand, False, *args, e1, e2, e1, e1)
+        n = steer.call(K.front_expand, False, *args, e1, e2, e1, e1, steer.control())
         if n > MAX_PAIRS:
             raise field_error(
                 "pareto", ",".join(names), f"the exact front would form {n:,} partial vectors at position {p}"
             )
         out_v, out_vec, out_u, out_f = (np.empty(n, np.int64), np.empty((n, len(dims)), np.int64),
                                         np.empty(n, np.int64), np.empty(n, np.int64))  # fmt: skip
-        steer.call(K.front_expand, True, *args, out_v, out_vec, out_u, out_f)
-        order = np.lexsort((*[out_vec[:, i] for i in range(len(dims) - 1, -1, -1)], out_v))
-        out_v, out_vec, out_u, out_f = out_v[order], out_vec[order], out_u[order], out_f[order]
-        new = np.ones(n, bool)
-        new[1:] = (out_v[1:] != out_v[:-1]) | (out_vec[1:] != out_vec[:-1]).any(axis=1)
-        node = np.cumsum(new) - 1
-        n_state, n_vec = out_v[new], out_vec[new]
-        keep = np.empty(len(n_state), np.bool_)
-        K.front_keep(_segments(n_state, len(graph.rf[p + 1])), np.ascontiguousarray(n_vec), nobj, keep)
-        renum = np.cumsum(keep) - 1
-        live = keep[node]
-        # edges: each kept sum, once per member choice of its group vector
-        e_node, e_u, e_f = renum[node[live]], out_u[live], out_f[live]
-        reps = vm_off[e_f + 1] - vm_off[e_f]
-        e_node, e_u = np.repeat(e_node, reps), np.repeat(e_u, reps)
-        first = np.repeat(vm_off[e_f], reps)
-        within = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
-        e_c = vm_c[first + within]
-        edges.append((e_node, e_u, e_c))
-        seg_state, vec = n_state[keep], n_vec[keep]
+        steer.call(K.front_expand, True, *args, out_v, out_vec, out_u, out_f, steer.control())
+        level, seg_state, vec = steer.call(settle, out_v, out_vec, out_u, out_f, len(graph.rf[p + 1]), vm_off, vm_c)
+        edges.append(level)
         steer.check()
     # the front of the final nodes (rf_error from the state), then every path into it
     t2 = objectives.rf_target2(space) if "rf_error" in names else 0
