@@ -97,32 +97,23 @@ def applicable(space: Space) -> str | None:
 
 
 def position_tables(space: Space, budget_field: int):
-    """For each position: {input channels: Table}, with the position's input size and jump (fixed)."""
-    from rfsweep.packing import children, state_row
+    """For each position: {input channels: Table} of the choices that fit, their cost the budgeted field
+    (lm.S_MACS or lm.S_PARAMS); and the final jump. The per-choice arithmetic is rfsweep.stage_graph's
+    (the kernels' own child(), at each position's fixed input size and jump), shared with the exact
+    selections and samples."""
+    from rfsweep.stage_graph import choice_tables
 
-    n, jump = space.input_size, 1
-    inputs = {space.in_channels}
-    tables = []
-    for p in range(space.depth_max):
-        rows = [state_row(n, jump, cin, 0) for cin in sorted(inputs)]
-        per_cin = {}
-        outs = set()
-        n_next = None
-        for cin, kids in zip(sorted(inputs), children(space, p, rows)):
-            kids = np.array(kids, np.int64)
-            fits = kids[:, lm.S_N] >= max(1, space.min_out_size)
-            kids = kids[fits]
-            if len(kids):
-                n_next = int(kids[0, lm.S_N])
-            per_cin[cin] = Table(
-                kids[:, lm.S_RF] - 1, kids[:, budget_field], np.ones(len(kids), np.int64), kids[:, lm.S_CIN]
-            )
-            outs |= set(kids[:, lm.S_CIN].tolist())
-        tables.append(per_cin)
-        inputs = outs
-        jump *= space.positions[p][0].jump_factor
-        n = n_next if n_next is not None else 0
-    return tables, jump
+    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params"}[budget_field]
+    tables, jump = choice_tables(space)
+    out = []
+    for per_cin in tables:
+        out.append(
+            {
+                cin: Table(t.drf[t.ok], t.metric(name)[t.ok], np.ones(int(t.ok.sum()), np.int64), t.cout[t.ok])
+                for cin, t in per_cin.items()
+            }
+        )
+    return out, jump
 
 
 def _assignments(tables) -> list[list[Table]]:

@@ -163,6 +163,14 @@ def _batches(
     """Survivor batches: all of them in depth-first order, the first ``limit``, the best ``limit`` by
     ``sort``, the Pareto front, or a uniform sample; ``where`` filters them first."""
     check_selection(limit, sort, pareto, sample, where, seed)
+    if space.has_blocks:  # a space of stages: exact selections by dynamic programming (rfsweep.stage_select)
+        from rfsweep import stage_select
+
+        chosen = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
+        if stage_select.applicable(space, chosen) is None:
+            yield from stage_select.run(space, chosen, device=kw.get("device", "cpu"), threads=kw.get("threads"),
+                                   stats=kw.get("stats"))  # fmt: skip
+            return
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
     if sample is not None:
         kw.pop("reuse_buffers")
