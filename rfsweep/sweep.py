@@ -50,6 +50,7 @@ class TopK:
         _sort_key(np.zeros((space.out_width, 0), np.int64), space, sort)  # refuse an unknown key early
         self.k, self.space, self.sort = k, space, sort
         self.best: Batch | None = None
+        self.bound: int | None = None  # a key the k-th best cannot be worse than (seed)
 
     def add(self, batch: Batch) -> None:
         batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
@@ -57,13 +58,35 @@ class TopK:
         order = np.lexsort((*ids.order_keys(batch.out, batch.choice, self.space), key))[: self.k]
         self.best = batch.take(order)
 
+    def seed(self, batches: Iterator[Batch]) -> None:
+        """Take a first bound from any k survivors (e.g. the walk's first k, which a --limit without a sort
+        finds cheaply): the k-th best key can only be better, so the walk prunes from its first chunk on
+        instead of walking that chunk whole. The rows are not kept: the walk finds them again."""
+        probe = TopK(self.k, self.space, self.sort)
+        for batch in batches:
+            probe.add(batch)
+        if probe.best is not None and len(probe.best) == self.k:
+            self.bound = int(_sort_key(probe.best.out[:, -1:], self.space, self.sort)[0])
+
     def tighten(self, cons: np.ndarray) -> None:
-        """Narrow the run's constraints to what can still enter the top k (ties included)."""
-        if self.best is None or len(self.best) < self.k:
-            return
+        """Narrow the run's constraints to what can still enter the top k (called between chunks, so every
+        candidate still to come is later in depth-first order than the rows held)."""
         if self.sort == "erf":
             return  # the ERF only grows along a prefix: nothing to prune by
+        if self.best is None or len(self.best) < self.k:
+            if self.bound is not None:
+                self._narrow(cons, self.bound)
+            return
         worst = int(_sort_key(self.best.out[:, -1:], self.space, self.sort)[0])
+        if int(self.best.out[lm.O_DEPTH, -1]) == self.space.depth_min:
+            # the rest of the walk comes later in depth-first order, at a depth no smaller than the k-th
+            # row's: a tie there has the larger arch_id and cannot enter, so only a better key can (a run
+            # whose best rows tie by the million, e.g. params with strides free, no longer walks the ties)
+            worst -= 1
+        self._narrow(cons, worst)
+
+    def _narrow(self, cons: np.ndarray, worst: int) -> None:
+        """Keep only candidates whose key is at most ``worst``."""
         if self.sort == "params":
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":
@@ -200,6 +223,10 @@ def _batches(
                     return
         return
     top = TopK(limit, space, sort)
+    if where is None and sort != "erf" and kw.get("device", "cpu") == "cpu":
+        # the walk's first k rows (each task capped at k: cheap) bound the k-th best from the start
+        probe = {k: kw[k] for k in ("threads", "q", "task_range", "slab_rows") if k in kw}
+        top.seed(engine.iter_batches(space, limit=limit, reuse_buffers=True, **probe))
     for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
         top.add(batch)
     yield top.result()

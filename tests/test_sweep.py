@@ -424,6 +424,37 @@ def test_topk_with_pruning_by_the_kth_best_equals_sorting_everything(sort, limit
     assert list(df["arch_id"]) == expected
 
 
+@given(
+    depth=st.tuples(st.integers(1, 4), st.integers(0, 2)),
+    kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3, unique=True),
+    strides=st.lists(st.integers(1, 3), min_size=1, max_size=3, unique=True),
+    channels=st.lists(st.sampled_from([2, 4, 8]), min_size=1, max_size=2, unique=True),
+    sort=st.sampled_from(["params", "macs", "rf_error"]),
+    limit=st.integers(1, 200),
+    max_params=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_topk_on_random_spaces_with_ties_equals_sorting_everything(depth, kernels, strides, channels, sort, limit,
+                                                                  max_params):  # fmt: skip
+    """The top-N walk seeds its bound with the walk's first N rows and, once the N-th best row is of the
+    least depth, prunes ties too (they come later, so they lose on arch_id): strides and fixed widths make
+    ties by the thousand; the rows must still be the first N of (key, arch_id) over every survivor."""
+    settings = dict(
+        depth=[depth[0], depth[0] + depth[1]], kernels=kernels, strides=strides, channels=channels,
+        input_size=32, target_rf=9, tolerance=6, max_params=max_params,
+    )  # fmt: skip
+    rows = _naive_rows(settings)
+    key = {
+        "params": lambda r: r[2]["params"],
+        "macs": lambda r: r[2]["macs"],
+        "rf_error": lambda r: abs(2 * r[2]["rf"] - 18),
+    }[sort]
+    expected = [r[0] for r in sorted(rows, key=lambda r: (key(r), r[0]))[:limit]]
+    stats = Stats()
+    df = sweep.search(build_space(settings), limit=limit, sort=sort, stats=stats)
+    assert list(df["arch_id"]) == expected
+    assert stats.evaluated + stats.pruned + stats.not_walked == stats.space_size
+
+
 def test_rf_error_and_erf_sorts():
     space = build_space(dict(SPACES["valid_target"]))
     rows = naive_search(SPACES["valid_target"])
