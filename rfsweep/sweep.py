@@ -197,6 +197,14 @@ def _batches(
     yield top.result()
 
 
+def selected_batches(space: Space, **kw) -> Iterator[Batch]:
+    """The survivor batches a selection keeps (keywords as :func:`search`: ``limit``, ``sort``, ``pareto``,
+    ``sample``, ``seed``, ``where``), with the engine's keywords passed through (``device``, ``threads``,
+    ``stats``, ``progress``, and ``q`` with ``task_range`` for a shard: see :class:`rfsweep.engine.Plan`).
+    A batch may be a view of buffers the engine reuses: copy it before asking for the next."""
+    return _batches(space, **kw)
+
+
 SELECT_OPTIONS = ("limit", "sort", "pareto", "sample", "seed", "where")
 
 
@@ -268,12 +276,42 @@ def search_to_parquet(
     progress: Callable[[engine.Progress], None] | None = None,
     columns: str = "wide",
     inputs: tuple[str | None, ...] = (),
+    cluster: str | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    shards: int | None = None,
     **settings: Any,
 ) -> Stats:
     """Stream survivors to ``path`` by the output rule of :mod:`rfsweep.files` (atomically: a temporary
     name, renamed when complete). ``inputs`` are files the output must not be (the --space file).
     Selection keywords as :func:`search`.
+
+    A ``path`` with no extension, a trailing ``/``, an existing directory or a URL is a Parquet dataset
+    (:mod:`rfsweep.dataset`): the same rows, in parts, sharded over ``cluster="local:N"`` (N worker
+    processes here) or a running Dask ``scheduler`` ("tcp://host:8786"), or over this process without
+    either; ``resume`` continues an interrupted dataset, ``shards`` sets how many (see
+    :func:`rfsweep.cluster.search_to_dataset`).
     """
+    from rfsweep.files import is_dataset
+
+    if cluster is not None or scheduler is not None or resume or shards is not None or is_dataset(path):
+        from rfsweep.cluster import search_to_dataset
+
+        return search_to_dataset(
+            path,
+            space,
+            cluster=cluster,
+            scheduler=scheduler,
+            resume=resume,
+            shards=shards,
+            device=device,
+            threads=threads,
+            stats=stats,
+            progress=progress,
+            columns=columns,
+            inputs=inputs,
+            **settings,
+        )
     sel = _selection(settings)
     sp = make_space(space, **settings)
     check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
