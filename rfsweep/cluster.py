@@ -1,27 +1,24 @@
-"""Sweeps sharded over a Dask cluster (or over this process), written as a Parquet dataset.
+"""Where a sharded sweep's jobs run: a Dask cluster (a LocalCluster of N processes here, or a running one
+reached through its scheduler), or this process; and ``rfsweep count --method enumerate`` on a cluster.
 
 >>> import rfsweep
 >>> rfsweep.search_to_parquet("r7", depth=7, rf_min=200, rf_max=250, cluster="local:2")  # doctest: +SKIP
 >>> from rfsweep import cluster
 >>> cluster.count(depth=7, rf_min=200, max_params=10**6, scheduler="tcp://head:8786")  # doctest: +SKIP
 
-The cluster layer only plans, submits, retries and merges; it never computes a metric. The plan: the
-first-cut tasks of the engine (prefixes of length ``q``) are counted (on the client where the counting
-programme's table answers, in milliseconds; else by a first distributed count pass split evenly over the
-workers), then cut into contiguous shards balanced by survivors (``engine.plan_shards``), many more than
-workers. Each shard is one Dask task (:func:`rfsweep.shard_jobs.run_shard`) that rebuilds the space from its
-settings, runs the engine on its range and writes its part; a shard whose worker dies is run again
-elsewhere (the scheduler reschedules it; a part appears only when complete, so a rerun is harmless), and
-an exception is retried twice. Selections give the rows of one process: ``--limit`` keeps the first
-shards' rows up to N (later shards are cancelled, the shard that crosses N is run again to N rows);
-``--sort`` and ``--pareto`` merge each shard's best N or front on the client; ``--sample`` draws global
-ranks on the client from the plan's exact counts and each shard resolves its own.
+The cluster layer only plans, submits, retries and merges; it never computes a metric (the plan and the
+merges are in :mod:`rfsweep.sharded`, the jobs in :mod:`rfsweep.shards`). Each job is one Dask task,
+submitted earlier shards first; results come back as shards finish (``as_completed``), which drives the
+progress line on stderr. A shard whose worker dies is run again elsewhere (the scheduler reschedules it;
+a part appears only when complete, so a rerun is harmless), and a shard that raises is retried twice.
+On Ctrl-C, an error or an early stop the client cancels what has not started and stops what runs (the
+jobs look at a stop flag several times a second and remove their temporary parts).
 
 Workers: one Dask thread each (each kernel call already uses every numba thread of its process: numba's
 workqueue layer aborts under concurrent calls, and omp would oversubscribe), ``NUMBA_NUM_THREADS`` set
-before numba loads (``local:N`` sets it to cores / N; a running cluster's workers take it from their
-environment), kernels warmed on every worker before the shards start, and a worker of another rfsweep
-version refused. dask is imported only here, and only when a cluster is asked for.
+before numba loads (``local:N`` sets it to cores / N through the nanny's environment; a running cluster's
+workers take it from theirs), kernels warmed on every worker before the shards start, and a worker of
+another rfsweep version refused. dask is imported only here, and only when a cluster is asked for.
 """
 
 from __future__ import annotations
@@ -35,9 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
-from rfsweep import dataset, engine, steer
+from rfsweep import engine, steer
 from rfsweep import shards as shard_jobs
 from rfsweep.errors import RFSweepError, field_error
 
@@ -88,7 +83,7 @@ class DaskPool:
     def workers(self) -> int:
         """Workers now (or when the pool was closed)."""
         if not self.closed:
-            self.seen = max(1, len(self.client.scheduler_info()["workers"]))
+            self.seen = max(self.seen, len(self.client.scheduler_info()["workers"]))
         return self.seen
 
     def prepare(self, columns: str, device: str) -> None:
@@ -151,7 +146,11 @@ class DaskPool:
                 pure=False,
             )
             futures[fut.key] = (fut, job)
-        pending = as_completed([f for f, _ in futures.values()])
+        # results come with their futures, fetched by the client as each shard finishes, and every future
+        # is released at once: a worker that dies later then holds nothing the scheduler would recompute
+        # (measured: a finished shard's result held on a killed worker was run again, and waiting on that
+        # future raised "Event is bound to a different event loop" in distributed 2026.8)
+        pending = as_completed([f for f, _ in futures.values()], with_results=True, raise_errors=False)
         finished = False
         try:
             with steer.steering():
@@ -161,32 +160,35 @@ class DaskPool:
                         steer.check()
                         time.sleep(POLL_SECONDS)
                         continue
-                    for fut in ready:
-                        job = futures[fut.key][1]
-                        yield job, self._result(fut, job)
+                    for fut, result in ready:
+                        _, job = futures.pop(fut.key)
+                        status = fut.status
+                        fut.release()
+                        yield job, self._result(status, result, job)
                     steer.check()
             finished = True
         finally:
             if not finished:
                 self.stop(run, [f for f, _ in futures.values()])
 
-    def _result(self, fut, job: dict) -> dict:
-        try:
-            return fut.result()
-        except RFSweepError:
-            raise
-        except Exception as exc:
-            from distributed.scheduler import KilledWorker
+    def _result(self, status: str, result, job: dict) -> dict:
+        """A shard's result, or its failure as one line."""
+        if status == "finished":
+            return result
+        exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+        if isinstance(exc, RFSweepError):
+            raise exc.with_traceback(None)
+        from distributed.scheduler import KilledWorker
 
-            what = f"shard {job['index']} (first-cut tasks {job['range'][0]}..{job['range'][1] - 1})"
-            if isinstance(exc, KilledWorker):
-                raise field_error(
-                    self.fieldname,
-                    self.label,
-                    f"{what}: every worker that ran it died (distributed.scheduler.allowed-failures); "
-                    "see the workers' logs (out of memory?)",
-                ) from None
-            raise field_error(self.fieldname, self.label, f"{what} failed: {shard_jobs.errors_in(exc)}") from None
+        what = f"{job['kind']} job {job['index']} (first-cut tasks {job['range'][0]}..{job['range'][1] - 1})"
+        if isinstance(exc, KilledWorker):
+            raise field_error(
+                self.fieldname,
+                self.label,
+                f"{what}: every worker that ran it died (distributed.scheduler.allowed-failures); "
+                "see the workers' logs (out of memory?)",
+            )
+        raise field_error(self.fieldname, self.label, f"{what} {status}: {shard_jobs.errors_in(exc)}")
 
     def stop(self, run: str, futures: list) -> None:
         """Cancel what has not started; stop the shards that run (they remove their temporary parts)."""
@@ -204,6 +206,42 @@ class DaskPool:
         if self.local_cluster is not None:
             with contextlib.suppress(Exception):
                 self.local_cluster.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start local worker processes with SIGINT ignored (inherited through spawn): Ctrl-C on a terminal
+    reaches the whole process group, and the client alone must handle it (stop the shards, remove their
+    temporary parts, one line); the workers otherwise die with a KeyboardInterrupt traceback each."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _ignore_interrupts_plugin():
+    """The same for local workers the nanny restarts later (a killed worker): a worker plugin, run in
+    each worker process's main thread when it starts."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "rfsweep-ignore-sigint"
+
+        def setup(self, worker):
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupts()
 
 
 def parse_cluster(value: str) -> int:
@@ -238,16 +276,20 @@ def connect(cluster: str | None = None, scheduler: str | None = None, threads: i
     if n is not None:
         per = threads or max(1, (os.cpu_count() or 1) // n)
         try:
-            lc = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-                # set in each worker process before anything imports numba (Nanny env)
-                env={"NUMBA_NUM_THREADS": str(per)},
-            )
-            return DaskPool(Client(lc), lc, fieldname, f"local:{n}")
+            with _workers_ignore_interrupts():
+                lc = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    # no dashboard; the scheduler's HTTP endpoints on a free port (:8787 may be taken)
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                    # set in each worker process before anything imports numba (Nanny env)
+                    env={"NUMBA_NUM_THREADS": str(per)},
+                )
+            client = Client(lc)
+            client.register_plugin(_ignore_interrupts_plugin())
+            return DaskPool(client, lc, fieldname, f"local:{n}")
         except (OSError, RuntimeError, TimeoutError) as exc:
             raise field_error(fieldname, value, f"cannot start the workers ({shard_jobs.errors_in(exc)})") from None
     try:
@@ -265,339 +307,6 @@ def pool_for(cluster: str | None, scheduler: str | None, threads: int | None):
     if cluster is None and scheduler is None:
         return InProcess()
     return connect(cluster, scheduler, threads)
-
-
-# ------------------------------------------------------------------ the sharded search
-
-
-def _selection(settings: dict) -> dict:
-    from rfsweep import objectives, sweep
-
-    sel = {k: settings.pop(k, None) for k in sweep.SELECT_OPTIONS}
-    if sel["pareto"] is not None:
-        sel["pareto"] = objectives.parse_objectives(sel["pareto"])
-    return sel
-
-
-def _range_size(space, q: int, rng) -> int:
-    return engine.Plan(space, 1, engine.Stats(), q=q, task_range=tuple(rng)).range_size()
-
-
-class _Run:
-    """One sharded search: the plan, the jobs, and the bookkeeping the summary and progress need."""
-
-    def __init__(self, pool, space, sel, columns, meta_extra, device, threads, progress, location, run):
-        self.pool, self.space, self.sel, self.columns = pool, space, sel, columns
-        self.meta_extra, self.device, self.threads, self.progress = meta_extra, device, threads, progress
-        self.location, self.run = location, run
-        self.stats = engine.Stats(space_size=space.size)
-        self.t0 = time.perf_counter()
-        self.rows_out = 0
-        self.kind = "merge" if sel["sort"] is not None or sel["pareto"] is not None else "rows"
-        if sel["sample"] is not None:
-            self.kind = "sample"
-
-    def job(self, fn_kind: str, index: int, rng, **extra) -> dict:
-        from rfsweep import __version__
-
-        return {
-            "run": self.run,
-            "version": __version__,
-            "kind": fn_kind,
-            "index": index,
-            "settings": self.space.settings,
-            "q": self.plan["q"],
-            "range": list(rng),
-            "device": self.device,
-            # a LocalCluster's workers were started with their numba threads; elsewhere --threads applies
-            "threads": None if getattr(self.pool, "local_cluster", None) is not None else self.threads,
-            **extra,
-        }
-
-    def emit(self, phase: str) -> None:
-        if self.progress is None:
-            return
-        st = self.stats
-        self.progress(
-            engine.Progress(
-                phase=phase,
-                fraction=min(1.0, st.covered / max(st.space_size, 1)),
-                covered=st.covered,
-                space_size=st.space_size,
-                evaluated=st.evaluated,
-                kept=st.kept,
-                rows=self.rows_out,
-                elapsed=time.perf_counter() - self.t0,
-            )
-        )
-
-    def make_plan(self, wanted: int | None) -> dict:
-        """q, the shards' task ranges, and each shard's exact survivors where they were counted."""
-        space, sel, pool = self.space, self.sel, self.pool
-        guess = wanted or (shard_jobs.SHARDS_PER_WORKER * pool.workers if pool.distributed else 1)
-        q, tasks = shard_jobs.first_cut(space, guess)
-        self.plan = {"q": q, "tasks": tasks}
-        from rfsweep import counting
-
-        table = counting.count_method(space)[0] == "dp"
-        # counts balance the shards and size the parts; a --limit or a merged selection in this process runs
-        # one shard (no count needed), and without the table a count would be one more walk of the tree
-        need = sel["sample"] is not None or (self.kind == "rows" and sel["limit"] is None) or table
-        if self.kind != "sample" and not pool.distributed and (sel["limit"] is not None or self.kind == "merge"):
-            need = False
-        counts = None
-        if need and (table or not pool.distributed):
-            counts = engine.first_cut_counts(space, q, threads=self.threads, device=self.device)
-        elif need:
-            ranges = shard_jobs.even_ranges(tasks, shard_jobs.RANGES_PER_WORKER * pool.workers)
-            jobs = [self.job("count", i, r, per_task=True) for i, r in enumerate(ranges)]
-            parts: dict[int, np.ndarray] = {}
-            for job, res in pool.run(shard_jobs.count_range, jobs):
-                parts[job["index"]] = res["counts"]
-                self.emit("count")
-            counts = np.concatenate([parts[i] for i in range(len(ranges))])
-        if counts is not None:
-            total = int(counts.sum())
-            rows = min(total, sel["sample"]) if sel["sample"] is not None else total
-            n = shard_jobs.shard_count(rows if self.kind != "merge" else 0, pool.workers, pool.distributed, wanted)
-            ranges = engine.plan_shards(counts, n)
-            self.plan["survivors"] = [int(counts[a:b].sum()) for a, b in ranges]
-        else:
-            n = shard_jobs.shard_count(0, pool.workers, pool.distributed, wanted)
-            ranges = shard_jobs.even_ranges(tasks, n)
-            self.plan["survivors"] = None
-        self.plan["shards"] = [list(r) for r in ranges]
-        self.plan["kind"] = self.kind
-        return self.plan
-
-    def progress_for(self, job: dict):
-        """In this process: the shard's engine progress as the whole run's (covered and rows so far added)."""
-        if self.progress is None:
-            return None
-        st, base_rows, t0 = self.stats, self.rows_out, self.t0
-
-        def show(p):
-            self.progress(
-                engine.Progress(
-                    phase=p.phase,
-                    fraction=min(1.0, (st.covered + p.covered) / max(st.space_size, 1)),
-                    covered=st.covered + p.covered,
-                    space_size=st.space_size,
-                    evaluated=st.evaluated + p.evaluated,
-                    kept=st.kept + p.kept,
-                    rows=base_rows + p.rows,
-                    elapsed=time.perf_counter() - t0,
-                )
-            )
-
-        return show
-
-
-def search_to_dataset(
-    location: str,
-    space=None,
-    *,
-    cluster: str | None = None,
-    scheduler: str | None = None,
-    resume: bool = False,
-    shards: int | None = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    stats: engine.Stats | None = None,
-    progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
-    inputs: tuple[str | None, ...] = (),
-    **settings: Any,
-) -> engine.Stats:
-    """Search and write the survivors as a Parquet dataset at ``location`` (a directory or a URL; see
-    :mod:`rfsweep.dataset`), sharded over ``cluster="local:N"``, a running ``scheduler``, or this process.
-
-    Reading the dataset gives the rows, in order, of :func:`rfsweep.sweep.search_to_parquet` to one file
-    with the same settings and selection (``limit``, ``sort``, ``pareto``, ``sample`` with ``seed``,
-    ``where``). ``resume`` runs only the shards whose part is missing, in a dataset of the same settings;
-    ``shards`` overrides how many shards (default: 8 a worker on a cluster, one in this process, and
-    enough that no part exceeds ~8M rows). Returns the run's Stats (``extra``: written, parts, shards_run,
-    shards_reused, workers, cluster).
-    """
-    from rfsweep import __version__, sink, sweep
-    from rfsweep.counting import make_space
-
-    sel = _selection(settings)
-    sp = make_space(space, **settings)
-    sweep.check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
-    shard_jobs.check_shards(shards)
-    sink.layout_name(columns)
-    if cluster is None and scheduler is None:
-        engine.check_threads(threads)
-    for inp in inputs:
-        if inp is not None and os.path.exists(location) and os.path.exists(inp) and os.path.samefile(location, inp):
-            raise field_error("output", location, f"is an input of this command ({inp}); write elsewhere")
-    if sel["sample"] is not None and sel["seed"] is None:
-        sel["seed"] = _seed(location, resume, sel["sample"])
-    meta_extra = {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns}
-    spec = dataset.normalized({"version": __version__, "space": sp.settings, **meta_extra})
-    target, manifest = dataset.prepare(location, spec, resume)
-    stats = stats if stats is not None else engine.Stats()
-    pool = pool_for(cluster, scheduler, threads)
-    job_location = location if target.fs is not None else target.root
-    run = _Run(pool, sp, sel, columns, meta_extra, device, threads, progress, job_location, secrets.token_hex(6))
-    try:
-        pool.prepare(columns, device)
-        startup = time.perf_counter() - run.t0
-        plan = manifest["plan"] if manifest is not None else run.make_plan(shards)
-        run.plan = plan
-        dataset.start(
-            target,
-            {"spec": spec, "version": __version__, "plan": plan, "cluster": pool.label},
-            fresh=manifest is None,
-        )
-        parts = _run_shards(run, target, reuse=manifest is not None)
-        run.stats.seconds = time.perf_counter() - run.t0
-        totals = {
-            "rows": run.rows_out,
-            "parts": len(parts),
-            "space_size": sp.size,
-            "survivors": sum(plan["survivors"]) if plan.get("survivors") is not None else None,
-        }
-        this_run = {
-            "shards_run": run.stats.extra.get("shards_run", 0),
-            "shards_reused": run.stats.extra.get("shards_reused", 0),
-            "evaluated": run.stats.evaluated,
-            "seconds": round(run.stats.seconds, 3),
-            "startup_seconds": round(startup, 3),
-            "workers": pool.workers,
-        }
-        dataset.finish(
-            target,
-            {
-                "spec": spec,
-                "version": __version__,
-                "plan": plan,
-                "cluster": pool.label,
-                "parts": parts,
-                "totals": totals,
-                "run": this_run,
-            },
-        )
-    finally:
-        pool.close()
-        with contextlib.suppress(OSError, RFSweepError):
-            target.remove_temporaries()  # what workers killed with the pool left
-    st = run.stats
-    stats.space_size, stats.evaluated, stats.covered, stats.kept = st.space_size, st.evaluated, st.covered, st.kept
-    stats.tasks, stats.seconds, stats.device = plan["tasks"], st.seconds, st.device
-    stats.stopped_early = st.covered < st.space_size
-    stats.extra.update(
-        st.extra,
-        written=run.rows_out,
-        parts=len(parts),
-        workers=pool.workers,
-        cluster=pool.label,
-        startup_seconds=startup,
-    )
-    return stats
-
-
-def _seed(location: str, resume: bool, sample: int) -> int:
-    """The seed of a --sample without one: the dataset's own when resuming it, else fresh entropy (recorded
-    in the manifest and the parts' metadata, so the sample can be drawn again)."""
-    if resume:
-        with contextlib.suppress(RFSweepError):
-            manifest = dataset.read_manifest(dataset.open_target(location))
-            spec = (manifest or {}).get("spec") or {}
-            if spec.get("sample") == sample and isinstance(spec.get("seed"), int):
-                return spec["seed"]
-    return int(np.random.SeedSequence().entropy % (2**63))
-
-
-def _run_shards(run: _Run, target: dataset.Target, reuse: bool) -> list[dict]:
-    """Run the plan's shards (those whose part is missing when resuming); returns the manifest's parts."""
-    sp, sel, plan, pool = run.space, run.sel, run.plan, run.pool
-    ranges = [tuple(r) for r in plan["shards"]]
-    n = len(ranges)
-    st = run.stats
-    st.device = run.device if run.device == "cpu" else st.device
-    names = [dataset.part_name(i, n) for i in range(n)]
-    present = set(target.names()) if reuse else set()
-    common = {"columns": run.columns, "meta": run.meta_extra, "target": run.location}
-
-    if run.kind == "merge":
-        name = dataset.part_name(0, 1)
-        if reuse and name in present:
-            rows = target.rows(name)
-            run.rows_out = rows
-            st.extra.update(shards_run=0, shards_reused=n)
-            st.covered = sp.size
-            return [{"name": name, "rows": rows, "shards": [0, n]}]
-        jobs = [run.job("merge", i, r, selection=sel, **common) for i, r in enumerate(ranges)]
-        results = []
-        for _, res in pool.run(shard_jobs.run_shard, jobs, run.progress_for):
-            shard_jobs.add_stats(st, res["stats"])
-            results.append(res)
-            run.emit("fill")
-        results.sort(key=lambda r: r["index"])
-        batch = shard_jobs.merge(sp, sel, results)
-        from rfsweep import sink
-
-        sch = sink.schema(sp, layout=run.columns)
-        with dataset.part_writer(target, name, sch, sink.metadata(sp, run.meta_extra)) as part:
-            if len(batch):
-                part.write(sink.to_table(batch, sp, sink.LayerTables(sp), sch))
-        run.rows_out = part.rows
-        st.extra.update(shards_run=n, shards_reused=0)
-        return [{"name": name, "rows": part.rows, "shards": [0, n]}]
-
-    rows: dict[int, int] = {}
-    for i in range(n):
-        if names[i] in present:
-            rows[i] = target.rows(names[i])
-            st.covered += _range_size(sp, plan["q"], ranges[i])
-            if plan.get("survivors") is not None and sel["limit"] is None:
-                st.kept += plan["survivors"][i]
-    reused = len(rows)
-    ranks = None
-    if run.kind == "sample":
-        from rfsweep.sample import draw_ranks
-
-        total = sum(plan["survivors"])
-        drawn = list(draw_ranks(total, sel["sample"], np.random.default_rng(sel["seed"])))
-        ranks = shard_jobs.split_ranks(np.concatenate(drawn) if drawn else np.zeros(0, np.int64), plan["survivors"])
-        st.extra["sampled_from"] = total
-    limit = sel["limit"]
-    cut = shard_jobs.limit_cut(rows, n, limit) if limit is not None else None
-    todo = [] if cut is not None else [i for i in range(n) if i not in rows]
-    selection = {k: sel[k] for k in ("limit", "where")}
-    jobs = []
-    for i in todo:
-        extra = {"ranks": ranks[i]} if ranks is not None else {"selection": selection}
-        jobs.append(run.job("sample" if ranks is not None else "rows", i, ranges[i], name=names[i], **common, **extra))
-    run.rows_out = sum(rows.values())
-    ran = 0
-    for job, res in pool.run(shard_jobs.run_shard, jobs, run.progress_for):
-        i = job["index"]
-        rows[i] = res["rows"]
-        ran += 1
-        shard_jobs.add_stats(st, res["stats"])
-        run.rows_out += res["rows"]
-        run.emit("fill")
-        if limit is not None:
-            cut = shard_jobs.limit_cut(rows, n, limit)
-            if cut is not None:
-                break  # the rest are not among the first N: cancelled
-    if cut is not None:
-        c, keep = cut
-        if rows[c] > keep:  # the shard that crosses N, run again to its first rows only
-            narrowed = {**selection, "limit": keep}
-            again = run.job("rows", c, ranges[c], name=names[c], attempt=1, **common, selection=narrowed)
-            for _ in pool.run(shard_jobs.run_shard, [again]):
-                pass
-            rows[c] = keep
-        for i in range(c + 1, n):
-            target.remove(names[i])
-            rows.pop(i, None)
-        run.rows_out = sum(rows.values())
-    st.extra.update(shards_run=ran, shards_reused=reused)
-    return [{"name": names[i], "rows": rows[i], "tasks": list(ranges[i])} for i in sorted(rows)]
 
 
 # ------------------------------------------------------------------ counting on a cluster
@@ -692,4 +401,4 @@ def count(space=None, **kwargs: Any) -> int:
     return count_details(space, **kwargs).count
 
 
-__all__ = ["DaskPool", "InProcess", "connect", "count", "count_details", "parse_cluster", "search_to_dataset"]
+__all__ = ["DaskPool", "InProcess", "connect", "count", "count_details", "parse_cluster", "pool_for"]

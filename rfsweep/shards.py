@@ -126,9 +126,17 @@ def run_shard(job: dict, progress=None) -> dict:
     the part ``job["name"]`` of the dataset at ``job["target"]``; ``sample`` writes the survivors of the
     shard-local ranks ``job["ranks"]`` (drawn on the client from the exact counts); ``merge`` returns the
     shard's best ``limit`` by ``sort`` or its Pareto front as arrays, for the client to merge.
-    Returns ``{"index", "rows", "stats", "batch", "seconds", "worker"}``.
+    Returns ``{"index", "rows", "stats", "batch", "seconds", "worker"}``, or ``{"index", "stopped": True}``
+    when the run was stopped meanwhile (nothing written: the part's temporary file is removed).
     """
     _check_version(job)
+    try:
+        return _run_shard(job, progress)
+    except ShardStopped:  # the client stopped the run and no longer waits for this: not a failure to log
+        return {"index": job["index"], "stopped": True}
+
+
+def _run_shard(job: dict, progress) -> dict:
     t0 = time.perf_counter()
     with _running(job["run"]):
         space = space_of(job["settings"])

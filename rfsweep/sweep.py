@@ -290,12 +290,12 @@ def search_to_parquet(
     (:mod:`rfsweep.dataset`): the same rows, in parts, sharded over ``cluster="local:N"`` (N worker
     processes here) or a running Dask ``scheduler`` ("tcp://host:8786"), or over this process without
     either; ``resume`` continues an interrupted dataset, ``shards`` sets how many (see
-    :func:`rfsweep.cluster.search_to_dataset`).
+    :func:`rfsweep.sharded.search_to_dataset`).
     """
     from rfsweep.files import is_dataset
 
     if cluster is not None or scheduler is not None or resume or shards is not None or is_dataset(path):
-        from rfsweep.cluster import search_to_dataset
+        from rfsweep.sharded import search_to_dataset
 
         return search_to_dataset(
             path,
