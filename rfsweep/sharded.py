@@ -240,6 +240,7 @@ def search_to_dataset(
         pool.prepare(columns, device)
         startup = time.perf_counter() - run.t0
         run.plan = previous["plan"] if previous is not None else run.make_plan(shards)
+        planned = time.perf_counter() - run.t0 - startup
         base["plan"] = run.plan
         dataset.start(target, base, fresh=previous is None)
         ran, reused = _run_shards(run, previous)
@@ -256,6 +257,7 @@ def search_to_dataset(
             "shards_reused": reused,
             "seconds": round(run.stats.seconds, 3),
             "startup_seconds": round(startup, 3),
+            "plan_seconds": round(planned, 3),
             "workers": pool.workers,
         }
         dataset.finish(target, {**base, "parts": parts, "totals": totals, "run": this_run})
