@@ -103,6 +103,7 @@ class DaskPool:
                 {"columns": columns, "device": device},
                 key=f"rfsweep-warm-{token}-{i}",
                 workers=[addr],
+                allow_other_workers=True,  # a worker gone meanwhile must not leave this waiting for it
                 pure=False,
             )
             for i, addr in enumerate(infos)
@@ -147,10 +148,14 @@ class DaskPool:
             )
             futures[fut.key] = (fut, job)
         # results come with their futures, fetched by the client as each shard finishes, and every future
-        # is released at once: a worker that dies later then holds nothing the scheduler would recompute
-        # (measured: a finished shard's result held on a killed worker was run again, and waiting on that
-        # future raised "Event is bound to a different event loop" in distributed 2026.8)
-        pending = as_completed([f for f, _ in futures.values()], with_results=True, raise_errors=False)
+        # is released at once: a worker that dies later then holds nothing the scheduler would recompute.
+        # The futures are tracked on this client's own loop: as_completed otherwise takes the loop of the
+        # *current* client (a `with Client(...)` of the caller's), which fetched this client's results on
+        # the wrong thread (measured, distributed 2026.8: "Event is bound to a different event loop", or a
+        # tornado AssertionError that lost the shard's result and left the run waiting for ever)
+        pending = as_completed(
+            [f for f, _ in futures.values()], loop=self.client.loop, with_results=True, raise_errors=False
+        )
         finished = False
         try:
             with steer.steering():
@@ -162,23 +167,26 @@ class DaskPool:
                         continue
                     for fut, result in ready:
                         _, job = futures.pop(fut.key)
-                        status = fut.status
                         fut.release()
-                        yield job, self._result(status, result, job)
+                        yield job, self._result(result, job)
                     steer.check()
             finished = True
         finally:
             if not finished:
                 self.stop(run, [f for f, _ in futures.values()])
 
-    def _result(self, status: str, result, job: dict) -> dict:
-        """A shard's result, or its failure as one line."""
-        if status == "finished":
+    def _result(self, result, job: dict) -> dict:
+        """A shard's result, or its failure as one line. Judged by what came back, not by the future's
+        status now: a worker that dies after the result was fetched marks the future lost (measured)."""
+        if isinstance(result, dict):
             return result
-        exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+        from distributed.scheduler import KilledWorker
+        from distributed.utils import CancelledError
+
+        exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result  # (type, exc, tb)
+        status = "cancelled" if isinstance(exc, CancelledError) else "failed"
         if isinstance(exc, RFSweepError):
             raise exc.with_traceback(None)
-        from distributed.scheduler import KilledWorker
 
         what = f"{job['kind']} job {job['index']} (first-cut tasks {job['range'][0]}..{job['range'][1] - 1})"
         if isinstance(exc, KilledWorker):

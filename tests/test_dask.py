@@ -97,33 +97,48 @@ def _kill_first_attempt(marker: str, part: str):
                 open(marker, "w").close()
                 os._exit(3)
 
-        dying_write.original = write
         sink.ParquetSink.write = dying_write
 
     return patch
 
 
-def _unpatch():
-    from rfsweep import sink
-
-    sink.ParquetSink.write = getattr(sink.ParquetSink.write, "original", sink.ParquetSink.write)
-
-
-def test_a_killed_worker_s_shard_runs_again_and_the_dataset_is_identical(tmp_path, scheduler, client):
+def test_a_killed_worker_s_shard_runs_again_and_the_dataset_is_identical(tmp_path):
+    """On a cluster of its own: whether the nanny brings the dead worker back is distributed's business
+    (measured, 2026.8: now and then it does not), and the module's cluster must keep its two workers."""
     settings = dict(SPACES["conv_pools_same"], depth="1-4", rf_max=60)
     single = tmp_path / "one.parquet"
     sweep.search_to_parquet(str(single), **settings)
     marker = tmp_path / "killed"
-    client.run(_kill_first_attempt(str(marker), "part-00003.parquet"))
-    try:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", env={"NUMBA_NUM_THREADS": "1"}
+        ) as lc,
+        distributed.Client(lc.scheduler_address) as own,  # the current client: not the one the run uses
+    ):
+        own.run(_kill_first_attempt(str(marker), "part-00003.parquet"))
         out = tmp_path / "ds"
-        stats = sweep.search_to_parquet(str(out), scheduler=scheduler, **settings)
-        assert marker.exists()  # a worker did die mid-part
-        assert assert_same_rows(single, out) == stats.extra["written"]
-        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # its temporary part is gone
-    finally:
-        client.wait_for_workers(2, timeout=60)  # the nanny restarted the one that died
-        client.run(_unpatch)
+        stats = sweep.search_to_parquet(str(out), scheduler=lc.scheduler_address, **settings)
+    assert marker.exists()  # a worker did die mid-part
+    assert assert_same_rows(single, out) == stats.extra["written"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # its temporary part is gone
+
+
+def test_shards_are_tracked_on_the_run_s_own_client_loop(tmp_path, scheduler, client, monkeypatch):
+    """Another client current in the caller (`with Client(...)`, as here the module's) must not lend its
+    event loop to the run's futures: their results fetched on the wrong thread once lost a shard's result
+    and left the run waiting for ever."""
+    loops = []
+    real = distributed.as_completed
+
+    def recording(futures, loop=None, **kw):
+        loops.append((loop, {f.client for f in futures}))
+        return real(futures, loop=loop, **kw)
+
+    monkeypatch.setattr(distributed, "as_completed", recording)
+    assert distributed.default_client() is client
+    sweep.search_to_parquet(str(tmp_path / "ds"), scheduler=scheduler, **SPACES["budgets"])
+    assert loops and all(len(c) == 1 and loop is next(iter(c)).loop for loop, c in loops)
+    assert all(loop is not client.loop for loop, _ in loops)
 
 
 def test_resume_after_deleting_parts_restores_the_dataset(tmp_path, scheduler):
