@@ -57,7 +57,7 @@ class _Run:
         self.run = secrets.token_hex(6)
         # the jobs reach the dataset by the same text on every machine: the absolute path, or the URL
         self.location = target.location if target.fs is not None else target.root
-        self.stats = engine.Stats(space_size=space.size)
+        self.stats = engine.Stats(space_size=space.size, device=device)
         self.t0 = time.perf_counter()
         self.rows_out = 0
         self.kind = "merge" if sel["sort"] is not None or sel["pareto"] is not None else "rows"
@@ -168,6 +168,7 @@ class _Run:
         st.evaluated += stats["evaluated"]
         st.covered += stats["covered"]
         st.kept += stats["kept"]
+        st.device = stats.get("device", st.device)
         self.rows_out += rows
         keys = ("evaluated", "covered", "kept")
         self.parts[index] = {"name": name, "rows": rows, **{k: stats[k] for k in keys}, **extra}
@@ -210,7 +211,10 @@ def search_to_dataset(
     from rfsweep import __version__, sink, sweep
     from rfsweep.cluster import pool_for
     from rfsweep.counting import make_space
+    from rfsweep.files import is_dataset
 
+    if not is_dataset(location):
+        raise field_error("output", location, "a dataset is a directory: give -o DIR (no extension, or a trailing /)")
     sel = _selection(settings)
     sp = make_space(space, **settings)
     sweep.check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
@@ -267,7 +271,7 @@ def search_to_dataset(
             target.remove_temporaries()  # what workers killed with the pool left
     st = run.stats
     stats.space_size, stats.evaluated, stats.covered, stats.kept = st.space_size, st.evaluated, st.covered, st.kept
-    stats.tasks, stats.seconds, stats.device = run.plan["tasks"], st.seconds, device if device == "cpu" else st.device
+    stats.tasks, stats.seconds, stats.device = run.plan["tasks"], st.seconds, st.device
     stats.stopped_early = st.covered < st.space_size
     stats.extra.update(st.extra, written=run.rows_out, cluster=pool.label, **this_run)
     stats.extra["parts"] = len(parts)
@@ -316,6 +320,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
             run.stats.evaluated += s["evaluated"]
             run.stats.covered += s["covered"]
             run.stats.kept += s["kept"]
+            run.stats.device = s["device"]
             run.emit("fill")
         from rfsweep import sink
 
@@ -325,7 +330,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
             if len(batch):
                 part.write(sink.to_table(batch, sp, sink.LayerTables(sp), sch))
         st = run.stats
-        run.stats = engine.Stats(space_size=sp.size)  # done() adds the whole run's figures once
+        run.stats = engine.Stats(space_size=sp.size, device=st.device)  # done() adds the run's figures once
         run.done(0, name, part.rows, {"evaluated": st.evaluated, "covered": st.covered, "kept": st.kept}, shards=n)
         return len(results), 0
 

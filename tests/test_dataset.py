@@ -20,6 +20,7 @@ from test_sweep import SPACES
 
 from rfsweep import dataset, sweep
 from rfsweep.cli import main
+from rfsweep.errors import RFSweepError
 from rfsweep.files import is_dataset
 
 SMALL = ["--depth", "1-4", "--kernels", "1,3,5", "--strides", "1,2", "--channels", "4,8", "--input-size", "32"]
@@ -206,6 +207,15 @@ def test_cluster_flags_are_checked_with_one_line(tmp_path, monkeypatch):
         code, _, err = _run([*command, "--scheduler", "tcp://127.0.0.1:8786"])
         assert code == 2 and "pip install 'rfsweep[dask]'" in _one_line(err, "scheduler")
     assert not os.path.exists(ds)
+
+
+def test_python_dataset_keywords_with_a_file_name_are_one_line(tmp_path):
+    out = tmp_path / "r.parquet"
+    with pytest.raises(RFSweepError) as info:
+        sweep.search_to_parquet(str(out), shards=2, **SPACES["budgets"])
+    text = str(info.value)
+    assert "field 'output'" in text and "r.parquet" in text and "\n" not in text
+    assert not out.exists()
 
 
 @pytest.mark.slow
