@@ -91,6 +91,21 @@ def test_one_part_by_default_and_readers_take_parts_in_order(tmp_path):
     assert [r[0] for r in got] == want
 
 
+def test_readme_read_dataset_recipe_runs(tmp_path, monkeypatch):
+    import re
+
+    pytest.importorskip("duckdb")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    recipe = re.search(r"<!-- recipe: read-dataset -->\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    sweep.search_to_parquet("r7", shards=3, **SPACES["budgets"])
+    sweep.search_to_parquet("r7.parquet", **SPACES["budgets"])
+    scope: dict = {}
+    exec(recipe, scope)
+    assert scope["df"]["arch_id"].tolist() == pq.read_table("r7.parquet").column("arch_id").to_pylist()
+    assert scope["table"].num_rows == len(scope["df"]) and len(scope["top"]) == 5
+
+
 def test_which_outputs_are_datasets(tmp_path):
     (tmp_path / "d.parquet").mkdir()
     (tmp_path / "f").write_text("x")
