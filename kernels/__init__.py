@@ -1,18 +1,20 @@
-"""Numba kernels (importable as rfsweep.kernels): layer_math (shared math), cpu, cuda."""
+"""Numba kernels (importable as rfsweep.kernels): costs and layer_math (shared math), cpu, cuda."""
 
 import hashlib
 from pathlib import Path
 
+SHARED = ("costs.py", "layer_math.py")  # the register_jitable modules cpu.py's kernels inline
+
 
 def _drop_stale_cache() -> None:
-    """Delete cpu.py's cached machine code when layer_math.py has changed.
+    """Delete cpu.py's cached machine code when the shared math (layer_math.py, costs.py) has changed.
 
-    numba's cache=True keys a kernel on its own file only, but cpu.py's kernels inline layer_math's
+    numba's cache=True keys a kernel on its own file only, but cpu.py's kernels inline the shared
     register_jitable functions: an edit there would otherwise run the old compiled code.
     """
     here = Path(__file__).resolve().parent
     try:
-        stamp = hashlib.sha1((here / "layer_math.py").read_bytes()).hexdigest()
+        stamp = hashlib.sha1(b"".join((here / f).read_bytes() for f in SHARED)).hexdigest()
         cache = here / "__pycache__"
         marker = cache / "layer_math.stamp"
         if marker.is_file() and marker.read_text() == stamp:

@@ -19,13 +19,10 @@ from rfsweep.kernels.layer_math import (
     C_RF_MAX,
     C_RF_MIN,
     C_WIDTH,
-    F_D,
-    F_K,
-    F_OP,
+    CTL_STOP,
+    F_CONVS,
     F_ROLE,
-    F_S,
     NS,
-    OP_CONV,
     PAD_VALID,
     ROLE_BODY,
     ROLE_HEAD,
@@ -33,7 +30,8 @@ from rfsweep.kernels.layer_math import (
     S_JUMP,
     S_NCONV,
     S_RF,
-    conv_out,
+    any_child,
+    choice_step,
     layer_channels,
     walk_prefix,
     walk_task,
@@ -122,20 +120,15 @@ def count_dp(K, jump_values, jump_next, final_ok, rf_cap, primes, ctl, hist):
                         jo = jump_next[j, pos, c]
                         if jo < 0:
                             continue
-                        k = choices[pos, c, F_K]
-                        s = choices[pos, c, F_S]
-                        keff = choices[pos, c, F_D] * (k - 1) + 1
-                        n_out, _ = conv_out(n, keff, s, mode)
+                        n_out, rfv, _ = choice_step(choices, pos, c, n, mode)
                         if n_out < min_out:
                             continue
-                        rf_out = rf + (keff - 1) * jump
+                        rf_out = rf + rfv * jump
                         if rf_out > rf_max:
                             continue
                         if rf_out > rf_cap:
                             rf_out = rf_cap
-                        mo = m
-                        if choices[pos, c, F_OP] == OP_CONV and mo < min_convs:
-                            mo += 1
+                        mo = min(m + choices[pos, c, F_CONVS], min_convs)
                         role = choices[pos, c, F_ROLE]
                         if role & ROLE_BODY:
                             for q in range(nq):
@@ -283,19 +276,15 @@ def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
                         jo = jump_next[j, t, c]
                         if jo < 0:
                             continue
-                        k = choices[t, c, F_K]
-                        keff = choices[t, c, F_D] * (k - 1) + 1
-                        n_out, _ = conv_out(n, keff, choices[t, c, F_S], mode)
+                        n_out, rfv, _ = choice_step(choices, t, c, n, mode)
                         if n_out < min_out:
                             continue
-                        rf_out = rf + (keff - 1) * jump
+                        rf_out = rf + rfv * jump
                         if rf_out > rf_max:
                             continue
                         if rf_out > rf_cap:
                             rf_out = rf_cap
-                        mo = m
-                        if choices[t, c, F_OP] == OP_CONV and mo < min_convs:
-                            mo += 1
+                        mo = min(m + choices[t, c, F_CONVS], min_convs)
                         role = choices[t, c, F_ROLE]
                         if role & ROLE_HEAD and final and final_ok[jo] and rf_out >= rf_min and mo == min_convs:
                             total += 1
@@ -328,3 +317,62 @@ def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals)
             count += table[t, j, rf, m]
         counts[i] = count
         evals[i] = st[0, S_IDX]
+
+
+@njit(cache=True, nogil=True)
+def step_all(choices, nch, cons, pos, states, out):
+    """For every state row (fields S_*) and every choice at ``pos``: the child's row, in out[i, c, S_*];
+    out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.packing, on spaces
+    whose crude bound shows no int64 can wrap.)"""
+    st = np.zeros((2, NS), np.int64)
+    for i in range(states.shape[0]):
+        for c in range(nch[pos]):
+            for f in range(NS):
+                st[0, f] = states[i, f]
+                st[1, f] = 0
+            any_child(st, 0, choices, cons, pos, c)
+            for f in range(NS):
+                out[i, c, f] = st[1, f]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist, ctl, done):
+    """hist[r, min(q, vmax) - vmin + 1] += y_w * x_w (column 0 when q < vmin) for every pair (y, x) with rf
+    r2[r] = y_rf + x_rf and cost c = y_cost + x_cost <= room, q = (room - c) // g: the G2 sums of
+    rfsweep.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
+    group k at x_start[k]:x_start[k + 1]) and sorted by cost within a group, so each (y, x) pair is
+    visited once, in the row of its rf, and a y's scan stops at the first x over the room. Rows of
+    ``hist`` belong to one rf each: the parallel loop runs over them; ``done[r]`` is set when row r is
+    complete (progress), and a raised ``ctl[CTL_STOP]`` stops every row within 4096 y values."""
+    nr = r2.shape[0]
+    ny = y_rf.shape[0]
+    inv = 1.0 / g
+    for r in prange(nr):
+        target = r2[r]
+        for i in range(ny):
+            if (i & 4095) == 0 and ctl[CTL_STOP] != 0:
+                break
+            left = room - y_cost[i]
+            if left < 0:
+                continue
+            k = np.searchsorted(xr_vals, target - y_rf[i])
+            if k >= xr_vals.shape[0] or xr_vals[k] != target - y_rf[i]:
+                continue
+            wy = y_w[i]
+            for j in range(x_start[k], x_start[k + 1]):
+                c = x_cost[j]
+                if c > left:
+                    break
+                rest = left - c
+                q = np.int64(rest * inv)
+                while q * g > rest:
+                    q -= 1
+                while (q + 1) * g <= rest:
+                    q += 1
+                if q > vmax:
+                    q = vmax
+                if q < vmin:
+                    hist[r, 0] += wy * x_w[j]
+                else:
+                    hist[r, q - vmin + 1] += wy * x_w[j]
+        done[r] = 1

@@ -26,6 +26,15 @@ from collections import namedtuple
 
 from numba.extending import register_jitable
 
+from rfsweep.kernels.costs import (
+    B_AVGPOOL,
+    B_BASIC,
+    B_GLOBAL_POOL,
+    B_MAXPOOL,
+    block_costs,
+    residual,
+)
+
 KernelArrays = namedtuple("KernelArrays", ["choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"])
 
 # Every helper is compiled with _nrt=False: none allocates, and without the runtime no reference
@@ -34,12 +43,17 @@ KernelArrays = namedtuple("KernelArrays", ["choices", "nch", "cons", "jumps", "a
 # search's kernels 2.33 s -> 1.34 s. Inlining them at numba-IR level (inline="always") was faster
 # still (0.27 s, 2.1 s, 0.88 s) but made the first compile take 49 s instead of 7 s: not taken.
 
-# choice fields
-F_OP, F_K, F_S, F_D, F_C, F_ROLE = 0, 1, 2, 3, 4, 5
-NF = 6
+# choice fields. F_S is the choice's whole stride (the jump factor), F_RFV the rf it adds per unit of the
+# jump before it (d(k-1) for a layer), F_NB its number of blocks (0: the choice is one layer, described
+# by F_OP..F_C; > 0: a stage or a fixed stem/head, whose blocks follow at NF + b * BF + BF_*)
+F_OP, F_K, F_S, F_D, F_C, F_ROLE, F_NB, F_RFV, F_CONVS = range(9)
+NF = 9  # F_CONVS: the convs a choice adds (towards --min-convs)
+# block fields (kernels/costs.py B_* ops; expansion ratio e_num / e_den; se, bn, bias flags)
+BF_OP, BF_K, BF_S, BF_D, BF_EN, BF_ED, BF_SE, BF_BN, BF_BIAS, BF_C = range(10)
+BF = 10
 # F_ROLE bits: the choice may be followed by more layers (body), may be a candidate's last layer (head)
 ROLE_BODY, ROLE_HEAD = 1, 2
-OP_CONV, OP_MAXPOOL, OP_AVGPOOL = 0, 1, 2
+OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_BLOCKS = 0, 1, 2, 3
 CH_PASS = -1  # pools: channels pass through
 CH_WIDTH = -2  # conv channels from the width rule
 
@@ -63,7 +77,7 @@ CH_WIDTH = -2  # conv channels from the width rule
     C_NLEVELS,
     C_MIN_CONVS,
 ) = range(17)
-NC = 17
+NC = 17  # then, per depth t, the least params (cons[NC + 2t]) and MACs (cons[NC + 2t + 1]) positions t.. add
 
 # detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
 # A_RF_LO <= rf <= A_RF_HI and 12 x erf variance >= A_ERF12 (so 2 x erf_sigma >= the ERF minimum)
@@ -82,7 +96,8 @@ NO = 9  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf var
 
 MAX_DEPTH = 32  # the CUDA kernels size their local state with it
 CTL_STOP = 0  # ctl[CTL_STOP] != 0: the host asks every walk to stop (Ctrl-C)
-NCTL = 1
+CTL_CAP = 1  # ctl[CTL_CAP] > 0: a task stops at that many survivors (a --limit needs no more from one task)
+NCTL = 2
 STOP_EVERY = 1 << 12  # walk iterations between two looks at the stop flag (~10 us on a CPU core)
 
 
@@ -196,7 +211,8 @@ def child(st, t, choices, cons, pos, c):
         w = k * k * cin * cout
         params += w + cons[C_BIAS] * cout
         macs += w * n_out * n_out
-        if params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
+        # a budget prunes with what the rest of the candidate must still add (0 where it may stop)
+        if params + cons[NC + 2 * t + 2] > cons[C_MAX_PARAMS] or macs + cons[NC + 2 * t + 3] > cons[C_MAX_MACS]:
             return False
     st[t + 1, S_N] = n_out
     st[t + 1, S_RF] = rf_out
@@ -211,6 +227,115 @@ def child(st, t, choices, cons, pos, c):
     st[t + 1, S_NCONV] = nconv
     # too few positions left to reach the minimum number of convs
     return nconv + cons[C_DMAX] - (t + 1) >= cons[C_MIN_CONVS]
+
+
+@register_jitable(_nrt=False)
+def blocks_child(st, t, choices, cons, pos, c):
+    """child() for a choice made of blocks (a stage of a NAS space, or a fixed stem or head): each block's
+    spatial convs update the geometry as layers do, a residual block adds half its ERF increment (its
+    output mixes the input and the branch equally, as the analyzer's add does), and each block's params
+    and MACs are kernels.costs.block_costs. Blocks after a global pool cost their weights and leave the
+    geometry (the candidate's map) as it was."""
+    nb = choices[pos, c, F_NB]
+    n = st[t, S_N]
+    rf = st[t, S_RF]
+    jump = st[t, S_JUMP]
+    pad = st[t, S_PAD]
+    cin = st[t, S_CIN]
+    params = st[t, S_PARAMS]
+    macs = st[t, S_MACS]
+    erf = st[t, S_ERF]
+    ndown = st[t, S_NDOWN]
+    nconv = st[t, S_NCONV]
+    pooled = False
+    for b in range(nb):
+        base = NF + b * BF
+        op = choices[pos, c, base + BF_OP]
+        k = choices[pos, c, base + BF_K]
+        s = choices[pos, c, base + BF_S]
+        d = choices[pos, c, base + BF_D]
+        cout = choices[pos, c, base + BF_C]
+        if op == B_GLOBAL_POOL:
+            pooled = True
+            continue
+        if op == B_MAXPOOL or op == B_AVGPOOL:
+            cout = cin
+        else:
+            nconv += 1
+        n_in = n
+        if pooled:  # 1x1 convs and linear layers on the pooled vector
+            p, m = block_costs(op, k, s, 1, 1, 0, choices[pos, c, base + BF_BN], choices[pos, c, base + BF_BIAS],
+                               cin, cout, 1, 1)  # fmt: skip
+        else:
+            keff = d * (k - 1) + 1
+            de = 0
+            for layer in range(2 if op == B_BASIC else 1):  # a basic block's second conv has stride 1
+                stride = s if layer == 0 else 1
+                if cons[C_NO_UNPROD] != 0 and keff > 1:
+                    if rf - pad >= cons[C_N] and (n - 1) * jump <= pad:
+                        return False
+                n_out, pl = conv_out(n, keff, stride, cons[C_PAD])
+                if n_out < cons[C_MIN_OUT]:
+                    return False
+                rf += (keff - 1) * jump
+                pad += pl * jump
+                de += (jump * d) * (jump * d) * (k * k - 1)
+                jump *= stride
+                n = n_out
+            if residual(op, s, cin, cout):
+                de //= 2  # even: odd kernels only in residual blocks (k^2 - 1 is a multiple of 8)
+            erf += de
+            if s > 1:
+                ndown += 1
+            p, m = block_costs(op, k, s, choices[pos, c, base + BF_EN], choices[pos, c, base + BF_ED],
+                               choices[pos, c, base + BF_SE], choices[pos, c, base + BF_BN],
+                               choices[pos, c, base + BF_BIAS], cin, cout, n_in, n)  # fmt: skip
+        params += p
+        macs += m
+        if rf > cons[C_RF_MAX] or params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
+            return False
+        cin = cout
+    if params + cons[NC + 2 * t + 2] > cons[C_MAX_PARAMS] or macs + cons[NC + 2 * t + 3] > cons[C_MAX_MACS]:
+        return False
+    jlog = 0
+    while (1 << jlog) < jump:
+        jlog += 1
+    if (1 << jlog) != jump:
+        jlog = -1
+    st[t + 1, S_N] = n
+    st[t + 1, S_RF] = rf
+    st[t + 1, S_JUMP] = jump
+    st[t + 1, S_PAD] = pad
+    st[t + 1, S_CIN] = cin
+    st[t + 1, S_PARAMS] = params
+    st[t + 1, S_MACS] = macs
+    st[t + 1, S_ERF] = erf
+    st[t + 1, S_NDOWN] = ndown
+    st[t + 1, S_JLOG] = jlog
+    st[t + 1, S_NCONV] = nconv
+    return nconv + cons[C_DMAX] - (t + 1) >= cons[C_MIN_CONVS]
+
+
+@register_jitable(_nrt=False)
+def any_child(st, t, choices, cons, pos, c):
+    """child() or blocks_child(), by the choice's kind (kept apart so that the layer path stays small)."""
+    if choices[pos, c, F_NB] > 0:
+        return blocks_child(st, t, choices, cons, pos, c)
+    return child(st, t, choices, cons, pos, c)
+
+
+@register_jitable(_nrt=False)
+def choice_step(choices, pos, c, n, mode):
+    """(out size, rf per unit of jump, whole stride) of a choice on an input of size n, for the counting
+    programme. A choice of blocks is in a 'same'-padded space (rfsweep.stages requires it), where the
+    out size is ceil(n / stride) whatever the kernels; n_out 0 when it does not fit."""
+    s = choices[pos, c, F_S]
+    if choices[pos, c, F_NB] > 0:
+        return (n + s - 1) // s, choices[pos, c, F_RFV], s
+    k = choices[pos, c, F_K]
+    keff = choices[pos, c, F_D] * (k - 1) + 1
+    n_out, _ = conv_out(n, keff, s, mode)
+    return n_out, keff - 1, s
 
 
 @register_jitable(_nrt=False)
@@ -373,7 +498,7 @@ def walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch):
                 owned = False
         if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
-        if not child(st, t, choices, cons, t, c):
+        if not any_child(st, t, choices, cons, t, c):
             return count, False
         st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
         st[t + 1, S_IDX] = c
@@ -400,13 +525,16 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     A task is the subtree under the node ``prefix[:plen]``, with the ancestors it owns (walk_prefix).
     Returns the number of survivors; ``row0`` is where the task's first row goes. On return
     ``st[0, S_IDX]`` holds the number of candidates the task evaluated (pruned subtrees are skipped).
-    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``.
+    The walk gives up, returning what it has, once the host raises ``ctl[CTL_STOP]``, and stops at
+    ``ctl[CTL_CAP]`` survivors when that is positive (the count is then a lower bound, the rows the first
+    ones in depth-first order).
     """
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
         return 0
+    cap = ctl[CTL_CAP]
     count, below = walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch)
-    if not below:
+    if not below or (cap > 0 and count >= cap):
         return count
     # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
     # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
@@ -431,7 +559,7 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
             cur += 1
             # choices are sorted by d(k-1): past the rf maximum, so is every later choice; at the last
             # position a choice below the minimum cannot be a survivor either
-            rf_next = st[depth, S_RF] + choices[depth, c, F_D] * (choices[depth, c, F_K] - 1) * st[depth, S_JUMP]
+            rf_next = st[depth, S_RF] + choices[depth, c, F_RFV] * st[depth, S_JUMP]
             if rf_next > cons[C_RF_MAX]:
                 cur = nch[depth]
                 continue
@@ -440,7 +568,8 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
             role = choices[depth, c, F_ROLE]
             if depth + 1 >= dmin and role & ROLE_HEAD:
                 st[0, S_IDX] += 1
-            if child(st, depth, choices, cons, depth, c):
+            if (blocks_child(st, depth, choices, cons, depth, c) if choices[depth, c, F_NB] > 0
+                    else child(st, depth, choices, cons, depth, c)):  # fmt: skip
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
                 if (
@@ -451,6 +580,8 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
                     if survives(st, depth + 1, choices, jumps, anchors, cons):
                         emit(mode, st, depth + 1, out, out_ch, row0 + count, dep_off, anchors, cons)
                         count += 1
+                        if count == cap:
+                            return count
                     if role & ROLE_BODY:
                         depth += 1
                         cur = 0

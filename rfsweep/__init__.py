@@ -47,15 +47,20 @@ from rfsweep.analyze import analyze  # noqa: E402  (the function, not the module
 from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
 
 _SWEEP = ("search", "search_to_parquet", "count", "count_details")
+_IMPORTERS = ("from_onnx", "from_torch")
 
 
 def __getattr__(name):
-    """The sweep API loads numba on first use, so `import rfsweep` (and the CLI) stays light."""
+    """The sweep API loads numba, the importers onnx (and torch), on first use: `import rfsweep` stays light."""
     if name in _SWEEP:
         from rfsweep import sweep
 
         return getattr(sweep, name)
+    if name in _IMPORTERS:
+        from rfsweep import importers
+
+        return getattr(importers, name)
     raise AttributeError(f"module 'rfsweep' has no attribute {name!r}")
 
 
-__all__ = ["analyze", "RFSweepError", "SpecError", "__version__", *_SWEEP]
+__all__ = ["analyze", "RFSweepError", "SpecError", "__version__", *_SWEEP, *_IMPORTERS]

@@ -3,6 +3,10 @@
 Multi-path networks are walked in topological order; a merge (add, concat) requires its branches to be
 aligned (equal size, jump and centre on both axes, as Araujo et al. require) and is refused otherwise,
 with the merge and both values named.
+
+A ``gate`` (squeeze-and-excitation: a map multiplied per channel by a branch pooled over the whole map)
+takes the geometry of the map: its rf, jump and offsets count the gated map only, and the layer is flagged
+``gated`` because its units also depend, through the gate, on the whole input (as does every layer after it).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path neve
 from rfsweep import arithmetic as ar
 from rfsweep.errors import SpecError, field_error
 from rfsweep.numbers import fmt_number, plain
-from rfsweep.spec import CONV_OPS, MERGE_OPS, POOL_OPS, Layer, Network
+from rfsweep.spec import ADAPTIVE_OPS, BLOCK_OPS, CONV_OPS, POOL_OPS, Layer, Network, is_merge
 
 COLUMNS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 
@@ -78,6 +82,60 @@ def _spatial(layer: Layer, a: ar.Axis, axis: int) -> ar.Axis:
     return ar.conv_axis(a, k, s, d, pl, pr, layer.ceil_mode)
 
 
+def _adaptive(layer: Layer, a: ar.Axis, axis: int) -> ar.Axis:
+    if a.whole:
+        return a
+    if a.size is None:
+        raise field_error(
+            "output", list(layer.output), "adaptive pooling needs the input size (--input-size)", layer=layer.name
+        )
+    return ar.adaptive_axis(a, layer.output[axis])
+
+
+def _block_axes(layer: Layer, in_axes: tuple[ar.Axis, ar.Axis], cin: int) -> tuple[tuple[ar.Axis, ar.Axis], int]:
+    b = layer.block
+    if layer.op == "space_to_depth":
+        sizes = [a.size for a in in_axes]
+        if any(not a.whole and a.size is not None and a.size % b for a in in_axes):
+            raise field_error("block", b, f"must divide the input size {sizes}", layer=layer.name)
+        return tuple(a if a.whole else ar.space_to_depth_axis(a, b) for a in in_axes), cin * b * b
+    if cin % (b * b):
+        raise field_error("block", b, f"block² must divide the input channels ({cin})", layer=layer.name)
+    return tuple(a if a.whole else ar.depth_to_space_axis(a, b) for a in in_axes), cin // (b * b)
+
+
+def _gate(layer: Layer, sources) -> None:
+    (map_name, _, _, cin), (gate_name, _, gate_axes, gate_ch) = sources
+    if not gate_axes[0].whole:
+        raise field_error(
+            "inputs",
+            [map_name, gate_name],
+            f"the gate '{gate_name}' must be a global vector (after a global pool), not a spatial map",
+            layer=layer.name,
+        )
+    if gate_ch not in (cin, 1):
+        raise field_error(
+            "inputs",
+            [map_name, gate_name],
+            f"the gate has {gate_ch} channels, the map {cin} (they must be equal, or the gate 1)",
+            layer=layer.name,
+        )
+
+
+def _pointwise_params(layer: Layer, cin: int) -> int:
+    """Learned per-channel vectors of a pointwise layer: bn scale and shift, layernorm weight (and bias),
+    affine weight and/or bias, prelu slopes (one, or one per channel)."""
+    if layer.op == "bn":
+        return 2 * cin
+    if layer.op == "layernorm":
+        return cin * (1 + layer.bias)
+    if layer.op == "affine":
+        return cin * (layer.weight + layer.bias)
+    if layer.op == "prelu":
+        return cin if layer.per_channel else 1
+    return 0
+
+
 def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.Axis, ar.Axis], int]]):
     first_name, _, first_axes, _ = sources[0]
     for name, _, axes, _ in sources[1:]:
@@ -99,10 +157,10 @@ def _merge(layer: Layer, sources: list[tuple[str, LayerResult | None, tuple[ar.A
                         layer=layer.name,
                     )
     chans = [c for _, _, _, c in sources]
-    if layer.op == "add":
+    if layer.op != "concat":  # add, and a pointwise function of several maps
         if len(set(chans)) != 1:
             raise field_error(
-                "inputs", [s[0] for s in sources], f"add needs equal channels, got {chans}", layer=layer.name
+                "inputs", [s[0] for s in sources], f"{layer.op} needs equal channels, got {chans}", layer=layer.name
             )
         weights = [Fraction(1)] * len(sources)
         channels = chans[0]
@@ -127,7 +185,7 @@ def evaluate(net: Network) -> list[LayerResult]:
         params, macs = 0, 0
         flags: list[str] = []
         op = layer.op
-        if op in MERGE_OPS:
+        if is_merge(layer):
             axes, cout = _merge(layer, sources)
         elif op in CONV_OPS + POOL_OPS:
             axes = tuple(_spatial(layer, in_axes[i], i) for i in range(2))
@@ -153,6 +211,25 @@ def evaluate(net: Network) -> list[LayerResult]:
                 spatial = [ar.effective_kernel(layer.kernel[i], layer.dilation[i]) > 1 for i in range(2)]
                 if any(spatial) and op != "deconv" and all(sees_whole_input(in_axes[i], n_in[i]) for i in range(2)):
                     flags.append("unproductive")
+        elif op in ADAPTIVE_OPS:
+            axes = tuple(_adaptive(layer, in_axes[i], i) for i in range(2))
+            cout = cin
+        elif op in BLOCK_OPS:
+            axes, cout = _block_axes(layer, in_axes, cin)
+        elif op == "slice":
+            stop = cin if layer.stop is None else layer.stop
+            if stop > cin or layer.start >= stop:
+                raise field_error(
+                    "stop" if layer.stop is not None else "start",
+                    layer.stop if layer.stop is not None else layer.start,
+                    f"the slice [{layer.start}, {stop}) must lie inside the input's {cin} channels",
+                    layer=layer.name,
+                )
+            axes, cout = in_axes, stop - layer.start
+        elif op == "gate":
+            _gate(layer, sources)
+            axes, cout = in_axes, cin
+            flags.append("gated")
         elif op == "upsample":
             axes = tuple(
                 in_axes[i] if in_axes[i].whole else ar.upsample_axis(in_axes[i], layer.scale[i], layer.mode)
@@ -174,8 +251,7 @@ def evaluate(net: Network) -> list[LayerResult]:
             axes = tuple(ar.whole_axis(a) for a in in_axes)
         else:  # pointwise: geometry unchanged
             axes, cout = in_axes, cin
-            if op == "bn":
-                params = 2 * cin
+            params = _pointwise_params(layer, cin)
         if n_in is not None and any(not a.whole and a.rf > n for a, n in zip(axes, n_in)):
             flags.append("rf>input")
         results.append(LayerResult(layer=layer, axes=axes, channels=cout, params=params, macs=macs, flags=flags))
@@ -222,7 +298,9 @@ def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
     Parameters
     ----------
     spec_or_name : str, path, dict or Network
-        A built-in model name (``rfsweep zoo``), a JSON/TOML spec file, a spec dict or a Network.
+        A built-in model name (``rfsweep zoo``), a JSON/TOML spec file, an ONNX model (``.onnx``, needs
+        ``rfsweep[onnx]``), a spec dict, a Network, or a PyTorch ``nn.Module`` (imported through ONNX at
+        ``input_size``, default 224).
     input_size : int, (h, w) or 'HxW', optional
         Overrides the spec's input size.
 
@@ -231,7 +309,7 @@ def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
     pandas.DataFrame
         Columns name, op, out_size, channels, jump, rf, eff_padding, center, params, macs, erf_sigma
         (spatial ones as (h, w) tuples), global (the layer sees the whole input) and flags
-        (``rf>input``, ``unproductive``).
+        (``rf>input``, ``unproductive``, ``gated``).
     """
     from rfsweep.spec import parse_input_size
     from rfsweep.zoo import resolve

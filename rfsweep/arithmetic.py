@@ -24,13 +24,19 @@ stride-2 transposed conv reaches 2 input units per output unit, not 4/2 + 1.5. A
 map no longer all have the same support (a nearest x2 upsample makes units 2t and 2t+1 copies of unit t),
 so the recurrence ``rf + (k'-1)·jump`` is no longer exact for the layers that follow: the axis then keeps
 the hull of every phase of the (periodic) map in ``Axis.phases`` and rf is the largest hull, exactly.
+
+Adaptive pooling (PyTorch's rule: unit ``i`` of ``o`` pools input units ``floor(i·n/o) .. ceil((i+1)·n/o)-1``)
+uses the same machinery: its windows repeat every ``o/gcd(n, o)`` units, so the map is periodic with jump
+``n/o`` input units, and rf is again the largest hull, exact. Space-to-depth by ``b`` is, per axis, a
+``b``-tap stride-``b`` pool (a unit gathers ``b`` neighbours into its channels) and depth-to-space a nearest
+upsample by ``b`` (unit ``v`` is one channel group of input unit ``floor(v/b)``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from math import floor, lcm
+from math import floor, gcd, lcm
 
 ZERO = Fraction(0)
 ONE = Fraction(1)
@@ -245,6 +251,57 @@ def upsample_axis(a: Axis, scale: int, mode: str = "nearest") -> Axis:
 
     rf, phases = _resample(a, len(a.phase_hulls()) * scale, reads, center, a.jump / scale)
     return Axis(size=size, jump=a.jump / scale, rf=rf, center=center, erf_var=var, phases=phases)
+
+
+def adaptive_window(n: int, out: int, i: int) -> tuple[int, int]:
+    """PyTorch's adaptive pooling window ``(start, stop)`` (stop exclusive) of unit ``i`` of ``out`` over ``n``:
+    input units ``floor(i·n/out) .. ceil((i+1)·n/out) - 1``."""
+    return (i * n) // out, -(-(i + 1) * n // out)
+
+
+def adaptive_axis(a: Axis, out: int) -> Axis:
+    """Adaptive average or max pooling to ``out`` units (the input size ``a.size`` must be known).
+
+    The windows repeat every ``p = out/gcd(n, out)`` units, shifted by ``n/gcd(n, out)`` input units, so the
+    jump is ``jump_in·n/out`` and unit ``u`` is referred to ``center + u·jump`` with
+    ``center = center_in + (n/out - 1)/2·jump_in`` (the centre of an ideal window ``n/out`` wide); rf is
+    the largest hull over the ``p`` phases, exact. When ``out`` divides ``n`` this is the pool with kernel
+    and stride ``n/out``.
+
+    The effective-RF variance adds the phase-averaged window (uniform weights, as for transposed convs):
+    ``jump_in²·mean_u((w_u²-1)/12 + m_u²)`` with ``w_u`` the width of window ``u`` and ``m_u`` the offset of
+    its middle from the unit's reference point; the offsets average to 0 over a period.
+    """
+    n = a.size
+    if n is None:
+        raise ValueError("adaptive pooling needs the input size")
+    ratio = Fraction(n, out)
+    center = a.center + (ratio - 1) / 2 * a.jump
+    jump = a.jump * ratio
+    period = out // gcd(n, out)
+    rf, phases = _resample(a, period * len(a.phase_hulls()), lambda u: range(*adaptive_window(n, out, u)), center, jump)
+    spread = ZERO
+    for u in range(period):
+        start, stop = adaptive_window(n, out, u)
+        middle = Fraction(start + stop - 1, 2) - (u * ratio + (ratio - 1) / 2)
+        spread += Fraction((stop - start) ** 2 - 1, 12) + middle * middle
+    return Axis(
+        size=out, jump=jump, rf=rf, center=center, erf_var=a.erf_var + a.jump**2 * spread / period, phases=phases
+    )
+
+
+def space_to_depth_axis(a: Axis, block: int) -> Axis:
+    """Space-to-depth (pixel unshuffle) by ``block``: on one axis, a ``block``-tap pool with stride ``block``.
+
+    Output unit ``u`` holds input units ``u·b .. u·b + b - 1`` in its channels; the size must divide by ``b``.
+    """
+    return conv_axis(a, block, block, 1, 0, 0)
+
+
+def depth_to_space_axis(a: Axis, block: int) -> Axis:
+    """Depth-to-space (pixel shuffle) by ``block``: unit ``v`` is a channel group of input unit ``floor(v/b)``,
+    so on one axis it is a nearest upsample by ``block``."""
+    return upsample_axis(a, block, "nearest")
 
 
 def whole_axis(a: Axis) -> Axis:

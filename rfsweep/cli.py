@@ -40,12 +40,14 @@ def main():
 def analyze(model, input_size, fmt, plot_path):
     """Per-layer RF, jump, offsets, out size, params, MACs and ERF sigma of MODEL.
 
-    MODEL is a built-in model (see `rfsweep zoo`) or a JSON/TOML spec file.
+    MODEL is a built-in model (see `rfsweep zoo`), a JSON/TOML spec file or an ONNX model (.onnx,
+    pip install 'rfsweep[onnx]').
 
     \b
     Examples:
       rfsweep analyze resnet_v1_50
       rfsweep analyze mynet.toml --input-size 320x480 --format json
+      rfsweep analyze resnet50.onnx
     """
     from rfsweep import report
     from rfsweep.analyze import evaluate
@@ -151,6 +153,8 @@ def zoo(as_json):
 def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve, seed, fmt, export_kind, plot_path):
     """Anchors per detector level of MODEL against stride, RF and exact ERF.
 
+    MODEL is a built-in model, a JSON/TOML spec file or an ONNX model (.onnx).
+
     \b
     Examples:
       rfsweep anchors resnet50 --taps layer2.3.relu_2,layer3.5.relu_2,layer4.2.relu_2 --rule fpn
@@ -185,6 +189,40 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
     if plot_out is not None:
         anc.plot(rep, plot_out)
         click.echo(f"plot written to {plot_path}", err=True)
+
+
+@main.command("import")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the spec to this .json or .toml file (atomically); default: JSON on stdout.",
+)
+@click.option("--input-size", help="Re-run ONNX shape inference at N or HxW instead of the model's own size.")
+@friendly
+def import_model(model, output, input_size):
+    """Translate an ONNX model into a network spec you can read, edit and analyze.
+
+    Every layer keeps its ONNX node's name (or its PyTorch module's, where the exporter recorded it); an op
+    whose geometry rfsweep does not know is refused with one line naming the node.
+
+    \b
+    Examples:
+      rfsweep import resnet50.onnx -o resnet50.toml
+      rfsweep import detector.onnx --input-size 640 -o detector.json
+    """
+    from rfsweep.importers import from_onnx
+    from rfsweep.spec_write import to_json, write_spec
+
+    spec = from_onnx(model, input_size=input_size)
+    if output is None:
+        click.echo(to_json(spec), nl=False)
+        return
+    write_spec(spec, output, protect=model)
+    size = spec["input"]["size"]
+    size = f"{size}x{size}" if isinstance(size, int) else "x".join(map(str, size))
+    click.echo(f"{len(spec['layers'])} layers at input {size} from {model} -> {output}", err=True)
 
 
 # The sweep commands live in their own module.

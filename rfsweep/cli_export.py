@@ -36,21 +36,18 @@ from rfsweep.cli_base import friendly
 @click.option(
     "--act",
     type=click.Choice(["relu", "relu6", "silu", "none"]),
-    default="relu",
-    show_default=True,
-    help="Activation after every conv (no parameters).",
+    help="Activation after every conv (no parameters); chain spaces only.  [default: relu]",
 )
 @click.option(
     "--norm",
     type=click.Choice(["bn", "none"]),
-    default="none",
-    show_default=True,
-    help="bn: BatchNorm2d between every conv and its activation, +2·C parameters for C channels.",
+    help="bn: BatchNorm2d between every conv and its activation, +2·C parameters for C channels; chain "
+    "spaces only.  [default: none]",
 )
 @click.option(
     "--num-classes",
     type=int,
-    help="Add a head: global average pool, flatten, Linear(C, K): +C·K+K parameters.",
+    help="Add a head: global average pool, flatten, Linear(C, K): +C·K+K parameters; chain spaces only.",
 )
 @friendly
 def export(file, to, output, where, ids, top, sort, act, norm, num_classes):
@@ -61,6 +58,11 @@ def export(file, to, output, where, ids, top, sort, act, norm, num_classes):
     head) each model's parameter count is the row's params, and at the search's input size its last
     feature map is out_size on each side ('tf_same' padding is resolved at that size). A summary
     goes to stderr.
+
+    A search over a space of stages (--space ofa_mbv3, ...) exports each candidate as its space
+    defines it, one module a block (MBConv, Bottleneck, ...), head included: the parameters are the
+    row's params, and model.features(x) is the map before the head's global pool (out_size on each
+    side). --act, --norm and --num-classes apply to chain spaces only.
 
     \b
     Examples:

@@ -41,7 +41,8 @@ SPACE_OPTIONS = (
             "--space",
             "space_file",
             type=click.Path(dir_okay=False),
-            help="TOML file with any of these settings (underscores) and [[positions]] overrides; flags win.",
+            help="TOML file with any of these settings (underscores) and [[positions]] overrides, or a space of "
+            "stages; or the name of a shipped space (ofa_mbv3, ...); flags win.",
         )
     ]
     + [_setting_option(s) for s in SETTINGS if s.kind != "toml"]
@@ -93,10 +94,11 @@ def space_options(fn):
 
 
 def _space(kwargs, for_search: bool = True):
-    from rfsweep.settings import DEFAULTS, load_space_file
+    from rfsweep.settings import DEFAULTS
     from rfsweep.space import build_space
+    from rfsweep.stages import load
 
-    settings = load_space_file(kwargs["space_file"]) if kwargs.get("space_file") else {}
+    settings = load(kwargs["space_file"]) if kwargs.get("space_file") else {}
     if not isinstance(settings, dict):
         raise field_error("space", kwargs["space_file"], "must hold a table of settings")
     for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)
@@ -129,6 +131,11 @@ def _progress(enabled: bool, what: str):
     bar = steer.Progress(enabled=None if enabled else False)
 
     def show(p):
+        if p.phase == "stages":  # rfsweep.stage_count: no candidate is walked, the fraction is of its tables
+            start = bar.elapsed - p.elapsed
+            head = f"{what} {100 * p.fraction:5.1f}% | per-stage tables, meet in the middle"
+            bar.update(lambda now: f"{head} | {steer.eta(now - start, p.fraction)}")
+            return
         head = (
             f"{what} {100 * p.fraction:5.1f}% | {_human(p.covered)} of {_human(p.space_size)} candidates settled, "
             f"{_human(p.evaluated)} evaluated, {p.kept:,} kept" + (f", {p.rows:,} out" if p.rows else "")
@@ -191,11 +198,9 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option(
     "--columns",
     type=click.Choice(["wide", "lists", "compact", "full"]),
-    default="wide",
-    show_default=True,
-    help="Layout of the per-layer values: wide, one column per position (op_0, kernel_0, ...); lists, list "
-    "columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write; compact, none (arch_id and "
-    "`rfsweep show` decode them).",
+    help="Layout of the per-layer values: wide (a chain's default), one column per position (op_0, kernel_0, "
+    "...); lists, list columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write, and a space of "
+    "stages' default (depths per stage, then per block); compact, none (arch_id and `rfsweep show` decode them).",
 )
 @friendly
 def search(
@@ -249,8 +254,10 @@ def search(
     sweep.check_selection(limit, sort, pareto, sample, where, seed)
     selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
     space = _space(kwargs)
+    from rfsweep import sink
+
+    columns = sink.layout_name(columns, space)
     if where is not None:
-        from rfsweep import sink
         from rfsweep.where import parse_where
 
         parse_where(where, sink.schema(space, layout="compact"))  # a bad filter fails before the walk
@@ -290,7 +297,10 @@ def search(
         if progress is not None:
             progress.done()
     if output is None and written and not as_json:
-        cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
+        if space.has_blocks:
+            cols = ["arch_id", "depths", "kernel", "expand", "channels", "rf", "jump", "out_size"]
+        else:
+            cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
         click.echo(df[cols + ["params", "macs", "erf_sigma"]].to_string(index=False))
     summary = {
         "space_size": stats.space_size,
@@ -364,16 +374,7 @@ def _nothing(space) -> dict:
     in_window = counting.window_count(space)
     out = {"in_rf_window": in_window}
     if in_window:
-        others = [
-            flag
-            for flag, on in (
-                ("--max-params", space.max_params is not None),
-                ("--max-macs", space.max_macs is not None),
-                ("--no-unproductive", space.no_unproductive),
-                ("--anchors", bool(space.levels)),
-            )
-            if on
-        ]
+        others = counting.prefix_flags(space)
         out["why"] = (
             f"no candidate matches: {in_window:,} candidates have rf {window} (with the jump, out-size and "
             f"min-convs constraints), but {', '.join(others) or 'the other constraints'} removed every one"
@@ -398,11 +399,12 @@ def _nothing(space) -> dict:
 @space_options
 @click.option(
     "--method",
-    type=click.Choice(["auto", "dp", "enumerate"]),
+    type=click.Choice(["auto", "dp", "stages", "enumerate"]),
     default="auto",
     show_default=True,
-    help="dp counts without enumerating (rf, jump, out-size, min-convs constraints and a head); enumerate "
-    "walks the pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors).",
+    help="dp counts without enumerating (rf, jump, out-size, min-convs constraints and a head); stages counts "
+    "a space of stages under one budget exactly (per-stage tables, meet in the middle); enumerate walks the "
+    "pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors on chains).",
 )
 @cluster_options
 @friendly
@@ -490,11 +492,12 @@ def show(file, arch_id, fmt):
     """
     from rfsweep import report, sink
     from rfsweep.analyze import evaluate
+    from rfsweep.ids import ID_LIMIT
     from rfsweep.settings import parse_int
     from rfsweep.space import build_space
     from rfsweep.spec import parse_network
 
-    arch_id = parse_int("arch_id", arch_id, 0)
+    arch_id = parse_int("arch_id", arch_id, 0, ID_LIMIT - 1)
     spec = sink.read_spec(file)
     try:
         space = build_space(spec["space"])

@@ -25,7 +25,7 @@ from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, build_space
 
 DP_CELLS_MAX = 10_000_000  # (jump x rf x convs x primes) states of the programme; beyond it, enumerate
-METHODS = ("auto", "dp", "enumerate")
+METHODS = ("auto", "dp", "stages", "enumerate")
 
 
 def make_space(space: Space | dict | None = None, *, for_search: bool = True, **settings: Any) -> Space:
@@ -104,7 +104,7 @@ def jump_tables(space: Space):
     values = {1}
     frontier = {1}
     for p in range(space.depth_max):
-        frontier = {j * c.stride for j in frontier for c in space.positions[p] if ok(j * c.stride)}
+        frontier = {j * c.jump_factor for j in frontier for c in space.positions[p] if ok(j * c.jump_factor)}
         values |= frontier
     jv = sorted(values)
     index = {j: i for i, j in enumerate(jv)}
@@ -112,7 +112,7 @@ def jump_tables(space: Space):
     for i, j in enumerate(jv):
         for p, options in enumerate(space.positions):
             for c, ch in enumerate(options):
-                nxt[i, p, c] = index.get(j * ch.stride, -1)
+                nxt[i, p, c] = index.get(j * ch.jump_factor, -1)
     final = np.array([1 if not space.jumps or j in space.jumps else 0 for j in jv], np.int64)
     return np.array(jv, np.int64), nxt, final
 
@@ -153,18 +153,26 @@ def rf_histogram(space: Space, rf_min: int, rf_max: int | None) -> list[int]:
     return [crt(list(row), mods) for row in hist]
 
 
+def prefix_flags(space: Space) -> list[str]:
+    """The flags set on the space whose constraints need a candidate's whole prefix (the programme's
+    states do not track them)."""
+    flags = (
+        ("--max-params", space.max_params is not None),
+        ("--max-macs", space.max_macs is not None),
+        ("--no-unproductive", space.no_unproductive),
+        ("--anchors", bool(space.levels)),
+    )
+    return [flag for flag, on in flags if on]
+
+
 def count_method(space: Space) -> tuple[str, str]:
-    """('dp' or 'enumerate', why): the programme unless a constraint needs the whole prefix."""
-    needs = [
-        flag
-        for flag, on in (
-            ("--max-params", space.max_params is not None),
-            ("--max-macs", space.max_macs is not None),
-            ("--no-unproductive", space.no_unproductive),
-            ("--anchors", bool(space.levels)),
-        )
-        if on
-    ]
+    """('dp', 'stages' or 'enumerate', why): the programme unless a constraint needs the whole prefix;
+    for a space of stages under one budget, the split method of rfsweep.stage_count."""
+    from rfsweep import stage_count
+
+    if space.has_blocks and stage_count.applicable(space) is None:
+        return "stages", "per-stage tables split by cost granularity (exact meet in the middle under the budget)"
+    needs = prefix_flags(space)
     if needs:
         return "enumerate", f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the whole prefix"
     cells = dp_cells(space, dp_cap(space, space.rf_min, space.rf_max))
@@ -225,15 +233,26 @@ def count_details(
         gpu.backend(device)
     best, why = count_method(sp)
     if method == "dp" and best != "dp":
+        if best == "stages":
+            why = "a budget needs the split method (--method stages)"
         raise field_error("method", "dp", f"the programme cannot count this space: {why}; use enumerate")
     if method == "auto":
         method = best
     elif method != best:
         why = "asked for (--method)"
+    if method == "stages" and best != "stages":
+        from rfsweep import stage_count
+
+        raise field_error("method", "stages", f"cannot count this space: {stage_count.applicable(sp)}")
     t0 = time.perf_counter()
     if method == "dp":
         hist = rf_histogram(sp, sp.rf_min, sp.rf_max)
         return CountResult(sum(hist[sp.rf_min :]), sp.size, "dp", why, time.perf_counter() - t0, "cpu")
+    if method == "stages":
+        from rfsweep import stage_count
+
+        n = stage_count.count(sp, threads=threads, progress=progress)
+        return CountResult(n, sp.size, "stages", why, time.perf_counter() - t0, "cpu")
     stats = Stats()
     n = engine.count_by_enumeration(sp, device=device, threads=threads, stats=stats, progress=progress)
     return CountResult(n, sp.size, "enumerate", why, time.perf_counter() - t0, stats.device, stats.evaluated)

@@ -23,6 +23,7 @@ import numpy as np
 from rfsweep import steer
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
+from rfsweep.settings import INT_LIMIT
 from rfsweep.space import Space
 
 log = logging.getLogger("rfsweep")
@@ -258,7 +259,7 @@ class _Runner:
         """(survivors, candidates evaluated) per task: looked up in the counting programme's suffix table
         where the run's constraints allow it (the subtrees are not walked: ``walked`` is False), else
         by walking them."""
-        table = self._suffix_table() if self.use_table else None
+        table = self._suffix_table() if self.use_table and self._counts_fit(plens) else None
         if table is None:
             self.walked = True
             return self.run(0, tasks, plens, np.zeros(len(tasks), np.int64), tick=tick)
@@ -273,12 +274,20 @@ class _Runner:
         )
         return counts, evals
 
+    def _counts_fit(self, plens) -> bool:
+        """Whether every subtree below these prefixes holds fewer than 2^62 candidates: the table's int64
+        counts are exact there (a space past int64, OFA's 2.2e19, wraps only the rows of short prefixes)."""
+        if len(plens) == 0:
+            return True
+        t = int(np.min(plens))
+        space = self.space
+        return (space.depth_max - t + 1) * math.prod(space.radices[t:]) < INT_LIMIT
+
     def _suffix_table(self):
         """(jump values, rf cap, table) of the counting programme for the run's current constraints, or None
         when they need the whole prefix (budgets, --no-unproductive, levels) or the table would be large."""
         from rfsweep import counting
         from rfsweep.kernels.cpu import suffix_table
-        from rfsweep.settings import INT_LIMIT
 
         cons = self.K.cons
         if (
@@ -295,7 +304,7 @@ class _Runner:
             cap = counting.dp_cap(space, int(cons[lm.C_RF_MIN]), rf_max)
             jv, nxt, final = counting.jump_tables(space)
             cells = (space.depth_max + 1) * len(jv) * (cap + 1) * (space.min_convs + 1)
-            if cells > counting.DP_CELLS_MAX or space.id_space >= INT_LIMIT:
+            if cells > counting.DP_CELLS_MAX:
                 self._table = None
             else:
                 c = cons.copy()
@@ -434,6 +443,40 @@ class _Reporter:
         )
 
 
+def evaluate(
+    space: Space,
+    choice: np.ndarray,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    stats: Stats | None = None,
+) -> tuple[Batch, np.ndarray]:
+    """The rows of given whole candidates (``choice[i, p]``: candidate i's choice at position p, each a full
+    ``depth_max`` long) and which of them meet the space's constraints: ``(batch of those, mask)``.
+
+    The kernels walk each candidate as a task of prefix length ``depth_max`` (one node): the same code,
+    metrics and constraints as the sweep. Samplers and selections that find candidates by other means
+    (rfsweep.stage_select) get their rows here.
+    """
+    choice = np.asarray(choice, np.int64)
+    m = len(choice)
+    if choice.ndim != 2 or choice.shape[1] != space.depth_max or space.depth_min != space.depth_max:
+        raise ValueError("evaluate takes whole candidates of a space of one depth, as an (n, depth) array")
+    stats = stats if stats is not None else Stats()
+    runner = _Runner(space, device, stats, threads, use_table=False)
+    tasks = np.ascontiguousarray(choice)
+    plens = np.full(m, space.depth_max, np.int64)
+    rows0 = np.arange(m, dtype=np.int64)  # a whole candidate is at most one row
+    out = np.zeros((space.out_width, max(m, 1)), np.int64)
+    out_ch = np.zeros((max(1, space.depth_max), max(m, 1)), np.int16)
+    with steer.steering():
+        counts, evals = runner.run(1, tasks, plens, rows0, out, out_ch)
+    keep = counts > 0
+    stats.evaluated += int(evals.sum())
+    stats.kept += int(keep.sum())
+    return Batch(out[:, :m], out_ch[:, :m]).take(keep), keep
+
+
 def count_by_enumeration(
     space: Space,
     *,
@@ -510,16 +553,26 @@ def iter_batches(
     t0 = time.perf_counter()
     rep = _Reporter(progress, stats, runner, t0)
     left = limit
+    # a first N (no sort) needs at most N survivors from any one task: the CPU walks stop there (a task
+    # of a huge space with budgets or levels, which no table counts, would otherwise be walked whole)
+    capping = limit is not None and tighten is None and stats.device == "cpu"
+    ctl = steer.control()
     try:
         with steer.steering():
             for tasks, plens, small, big in plan.chunks(growing=limit is not None or tighten is not None):
                 if tighten is not None:
                     tighten(runner.K.cons)
+                if capping:
+                    ctl[steer.CTL_CAP] = left
                 chunk_cover = plan.coverage.exact(small, big)
                 chunk_share = chunk_cover / max(stats.space_size, 1)
                 # half of a chunk's share for its count pass, half for its fill
                 counts, evals = runner.count_pass(tasks, plens, rep.counting(small, big, plan.coverage, 0.5))
                 walked = runner.walked
+                if capping and walked and np.any(counts >= left):
+                    # a task stopped at the cap was not walked to its end: only what it evaluated is settled
+                    capped = counts >= left
+                    chunk_cover = plan.coverage.exact(small[~capped], big[~capped]) + int(evals[capped].sum())
                 # a walking count pass evaluated every candidate the fill will see again; a table lookup
                 # only the prefixes, and the fill walks the subtrees that hold survivors
                 stats.evaluated += int(evals.sum() if walked else evals[counts == 0].sum())
@@ -563,6 +616,7 @@ def iter_batches(
                 if progress is not None:
                     rep.emit("fill", rep.base_fraction)
     finally:
+        ctl[steer.CTL_CAP] = 0
         stats.seconds = time.perf_counter() - t0
 
 

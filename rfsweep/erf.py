@@ -20,8 +20,10 @@ upsampling nothing. That is the model :mod:`rfsweep.arithmetic` uses for ``erf_v
 fractional jumps it describes the average unit, not any single one.
 
 Positions are relative to the unit's centre (``center + i·jump`` in :mod:`rfsweep.arithmetic`), in input
-pixels. For a conv/pool chain the grid step is 1 and the support is exactly the RF: ``rf`` points from
-``-(rf-1)/2`` to ``(rf-1)/2``. The standard deviation equals ``sqrt(erf_var)`` of the arithmetic up to
+pixels. Adaptive pooling contributes its windows averaged over the phases of a period (the same model as
+``erf_var``), space-to-depth by ``b`` a box of ``b`` taps, depth-to-space nothing (a nearest upsample), a
+gate the gated map only. For a conv/pool chain the grid step is 1 and the support is exactly the RF: ``rf``
+points from ``-(rf-1)/2`` to ``(rf-1)/2``. The standard deviation equals ``sqrt(erf_var)`` of the arithmetic up to
 float rounding; extents come from the distribution itself (strided stacks are far from Gaussian).
 """
 
@@ -38,7 +40,7 @@ import numpy as np
 from rfsweep import arithmetic as ar
 from rfsweep.analyze import LayerResult, evaluate
 from rfsweep.errors import SpecError, field_error
-from rfsweep.spec import MERGE_OPS, POOL_OPS, Network
+from rfsweep.spec import ADAPTIVE_OPS, POOL_OPS, Network, is_merge
 
 MASSES = (0.5, 0.9, 0.95)
 MAX_POINTS = 1 << 25  # a grid larger than this (per axis) is refused rather than filling the memory
@@ -177,7 +179,7 @@ def _layer_dist(
     layer = r.layer
     src = inputs[0][axis]
     jump = in_axes[axis].jump
-    if layer.op in MERGE_OPS:
+    if is_merge(layer):
         return mixture([d[axis] for d in inputs], weights)
     k, s, dil = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     if layer.op == "conv" or layer.op in POOL_OPS:
@@ -188,7 +190,26 @@ def _layer_dist(
         if layer.mode == "bilinear" and layer.scale[axis] > 1:
             return _bilinear(src, layer.scale[axis], jump)
         return src
-    return src  # pointwise
+    if layer.op in ADAPTIVE_OPS:
+        return _adaptive(src, in_axes[axis].size, layer.output[axis], jump)
+    if layer.op == "space_to_depth":
+        return box(src, layer.block, jump)
+    return src  # pointwise, slice, gate (the gated map), depth_to_space (a nearest upsample)
+
+
+def _adaptive(dist: AxisDist, n: int, out: int, jump: Fraction) -> AxisDist:
+    """Adaptive pooling, phase-averaged: window ``u`` (``w_u`` taps) weighs each tap ``1/w_u``, placed
+    relative to the unit's reference point ``(u·n/out + (n/out-1)/2)·jump``; the ``out/gcd(n, out)``
+    phases of a period weigh equally."""
+    ratio = Fraction(n, out)
+    period = out // math.gcd(n, out)
+    offsets, weights = [], []
+    for u in range(period):
+        start, stop = ar.adaptive_window(n, out, u)
+        ref = u * ratio + (ratio - 1) / 2
+        offsets += [(t - ref) * jump for t in range(start, stop)]
+        weights += [1.0 / (period * (stop - start))] * (stop - start)
+    return convolve_taps(dist, offsets, weights)
 
 
 def _ancestors(net: Network, names: Iterable[str]) -> set[str]:
@@ -232,7 +253,8 @@ def distributions(
         _check_layer(net, by_name, name, fieldname)
     needed = _ancestors(net, names)
     state: dict[str, tuple[AxisDist, AxisDist]] = {"input": (delta(), delta())}
-    axes_of: dict[str, tuple[ar.Axis, ar.Axis]] = {"input": (ar.input_axis(None), ar.input_axis(None))}
+    size = net.input_size or (None, None)  # adaptive pooling right after the input needs its size
+    axes_of: dict[str, tuple[ar.Axis, ar.Axis]] = {"input": (ar.input_axis(size[0]), ar.input_axis(size[1]))}
     chans: dict[str, int] = {"input": net.in_channels}
     for r in results:
         name = r.layer.name
@@ -244,7 +266,7 @@ def distributions(
             continue
         inputs = [state[s] for s in r.layer.inputs]
         weights = None
-        if r.layer.op == "add":
+        if is_merge(r.layer) and r.layer.op != "concat":  # add, a pointwise function of several maps
             weights = [1.0] * len(inputs)
         elif r.layer.op == "concat":
             weights = [float(chans[s]) for s in r.layer.inputs]

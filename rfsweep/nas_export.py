@@ -14,6 +14,14 @@ The defaults (relu, none, no head) keep every row's ``params``. Both outputs car
 ``--to jsonl`` writes the spec, ``--to pytorch`` the modules :mod:`rfsweep.torch_modules` makes of it.
 Every row is checked against the analyzer on its spec (rf, jump, eff_padding, out_size, params, MACs)
 before it is written: export never states a metric the analyzer would not.
+
+A candidate of a space of stages (rfsweep.stages: OFA, ProxylessNAS, ResNet spaces) is exported as the
+space defines it: its blocks carry their own BatchNorm, activations, squeeze-and-excitation and head, so
+the options are refused there. Its spec is the analyzer's expansion of its blocks (``Space.network_spec``,
+layers named ``<stage>.<block>.<layer>``, a DAG of residual adds and SE gates) with ``feature_layer`` the
+map before the head's global pool, where the row's rf, jump, eff_padding and out_size are measured; its
+params and MACs are the whole network's, head included. The PyTorch source has one module a block
+(rfsweep/torch_blocks.py's classes, copied into the file) and one ``BlockNet(features, head)`` a candidate.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from rfsweep.select import Selection, rf_target2, select_file
 from rfsweep.sink import LIST_COLUMNS, read_spec
 from rfsweep.space import Space, build_space
 from rfsweep.spec import Network, parse_network
-from rfsweep.torch_modules import chain_modules
+from rfsweep.torch_modules import BlockModel, block_modules, chain_modules
 
 ACTS = ("relu", "relu6", "silu", "none")
 NORMS = ("bn", "none")
@@ -96,15 +104,62 @@ def load_space(space: Any) -> Space:
     )
 
 
+def check_block_options(act: str | None, norm: str | None, num_classes: int | None) -> None:
+    """A space of stages builds its blocks as it defines them: no export option applies."""
+    for name, value in (("act", act), ("norm", norm), ("num_classes", num_classes)):
+        if value is not None:
+            raise field_error(
+                name,
+                value,
+                "applies to chain spaces; a space of stages defines its own BatchNorm, activations and head",
+            )
+
+
 def candidate_spec(
-    space: Space, arch_id: int, *, act: str = "relu", norm: str = "none", num_classes: int | None = None
+    space: Space,
+    arch_id: int,
+    *,
+    act: str | None = "relu",
+    norm: str | None = "none",
+    num_classes: int | None = None,
 ) -> dict:
     """The network spec of one candidate with the export's layers added; ``name`` is the arch_id as a
-    string. Layers are named ``l{position}_{op}`` (``l0_conv``, ``l1_maxpool``)."""
-    spec = space.network_spec(space.decode(arch_id), name=str(int(arch_id)))
+    string. Layers are named ``l{position}_{op}`` (``l0_conv``, ``l1_maxpool``).
+
+    For a space of stages: the spec as ``Space.network_spec`` writes it (``act``, ``norm`` and
+    ``num_classes`` must be None), with ``feature_layer`` the map before the head's global pool.
+    """
+    idx = space.decode(arch_id)
+    spec = space.network_spec(idx, name=str(int(arch_id)))
+    if space.has_blocks:
+        check_block_options(act, norm, num_classes)
+        feature = feature_layer(space, idx, spec["layers"])
+        if feature is not None:
+            spec["feature_layer"] = feature
+        return spec
     for layer in spec["layers"]:
         layer["name"] = f"{layer['name']}_{layer['op']}"
     return with_layers(spec, act, norm, num_classes)
+
+
+def feature_layer(space: Space, idx: list[int], layers: list[dict]) -> str | None:
+    """The layer a candidate of a space of stages is measured at: the input of its head's global pool
+    (the first ``global_pool`` block; an SE's own pool is inside its block). None without one."""
+    for p, c in enumerate(idx):
+        for b, block in enumerate(space.positions[p][c].blocks):
+            if block.op == "global_pool":
+                name = f"{space.position_names[p]}.{b}.pool"
+                return next(layer["inputs"][0] for layer in layers if layer["name"] == name)
+    return None
+
+
+def arch_id_of(candidate: Any) -> int:
+    """The arch_id of an int, or of a row (a dict or pandas Series with ``arch_id``)."""
+    row = _as_row(candidate)
+    try:
+        return int(row["arch_id"])
+    except (TypeError, ValueError):
+        raise field_error("arch_id", row["arch_id"], "must be an integer") from None
 
 
 def _as_row(candidate: Any) -> dict:
@@ -123,16 +178,18 @@ def candidate_network(
     """The validated network of an arch_id or a row of ``space``'s search output (see :func:`candidate_spec`).
 
     A row's layer list columns, when present, must be the decoding of its arch_id (a row of another file
-    is refused rather than silently rebuilt as a different network).
+    is refused rather than silently rebuilt as a different network). For a space of stages the network
+    is its blocks' expansion as the space defines it; the options are the chain's and are not used.
     """
     row = _as_row(candidate)
     sp = load_space(space)
-    try:
-        arch_id = int(row["arch_id"])
-    except (TypeError, ValueError):
-        raise field_error("arch_id", row["arch_id"], "must be an integer") from None
+    arch_id = arch_id_of(row)
+    if sp.has_blocks:  # the options are the chain's: a space of stages takes none
+        spec = candidate_spec(sp, arch_id, act=None, norm=None, num_classes=None)
+        return parse_network(spec)
     spec = candidate_spec(sp, arch_id, act=act, norm=norm, num_classes=num_classes)
-    present = [c for c in LIST_COLUMNS if c in row and row[c] is not None]
+    # the lists layout's columns; the wide layout has a column a layer (op_0, ...) and padding as one value
+    present = [c for c in LIST_COLUMNS if c in row and row[c] is not None and not isinstance(row[c], str)]
     if present:
         mine = layer_lists(sp.layers(sp.decode(arch_id)), sp.padding, sp.in_channels)
         for col in present:
@@ -186,19 +243,20 @@ def _feature_index(net: Network) -> int:
     return names.index(net.feature_layer) if net.feature_layer else len(names) - 1
 
 
-def check_row(row: Mapping, net: Network, results: list[LayerResult], where: str) -> int:
+def check_row(row: Mapping, net: Network, results: list[LayerResult], where: str, blocks: bool = False) -> int:
     """Compare the row's metrics with the analyzer's on the candidate's layers; return the model's total
-    parameters (the row's plus what the options add)."""
+    parameters (the row's plus what the options add). A chain row counts its convs (the options add
+    BatchNorm and a head); a row of a space of stages (``blocks``) every layer, BatchNorm and head included."""
     feature = results[_feature_index(net)]
     axis = feature.axes[0]
-    convs = [r for r in results if r.layer.op == "conv"]
+    counted = results if blocks else [r for r in results if r.layer.op == "conv"]
     mine = {
         "rf": axis.rf,
         "jump": axis.jump,
         "eff_padding": axis.eff_padding,
         "out_size": axis.size,
-        "params": sum(r.params for r in convs),
-        "macs": sum(r.macs for r in convs),
+        "params": sum(r.params for r in counted),
+        "macs": sum(r.macs for r in counted),
     }
     for key, value in mine.items():
         if key in row and row[key] != value:
@@ -229,6 +287,18 @@ def _metrics_text(row: Mapping) -> str:
     return ", ".join(parts)
 
 
+BLOCK_CLASSES_MARKER = "# ---- exported source:"
+
+
+def block_classes_source() -> str:
+    """The classes of rfsweep/torch_blocks.py as text, from its marker line on (no torch import here)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent / "torch_blocks.py").read_text(encoding="utf-8")
+    at = text.index(BLOCK_CLASSES_MARKER)
+    return text[text.index("\n", at) + 1 :]
+
+
 class PytorchWriter:
     """Self-contained Python source: one builder a candidate, then ``MODELS`` (arch_id -> builder).
 
@@ -239,6 +309,9 @@ class PytorchWriter:
     def __init__(self, out: TextIO, *, file: str, space: Space, version: str, act: str, norm: str, num_classes):
         self.out = out
         self.entries = tempfile.TemporaryFile("w+", encoding="utf-8")
+        if space.has_blocks:
+            self._block_header(file, space, version)
+            return
         extra = []
         if norm == "bn":
             extra.append("2·C per conv of C channels (BatchNorm2d weight and bias; running statistics are buffers)")
@@ -274,9 +347,44 @@ class PytorchWriter:
             f"# search settings: {json.dumps(space.settings, sort_keys=True)}\n"
         )
 
+    def _block_header(self, file: str, space: Space, version: str) -> None:
+        paragraphs = [
+            f"PyTorch models of rfsweep search candidates from {os.path.basename(file)} (rfsweep {version}, "
+            "`rfsweep export --to pytorch`), a space of stages"
+            + (f" ({space.settings.get('name')})" if space.settings.get("name") else "")
+            + ".",
+            f"Needs torch only. MODELS[arch_id]() returns a BlockNet: .features takes (N, {space.in_channels}, "
+            f"H, W) and returns the map before the head's global pool (at H = W = {space.input_size}, the "
+            "search's input size, out_size on each side; its rf and jump are the row's); .head is the global "
+            "pool and the layers after it; forward() runs both.",
+            "One module a block (the classes below): every conv of a block without bias and followed by "
+            "BatchNorm2d, squeeze-and-excitation with a hard-sigmoid gate, residual adds where the block keeps "
+            "its shape, ResNet projections as 1x1 convs with the stride. Padding: 'same' (k' - 1 pixels, the "
+            "odd one after).",
+            "Parameters (sum of p.numel()): each row's params exactly, head included (BatchNorm weight and "
+            "bias count; running statistics are buffers).",
+        ]
+        doc = "\n\n".join(textwrap.fill(p, 100, break_on_hyphens=False) for p in paragraphs)
+        self.out.write(f'"""{doc}\n"""\n\nfrom collections.abc import Callable\n')
+        self.out.write(block_classes_source())
+        self.out.write(
+            f"\n\nINPUT_SIZE = {space.input_size}  # the search's input size (H = W)\n"
+            f"IN_CHANNELS = {space.in_channels}\n"
+            f"# search settings: {json.dumps(space.settings, sort_keys=True)}\n"
+        )
+
     def write(self, row: Mapping, net: Network, modules, total_params: int) -> None:
         arch_id = int(row["arch_id"])
         comment = f"# arch_id {arch_id}: {_metrics_text(row)}"
+        if isinstance(modules, BlockModel):
+            parts = [f"\n\n{comment}\ndef arch_{arch_id}() -> BlockNet:\n"]
+            for what, group in (("features", modules.features), ("head", modules.head)):
+                lines = "".join(f'        ("{m.name}", {m.source()}),\n' for m in group)
+                parts.append(f"    {what} = [\n{lines}    ]\n")
+            parts.append("    return BlockNet(features, head)\n")
+            self.out.write("".join(parts))
+            self.entries.write(f"    {arch_id}: arch_{arch_id},\n")
+            return
         if total_params != row.get("params", total_params):
             comment += f"; with these options {total_params:,} parameters"
         lines = [f'        ("{m.name}", {m.source()}),' for m in modules]
@@ -329,8 +437,8 @@ def export(
     *,
     to: str = "pytorch",
     selection: Selection | None = None,
-    act: str = "relu",
-    norm: str = "none",
+    act: str | None = None,
+    norm: str | None = None,
     num_classes: int | None = None,
     stdout: TextIO | None = None,
 ) -> ExportResult:
@@ -338,7 +446,8 @@ def export(
 
     ``output`` None or '-' writes to ``stdout`` (default ``sys.stdout``); a path is written under a
     temporary name beside it and renamed when complete (nothing is left on an error), and may not be
-    ``file`` itself.
+    ``file`` itself. ``act`` and ``norm`` default to relu and none for a chain space; a space of stages
+    takes none of the options.
     """
     from rfsweep import __version__
 
@@ -347,6 +456,11 @@ def export(
     check_options(act, norm, num_classes)
     meta = read_spec(file)
     space = build_space(meta["space"])
+    if space.has_blocks:
+        check_block_options(act, norm, num_classes)
+    else:
+        act = "relu" if act is None else act
+        norm = "none" if norm is None else norm
     selection = selection if selection is not None else Selection()
     if selection.sort == "rf_error" and selection.target2 is None:
         selection.target2 = rf_target2(space)
@@ -392,9 +506,13 @@ def _write(writer, tables: Iterable, space: Space, file: str, act, norm, num_cla
                 ) from None
             net = parse_network(spec)
             results = evaluate(net)
-            total = check_row(row, net, results, file)
+            total = check_row(row, net, results, file, blocks=space.has_blocks)
             row["_spec"] = spec
-            writer.write(row, net, chain_modules(net, results), total)
+            if space.has_blocks:
+                modules = block_modules(space, space.decode(row["arch_id"]))
+            else:
+                modules = chain_modules(net, results)
+            writer.write(row, net, modules, total)
             written += 1
     writer.close()
     return written
@@ -405,7 +523,11 @@ __all__ = [
     "NORMS",
     "FORMATS",
     "export",
+    "arch_id_of",
+    "block_classes_source",
+    "check_block_options",
     "candidate_spec",
+    "feature_layer",
     "candidate_network",
     "network_with",
     "with_layers",

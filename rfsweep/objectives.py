@@ -14,6 +14,7 @@ import numpy as np
 
 from rfsweep.errors import field_error
 from rfsweep.kernels import layer_math as lm
+from rfsweep.settings import INT_LIMIT
 
 SORT_KEYS = ("params", "macs", "rf_error", "erf")
 OBJECTIVES = ("params", "macs", "rf_error", "erf", "depth")  # --pareto: each minimised (erf maximised)
@@ -30,6 +31,8 @@ def rf_target2(space) -> int:
 def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.ndarray:
     """An ascending numpy key: fewest params, MACs or layers, rf closest to the target (``|2 rf - target2|``,
     exact), largest ERF (``-erf_sigma``)."""
+    if name == "depth" and name not in cols:
+        raise field_error("pareto", name, "a space of stages has no depth column (its rows have every stage)")
     if name in ("params", "macs", "depth"):
         return np.asarray(cols[name], dtype=np.int64)
     if name == "rf_error":
@@ -47,7 +50,7 @@ def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
     rf = out[lm.O_RF]
     pad = out[lm.O_PAD]
     cols = {
-        "arch_id": out[lm.O_ARCH],
+        "arch_id": out[lm.O_ARCH],  # the kernels' id: not for a space whose ids pass int64 (rfsweep.ids)
         "depth": out[lm.O_DEPTH],
         "rf": rf,
         "jump": out[lm.O_JUMP],
@@ -58,6 +61,10 @@ def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
         "macs": out[lm.O_MACS],
         "erf_sigma": np.sqrt(out[lm.O_ERF] / 12.0),
     }
+    if space.id_space >= INT_LIMIT:
+        del cols["arch_id"]
+    if space.has_blocks:  # every candidate has all the positions: no depth column
+        del cols["depth"]
     for i, lv in enumerate(space.levels):  # per detector level: its tap (layer index), rf and ERF sigma
         base = lm.NO + 3 * i
         cols[f"s{lv.stride}_tap"] = out[base]

@@ -115,6 +115,11 @@ def to_table(net: Network, results: list[LayerResult]) -> str:
         lines.append("global: after a global pool or a linear layer every unit sees the whole input")
     if any("rf>input" in r.flags for r in results):
         lines.append("rf>input: the receptive field is larger than the input (it reaches into the padding)")
+    if any("gated" in r.flags for r in results):
+        lines.append(
+            "gated: multiplied per channel by a globally pooled branch (squeeze-and-excitation); rf, jump and "
+            "offsets count the gated map only, though every unit also depends on the whole input through the gate"
+        )
     if any("unproductive" in r.flags for r in results):
         lines.append(
             "unproductive: every unit of the layer's input already sees the whole input, so its kernel "

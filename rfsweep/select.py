@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from rfsweep.errors import field_error
+from rfsweep.ids import python_ids, sort_keys
 from rfsweep.objectives import KEY_COLUMNS, SORT_KEYS, rf_target2
 from rfsweep.objectives import key as sort_key
 from rfsweep.where import Where, num_rows, numpy_column, parse_where
@@ -81,8 +82,13 @@ class Selection:
         n = num_rows(batch)
         keep = self.where.mask(batch) if self.where is not None else np.ones(n, bool)
         if self.ids is not None:
-            arch = numpy_column(batch, "arch_id")
-            wanted = np.isin(arch, np.asarray(self.ids, dtype=np.int64))
+            column = batch["arch_id"] if isinstance(batch, Mapping) else batch.column("arch_id")
+            if isinstance(column, (pa.Array, pa.ChunkedArray)) and pa.types.is_decimal(column.type):
+                arch = np.array(python_ids(column), object)  # past int64 (rfsweep.ids): Python ints
+                wanted = np.isin(arch, np.array(self.ids, object))
+            else:
+                arch = numpy_column(batch, "arch_id")
+                wanted = np.isin(arch, np.asarray([i for i in self.ids if i < 2**63], dtype=np.int64))
             if found is not None:
                 found.update(int(a) for a in arch[wanted])
             keep &= wanted
@@ -132,9 +138,9 @@ def select_batches(batches: Iterable[pa.RecordBatch | pa.Table], selection: Sele
 
 
 def _best(table: pa.Table, selection: Selection) -> pa.Table:
-    cols = {name: numpy_column(table, name) for name in ("arch_id", *_key_columns(selection.sort))}
+    cols = {name: numpy_column(table, name) for name in _key_columns(selection.sort)}
     key = sort_key(cols, selection.sort, selection.target2)
-    order = np.lexsort((cols["arch_id"], key))[: selection.top]
+    order = np.lexsort((*sort_keys(table.column("arch_id")), key))[: selection.top]
     return table.take(pa.array(order))
 
 

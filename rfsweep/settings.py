@@ -73,6 +73,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("in_channels", 3, "Input channels."),
     Setting("bias", True, "Conv bias in the parameter count.", kind="bool"),
     Setting("positions", [], "Per-position choices ([[positions]] tables with an index).", kind="toml"),
+    # a space of stages (rfsweep.stages): these keys instead of the chain's ops, kernels, ...
+    Setting("stages", None, "The stages of a NAS space ([[stages]] tables).", kind="toml"),
+    Setting("stem", None, "Blocks before the stages.", kind="toml"),
+    Setting("head", None, "Blocks after the stages.", kind="toml"),
+    Setting("name", None, "The space's name.", kind="toml"),
+    Setting("source", None, "Where the space comes from.", kind="toml"),
+    Setting("description", None, "What the space is.", kind="toml"),
     # constraints
     Setting("target_rf", None, "Target receptive field (with --tolerance)."),
     Setting("tolerance", 0, "Allowed |rf - target| (needs --target-rf)."),
@@ -115,6 +122,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 POSITION_KEYS = ("index", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels")
+# the settings that describe a chain's choices (a space of stages takes stem, stages and head instead)
+CHAIN_KEYS = ("depth", "ops", "kernels", "pool_kernels", "strides", "pool_strides", "dilations", "channels", "width",
+              "max_width", "bias", "positions")  # fmt: skip
+STAGE_KEYS = ("stages", "stem", "head", "name", "source", "description")
 
 
 # ---------------------------------------------------------------- values

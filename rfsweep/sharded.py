@@ -193,7 +193,7 @@ def search_to_dataset(
     threads: int | None = None,
     stats: engine.Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     inputs: tuple[str | None, ...] = (),
     **settings: Any,
 ) -> engine.Stats:
@@ -219,7 +219,7 @@ def search_to_dataset(
     sp = make_space(space, **settings)
     sweep.check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
     shard_jobs.check_shards(shards)
-    sink.layout_name(columns)
+    columns = sink.layout_name(columns, sp)  # None: the space's default (wide; lists for stages)
     if cluster is None and scheduler is None:
         engine.check_threads(threads)
     for inp in inputs:
@@ -328,7 +328,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
         sch = sink.schema(sp, layout=run.columns)
         with dataset.part_writer(target, name, sch, sink.metadata(sp, run.meta_extra)) as part:
             if len(batch):
-                part.write(sink.to_table(batch, sp, sink.LayerTables(sp), sch))
+                part.write(sink.to_table(batch, sp, sink.tables_for(sp), sch))
         st = run.stats
         run.stats = engine.Stats(space_size=sp.size, device=st.device)  # done() adds the run's figures once
         run.done(0, name, part.rows, {"evaluated": st.evaluated, "covered": st.covered, "kept": st.kept}, shards=n)

@@ -150,7 +150,7 @@ def _run_shard(job: dict, progress) -> dict:
         else:
             target = dataset.open_target(job["target"])
             sch = sink.schema(space, layout=job["columns"])
-            tables = sink.LayerTables(space)
+            tables = sink.tables_for(space)
             if job["kind"] == "sample":
                 ranks = np.asarray(job["ranks"], np.int64)
                 batches = engine.CountedPlan(space, **kw).rows_at(ranks) if len(ranks) else iter(())
@@ -199,7 +199,7 @@ def warm(job: dict) -> dict:
         space = space_of(dict(depth="1-2", kernels=[1, 3], strides=[1, 2], input_size=8))
         stats = engine.Stats()
         sch = sink.schema(space, layout=job["columns"])
-        tables = sink.LayerTables(space)
+        tables = sink.tables_for(space)
         for batch in engine.iter_batches(space, device=job["device"], stats=stats, q=1, task_range=(0, 2)):
             sink.to_table(batch, space, tables, sch)
         engine.CountedPlan(space, device=job["device"], q=1).rows_at(np.array([0], np.int64))

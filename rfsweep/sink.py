@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rfsweep import ids
 from rfsweep.engine import Batch
 from rfsweep.errors import field_error
 from rfsweep.files import check_output, reserve_beside
@@ -59,10 +60,20 @@ def _int_type(bound: int, signed: bool = True) -> pa.DataType:
     return pa.int64()
 
 
-def layout_name(layout: str) -> str:
+def layout_name(layout: str | None, space: Space | None = None) -> str:
+    """The layout asked for, by its current name; None: the space's default (wide; lists for stages)."""
+    blocks = space is not None and space.has_blocks
+    if layout is None:
+        return "lists" if blocks else "wide"
     layout = ALIASES.get(layout, layout)
     if layout not in LAYOUTS:
         raise field_error("columns", layout, f"must be one of {', '.join(LAYOUTS)}")
+    if blocks and layout == "wide":
+        raise field_error(
+            "columns",
+            layout,
+            "is one column per layer of a chain; a space of stages writes lists (per block) or compact",
+        )
     return layout
 
 
@@ -81,12 +92,10 @@ def layer_columns(space: Space) -> list[str]:
     return [f"{f}_{p}" for f in LAYER_FIELDS for p in range(space.depth_max)]
 
 
-def schema(space: Space, layout: str = "wide") -> pa.Schema:
-    """Output columns of a layout (see the module docstring)."""
-    layout = layout_name(layout)
-    rf_t = _int_type(space.rf_bound)
-    fields = [pa.field("arch_id", pa.int64(), False), pa.field("depth", pa.uint8(), False)]
+def _layer_fields(space: Space, layout: str) -> list[pa.Field]:
+    """A chain's per-layer columns: list columns, or one column per position and field (nulls past depth)."""
     types = _layer_types()
+    fields = []
     if layout == "lists":
         for name in LIST_COLUMNS:
             typ = types.get(name, types["op"])  # padding: a dictionary of strings, as op
@@ -96,6 +105,18 @@ def schema(space: Space, layout: str = "wide") -> pa.Schema:
             for p in range(space.depth_max):
                 fields.append(pa.field(f"{f}_{p}", types[f], nullable=p >= space.depth_min))
         fields.append(pa.field("padding", types["op"], False))
+    return fields
+
+
+def schema(space: Space, layout: str | None = None) -> pa.Schema:
+    """Output columns of a layout (see the module docstring)."""
+    layout = layout_name(layout, space)
+    rf_t = _int_type(space.rf_bound)
+    fields = [pa.field("arch_id", ids.arrow_type(space), False)]
+    if space.has_blocks:  # no scalar depth (every candidate has all positions): per-stage depths instead
+        fields += block_fields(space) if layout == "lists" else []
+    else:
+        fields += [pa.field("depth", pa.uint8(), False), *_layer_fields(space, layout)]
     # nothing but the per-position columns is ever null: non-nullable fields write ~30% faster
     fields += [
         pa.field("rf", rf_t, False),
@@ -172,15 +193,109 @@ class LayerTables:
         return cols
 
 
-def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) -> pa.Table:
+BLOCK_LIST_FIELDS = ("op", "kernel", "stride", "dilation", "expand", "se", "channels")
+
+
+def block_fields(space: Space) -> list[pa.Field]:
+    """A space of stages' list columns: ``depths`` (blocks per stage), then one entry per block of the
+    stages, in order (stem and head are the same in every row: the file's metadata holds them)."""
+    types = {
+        "op": pa.dictionary(pa.int8(), pa.string()),
+        "kernel": pa.uint8(),
+        "stride": pa.uint8(),
+        "dilation": pa.uint8(),
+        "expand": pa.float64(),  # MBConv: mid / in channels; bottleneck: mid / out channels
+        "se": pa.bool_(),
+        "channels": pa.int32(),  # each block's output channels
+    }
+    fields = [pa.field("depths", pa.list_(pa.field("item", pa.uint8(), nullable=False)), False)]
+    for name in BLOCK_LIST_FIELDS:
+        fields.append(pa.field(name, pa.list_(pa.field("item", types[name], nullable=False)), False))
+    return fields
+
+
+class BlockTables:
+    """Per stage position and configuration: its blocks' fields, flattened, for the per-block lists."""
+
+    def __init__(self, space: Space):
+        from rfsweep.blocks import BLOCK_OPS
+
+        self.space = space
+        self.op_names = pa.array(list(BLOCK_OPS))
+        codes = {name: i for i, name in enumerate(BLOCK_OPS)}
+        self.per_stage = []
+        for p in space.stage_positions:
+            configs = space.positions[p]
+            count = np.array([len(c.blocks) for c in configs], np.int64)
+            start = np.concatenate([[0], np.cumsum(count)])
+            blocks = [b for c in configs for b in c.blocks]
+            fields = {
+                "op": np.array([codes[b.op] for b in blocks], np.int8),
+                "kernel": np.array([b.kernel for b in blocks], np.uint8),
+                "stride": np.array([b.stride for b in blocks], np.uint8),
+                "dilation": np.array([b.dilation for b in blocks], np.uint8),
+                "expand": np.array([float(b.expand) for b in blocks], np.float64),
+                "se": np.array([b.se for b in blocks], np.bool_),
+                "channels": np.array([b.channels for b in blocks], np.int32),  # stages hold no pools
+            }
+            self.per_stage.append((p, count, start, fields))
+
+    def lists(self, choice: np.ndarray, sch: pa.Schema) -> dict[str, pa.Array]:
+        """The ``depths`` and per-block list columns of a batch (``choice[p, i]``: row i's choice at p)."""
+        n = choice.shape[1]
+        counts = np.stack([count[choice[p]] for p, count, _, _ in self.per_stage], axis=1)  # (n, stages)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(counts.sum(axis=1), out=offsets[1:])
+        total = int(offsets[-1])
+        values = {name: np.empty(total, arr.dtype) for name, arr in self.per_stage[0][3].items()} if total else {}
+        before = offsets[:-1].copy()  # where each row's next stage starts in the flat lists
+        for j, (p, _, start, fields) in enumerate(self.per_stage):
+            length = counts[:, j]
+            m = int(length.sum())
+            if m:
+                within = np.arange(m) - np.repeat(np.cumsum(length) - length, length)
+                dest = np.repeat(before, length) + within
+                src = np.repeat(start[choice[p]], length) + within
+                for name, arr in fields.items():
+                    values[name][dest] = arr[src]
+            before = before + length
+        lists = {
+            "depths": pa.ListArray.from_arrays(
+                pa.array(np.arange(n + 1, dtype=np.int32) * len(self.per_stage)),
+                pa.array(counts.astype(np.uint8).ravel()),
+                type=sch.field("depths").type,
+            )
+        }
+        off = pa.array(offsets.astype(np.int32))
+        for name in BLOCK_LIST_FIELDS:
+            arr = values.get(name, np.zeros(0, np.int8 if name == "op" else np.int32))
+            if name == "op":
+                data = pa.DictionaryArray.from_arrays(pa.array(arr.astype(np.int8)), self.op_names)
+            elif name == "se":
+                data = pa.array(arr.astype(np.bool_))
+            else:
+                data = pa.array(arr)
+            lists[name] = pa.ListArray.from_arrays(off, data, type=sch.field(name).type)
+        return lists
+
+
+def tables_for(space: Space):
+    """The lookup tables :func:`to_table` takes: per layer for a chain, per block for a space of stages."""
+    return BlockTables(space) if space.has_blocks else LayerTables(space)
+
+
+def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     """One batch as an Arrow table of schema ``sch`` (any layout). Every array owns its memory: the batch
     may be a view of buffers the engine reuses while the writer thread still encodes this table."""
     out = batch.out
     n = len(batch)
     depth = out[lm.O_DEPTH]
-    cols: dict[str, pa.Array] = {}
+    cols: dict[str, pa.Array] = {"arch_id": ids.arrow_ids(out, batch.choice, space)}
     names = set(sch.names)
-    if "op" in names:
+    if isinstance(tables, BlockTables):
+        if "op" in names:
+            cols.update(tables.lists(batch.choice, sch))
+    elif "op" in names:
         offsets, op, kernel, stride, dilation, channels = tables.flatten(batch.choice, depth)
         offsets = pa.array(offsets)  # int32 already
         pad = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), tables.padding)
@@ -198,6 +313,8 @@ def to_table(batch: Batch, space: Space, tables: LayerTables, sch: pa.Schema) ->
         cols.update(tables.wide(batch.choice, depth))
         cols["padding"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), tables.padding)
     for name, values in survivor_columns(out, space).items():
+        if name not in names or name == "arch_id":
+            continue
         typ = sch.field(name).type
         # owned and already of the column's type: pa.array then wraps the buffer (passing the type made
         # it check every value, 9 ms per million rows and column: most of the compact layout's cost)
@@ -232,7 +349,7 @@ class ParquetSink:
                 write_statistics=False,
                 # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
                 # plain values 0.22 s and 14 MB
-                column_encoding={"arch_id": "DELTA_BINARY_PACKED"},
+                column_encoding={"arch_id": "DELTA_BINARY_PACKED"} if sch.field("arch_id").type == pa.int64() else None,
             )
         except (OSError, pa.ArrowException) as exc:
             self._close_stream()
@@ -338,13 +455,15 @@ def arch_ids_summary(path: str, arch_id: int) -> tuple[bool, int, int, int]:
     try:
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(columns=["arch_id"], batch_size=1 << 20):
-            ids = batch.column(0).to_numpy()
-            if len(ids) == 0:
+            col = batch.column(0)
+            # int64 ids as numpy; decimal128 ids (spaces past int64, rfsweep.ids) as Python ints
+            values = np.array(ids.python_ids(col), object) if pa.types.is_decimal(col.type) else col.to_numpy()
+            if len(values) == 0:
                 continue
-            rows += len(ids)
-            found = found or bool((ids == arch_id).any())
-            lo = int(ids.min()) if lo is None else min(lo, int(ids.min()))
-            hi = int(ids.max()) if hi is None else max(hi, int(ids.max()))
+            rows += len(values)
+            found = found or bool((values == arch_id).any())
+            lo = int(values.min()) if lo is None else min(lo, int(values.min()))
+            hi = int(values.max()) if hi is None else max(hi, int(values.max()))
     except (OSError, pa.ArrowException, KeyError) as exc:
         why = " ".join(str(exc).split())[:200]
         raise field_error("file", str(path), f"its arch_id column cannot be read ({why})") from None

@@ -34,13 +34,41 @@ DEFAULTS = st.DEFAULTS
 
 @dataclass(frozen=True)
 class Choice:
-    """One layer a position can take. channels: an int, CH_PASS (pools) or CH_WIDTH (width rule)."""
+    """One layer a position can take (channels: an int, CH_PASS for pools or CH_WIDTH for the width rule),
+    or, with ``blocks``, a sequence of blocks (a stage configuration of a NAS space, a stem, a head:
+    rfsweep.stages builds those; ``op`` then names it and ``channels`` is its output)."""
 
     op: str
     kernel: int
     stride: int
     dilation: int
     channels: int
+    blocks: tuple = ()
+
+    @cached_property
+    def rf_step(self) -> int:
+        """The rf the choice adds per unit of the jump before it."""
+        if self.blocks:
+            from rfsweep.blocks import rf_step
+
+            return rf_step(self.blocks)
+        return self.dilation * (self.kernel - 1)
+
+    @cached_property
+    def jump_factor(self) -> int:
+        """The choice's whole stride."""
+        if self.blocks:
+            from rfsweep.blocks import jump_factor
+
+            return jump_factor(self.blocks)
+        return self.stride
+
+    @cached_property
+    def convs(self) -> int:
+        """Convs the choice adds, towards --min-convs (each block but the pools for a choice of blocks)."""
+        if self.blocks:
+            return sum(1 for b in self.blocks if b.op not in ("maxpool", "avgpool", "global_pool"))
+        return int(self.op == "conv")
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,8 @@ class Space:
     # last layer. All 3 unless a head (positions index -1) gives the last layer its own choices.
     roles: list[list[int]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    names: list[str] | None = None  # the positions' names in written-out layers (a space of stages' stages)
+    stage_positions: tuple[int, ...] = ()  # a space of stages: the positions its [[stages]] fill
 
     def __post_init__(self):
         if not self.roles:
@@ -193,16 +223,26 @@ class Space:
         return self.depth_offsets()[len(idx)] + pid
 
     def layers(self, idx: list[int]) -> list[dict[str, Any]]:
-        """The layers of one candidate with channels resolved, as network-spec layer dicts."""
+        """The layers of one candidate with channels resolved, as network-spec layer dicts (a choice of
+        blocks written out as its layers, rfsweep.blocks.expand)."""
         cin, ndown, out = self.in_channels, 0, []
+        src = "input"
         for p, c in enumerate(idx):
             ch = self.positions[p][c]
+            if ch.blocks:
+                from rfsweep.blocks import expand
+
+                for b, block in enumerate(ch.blocks):
+                    layers, src, cin = expand(block, cin, f"{self.position_names[p]}.{b}.", src, self.padding)
+                    out += layers
+                continue
             ndown += ch.stride > 1
             cin = lm.layer_channels(OP_CODES[ch.op], ch.channels, cin, self.width, self.max_width, ndown)
             layer = {"name": f"l{p}", "op": ch.op, "kernel": ch.kernel, "stride": ch.stride, "padding": self.padding}
             if ch.op == "conv":
                 layer.update(dilation=ch.dilation, channels=cin, bias=self.bias)
             out.append(layer)
+            src = layer["name"]
         return out
 
     def network_spec(self, idx: list[int], name: str = "candidate") -> dict[str, Any]:
@@ -217,7 +257,7 @@ class Space:
         """growth[t]: the most rf the layers at positions t.. can add, in units of the jump at t."""
         g = [0] * (self.depth_max + 1)
         for t in range(self.depth_max - 1, -1, -1):
-            g[t] = max((c.dilation * (c.kernel - 1)) + c.stride * g[t + 1] for c in self.positions[t])
+            g[t] = max(c.rf_step + c.jump_factor * g[t + 1] for c in self.positions[t])
         return g
 
     @property
@@ -231,7 +271,17 @@ class Space:
 
     @property
     def jump_bound(self) -> int:
-        return math.prod(max(c.stride for c in p) for p in self.positions)
+        return math.prod(max(c.jump_factor for c in p) for p in self.positions)
+
+    @property
+    def has_blocks(self) -> bool:
+        """Some choice is made of blocks (a NAS space of stages: rfsweep.stages)."""
+        return any(c.blocks for p in self.positions for c in p)
+
+    @property
+    def position_names(self) -> list[str]:
+        """Names of the positions in written-out layers: the stages' names for a space of stages."""
+        return self.names or [f"l{p}" for p in range(self.depth_max)]
 
 
 # ---------------------------------------------------------------- building
@@ -357,15 +407,23 @@ def _rf_window(s: dict[str, Any], n: int) -> tuple[int, int | None, int | None]:
 def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
     """Validate settings (CLI flags and/or a TOML file) into a Space; unknown keys are errors.
 
-    ``for_search``: arch_ids must fit in int64 (a search writes them); a count needs only the metrics to.
+    ``for_search``: arch_ids must fit in 38 digits (a search writes them, rfsweep.ids); a count needs only
+    the metrics to.
     """
     if not isinstance(settings, dict):
         raise field_error("space", type(settings).__name__, "must be a table of settings")
     st.check_keys(settings)
+    if settings.get("stages") is not None:
+        from rfsweep.stages import build_stage_space
+
+        return build_stage_space({**DEFAULTS, **settings}, for_search=for_search)
+    for key in st.STAGE_KEYS:
+        if settings.get(key) is not None and key not in ("name", "source", "description"):
+            raise field_error(key, settings[key], "belongs to a space of stages, which needs 'stages'")
     s = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
     dmin, dmax = st.parse_depth(s["depth"])
     padding = s["padding"]
-    if padding not in PAD_CODES:
+    if not isinstance(padding, str) or padding not in PAD_CODES:
         raise field_error("padding", padding, "must be same, valid or tf_same")
     n = st.parse_int("input_size", s["input_size"], 1, st.MAX_CHANNELS)
     cin = st.parse_int("in_channels", s["in_channels"], 1, st.MAX_CHANNELS)

@@ -12,13 +12,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rfsweep.errors import field_error
+from rfsweep.errors import RFSweepError, field_error
 
 CONV_OPS = ("conv", "deconv")
 POOL_OPS = ("maxpool", "avgpool")
+ADAPTIVE_OPS = ("adaptive_avgpool", "adaptive_maxpool")
 MERGE_OPS = ("add", "concat")
-POINTWISE_OPS = ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "bn", "dropout", "identity", "lrn", "softmax")
-OPS = CONV_OPS + POOL_OPS + MERGE_OPS + ("upsample", "global_pool", "linear") + POINTWISE_OPS
+BLOCK_OPS = ("space_to_depth", "depth_to_space")
+POINTWISE_OPS = (
+    "relu",
+    "relu6",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "bn",
+    "dropout",
+    "identity",
+    "lrn",
+    "softmax",
+    "hardsigmoid",
+    "hardswish",
+    "leaky_relu",
+    "elu",
+    "prelu",
+    "layernorm",
+    "affine",
+    "pointwise",
+)
+OPS = (
+    CONV_OPS
+    + POOL_OPS
+    + ADAPTIVE_OPS
+    + MERGE_OPS
+    + ("upsample", "global_pool", "linear", "slice", "gate")
+    + BLOCK_OPS
+    + POINTWISE_OPS
+)
 PADDING_MODES = ("valid", "same", "tf_same")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
@@ -33,6 +63,16 @@ _FIELDS = {
     "concat": set(),
     "global_pool": {"mode"},
     "linear": {"channels", "bias"},
+    "adaptive_avgpool": {"output"},
+    "adaptive_maxpool": {"output"},
+    "slice": {"start", "stop"},
+    "space_to_depth": {"block"},
+    "depth_to_space": {"block"},
+    "gate": set(),
+    "prelu": {"per_channel"},
+    "layernorm": {"bias"},
+    "affine": {"weight", "bias"},
+    "pointwise": {"fn"},
 }
 _TOP_FIELDS = {"name", "source", "description", "input", "layers", "feature_layer"}
 
@@ -59,6 +99,13 @@ class Layer:
     groups: int = 1
     bias: bool = True
     ceil_mode: bool = False
+    output: Pair = (1, 1)
+    start: int = 0
+    stop: int | None = None
+    block: int = 1
+    weight: bool = True
+    per_channel: bool = False
+    fn: str = ""
 
 
 @dataclass
@@ -134,7 +181,9 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
         raise field_error("inputs", inputs, "must be a non-empty list of layer names or 'input'", layer=name)
     if op in MERGE_OPS and len(inputs) < 2:
         raise field_error("inputs", inputs, f"'{op}' merges two or more inputs", layer=name)
-    if op not in MERGE_OPS and len(inputs) != 1:
+    if op == "gate" and len(inputs) != 2:
+        raise field_error("inputs", inputs, "'gate' takes two inputs: the map and its gate", layer=name)
+    if op not in MERGE_OPS + ("gate", "pointwise") and len(inputs) != 1:
         raise field_error("inputs", inputs, f"'{op}' takes exactly one input", layer=name)
 
     kw: dict[str, Any] = {"name": name, "op": op, "inputs": tuple(inputs)}
@@ -188,7 +237,37 @@ def _layer(raw: Any, index: int, previous: str) -> Layer:
         if mode not in ("avg", "max"):
             raise field_error("mode", mode, "must be avg or max", layer=name)
         kw["mode"] = mode
+    if op in ADAPTIVE_OPS:
+        if "output" not in raw:
+            raise field_error("output", None, f"'{op}' needs an output size", layer=name)
+        kw["output"] = pair(name, "output", raw["output"])
+    if op == "slice":
+        kw["start"] = _int(name, "start", raw.get("start", 0), 0)
+        if raw.get("stop") is not None:
+            kw["stop"] = _int(name, "stop", raw["stop"], 1)
+            if kw["stop"] <= kw["start"]:
+                raise field_error("stop", kw["stop"], f"must be larger than start ({kw['start']})", layer=name)
+    if op in BLOCK_OPS:
+        if "block" not in raw:
+            raise field_error("block", None, f"'{op}' needs a block size", layer=name)
+        kw["block"] = _int(name, "block", raw["block"], 1)
+    for flag in ("per_channel", "weight") + (("bias",) if op in ("layernorm", "affine") else ()):
+        if flag in raw:
+            if not isinstance(raw[flag], bool):
+                raise field_error(flag, raw[flag], "must be true or false", layer=name)
+            kw[flag] = raw[flag]
+    if op == "pointwise":
+        fn = raw.get("fn", "")
+        if not isinstance(fn, str):
+            raise field_error("fn", fn, "must be a string naming the elementwise function", layer=name)
+        kw["fn"] = fn
     return Layer(**kw)
+
+
+def is_merge(layer: Layer) -> bool:
+    """True for layers that combine several aligned maps: add, concat, and a pointwise layer with several inputs
+    (an elementwise function of them, e.g. x·0.5·(1 + erf(x/√2)) written out: geometry and ERF as for add)."""
+    return layer.op in MERGE_OPS or (layer.op == "pointwise" and len(layer.inputs) > 1)
 
 
 def _topological(layers: list[Layer]) -> list[Layer]:
@@ -205,6 +284,13 @@ def _topological(layers: list[Layer]) -> list[Layer]:
             if src != "input" and src not in by_name:
                 raise field_error("inputs", src, "no layer of that name (or 'input')", layer=layer.name)
     done: set[str] = {"input"}
+    for layer in layers:  # the usual case, and always an importer's: the file order already is one
+        if not all(src in done for src in layer.inputs):
+            break
+        done.add(layer.name)
+    else:
+        return list(layers)
+    done = {"input"}
     order: list[Layer] = []
     pending = list(layers)
     while pending:
@@ -260,11 +346,19 @@ def parse_network(data: Any, input_size: Any = None) -> Network:
 
 
 def load_spec_data(path: str | Path) -> Any:
-    """Read a JSON or TOML spec file (by extension; anything else is tried as JSON)."""
+    """Read a JSON or TOML spec file (by extension; anything else is tried as JSON); a binary, non-UTF-8
+    or too deeply nested file is a one-line error."""
     from rfsweep.settings import read_text
 
     p = Path(path)
-    text = read_text(p, "file")
+    try:
+        text = read_text(p, "file")
+    except RFSweepError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+        raise field_error(
+            "file", str(p), "is not a network spec (JSON/TOML text); an ONNX model needs the .onnx extension"
+        ) from None
     kind = "TOML" if p.suffix.lower() == ".toml" else "JSON"
     try:
         return tomllib.loads(text) if kind == "TOML" else json.loads(text)

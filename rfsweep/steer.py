@@ -23,7 +23,7 @@ from typing import Any
 
 POLL_SECONDS = 0.05  # the main thread's slice while a kernel runs: signal latency and progress cadence
 GRACE_SECONDS = 1.0  # after a signal, how long to wait for the kernel thread before giving up on it
-CTL_STOP, NCTL = 0, 1  # the kernels' layout of the control array (kernels/layer_math.py, tested equal)
+CTL_STOP, CTL_CAP, NCTL = 0, 1, 2  # the kernels' layout of the control array (kernels/layer_math.py, tested equal)
 SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
@@ -47,7 +47,8 @@ class _State:
 
 
 def control():
-    """The stop-flag array (int64) to hand to a kernel: ``ctl[CTL_STOP]`` raised means stop."""
+    """The control array (int64) to hand to a kernel: ``ctl[CTL_STOP]`` raised means stop; ``ctl[CTL_CAP]``
+    > 0 caps each task's survivors (engine.iter_batches sets it for a --limit, and resets it)."""
     if _State.ctl is None:
         import numpy as np
 

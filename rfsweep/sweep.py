@@ -16,7 +16,7 @@ import pyarrow as pa
 if TYPE_CHECKING:  # pandas costs 0.3 s to import; the sweep's Parquet path never needs it
     import pandas as pd
 
-from rfsweep import engine, objectives, sink
+from rfsweep import engine, ids, objectives, sink
 from rfsweep.counting import (  # noqa: F401  (the count API lives in counting; these names stay here too)
     CountResult,
     count,
@@ -50,20 +50,43 @@ class TopK:
         _sort_key(np.zeros((space.out_width, 0), np.int64), space, sort)  # refuse an unknown key early
         self.k, self.space, self.sort = k, space, sort
         self.best: Batch | None = None
+        self.bound: int | None = None  # a key the k-th best cannot be worse than (seed)
 
     def add(self, batch: Batch) -> None:
         batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
         key = _sort_key(batch.out, self.space, self.sort)
-        order = np.lexsort((batch.out[lm.O_ARCH], key))[: self.k]
+        order = np.lexsort((*ids.order_keys(batch.out, batch.choice, self.space), key))[: self.k]
         self.best = batch.take(order)
 
+    def seed(self, batches: Iterator[Batch]) -> None:
+        """Take a first bound from any k survivors (e.g. the walk's first k, which a --limit without a sort
+        finds cheaply): the k-th best key can only be better, so the walk prunes from its first chunk on
+        instead of walking that chunk whole. The rows are not kept: the walk finds them again."""
+        probe = TopK(self.k, self.space, self.sort)
+        for batch in batches:
+            probe.add(batch)
+        if probe.best is not None and len(probe.best) == self.k:
+            self.bound = int(_sort_key(probe.best.out[:, -1:], self.space, self.sort)[0])
+
     def tighten(self, cons: np.ndarray) -> None:
-        """Narrow the run's constraints to what can still enter the top k (ties included)."""
-        if self.best is None or len(self.best) < self.k:
-            return
+        """Narrow the run's constraints to what can still enter the top k (called between chunks, so every
+        candidate still to come is later in depth-first order than the rows held)."""
         if self.sort == "erf":
             return  # the ERF only grows along a prefix: nothing to prune by
+        if self.best is None or len(self.best) < self.k:
+            if self.bound is not None:
+                self._narrow(cons, self.bound)
+            return
         worst = int(_sort_key(self.best.out[:, -1:], self.space, self.sort)[0])
+        if int(self.best.out[lm.O_DEPTH, -1]) == self.space.depth_min:
+            # the rest of the walk comes later in depth-first order, at a depth no smaller than the k-th
+            # row's: a tie there has the larger arch_id and cannot enter, so only a better key can (a run
+            # whose best rows tie by the million, e.g. params with strides free, no longer walks the ties)
+            worst -= 1
+        self._narrow(cons, worst)
+
+    def _narrow(self, cons: np.ndarray, worst: int) -> None:
+        """Keep only candidates whose key is at most ``worst``."""
         if self.sort == "params":
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":
@@ -134,7 +157,7 @@ class Front:
         cols = objectives.survivor_columns(self.best.out, self.space)
         t2 = objectives.rf_target2(self.space)
         keys = [objectives.key(cols, name, t2) for name in self.names]
-        order = np.lexsort([cols["arch_id"], *reversed(keys)])
+        order = np.lexsort([*ids.order_keys(self.best.out, self.best.choice, self.space), *reversed(keys)])
         return self.best.take(order)
 
 
@@ -163,6 +186,14 @@ def _batches(
     """Survivor batches: all of them in depth-first order, the first ``limit``, the best ``limit`` by
     ``sort``, the Pareto front, or a uniform sample; ``where`` filters them first."""
     check_selection(limit, sort, pareto, sample, where, seed)
+    if space.has_blocks:  # a space of stages: exact selections by dynamic programming (rfsweep.stage_select)
+        from rfsweep import stage_select
+
+        chosen = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
+        if stage_select.applicable(space, chosen) is None:
+            yield from stage_select.run(space, chosen, device=kw.get("device", "cpu"), threads=kw.get("threads"),
+                                   stats=kw.get("stats"))  # fmt: skip
+            return
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
     if sample is not None:
         kw.pop("reuse_buffers")
@@ -192,6 +223,10 @@ def _batches(
                     return
         return
     top = TopK(limit, space, sort)
+    if where is None and sort != "erf" and kw.get("device", "cpu") == "cpu":
+        # the walk's first k rows (each task capped at k: cheap) bound the k-th best from the start
+        probe = {k: kw[k] for k in ("threads", "q", "task_range", "slab_rows") if k in kw}
+        top.seed(engine.iter_batches(space, limit=limit, reuse_buffers=True, **probe))
     for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
         top.add(batch)
     yield top.result()
@@ -222,7 +257,7 @@ def search(
     device: str = "cpu",
     threads: int | None = None,
     stats: Stats | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
@@ -233,7 +268,8 @@ def search(
     ``sort`` (the best N by params, macs, rf_error or erf), ``pareto`` (the non-dominated survivors
     by two or three of params, macs, rf_error, erf, depth), ``sample`` with ``seed`` (N survivors
     drawn uniformly), ``where`` (a filter such as ``"params < 2e6 and depth >= 5"``); and ``device``
-    (cpu, cuda, auto), ``threads`` and ``columns`` (the layout: wide, lists or compact; see rfsweep.sink).
+    (cpu, cuda, auto), ``threads`` and ``columns`` (the layout: wide, lists or compact; None, the space's
+    default: wide for a chain, lists for a space of stages; see rfsweep.sink).
     """
     sel = _selection(settings)
     sp = make_space(space, **settings)
@@ -252,7 +288,7 @@ def iter_tables(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     **selection: Any,
 ) -> Iterator[pa.Table]:
     """Arrow tables of survivors (see :func:`search` for the selection keywords)."""
@@ -260,7 +296,7 @@ def iter_tables(
     if selection:
         raise field_error(next(iter(selection)), None, "unknown option of the search")
     sch = sink.schema(space, layout=columns)
-    tables = sink.LayerTables(space)
+    tables = sink.tables_for(space)
     for batch in _batches(space, device=device, threads=threads, stats=stats, progress=progress, **sel):
         if len(batch):
             yield sink.to_table(batch, space, tables, sch)
@@ -274,7 +310,7 @@ def search_to_parquet(
     threads: int | None = None,
     stats: Stats | None = None,
     progress: Callable[[engine.Progress], None] | None = None,
-    columns: str = "wide",
+    columns: str | None = None,
     inputs: tuple[str | None, ...] = (),
     cluster: str | None = None,
     scheduler: str | None = None,
@@ -316,6 +352,7 @@ def search_to_parquet(
     sp = make_space(space, **settings)
     check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
     stats = stats if stats is not None else Stats()
+    columns = sink.layout_name(columns, sp)
     meta = sink.metadata(sp, {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns})
     with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta, inputs=inputs) as out:
         for table in iter_tables(

@@ -2,7 +2,9 @@
 
 torch is an optional dependency, imported inside :func:`build` only: ``import rfsweep`` (and this module)
 never loads it. The modules are those of the exported source (``rfsweep export --to pytorch``): both come
-from one list, :func:`rfsweep.torch_modules.chain_modules`.
+from one list, :func:`rfsweep.torch_modules.chain_modules` (chains) or
+:func:`rfsweep.torch_modules.block_modules` (candidates of a space of stages, rfsweep/torch_blocks.py's
+classes).
 
 Example::
 
@@ -18,8 +20,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from rfsweep.nas_export import candidate_network, network_with
-from rfsweep.torch_modules import TorchModule, chain_modules
+from rfsweep.errors import field_error
+from rfsweep.nas_export import arch_id_of, candidate_network, check_block_options, load_space, network_with
+from rfsweep.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
 
 
 def build(
@@ -30,7 +33,8 @@ def build(
     norm: str | None = None,
     num_classes: int | None = None,
 ):
-    """An ``nn.Sequential`` of standard torch modules for a candidate or a chain network spec.
+    """An ``nn.Sequential`` of standard torch modules for a candidate or a chain network spec; a
+    ``BlockNet`` for a candidate of a space of stages.
 
     Parameters
     ----------
@@ -47,25 +51,42 @@ def build(
         BatchNorm2d between conv and activation, 2·C parameters), ``num_classes`` K adds a head
         (global average pool, flatten, Linear(C, K): C·K + K parameters). For a candidate the defaults
         are the export's (relu, none, no head), so the parameters equal the row's ``params``; for a spec
-        the default is the spec as it is, and a given option adds those layers to it.
+        the default is the spec as it is, and a given option adds those layers to it. A space of stages
+        takes none (its blocks carry their own BatchNorm, activations and head).
 
     Returns
     -------
-    torch.nn.Sequential
-        Takes ``(N, C_in, H, W)`` and returns the last feature map (or ``(N, K)`` logits with a head). At
-        the search's input size the map is ``out_size`` on each side; 'tf_same' padding is resolved at
-        that size, so other input sizes keep those pads.
+    torch.nn.Sequential or rfsweep.torch_blocks.BlockNet
+        A chain: takes ``(N, C_in, H, W)`` and returns the last feature map (or ``(N, K)`` logits with a
+        head). At the search's input size the map is ``out_size`` on each side; 'tf_same' padding is
+        resolved at that size, so other input sizes keep those pads. A candidate of a space of stages: a
+        ``BlockNet`` whose ``features`` return the map before the head's global pool (``out_size`` on
+        each side; the row's rf and jump) and whose ``forward`` runs the head too; its parameters are the
+        row's ``params`` (head included).
     """
     if _is_row(candidate):
+        sp = load_space(space)
+        if sp.has_blocks:
+            check_block_options(act, norm, num_classes)
+            return instantiate_blocks(block_modules(sp, sp.decode(arch_id_of(candidate))))
         net = candidate_network(
             candidate,
-            space,
+            sp,
             act="relu" if act is None else act,
             norm="none" if norm is None else norm,
             num_classes=num_classes,
         )
     else:
         net = network_with(candidate, act=act, norm=norm, num_classes=num_classes)
+        for previous, layer in zip(["input"] + [x.name for x in net.layers], net.layers):
+            if layer.inputs != (previous,):
+                raise field_error(
+                    "inputs",
+                    list(layer.inputs),
+                    "a network spec with branches (residual adds, SE gates: a candidate of a space of stages) "
+                    "is built from its arch_id and search output, build(arch_id, space=FILE); specs: chains only",
+                    layer.name,
+                )
     return instantiate(chain_modules(net))
 
 
@@ -80,6 +101,18 @@ def _is_row(candidate: Any) -> bool:
     return isinstance(candidate, Mapping) and "arch_id" in candidate and "layers" not in candidate
 
 
+def instantiate_blocks(model: BlockModel):
+    """``BlockNet(features, head)`` of rfsweep/torch_blocks.py's classes and torch.nn modules."""
+    from torch import nn
+
+    from rfsweep import torch_blocks
+
+    def make(m: TorchModule):
+        return getattr(torch_blocks if m.block else nn, m.cls)(*m.args, **dict(m.kwargs))
+
+    return torch_blocks.BlockNet([(m.name, make(m)) for m in model.features], [(m.name, make(m)) for m in model.head])
+
+
 def instantiate(modules: list[TorchModule]):
     """``nn.Sequential(OrderedDict(...))`` of the listed modules."""
     from collections import OrderedDict
@@ -89,4 +122,4 @@ def instantiate(modules: list[TorchModule]):
     return nn.Sequential(OrderedDict((m.name, getattr(nn, m.cls)(*m.args, **dict(m.kwargs))) for m in modules))
 
 
-__all__ = ["build", "instantiate"]
+__all__ = ["build", "instantiate", "instantiate_blocks"]

@@ -1,7 +1,11 @@
-"""A chain network spec -> the torch.nn modules that compute it, as plain data (no torch import).
+"""A chain network spec, or a candidate of a space of stages -> the torch.nn modules that compute it, as
+plain data (no torch import).
 
 One list serves both ways out: :func:`rfsweep.torch.build` instantiates it, and the exported Python
-source (:mod:`rfsweep.nas_export`) prints it, one module a line, so the two cannot drift.
+source (:mod:`rfsweep.nas_export`) prints it, one module a line, so the two cannot drift. A candidate of a
+space of stages (:func:`block_modules`) is one module a block, of the classes in rfsweep/torch_blocks.py
+(``MBConv``, ``Bottleneck``, ``Basic``, ``ConvBNAct``), with every channel count computed here by
+kernels.costs, the functions the sweep and rfsweep.blocks.expand use.
 
 Padding follows the analyzer: each layer's padding is resolved by ``rfsweep.arithmetic.resolve_padding``
 at that layer's input size from ``rfsweep.analyze.evaluate`` ('same': total k'-1 with the odd pixel
@@ -24,6 +28,7 @@ a pad is ``<name>_pad``, the flatten before a linear layer ``<name>_flatten``.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -50,23 +55,37 @@ SUPPORTED = ("conv", "maxpool", "avgpool", "bn", "global_pool", "linear", *POINT
 
 @dataclass(frozen=True)
 class TorchModule:
-    """One ``torch.nn`` module: ``getattr(torch.nn, cls)(*args, **dict(kwargs))``, named ``name``."""
+    """One module named ``name``: ``getattr(torch.nn, cls)(*args, **dict(kwargs))``, or with ``block``, a
+    class of rfsweep/torch_blocks.py (``MBConv``, ``Bottleneck``, ...)."""
 
     name: str
     cls: str
     args: tuple = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
+    block: bool = False
 
     def source(self) -> str:
-        """The constructor call as Python source, e.g. ``nn.Conv2d(3, 32, kernel_size=3, stride=2)``."""
+        """The constructor call as Python source, e.g. ``nn.Conv2d(3, 32, kernel_size=3, stride=2)`` or
+        ``MBConv(16, 24, kernel_size=5, stride=2, mid=48)``."""
         parts = [literal(a) for a in self.args] + [f"{k}={literal(v)}" for k, v in self.kwargs]
-        return f"nn.{self.cls}({', '.join(parts)})"
+        return f"{'' if self.block else 'nn.'}{self.cls}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class BlockModel:
+    """A candidate of a space of stages as torch_blocks.BlockNet(features, head): ``features`` up to the
+    head's global pool (the map the row's rf, jump and out_size describe), ``head`` from it on."""
+
+    features: tuple[TorchModule, ...]
+    head: tuple[TorchModule, ...]
 
 
 def literal(value: Any) -> str:
     """Python source for a constructor argument (``float("-inf")`` for infinities)."""
     if isinstance(value, float) and math.isinf(value):
         return 'float("-inf")' if value < 0 else 'float("inf")'
+    if isinstance(value, str):
+        return json.dumps(value)  # double quotes, as the rest of the source
     if isinstance(value, tuple):
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -190,4 +209,93 @@ def _spatial(layer, name: str, size, cin: int, used: set[str]) -> list[TorchModu
     return out
 
 
-__all__ = ["TorchModule", "chain_modules", "literal", "SUPPORTED"]
+# ------------------------------------------------------------------ candidates of a space of stages
+
+ACTIVATIONS = {"relu": "ReLU", "relu6": "ReLU6", "hardswish": "Hardswish", "silu": "SiLU"}
+
+
+def _kw(**kwargs) -> tuple[tuple[str, Any], ...]:
+    """Keyword arguments, those equal to the classes' defaults left out (shorter, readable source)."""
+    defaults = {"stride": 1, "dilation": 1, "mid": None, "se": 0, "act": "relu", "residual": False,
+                "projection": False, "bias": False, "bn": True}  # fmt: skip
+    return tuple((k, v) for k, v in kwargs.items() if k not in defaults or v != defaults[k])
+
+
+def block_modules(space, idx: list[int]) -> BlockModel:
+    """The modules of one candidate of a space of stages (``space.positions[p][idx[p]]``), one a block,
+    named ``<stage>_<block>`` (``stem_0``, ``stage3_1``, ``head_2``).
+
+    The channels are kernels.costs': an MBConv's ``mid`` (None when its expansion is 1) and ``se``, a
+    bottleneck's ``mid``, whether a block adds its input back (``residual``) or projects it
+    (``projection``). After the head's global pool, a ``conv`` block is a 1x1 ConvBNAct on the pooled map
+    and a ``linear`` block an ``nn.Linear`` after an ``nn.Flatten``.
+    """
+    from rfsweep.kernels import costs
+
+    features: list[TorchModule] = []
+    head: list[TorchModule] = []
+    cin = space.in_channels
+    out, flat = features, False
+    for p, c in enumerate(idx):
+        for b, block in enumerate(space.positions[p][c].blocks):
+            name = f"{space.position_names[p]}_{b}"
+            cout = block.out_channels(cin)
+            k, s, d, act = block.kernel, block.stride, block.dilation, block.act
+            if flat and block.op != "linear":
+                raise field_error(
+                    "op", block.op, "comes after a linear layer; rfsweep builds only linear layers there", name
+                )
+            if block.op == "global_pool":
+                out = head
+                out.append(TorchModule(name, "AdaptiveAvgPool2d", (1,)))
+            elif block.op == "linear":
+                if not flat:
+                    out.append(TorchModule(f"{name}_flatten", "Flatten"))
+                    flat = True
+                out.append(TorchModule(name, "Linear", (cin, cout), () if block.bias else (("bias", False),)))
+                if act != "none":
+                    out.append(TorchModule(f"{name}_act", ACTIVATIONS[act]))
+            elif block.op in ("maxpool", "avgpool"):
+                out += _pool(block, name)
+            elif block.op == "conv":
+                kw = _kw(kernel_size=k, stride=s, dilation=d, bias=block.bias, bn=block.bn, act=act)
+                out.append(TorchModule(name, "ConvBNAct", (cin, cout), kw, block=True))
+            elif block.op == "mbconv":
+                e_num, e_den = block.expand.numerator, block.expand.denominator
+                mid = costs.mbconv_mid(cin, e_num, e_den)
+                kw = _kw(kernel_size=k, stride=s, dilation=d, mid=None if e_num == e_den else mid,
+                         se=costs.se_mid(mid) if block.se else 0, act=act,
+                         residual=bool(costs.residual(block.code, s, cin, cout)))  # fmt: skip
+                out.append(TorchModule(name, "MBConv", (cin, cout), kw, block=True))
+            else:  # basic, bottleneck: ReLU, as rfsweep.blocks.expand writes them
+                projection = bool(costs.has_shortcut_conv(block.code, s, cin, cout))
+                kw = _kw(kernel_size=k, stride=s, dilation=d, projection=projection)
+                if block.op == "basic":
+                    out.append(TorchModule(name, "Basic", (cin, cout), kw, block=True))
+                else:
+                    mid = costs.bottleneck_mid(cout, block.expand.numerator, block.expand.denominator)
+                    out.append(TorchModule(name, "Bottleneck", (cin, cout, mid), kw, block=True))
+            cin = cout
+    return BlockModel(tuple(features), tuple(head))
+
+
+def _pool(block, name: str) -> list[TorchModule]:
+    """A max or average pool with 'same' padding; a pad module first where torch cannot pad (asymmetric)."""
+    total = block.kernel - 1
+    left, right = total // 2, total - total // 2
+    cls = "MaxPool2d" if block.op == "maxpool" else "AvgPool2d"
+    kwargs: list[tuple[str, Any]] = [("kernel_size", block.kernel), ("stride", block.stride)]
+    if left == right:
+        if left:
+            kwargs.append(("padding", left))
+        return [TorchModule(name, cls, (), tuple(kwargs))]
+    pads = (left, right, left, right)
+    pad = (
+        TorchModule(f"{name}_pad", "ConstantPad2d", (pads, -math.inf))
+        if block.op == "maxpool"
+        else TorchModule(f"{name}_pad", "ZeroPad2d", (pads,))
+    )
+    return [pad, TorchModule(name, cls, (), tuple(kwargs))]
+
+
+__all__ = ["TorchModule", "BlockModel", "block_modules", "chain_modules", "literal", "SUPPORTED"]

@@ -29,7 +29,10 @@ def model_data(name: str) -> dict[str, Any]:
 
 
 def resolve(spec_or_name: Any, input_size: Any = None) -> Network:
-    """A Network from a Network, a spec dict, a spec file path or a zoo model name."""
+    """A Network from a Network, a spec dict, a spec file path, an ONNX model (``.onnx``), a PyTorch
+    ``nn.Module`` (exported at ``input_size``, 224 by default) or a zoo model name."""
+    from rfsweep.importers.torch_module import is_module
+
     if isinstance(spec_or_name, Network):
         if input_size is None:
             return spec_or_name
@@ -38,10 +41,18 @@ def resolve(spec_or_name: Any, input_size: Any = None) -> Network:
             raise SpecError("input-size: cannot override the input size of a Network object; pass its spec")
     if isinstance(spec_or_name, dict):
         data = spec_or_name
+    elif is_module(spec_or_name):
+        from rfsweep.importers import from_torch
+
+        data = from_torch(spec_or_name, input_size=input_size or 224)
     else:
         text = str(spec_or_name)
         path = Path(text)
-        if path.suffix.lower() in (".json", ".toml") or path.is_file():
+        if path.suffix.lower() == ".onnx":
+            from rfsweep.importers import from_onnx
+
+            data = from_onnx(path, input_size=input_size)
+        elif path.suffix.lower() in (".json", ".toml") or path.is_file():
             data = load_spec_data(path)
         else:
             data = model_data(text)

@@ -7,6 +7,8 @@ A chain is a list of dicts, one per layer, on ONE axis (axes are separable):
     {"op": "deconv", "kernel": k, "stride": s, "dilation": d, "padding": p | (left, right),
      "output_padding": 0}
     {"op": "upsample", "scale": s, "mode": "nearest" | "bilinear"}
+    {"op": "adaptive_avgpool" | "adaptive_maxpool", "output": o}
+    {"op": "space_to_depth" | "depth_to_space", "block": b}
 
 Missing fields take the usual defaults (stride 1, dilation 1, padding 0).
 
@@ -72,6 +74,12 @@ def output_units(layer: dict, n: int) -> int:
     op = layer["op"]
     if op == "upsample":
         return n * layer["scale"]
+    if op.startswith("adaptive_"):
+        return layer["output"]
+    if op == "space_to_depth":  # PyTorch's pixel_unshuffle and ONNX SpaceToDepth need n divisible by b
+        return n // layer["block"] if n % layer["block"] == 0 else 0
+    if op == "depth_to_space":
+        return n * layer["block"]
     k, s, d = layer_fields(layer)
     k_eff = d * (k - 1) + 1
     if op == "deconv":
@@ -137,6 +145,18 @@ def reads(layer: dict, n_in: int, j: int) -> list[tuple[int, Fraction]]:
             out.append((i0, 1 - f))
             if f > 0:  # a zero weight reaches nothing
                 out.append((i0 + 1, f))
+    elif op.startswith("adaptive_"):
+        # PyTorch's adaptive pooling: unit j pools units floor(j·n/o) .. ceil((j+1)·n/o) - 1, every weight 1
+        o = layer["output"]
+        first, last = floor(Fraction(j * n_in, o)), math.ceil(Fraction((j + 1) * n_in, o)) - 1
+        out.extend((i, Fraction(1)) for i in range(first, last + 1))
+    elif op == "space_to_depth":
+        # unit j stacks, in its b·b channels, the b·b input units (j·b + r, j'·b + r'): on this axis j·b + r
+        b = layer["block"]
+        out.extend((j * b + r, Fraction(1)) for r in range(b))
+    elif op == "depth_to_space":
+        # unit j = t·b + r is channel group r of input unit t
+        out.append((floor(Fraction(j, layer["block"])), Fraction(1)))
     else:
         raise ValueError(f"naive model: unknown op {op!r}")
     return out

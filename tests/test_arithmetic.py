@@ -3,7 +3,8 @@
 The naive model builds each axis of a random chain as explicit index maps and composes them; it shares no
 code with rfsweep. For conv/pool chains every unit has the same hull, whose size is rf; the centre of unit u
 is ``center + u·jump``; the uniform-weight input gradient has mean at the centre and variance erf_var exactly.
-After transposed convs and upsampling, units differ (periodically): rf is the largest hull over units.
+After transposed convs, upsampling, adaptive pooling and depth-to-space, units differ (periodically): rf is
+the largest hull over units.
 """
 
 from __future__ import annotations
@@ -45,10 +46,18 @@ def pool_or_conv(draw, op=None):
     return layer
 
 
+RESAMPLING_OPS = ["deconv", "upsample", "adaptive_avgpool", "space_to_depth", "depth_to_space"]
+
+
 @st.composite
 def resampling(draw, op=None):
-    """A transposed conv or an upsample (they make the jump fractional)."""
-    op = op or draw(st.sampled_from(["deconv", "upsample"]))
+    """A layer whose units may differ (periodically): transposed conv, upsample, adaptive pool, depth-to-space
+    (and space-to-depth, a pool on each axis, to mix in)."""
+    op = op or draw(st.sampled_from(RESAMPLING_OPS))
+    if op == "adaptive_avgpool":
+        return {"op": op, "output": draw(st.integers(1, 9))}
+    if op in ("space_to_depth", "depth_to_space"):
+        return {"op": op, "block": draw(st.integers(1, 3))}
     if op == "deconv":
         k, s, d = draw(st.integers(1, 7)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
         k_eff = d * (k - 1) + 1
@@ -79,7 +88,7 @@ def conv_pool_chain(draw):
 @st.composite
 def mixed_chain(draw):
     layers = draw(st.lists(st.one_of(pool_or_conv(), resampling()), min_size=1, max_size=6))
-    assume(any(layer["op"] in ("deconv", "upsample") for layer in layers))
+    assume(any(layer["op"] in RESAMPLING_OPS for layer in layers))
     n = draw(st.integers(1, 24))
     layers = fitting_prefix(layers, n)
     assume(layers)
@@ -105,6 +114,15 @@ def run_axis(layers: list[dict], n: int) -> ar.Axis:
         if op == "upsample":
             a = ar.upsample_axis(a, layer["scale"], layer["mode"])
             continue
+        if op == "adaptive_avgpool":
+            a = ar.adaptive_axis(a, layer["output"])
+            continue
+        if op == "space_to_depth":
+            a = ar.space_to_depth_axis(a, layer["block"])
+            continue
+        if op == "depth_to_space":
+            a = ar.depth_to_space_axis(a, layer["block"])
+            continue
         k, s, d = naive.layer_fields(layer)
         if op == "deconv":
             left, right = explicit(layer.get("padding", 0))
@@ -115,14 +133,19 @@ def run_axis(layers: list[dict], n: int) -> ar.Axis:
     return a
 
 
-def period_bound(layers: list[dict]) -> int:
-    """A multiple of the period of the unit pattern: the product of the up-sampling factors."""
+def period_bound(layers: list[dict], n: int) -> int:
+    """A multiple of the period of the unit pattern: the product of the up-sampling factors, and o/gcd(n, o)
+    for an adaptive pool from n to o units."""
     p = 1
-    for layer in layers:
+    for layer, size in zip(layers, naive.sizes(layers, n)):
         if layer["op"] == "deconv":
             p *= layer["stride"]
         elif layer["op"] == "upsample":
             p *= layer["scale"]
+        elif layer["op"] == "depth_to_space":
+            p *= layer["block"]
+        elif layer["op"] == "adaptive_avgpool":
+            p *= layer["output"] // math.gcd(size, layer["output"])
     return p
 
 
@@ -201,7 +224,7 @@ def test_resampling_chain_rf_is_largest_support(case):
     a = run_axis(layers, n)
     sizes = naive.sizes(layers, n)
     assert a.size == sizes[-1]
-    p = period_bound(layers)
+    p = period_bound(layers, n)
     # real units plus enough virtual ones to show every phase of the pattern twice
     units = range(-2 * p, max(a.size, 2 * p) + 1)
     support = naive.impulse_support(layers, n, units)
@@ -243,6 +266,9 @@ def test_nearest_upsample_then_conv_rf():
 # --------------------------------------------------------------------------- the analyzer, two axes
 
 
+CHANNELS = 36  # divisible by 2² and 3²: a depth-to-space usually fits
+
+
 @st.composite
 def per_axis_layer(draw, resample: bool):
     """One 2-D layer spec and its two 1-D naive layers (h, w), with independent per-axis values."""
@@ -250,6 +276,11 @@ def per_axis_layer(draw, resample: bool):
     h = draw(make())
     op = h["op"]
     w = draw(make(op))  # same op on both axes; every other value independent
+    if op == "adaptive_avgpool":
+        return {"op": op, "output": [h["output"], w["output"]]}, h, w
+    if op in ("space_to_depth", "depth_to_space"):
+        w["block"] = h["block"]  # one block size for both axes
+        return {"op": op, "block": h["block"]}, h, w
     if op == "upsample":
         w["mode"] = h["mode"]
         spec = {"op": "upsample", "scale": [h["scale"], w["scale"]], "mode": h["mode"]}
@@ -269,7 +300,7 @@ def per_axis_layer(draw, resample: bool):
         w["output_padding"] = min(w["output_padding"], max(w["stride"], w["dilation"]) - 1)
         spec["output_padding"] = [h["output_padding"], w["output_padding"]]
     if op in ("conv", "deconv"):
-        spec["channels"] = 4
+        spec["channels"] = CHANNELS
     else:
         spec["ceil_mode"] = h.get("ceil_mode", False)
     return spec, h, w
@@ -284,8 +315,18 @@ def network(draw, resample: bool):
     keep = min(len(fitting_prefix(hs, n_h)), len(fitting_prefix(ws, n_w)))
     assume(keep >= 1)
     items = items[:keep]
+    channels = CHANNELS
+    for spec, _, _ in items:  # depth-to-space needs block² to divide the channels
+        if spec["op"] == "space_to_depth":
+            channels *= spec["block"] ** 2
+        elif spec["op"] == "depth_to_space":
+            assume(channels % spec["block"] ** 2 == 0)
+            channels //= spec["block"] ** 2
+        elif spec["op"] in ("conv", "deconv"):
+            channels = CHANNELS
     layers = [dict(spec, name=f"l{i}") for i, (spec, _, _) in enumerate(items)]
-    return {"name": "random", "input": {"size": [n_h, n_w], "channels": 4}, "layers": layers}, items, (n_h, n_w)
+    spec = {"name": "random", "input": {"size": [n_h, n_w], "channels": CHANNELS}, "layers": layers}
+    return spec, items, (n_h, n_w)
 
 
 def check_analyzer(case, moments: bool):
@@ -295,7 +336,7 @@ def check_analyzer(case, moments: bool):
     for axis in range(2):
         chain = [item[1 + axis] for item in items]
         sizes = naive.sizes(chain, n[axis])
-        p = period_bound(chain)
+        p = period_bound(chain, n[axis])
         support = naive.impulse_support(chain, n[axis], range(-p, max(sizes[-1], p) + p + 1))
         for i, r in enumerate(results):
             a = r.axes[axis]

@@ -56,15 +56,19 @@ def test_count_beyond_2_63_equals_python_integers(settings, rf_max):
         assert rest.count + sum(expected) == space.size
 
 
-def test_huge_space_is_counted_but_not_searched():
+def test_huge_space_is_counted_but_not_searched_beyond_38_digits():
     settings = dict(depth=18, kernels=[1, 3, 5, 7], strides=[1, 2], target_rf=224, tolerance=1)
     res = CliRunner().invoke(main, ["count", "--depth", "18", "--target-rf", "224", "--tolerance", "1", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["method"] == "dp" and out["space_size"] > 2**63 and out["count"] > 0
-    res = CliRunner().invoke(main, ["search", "--depth", "18", "--target-rf", "224", "--limit", "1"])
-    assert res.exit_code == 2 and "field 'depth'" in res.stderr and "count" in res.stderr
     assert settings  # the same space
+    # 24^29 ~ 2.2e38 arch_ids pass the 38 digits a search writes: refused, counted
+    big = ["--depth", "29", "--ops", "conv", "--kernels", "1,3,5,7,9,11", "--strides", "1", "--dilations", "1,2,3,4"]
+    big += ["--rf-max", "40"]
+    res = CliRunner().invoke(main, ["search", *big, "--limit", "1"])
+    assert res.exit_code == 2 and "field 'depth'" in res.stderr and "count" in res.stderr
+    assert CliRunner().invoke(main, ["count", *big]).exit_code == 0
 
 
 @given(

@@ -3,6 +3,7 @@ progress with an ETA on a terminal, silence elsewhere."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rfsweep import counting, engine, steer, sweep
@@ -26,7 +28,7 @@ R7 += ["--channels", "32"]
 
 
 def test_control_array_layout_matches_the_kernels():
-    assert (steer.CTL_STOP, steer.NCTL) == (lm.CTL_STOP, lm.NCTL)
+    assert (steer.CTL_STOP, steer.CTL_CAP, steer.NCTL) == (lm.CTL_STOP, lm.CTL_CAP, lm.NCTL)
 
 
 def _interrupt_after(seconds: float, signum=signal.SIGINT):
@@ -128,11 +130,13 @@ def test_signals_during_search_to_parquet_leave_nothing(tmp_path, signum, delay)
         ["search", "--depth", "9", "--ops", "conv", "--kernels", "1,3,5,7", "--channels", "8", "--limit", "5"]
         + ["--sort", "erf"],
         ["search", "--depth", "1-9", "--columns", "compact", "-o", "big.parquet"],
+        # the split count of a space of stages: numpy tables, then the bucket kernel (~12 s in all)
+        ["count", "--space", "ofa_mbv3", "--max-macs", "300e6", "--rf-min", "400"],
     ],
-    ids=["count-enumerate", "search-top-n", "search-compact"],
+    ids=["count-enumerate", "search-top-n", "search-compact", "count-stages"],
 )
 def test_ctrl_c_stops_long_commands_within_a_second(tmp_path, args):
-    for delay in (0.5, 1.5):
+    for delay in (0.5, 1.5, 4.0) if "--space" in args else (0.5, 1.5):
         code, stdout, stderr, took = _run_and_signal(args, signal.SIGINT, delay + 1.5, tmp_path)
         assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
         assert "Traceback" not in stderr and took < 2.0, (took, stderr)
@@ -175,3 +179,72 @@ def test_progress_on_a_terminal_every_second_with_an_eta_and_silence_elsewhere(t
     assert piped.returncode == 0 and "\r" not in piped.stderr and "ETA" not in piped.stderr
     quiet = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and quiet.stderr.strip() == ""
+
+
+STAGE_KERNELS = (
+    "topk_expand", "dominators", "dominators2", "front_expand", "front_keep", "count_level", "unrank", "enumerate_lex",
+)  # fmt: skip
+
+
+def test_kernels_of_spaces_of_stages_release_the_gil_and_stop_on_the_flag(monkeypatch):
+    """The exact selections and samples on spaces of stages run kernels for seconds to minutes on
+    Once-for-All (the best 5,000 by ERF under two budgets: minutes of dominance counts). Each kernel is
+    compiled without the GIL (the main thread keeps taking signals while it runs) and polls the stop flag:
+    every call of a run on a small space, replayed with the flag raised, returns at its first step with
+    its outputs untouched; replayed with the flag down, the same calls do their work."""
+    from test_stage_select import _space, everything
+
+    from rfsweep import stage_kernels, stage_select
+
+    calls = []
+
+    def recording(name, fn):
+        def wrapped(*args):
+            calls.append((name, fn, [a.copy() if isinstance(a, np.ndarray) else a for a in args]))
+            return fn(*args)
+
+        return wrapped
+
+    for name in STAGE_KERNELS:
+        fn = getattr(stage_kernels, name)
+        assert fn.targetoptions.get("nogil"), name
+        monkeypatch.setattr(stage_kernels, name, recording(name, fn))
+    df = everything("mini_ofa")
+    macs, params = (int(np.quantile(df[q], 0.6)) for q in ("macs", "params"))
+    runs = [
+        ({}, dict(limit=20, sort="macs")),  # no budget besides the key
+        (dict(max_params=params), dict(limit=20, sort="macs")),  # one: dominators
+        (dict(max_params=params, max_macs=macs), dict(limit=20, sort="erf")),  # two: dominators2
+        ({}, dict(pareto=("macs", "rf_error"))),
+        ({}, dict(sample=50, seed=0)),  # exact counts and unranking
+        (dict(max_macs=macs), dict(sample=50, seed=0)),  # the walk of the survivors
+    ]
+    for extra, selection in runs:
+        space = _space("mini_ofa", **extra)
+        assert stage_select.applicable(space, selection) is None
+        assert sum(len(b) for b in stage_select.run(space, selection)) > 0
+    assert {name for name, _, _ in calls} == set(STAGE_KERNELS)
+
+    def replay(fn, args, flag):
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        copies[-1] = np.full(steer.NCTL, flag, np.int64)
+        return fn(*copies), copies
+
+    worked = set()
+    for name, fn, args in calls:
+        result, after = replay(fn, args, 1)
+        params_ = list(inspect.signature(fn.py_func).parameters)
+        assert params_[-1] == "ctl"
+        if name == "enumerate_lex":  # the walk stays where it stood, nothing copied out
+            walk = args[params_.index("walk")]
+            assert result == (walk[1] if walk[2] else 0)
+            assert np.array_equal(after[params_.index("out")], args[params_.index("out")])
+        else:
+            assert result in (None, -1), (name, result)
+            for a, b in zip(after[:-1], args[:-1]):
+                assert not isinstance(a, np.ndarray) or np.array_equal(a, b), name
+        result, after = replay(fn, args, 0)
+        changed = any(isinstance(a, np.ndarray) and not np.array_equal(a, b) for a, b in zip(after, args))
+        if (result is not None and result > 0) or changed:
+            worked.add(name)
+    assert worked == set(STAGE_KERNELS)

@@ -424,6 +424,37 @@ def test_topk_with_pruning_by_the_kth_best_equals_sorting_everything(sort, limit
     assert list(df["arch_id"]) == expected
 
 
+@given(
+    depth=st.tuples(st.integers(1, 4), st.integers(0, 2)),
+    kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3, unique=True),
+    strides=st.lists(st.integers(1, 3), min_size=1, max_size=3, unique=True),
+    channels=st.lists(st.sampled_from([2, 4, 8]), min_size=1, max_size=2, unique=True),
+    sort=st.sampled_from(["params", "macs", "rf_error"]),
+    limit=st.integers(1, 200),
+    max_params=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_topk_on_random_spaces_with_ties_equals_sorting_everything(depth, kernels, strides, channels, sort, limit,
+                                                                  max_params):  # fmt: skip
+    """The top-N walk seeds its bound with the walk's first N rows and, once the N-th best row is of the
+    least depth, prunes ties too (they come later, so they lose on arch_id): strides and fixed widths make
+    ties by the thousand; the rows must still be the first N of (key, arch_id) over every survivor."""
+    settings = dict(
+        depth=[depth[0], depth[0] + depth[1]], kernels=kernels, strides=strides, channels=channels,
+        input_size=32, target_rf=9, tolerance=6, max_params=max_params,
+    )  # fmt: skip
+    rows = _naive_rows(settings)
+    key = {
+        "params": lambda r: r[2]["params"],
+        "macs": lambda r: r[2]["macs"],
+        "rf_error": lambda r: abs(2 * r[2]["rf"] - 18),
+    }[sort]
+    expected = [r[0] for r in sorted(rows, key=lambda r: (key(r), r[0]))[:limit]]
+    stats = Stats()
+    df = sweep.search(build_space(settings), limit=limit, sort=sort, stats=stats)
+    assert list(df["arch_id"]) == expected
+    assert stats.evaluated + stats.pruned + stats.not_walked == stats.space_size
+
+
 def test_rf_error_and_erf_sorts():
     space = build_space(dict(SPACES["valid_target"]))
     rows = naive_search(SPACES["valid_target"])
@@ -445,6 +476,33 @@ def test_limit_without_sort_stops_early_and_the_summary_adds_up():
     full = Stats()
     list(iter_batches(build_space(SPACES["min_out"]), stats=full))
     assert full.not_walked == 0 and full.evaluated + full.pruned == full.space_size
+
+
+@pytest.mark.parametrize("name", ["budgets", "anchors", "head", "conv_pools_same"])
+@given(limit=st.integers(1, 400))
+def test_limit_without_sort_is_the_first_n_rows_of_the_walk(name, limit):
+    """Each task stops at the rows a --limit still needs (ctl[CTL_CAP]): the rows must be the walk's first N,
+    the summary must still add up, and the cap must not outlive the run."""
+    from rfsweep import steer
+
+    rows = _naive_rows(SPACES[name])
+    space = build_space(SPACES[name])
+    stats = Stats()
+    df = sweep.search(space, limit=limit, stats=stats)
+    assert list(df["arch_id"]) == [r[0] for r in rows[:limit]]
+    assert stats.evaluated + stats.pruned + stats.not_walked == space.size
+    assert stats.kept >= len(df)
+    assert steer.control()[steer.CTL_CAP] == 0
+
+
+def test_limit_without_sort_caps_tasks_a_table_cannot_count():
+    """A budget keeps the counting programme out: without the cap, every task of the first chunk would be
+    walked whole before the first N rows could be written."""
+    space = build_space(dict(depth="10", kernels=[1, 3, 5, 7], strides=[1, 2], channels=[8], max_params=10**6))
+    stats = Stats()
+    df = sweep.search(space, limit=5, stats=stats)
+    assert len(df) == 5 and stats.kept < 1000
+    assert stats.evaluated + stats.pruned + stats.not_walked == space.size
 
 
 def test_parquet_metadata_round_trips_and_show_decodes(tmp_path):
@@ -496,7 +554,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_unrepresentable_space_is_refused_naming_the_field():
-    with pytest.raises(RFSweepError, match="field 'depth'.*do not fit in int64"):
+    with pytest.raises(RFSweepError, match="field 'depth'.*more than the 38 digits"):
         build_space(dict(depth=30, kernels=[1, 3, 5, 7], strides=[1, 2, 3], dilations=[1, 2, 3]))
     with pytest.raises(RFSweepError, match="field 'strides'.*does not fit in int64"):
         build_space(dict(depth=30, kernels=[255], strides=[255], dilations=[255]), for_search=False)
@@ -668,8 +726,9 @@ def test_readme_search_examples_run(tmp_path):
 
 def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
     """No flag parsed and ignored: each search/count option is a setting (or a run option), and back."""
-    from rfsweep.settings import DEFAULTS
+    from rfsweep.settings import SETTINGS
 
+    DEFAULTS = {s.name: s.default for s in SETTINGS if s.kind != "toml"}  # TOML-only: positions, stages, ...
     run_options = {
         "space_file",
         "device",
@@ -692,7 +751,7 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
     }
     for command in ("search", "count"):
         params = {p.name for p in main.commands[command].params} - {"help"}
-        assert set(DEFAULTS) - {"positions"} <= params, command
+        assert set(DEFAULTS) <= params, command
         assert params - set(DEFAULTS) <= run_options, command
 
 

@@ -184,7 +184,7 @@ def test_random_rows_covered_every_case():
 
 def test_options_give_the_documented_parameters_and_logits(tmp_path):
     space = build_space(dict(depth="2-3", kernels=[2, 3], strides=[1, 2], channels=[3, 5], input_size=12))
-    df = sweep.search(space)
+    df = sweep.search(space, columns="lists")  # the row's op and channels lists
     for _, row in df.iloc[::37].iterrows():
         model = build(row, space=space, act="silu", norm="bn", num_classes=4)
         convs = [c for o, c in zip(row.op, row.channels) if o == "conv"]

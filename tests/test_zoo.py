@@ -11,8 +11,10 @@ written out, so each check states the exact values it expects.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,84 @@ def test_torchvision_models_match_reference_csv():
     assert rows == TORCHVISION_RF_PUBLISHED
     for name, rf in rows.items():
         assert _pair(_feature_row(name)["rf"]) == (rf, rf)
+
+
+# --------------------------------------------------------------------------- other input sizes
+
+SIZES = (193, 224, 256, 320)
+
+
+def _ceil_halvings(n: int, times: int) -> int:
+    for _ in range(times):
+        n = -(-n // 2)
+    return n
+
+
+def _feature_size(name: str, n: int) -> int:
+    """The feature layer's out size by each family's closed form (floor for VALID pools, ceil for SAME)."""
+    if name == "alexnet_v2":  # conv1 11/4 VALID, three 3/2 VALID pools, SAME convs between
+        x = (n - 11) // 4 + 1
+        for _ in range(3):
+            x = (x - 3) // 2 + 1
+        return x
+    if name == "alexnet":  # conv1 11/4 p2, three 3/2 pools, size-keeping convs between
+        x = (n + 4 - 11) // 4 + 1
+        for _ in range(3):
+            x = (x - 3) // 2 + 1
+        return x
+    if name.startswith("vgg"):  # size-keeping 3x3 convs, five 2/2 pools
+        return n // 32
+    return _ceil_halvings(n, 5)  # mobilenet_v1, resnets: five stride-2 layers that keep ceil(n/2)
+
+
+@functools.lru_cache
+def _params_at_224(name: str) -> int:
+    return int(rfsweep.analyze(name)["params"].sum())
+
+
+def _adaptive_widest(n: int, out: int) -> int:
+    """The widest window of torch's adaptive pooling: unit i pools floor(i·n/o) .. ceil((i+1)·n/o) - 1."""
+    return max(-(-(i + 1) * n // out) - (i * n) // out for i in range(out))
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_at_other_input_sizes(name, size):
+    """Feature-layer size, rf, jump and total params at 193, 224, 256, 320 against closed forms; the
+    parameter totals do not depend on the input size (adaptive pools before the torchvision classifiers,
+    fully connected layers written as VALID convolutions or after global pools in the others)."""
+    f = _feature_size(name, size)
+    spec = _spec(name)
+    if name in ("alexnet_v2", "vgg_16") and f < (5 if name == "alexnet_v2" else 7):
+        with pytest.raises(rfsweep.SpecError, match=r"layer 'fc6': field 'out_size'"):
+            rfsweep.analyze(name, input_size=size)
+        return
+    table = rfsweep.analyze(name, input_size=size)
+    by_name = {r["name"]: r for r in table.to_dict("records")}
+    feature = by_name[spec["feature_layer"]]
+    rf = {**{k: v[0] for k, v in SLIM_PUBLISHED.items()}, **TORCHVISION_RF_PUBLISHED, **TORCHVISION_RESNET_RF}[name]
+    assert feature["out_size"] == (f, f)
+    assert feature["rf"] == (rf, rf) and feature["jump"] == (32, 32)
+    assert int(table["params"].sum()) == _params_at_224(name)
+    if name in TORCHVISION_PARAMS:
+        assert int(table["params"].sum()) == TORCHVISION_PARAMS[name]
+    if name == "alexnet" or name in _VGG:
+        out = 6 if name == "alexnet" else 7
+        channels = 256 if name == "alexnet" else 512
+        pool = by_name["avgpool"]
+        assert pool["out_size"] == (out, out)
+        assert pool["jump"] == (32 * f / out,) * 2 or math.isclose(pool["jump"][0], 32 * f / out)
+        assert pool["rf"] == (rf + (_adaptive_widest(f, out) - 1) * 32,) * 2
+        first = by_name["classifier.1" if name == "alexnet" else "classifier.0"]
+        assert first["params"] == channels * out * out * 4096 + 4096
+        assert first["macs"] == channels * out * out * 4096
+
+
+_VGG = ("vgg11", "vgg13", "vgg16", "vgg19")
+
+
+def test_vgg16_at_320_has_torchvisions_parameters():
+    """The issue's example: 138,357,544 as torch counts them (245,312,296 when the adaptive pool was the identity)."""
+    table = rfsweep.analyze("vgg16", input_size=320)
+    assert int(table["params"].sum()) == 138_357_544
+    assert table.loc[table["name"] == "avgpool", "out_size"].iloc[0] == (7, 7)

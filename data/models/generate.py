@@ -46,7 +46,7 @@ class Net:
         layer = {"name": name, "op": op}
         # Defaults (stride 1, dilation 1, padding 0, groups 1, bias true, ceil_mode false) are left out.
         defaults = {"stride": 1, "dilation": 1, "padding": 0, "groups": 1, "bias": True, "ceil_mode": False}
-        for key in ("kernel", "stride", "dilation", "padding", "channels", "groups", "bias", "ceil_mode"):
+        for key in ("kernel", "stride", "dilation", "padding", "channels", "groups", "bias", "ceil_mode", "output"):
             if key in fields:
                 value = fields.pop(key)
                 if key in defaults and value == defaults[key] and type(value) is type(defaults[key]):
@@ -245,7 +245,7 @@ def tv_alexnet() -> Net:
         else:
             net.add(f"features.{i}", "relu")
     net.feature_layer = "features.12"
-    net.add("avgpool", "identity")  # AdaptiveAvgPool2d((6, 6)) on a 6x6 map at 224
+    net.add("avgpool", "adaptive_avgpool", output=6)  # AdaptiveAvgPool2d((6, 6)): the identity at 224 only
     net.add("classifier.0", "dropout")
     net.add("classifier.1", "linear", channels=4096)
     net.add("classifier.2", "relu")
@@ -276,7 +276,7 @@ def tv_vgg(name: str) -> Net:
             net.add(f"features.{i + 1}", "relu")
             i += 2
     net.feature_layer = net.last
-    net.add("avgpool", "identity")  # AdaptiveAvgPool2d((7, 7)) on a 7x7 map at 224
+    net.add("avgpool", "adaptive_avgpool", output=7)  # AdaptiveAvgPool2d((7, 7)): the identity at 224 only
     net.add("classifier.0", "linear", channels=4096)
     net.add("classifier.1", "relu")
     net.add("classifier.2", "dropout")
