@@ -37,6 +37,17 @@ from rfsweep.errors import RFSweepError, field_error
 CHECKPOINT_SECONDS = 10.0  # a run in progress rewrites its manifest (the parts done) at most this often
 
 
+def _whole(space, sel: dict) -> bool:
+    """A space of stages whose selection (--sort, --pareto, --sample) the dynamic programmes of
+    rfsweep.stage_select answer exactly, for the whole space at once: one job, one part (a shard's range
+    would walk its share of up to 2e19 candidates)."""
+    if not space.has_blocks or all(sel[k] is None for k in ("sort", "pareto", "sample")):
+        return False
+    from rfsweep import stage_select
+
+    return stage_select.applicable(space, sel) is None
+
+
 def _selection(settings: dict) -> dict:
     from rfsweep import objectives, sweep
 
@@ -63,6 +74,8 @@ class _Run:
         self.kind = "merge" if sel["sort"] is not None or sel["pareto"] is not None else "rows"
         if sel["sample"] is not None:
             self.kind = "sample"
+        if _whole(space, sel):
+            self.kind = "whole"
         self.plan: dict = {}
         self.parts: dict[int, dict] = {}
         self.checkpointed = time.monotonic()
@@ -131,6 +144,9 @@ class _Run:
         guess = wanted or (shard_jobs.SHARDS_PER_WORKER * pool.workers if pool.distributed else 1)
         q, tasks = shard_jobs.first_cut(space, guess)
         self.plan = {"q": q, "tasks": tasks}
+        if self.kind == "whole":
+            self.plan.update(shards=[[0, tasks]], survivors=None, kind=self.kind)
+            return self.plan
         table = counting.count_method(space)[0] == "dp"
         # counts balance the shards and size the parts. Without the table a count is one more walk of the
         # tree: done for a sample (it needs them) and a full or --where run (balance); a --limit run or,
@@ -149,11 +165,12 @@ class _Run:
                 got[job["index"]] = res["counts"]
             counts = np.concatenate([got[i] for i in range(len(ranges))])
         if counts is not None:
-            total = int(counts.sum())
+            exact = counts.astype(object)  # Python ints: a space of stages sums past int64 (OFA: 2.2e19)
+            total = int(exact.sum())
             rows = min(total, sel["sample"]) if sel["sample"] is not None else total
             n = shard_jobs.shard_count(rows if self.kind != "merge" else 0, pool.workers, pool.distributed, wanted)
             ranges = engine.plan_shards(counts, n)
-            self.plan["survivors"] = [int(counts[a:b].sum()) for a, b in ranges]
+            self.plan["survivors"] = [int(exact[a:b].sum()) for a, b in ranges]
         else:
             n = shard_jobs.shard_count(0, pool.workers, pool.distributed, wanted)
             ranges = shard_jobs.even_ranges(tasks, n)
@@ -219,6 +236,10 @@ def search_to_dataset(
     sp = make_space(space, **settings)
     sweep.check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])
     shard_jobs.check_shards(shards)
+    if shards not in (None, 1) and _whole(sp, sel):
+        raise field_error(
+            "shards", shards, "a space of stages runs this selection as one job (exact, by dynamic programming)"
+        )
     columns = sink.layout_name(columns, sp)  # None: the space's default (wide; lists for stages)
     if cluster is None and scheduler is None:
         engine.check_threads(threads)
@@ -304,6 +325,18 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
     present = set(target.names()) if previous is not None else set()
     kept_before = {p.get("name"): p for p in (previous or {}).get("parts") or []}
     common = {"columns": run.columns, "meta": run.meta_extra, "target": run.location}
+
+    if run.kind == "whole":
+        name = dataset.part_name(0, 1)
+        if name in present and "covered" in kept_before.get(name, {}):
+            run.done(0, name, target.rows(name), kept_before[name], shards=1)
+            return 0, 1
+        job = run.job("rows", 0, ranges[0], name=name, selection=sel, **common)
+        for _, res in pool.run(shard_jobs.run_shard, [job], run.progress_for):
+            _check_result(res)
+            extra = {"tasks": list(ranges[0]), "seconds": round(res["seconds"], 3), "worker": res["worker"]}
+            run.done(0, name, res["rows"], res["stats"], **extra)
+        return 1, 0
 
     if run.kind == "merge":
         name = dataset.part_name(0, 1)

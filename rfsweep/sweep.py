@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,9 @@ def _batches(
     """Survivor batches: all of them in depth-first order, the first ``limit``, the best ``limit`` by
     ``sort``, the Pareto front, or a uniform sample; ``where`` filters them first."""
     check_selection(limit, sort, pareto, sample, where, seed)
-    if space.has_blocks:  # a space of stages: exact selections by dynamic programming (rfsweep.stage_select)
+    if space.has_blocks and _whole_space(space, kw):
+        # a space of stages: exact selections by dynamic programming (rfsweep.stage_select), which answer
+        # for the whole space only (a shard's range walks, as a chain's does)
         from rfsweep import stage_select
 
         chosen = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
@@ -230,6 +233,15 @@ def _batches(
     for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
         top.add(batch)
     yield top.result()
+
+
+def _whole_space(space: Space, kw: dict) -> bool:
+    """Whether the engine keywords cover every task: no ``task_range``, or one from the first to the last."""
+    rng = kw.get("task_range")
+    if rng is None:
+        return True
+    q = kw.get("q")
+    return q is not None and tuple(int(x) for x in rng) == (0, math.prod(space.radices[:q]))
 
 
 def selected_batches(space: Space, **kw) -> Iterator[Batch]:

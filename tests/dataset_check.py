@@ -19,6 +19,19 @@ SELECTIONS = {
     "sample_all": {"sample": 10**6, "seed": 1},
 }
 
+# the same on a space of stages (no depth column; --sort, --pareto and --sample by dynamic programming,
+# one job; "sort_where" and "pareto_where" walk)
+STAGE_SELECTIONS = {
+    "all": {},
+    "where": {"where": "params < 54000"},
+    "limit": {"limit": 700},
+    "sort": {"limit": 40, "sort": "macs"},
+    "sort_where": {"limit": 25, "sort": "params", "where": "rf >= 87"},
+    "pareto": {"pareto": "params,macs"},
+    "pareto_where": {"pareto": "rf_error,params", "where": "macs > 1000"},
+    "sample": {"sample": 333, "seed": 5},
+}
+
 
 def plain(table: pa.Table) -> pa.Table:
     """One chunk per column, dictionary columns as their values, no schema metadata: two tables with the

@@ -10,8 +10,9 @@ import signal
 
 import pytest
 from click.testing import CliRunner
-from dataset_check import SELECTIONS, assert_same_rows
+from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
 from test_dataset import R7, SMALL, _interrupt, _manifest, _one_line, assert_interrupted_cleanly
+from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
 import rfsweep
@@ -57,6 +58,19 @@ def test_cluster_dataset_equals_the_single_file(tmp_path, scheduler, name, selec
         assert len(m["parts"]) == len(m["plan"]["shards"]) == 16
     if "sample" in settings:
         assert stats.extra["sampled_from"] == one.extra["sampled_from"]
+
+
+@pytest.mark.parametrize("selection", ["all", "where", "limit", "sort", "pareto", "sample"])
+def test_cluster_dataset_of_a_space_of_stages_equals_the_single_file(tmp_path, scheduler, selection):
+    space = json.loads(json.dumps(STAGES["mini_ofa"]))
+    settings = STAGE_SELECTIONS[selection]
+    single = tmp_path / "one.parquet"
+    sweep.search_to_parquet(str(single), space, **settings)
+    out = tmp_path / "ds"
+    stats = sweep.search_to_parquet(str(out), space, scheduler=scheduler, **settings)
+    assert assert_same_rows(single, out) == stats.extra["written"] > 0
+    whole = selection in ("sort", "pareto", "sample")  # one job, by dynamic programming
+    assert len(_manifest(out)["plan"]["shards"]) == (1 if whole else 16)
 
 
 def test_cli_cluster_local_2_writes_the_same_dataset(tmp_path):

@@ -15,10 +15,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from dataset_check import SELECTIONS, assert_same_rows
+from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
+from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
-from rfsweep import dataset, sweep
+from rfsweep import dataset, engine, ids, sweep
 from rfsweep.cli import main
 from rfsweep.errors import RFSweepError
 from rfsweep.files import is_dataset
@@ -68,6 +69,74 @@ def test_dataset_rows_equal_the_single_file(tmp_path, name, selection):
     assert spec == want
     if "limit" not in settings and "sample" not in settings:
         assert (stats.space_size, stats.kept, stats.covered) == (one.space_size, one.kept, one.covered)
+
+
+@pytest.mark.parametrize("selection", sorted(STAGE_SELECTIONS))
+def test_dataset_of_a_space_of_stages_equals_the_single_file(tmp_path, selection):
+    space = json.loads(json.dumps(STAGES["mini_ofa"]))
+    settings = STAGE_SELECTIONS[selection]
+    single = tmp_path / "one.parquet"
+    one = sweep.search_to_parquet(str(single), space, **settings)
+    out = tmp_path / "ds"
+    whole = selection in ("sort", "pareto", "sample")  # one job: the dynamic programmes answer for the space
+    stats = sweep.search_to_parquet(str(out), space, shards=None if whole else 3, **settings)
+    assert assert_same_rows(single, out) == stats.extra["written"] == one.extra["written"] > 0
+    m = _manifest(out)
+    assert m["complete"] and m["spec"]["columns"] == "lists"
+    assert len(m["plan"]["shards"]) == (1 if whole else 3) and (m["plan"]["kind"] == "whole") == whole
+    if whole:
+        code, _, err = _run(["search", "--space", str(_toml(tmp_path)), "-o", str(tmp_path / "x"), "--shards", "3",
+                             *_flags(settings)])  # fmt: skip
+        assert code == 2 and "one job" in _one_line(err, "shards") and not (tmp_path / "x").exists()
+
+
+def test_a_shard_of_a_space_of_stages_walks_its_own_range():
+    """The dynamic programmes answer for the whole space: given a shard's task range, a selection walks that
+    range (as a chain's does), so shards merged give the whole space's best k, not k copies of it."""
+    from rfsweep import shards
+    from rfsweep.space import build_space
+
+    space = build_space(json.loads(json.dumps(STAGES["mini_ofa"])))
+    sel = {"limit": 40, "sort": "macs"}
+    q, tasks = shards.first_cut(space, 4)
+    results = []
+    for i, rng in enumerate(shards.even_ranges(tasks, 3)):
+        batches = [b.copy() for b in sweep.selected_batches(space, **sel, q=q, task_range=rng)]
+        batch = engine.Batch.concat(batches) if batches else engine.Batch.empty(space)
+        results.append({"index": i, "batch": (batch.out, batch.choice)})
+    merged = shards.merge(space, sel, results)
+    whole = engine.Batch.concat(list(sweep.selected_batches(space, **sel)))
+    assert len(merged) == len(whole) == 40
+    assert ids.python_ids(ids.arrow_ids(merged.out, merged.choice, space)) == ids.python_ids(
+        ids.arrow_ids(whole.out, whole.choice, space)
+    )
+
+
+def _toml(tmp_path):
+    from rfsweep.spec_write import to_toml
+
+    path = tmp_path / "mini_ofa.toml"
+    path.write_text(to_toml(STAGES["mini_ofa"]))
+    return path
+
+
+def _flags(settings: dict) -> list[str]:
+    return [x for k, v in settings.items() for x in (f"--{k}", str(v))]
+
+
+@pytest.mark.slow
+def test_datasets_of_ofa_mbv3_equal_the_single_file(tmp_path):
+    """The shipped Once-for-All space (2.2e19 candidates): the best 10 by MACs (dynamic programming, one
+    job) and the first 1,000 with rf >= 1651 (the walk; arch_ids past int64, decimal128)."""
+    for i, args in enumerate(
+        [["--max-macs", "300e6", "--sort", "macs", "--limit", "10"], ["--rf-min", "1651", "--limit", "1000"]]
+    ):
+        single, out = tmp_path / f"{i}.parquet", tmp_path / f"ds{i}"
+        for target in (single, out):
+            code, _, err = _run(["search", "--space", "ofa_mbv3", *args, "-o", str(target), "--quiet"])
+            assert code == 0, err
+        assert assert_same_rows(single, out) == int(args[-1])
+    assert str(pq.read_schema(out / "part-00000.parquet").field("arch_id").type) == "decimal128(38, 0)"
 
 
 def test_one_part_by_default_and_readers_take_parts_in_order(tmp_path):
