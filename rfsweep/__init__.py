@@ -21,11 +21,19 @@ def _source_checkout_aliases() -> None:
     import os
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
     for name, folder in (("kernels", "kernels"), ("_data", "data")):
         full = f"rfsweep.{name}"
         init = os.path.join(root, folder, "__init__.py")
-        if full in sys.modules or not os.path.isfile(init) or importlib.util.find_spec(full) is not None:
+        if full in sys.modules or not os.path.isfile(init):
+            continue
+        found = importlib.util.find_spec(full)
+        origin = os.path.abspath(found.origin) if found is not None and found.origin else None
+        # an installed wheel's own copy (inside this package) or this very folder is imported as usual; an
+        # editable install of another checkout (a git worktree beside this one) must not lend its kernels
+        # to this checkout's rfsweep
+        if found is not None and (origin is None or origin == init or origin.startswith(here + os.sep)):
             continue
         spec = importlib.util.spec_from_file_location(full, init, submodule_search_locations=[os.path.dirname(init)])
         module = importlib.util.module_from_spec(spec)

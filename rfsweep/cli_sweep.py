@@ -61,6 +61,32 @@ SPACE_OPTIONS = (
 )
 
 
+CLUSTER_OPTIONS = [
+    click.option(
+        "--cluster",
+        help="Shard the run over a Dask LocalCluster of N worker processes here: local:N (needs "
+        "pip install 'rfsweep[dask]'; a search writes a dataset directory, -o DIR).",
+    ),
+    click.option(
+        "--scheduler",
+        help="Shard the run over a running Dask cluster: its scheduler's address (tcp://host:8786) or "
+        "scheduler file; the workers need this rfsweep version and the output directory.",
+    ),
+    click.option(
+        "--shards",
+        type=int,
+        help="How many shards (contiguous ranges of prefixes) to cut the run into (default: 8 per worker, "
+        "and parts of at most ~8M rows).",
+    ),
+]
+
+
+def cluster_options(fn):
+    for opt in reversed(CLUSTER_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
 def space_options(fn):
     for opt in reversed(SPACE_OPTIONS):
         fn = opt(fn)
@@ -143,7 +169,18 @@ def _estimate_note(space, columns: str) -> str | None:
 
 @click.command()
 @space_options
-@click.option("-o", "--output", help="Parquet file for the survivors (replaced atomically if it exists).")
+@click.option(
+    "-o",
+    "--output",
+    help="Parquet file for the survivors (replaced atomically if it exists); a name without extension, a "
+    "trailing / or a URL (s3://...) is a dataset directory of parts (see README: datasets).",
+)
+@cluster_options
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the dataset in -o DIR (same settings): run only the shards whose part is missing.",
+)
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
     "--sort",
@@ -166,7 +203,25 @@ def _estimate_note(space, columns: str) -> str | None:
     "stages' default (depths per stage, then per block); compact, none (arch_id and `rfsweep show` decode them).",
 )
 @friendly
-def search(output, limit, sort, pareto, sample, seed, where, columns, device, threads, as_json, quiet, **kwargs):
+def search(
+    output,
+    limit,
+    sort,
+    pareto,
+    sample,
+    seed,
+    where,
+    columns,
+    device,
+    threads,
+    as_json,
+    quiet,
+    cluster,
+    scheduler,
+    shards,
+    resume,
+    **kwargs,
+):
     """Enumerate candidate stacks and keep those meeting the constraints.
 
     Survivors stream to a Parquet file (-o), written under a temporary name and renamed when
@@ -180,6 +235,7 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
       rfsweep search --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 \\
           --channels 32 --rf-min 223 --rf-max 225 -o r7.parquet
       rfsweep search --target-rf 224 --tolerance 4 --max-params 2e6 --jump 32 --limit 100 --sort params
+      rfsweep search --depth 8 --target-rf 224 --cluster local:4 -o r8/   # a dataset: r8/part-*.parquet
 
     \b
     Summary: of the space's candidates, 'evaluated' were walked, 'pruned' sat in subtrees a bound cut
@@ -207,10 +263,12 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
         parse_where(where, sink.schema(space, layout="compact"))  # a bad filter fails before the walk
     stats = engine.Stats()
     talk = not (as_json or quiet)
+    dataset_out = _dataset_output(output, cluster, scheduler, shards, resume)
     if output is not None:
         from rfsweep.files import check_output
 
-        check_output(output, "output", suffixes=(".parquet",), inputs=(kwargs.get("space_file"),))
+        if not dataset_out:
+            check_output(output, "output", suffixes=(".parquet",), inputs=(kwargs.get("space_file"),))
         note = _estimate_note(space, columns) if talk and limit is None and pareto is None and not sample else None
         if note:
             click.echo(note, err=True)
@@ -231,6 +289,7 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
                 progress=progress,
                 columns=columns,
                 inputs=(kwargs.get("space_file"),),
+                **(dict(cluster=cluster, scheduler=scheduler, shards=shards, resume=resume) if dataset_out else {}),
                 **selection,
             )
             written = stats.extra["written"]
@@ -255,6 +314,8 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
         "device": stats.device,
         "output": output,
     }
+    if dataset_out:
+        summary.update({k: stats.extra[k] for k in ("parts", "cluster", "workers", "shards_run", "shards_reused")})
     if (sort is not None or pareto is not None or where is not None) and counting.count_method(space)[0] == "dp":
         summary["matching"] = counting.window_count(space)
     if sample is not None:
@@ -272,11 +333,36 @@ def search(output, limit, sort, pareto, sample, seed, where, columns, device, th
             f"space {_human(stats.space_size)} candidates, evaluated {_human(stats.evaluated)}, "
             f"pruned {_human(stats.pruned)}{walked}, kept {stats.kept:,}, written {written:,}{matching} in "
             f"{stats.seconds:.2f} s ({_human(stats.rate)} candidates/s, {stats.device})"
-            + (f" -> {output}" if output else ""),
+            + (f" -> {output}" if output else "")
+            + (_dataset_note(stats) if dataset_out else ""),
             err=True,
         )
         if stats.kept == 0:
             click.echo(summary["why"], err=True)
+
+
+def _dataset_output(output, cluster, scheduler, shards, resume) -> bool:
+    """Whether -o names a dataset directory; the cluster flags need one."""
+    from rfsweep.files import is_dataset
+
+    if output is not None and is_dataset(output):
+        return True
+    for flag, value in (("cluster", cluster), ("scheduler", scheduler), ("shards", shards), ("resume", resume)):
+        if value:
+            raise field_error(
+                flag,
+                value,
+                "writes a dataset directory: give -o DIR (no extension, or a trailing /)"
+                + (f", not {output}" if output is not None else ""),
+            )
+    return False
+
+
+def _dataset_note(stats) -> str:
+    ex = stats.extra
+    reused = f", {ex['shards_reused']} reused" if ex.get("shards_reused") else ""
+    where = "" if ex["cluster"] == "this process" else f", {ex['cluster']} with {ex['workers']} workers"
+    return f" ({ex['parts']} part{'s' if ex['parts'] != 1 else ''}{reused}{where})"
 
 
 def _nothing(space) -> dict:
@@ -320,8 +406,9 @@ def _nothing(space) -> dict:
     "a space of stages under one budget exactly (per-stage tables, meet in the middle); enumerate walks the "
     "pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors on chains).",
 )
+@cluster_options
 @friendly
-def count(method, device, threads, as_json, quiet, **kwargs):
+def count(method, device, threads, as_json, quiet, cluster, scheduler, shards, **kwargs):
     """Exact number of candidates meeting the constraints, without writing them.
 
     rf, jump, out-size and min-convs constraints (and a head) are counted by dynamic programming
@@ -334,6 +421,7 @@ def count(method, device, threads, as_json, quiet, **kwargs):
     Examples:
       rfsweep count --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 --rf-min 200 --rf-max 250
       rfsweep count --depth 12 --target-rf 224 --json
+      rfsweep count --depth 9 --target-rf 224 --max-params 2e6 --method enumerate --cluster local:4
     """
     from rfsweep import counting
 
@@ -353,7 +441,21 @@ def count(method, device, threads, as_json, quiet, **kwargs):
         )
     progress = _progress(talk, "count")
     try:
-        res = counting.count_details(space, device=device, threads=threads, method=method, progress=progress)
+        if cluster is not None or scheduler is not None or shards is not None:
+            from rfsweep import cluster as sharded
+
+            res = sharded.count_details(
+                space,
+                cluster=cluster,
+                scheduler=scheduler,
+                shards=shards,
+                method=method,
+                device=device,
+                threads=threads,
+                progress=progress,
+            )
+        else:
+            res = counting.count_details(space, device=device, threads=threads, method=method, progress=progress)
     finally:
         if progress is not None:
             progress.done()

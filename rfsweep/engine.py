@@ -764,7 +764,7 @@ def plan_shards(counts: np.ndarray, shards: int) -> list[tuple[int, int]]:
         return []
     shards = max(1, min(shards, n))
     # weight each task by its survivors plus a little, so that empty stretches still spread the walk
-    w = np.asarray(counts, np.float64) + max(1.0, float(np.sum(counts)) / (50.0 * n))
+    w = np.asarray(counts, np.float64) + max(1.0, float(np.sum(counts, dtype=np.float64)) / (50.0 * n))
     cum = np.cumsum(w)
     cuts = np.searchsorted(cum, cum[-1] * np.arange(1, shards) / shards, side="left") + 1
     bounds = np.unique(np.concatenate(([0], np.clip(cuts, 1, n - 1), [n])))

@@ -10,6 +10,12 @@ The rule for ``-o PATH`` (and ``--plot PATH``), the same for every command:
 * a directory, a socket, a missing or unwritable parent directory, or a file the same command reads
   (``-o space.toml --space space.toml``) is refused with one line, before any work starts;
 * the extension decides the format; an extension the command cannot write is refused.
+
+``rfsweep search -o`` also writes a Parquet *dataset* (:func:`is_dataset`): a directory of parts and a
+manifest, when the argument is an existing directory, ends with ``/``, has no extension, or is a URL
+(``s3://bucket/run``, ``file:///shared/run``). Its own rule (an empty or new directory is used, a previous
+rfsweep dataset is replaced or, with ``--resume``, continued, anything else refused) is in
+:mod:`rfsweep.dataset`.
 """
 
 from __future__ import annotations
@@ -81,6 +87,29 @@ def check_output(
     return Output(text, real, direct, fieldname)
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether an output names a location on a filesystem pyarrow reaches by URL (s3://, gs://, file://)."""
+    scheme, sep, _ = os.fspath(path).partition("://")
+    return bool(sep) and scheme.isidentifier()
+
+
+def is_dataset(path: str | os.PathLike) -> bool:
+    """Whether ``-o PATH`` names a dataset directory rather than a file: an existing directory, a trailing
+    ``/``, no extension at all (``-o r7``), or a URL. An existing file, device or FIFO is a file
+    whatever its name, and ``-`` is never a directory."""
+    text = os.fspath(path)
+    if not text.strip() or text == "-":
+        return False
+    if is_url(text) or text.endswith(("/", os.sep)):
+        return True
+    try:
+        return stat.S_ISDIR(os.stat(text).st_mode)
+    except FileNotFoundError:
+        return os.path.splitext(os.path.basename(text))[1] == ""
+    except OSError:
+        return False
+
+
 def reserve_beside(path: str, suffix: str, fieldname: str = "output") -> str:
     """Create an empty, unique temporary file in ``path``'s directory and return its name.
 
@@ -126,4 +155,4 @@ def write_text(out: Output, text: str) -> None:
             raise field_error(out.fieldname, out.path, f"write failed ({exc.strerror})") from None
 
 
-__all__ = ["Output", "atomic", "check_output", "reserve_beside", "write_text"]
+__all__ = ["Output", "atomic", "check_output", "is_dataset", "is_url", "reserve_beside", "write_text"]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,9 @@ def _batches(
     """Survivor batches: all of them in depth-first order, the first ``limit``, the best ``limit`` by
     ``sort``, the Pareto front, or a uniform sample; ``where`` filters them first."""
     check_selection(limit, sort, pareto, sample, where, seed)
-    if space.has_blocks:  # a space of stages: exact selections by dynamic programming (rfsweep.stage_select)
+    if space.has_blocks and _whole_space(space, kw):
+        # a space of stages: exact selections by dynamic programming (rfsweep.stage_select), which answer
+        # for the whole space only (a shard's range walks, as a chain's does)
         from rfsweep import stage_select
 
         chosen = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
@@ -230,6 +233,23 @@ def _batches(
     for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
         top.add(batch)
     yield top.result()
+
+
+def _whole_space(space: Space, kw: dict) -> bool:
+    """Whether the engine keywords cover every task: no ``task_range``, or one from the first to the last."""
+    rng = kw.get("task_range")
+    if rng is None:
+        return True
+    q = kw.get("q")
+    return q is not None and tuple(int(x) for x in rng) == (0, math.prod(space.radices[:q]))
+
+
+def selected_batches(space: Space, **kw) -> Iterator[Batch]:
+    """The survivor batches a selection keeps (keywords as :func:`search`: ``limit``, ``sort``, ``pareto``,
+    ``sample``, ``seed``, ``where``), with the engine's keywords passed through (``device``, ``threads``,
+    ``stats``, ``progress``, and ``q`` with ``task_range`` for a shard: see :class:`rfsweep.engine.Plan`).
+    A batch may be a view of buffers the engine reuses: copy it before asking for the next."""
+    return _batches(space, **kw)
 
 
 SELECT_OPTIONS = ("limit", "sort", "pareto", "sample", "seed", "where")
@@ -304,12 +324,42 @@ def search_to_parquet(
     progress: Callable[[engine.Progress], None] | None = None,
     columns: str | None = None,
     inputs: tuple[str | None, ...] = (),
+    cluster: str | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    shards: int | None = None,
     **settings: Any,
 ) -> Stats:
     """Stream survivors to ``path`` by the output rule of :mod:`rfsweep.files` (atomically: a temporary
     name, renamed when complete). ``inputs`` are files the output must not be (the --space file).
     Selection keywords as :func:`search`.
+
+    A ``path`` with no extension, a trailing ``/``, an existing directory or a URL is a Parquet dataset
+    (:mod:`rfsweep.dataset`): the same rows, in parts, sharded over ``cluster="local:N"`` (N worker
+    processes here) or a running Dask ``scheduler`` ("tcp://host:8786"), or over this process without
+    either; ``resume`` continues an interrupted dataset, ``shards`` sets how many (see
+    :func:`rfsweep.sharded.search_to_dataset`).
     """
+    from rfsweep.files import is_dataset
+
+    if cluster is not None or scheduler is not None or resume or shards is not None or is_dataset(path):
+        from rfsweep.sharded import search_to_dataset
+
+        return search_to_dataset(
+            path,
+            space,
+            cluster=cluster,
+            scheduler=scheduler,
+            resume=resume,
+            shards=shards,
+            device=device,
+            threads=threads,
+            stats=stats,
+            progress=progress,
+            columns=columns,
+            inputs=inputs,
+            **settings,
+        )
     sel = _selection(settings)
     sp = make_space(space, **settings)
     check_selection(sel["limit"], sel["sort"], sel["pareto"], sel["sample"], sel["where"], sel["seed"])

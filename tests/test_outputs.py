@@ -84,7 +84,8 @@ def test_fifo_is_written_through(tmp_path):
 @pytest.mark.parametrize(
     "make, why",
     [
-        (lambda p: p.mkdir(), "is a directory"),
+        # a directory is a dataset directory now (rfsweep/dataset.py): refused when it holds other things
+        (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "not an rfsweep dataset"),
         (lambda p: None, "its directory does not exist"),
     ],
     ids=["directory", "missing-parent"],

@@ -744,6 +744,10 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         "where",
         "columns",
         "method",
+        "cluster",  # the Dask options (rfsweep/cluster.py)
+        "scheduler",
+        "shards",
+        "resume",
     }
     for command in ("search", "count"):
         params = {p.name for p in main.commands[command].params} - {"help"}
