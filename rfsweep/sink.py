@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfsweep import ids
+from rfsweep import ids, steer
 from rfsweep.engine import Batch
 from rfsweep.errors import field_error
 from rfsweep.files import check_output, reserve_beside
@@ -382,8 +382,12 @@ class ParquetSink:
         self.rows += table.num_rows
 
     def _stop(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        """Hand the writer thread its end and wait for it, in a steering section: a signal then raises the
+        stop flag instead of cutting the wait short, which left the thread encoding while the interpreter
+        exited (Arrow then aborts the process: "cannot create default memory pool", exit -6)."""
+        with steer.steering():
+            self.queue.put(None)
+            self.thread.join()
 
     def _close_stream(self) -> None:
         if self.stream is not None:
@@ -404,6 +408,7 @@ class ParquetSink:
             if self.error is None:
                 self.error = exc
         self._check()
+        steer.check()  # a signal while the last slab was encoded: stop before the file counts as written
         if not self.target.direct:
             os.replace(self.tmp, self.target.real)
 

@@ -18,7 +18,7 @@ from rfsweep.errors import field_error
 from rfsweep.files import reserve_beside
 
 FORMATS = (".json", ".toml")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
@@ -36,7 +36,7 @@ def to_json(spec: dict) -> str:
 
 
 def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)  # fullmatch: "$" would let "0\n" through
 
 
 def _string(s: str) -> str:

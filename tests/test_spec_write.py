@@ -9,7 +9,7 @@ import os
 import tomllib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rfsweep
@@ -40,6 +40,7 @@ spec_like = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None)
 @given(spec_like)
+@example({"name": "", "input": {"size": 1, "channels": 1}, "layers": [{"0\n": []}]})  # a key ending in a newline
 def test_toml_reads_back_equal(spec):
     assert tomllib.loads(to_toml(spec)) == spec
 

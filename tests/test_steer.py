@@ -43,6 +43,37 @@ def _interrupt_after(seconds: float, signum=signal.SIGINT):
     return sent, t
 
 
+def test_signal_while_the_writer_finishes_waits_for_it_and_leaves_no_file(tmp_path, monkeypatch):
+    """A signal during the sink's last wait (the writer thread still encoding) must not cut the wait short:
+    a thread left inside Arrow while the interpreter exits aborts the process (exit -6, seen under load)."""
+    import pyarrow as pa
+
+    from rfsweep.sink import ParquetSink
+
+    table = pa.table({"arch_id": pa.array(np.arange(10, dtype=np.int64))})
+    out = tmp_path / "o.parquet"
+    sink = ParquetSink(str(out), table.schema, {})
+    slow = sink.writer.write_table
+
+    ended = threading.Event()
+
+    def write_table(*args, **kw):
+        time.sleep(0.6)  # the last slab still encoding when the signal comes
+        slow(*args, **kw)
+        ended.set()
+
+    monkeypatch.setattr(sink.writer, "write_table", write_table)
+    with steer.handle_signals():
+        sink.write(table)
+        _, timer = _interrupt_after(0.2)
+        with pytest.raises(steer.Interrupted):
+            with sink:
+                pass  # __exit__ closes: the signal lands in the wait for the writer thread
+        assert ended.is_set()  # (not thread.is_alive(): an interrupted join makes 3.11 report it dead)
+        timer.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
 @pytest.mark.parametrize("what", ["count", "search"])
 def test_signal_stops_a_kernel_within_a_second(what, delay):
