@@ -382,10 +382,10 @@ class ParquetSink:
         self.rows += table.num_rows
 
     def _stop(self) -> None:
-        """Hand the writer thread its end and wait for it, in a steering section: a signal then raises the
+        """Hand the writer thread its end and wait for it, signals deferred: a signal then raises the
         stop flag instead of cutting the wait short, which left the thread encoding while the interpreter
         exited (Arrow then aborts the process: "cannot create default memory pool", exit -6)."""
-        with steer.steering():
+        with steer.deferred():
             self.queue.put(None)
             self.thread.join()
 

@@ -97,9 +97,21 @@ def steering() -> Iterator[None]:
     try:
         yield
     finally:
+        # the flags stay as they are on the way out (the next run's entry clears them): a kernel that
+        # outlived GRACE_SECONDS (still loading or compiling when the signal came) must still find the stop
+        # flag up when it starts, or it walks its whole space while the interpreter waits for it at exit
         _State.sections -= 1
-        if _State.sections == 0:
-            control()[:] = 0
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Signals inside raise the stop flag and wait for :func:`check` (used around waits that must not be cut
+    short, e.g. for the Parquet writer thread); unlike :func:`steering` it clears nothing on entry."""
+    _State.sections += 1
+    try:
+        yield
+    finally:
+        _State.sections -= 1
 
 
 def check() -> None:
