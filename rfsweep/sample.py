@@ -19,6 +19,16 @@ HG_LIMIT = 10**9  # numpy's hypergeometric needs populations below this
 DEDUP_MAX = 10**7  # beyond HG_LIMIT survivors, samples up to this size are drawn by rejection of repeats
 
 
+def check_dedup(n: int, total: int) -> None:
+    """Refuse a sample too large to draw by rejecting repeats (from more than 10^9 survivors)."""
+    if n > DEDUP_MAX:
+        raise field_error(
+            "sample",
+            n,
+            f"at most {DEDUP_MAX:,} from {total:,} survivors (over 10^9); write them and sample while reading",
+        )
+
+
 def draw_ranks(total: int, n: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Sorted chunks of ``min(n, total)`` distinct ranks drawn uniformly from [0, total).
 
@@ -42,12 +52,7 @@ def draw_ranks(total: int, n: int, rng: np.random.Generator) -> Iterator[np.ndar
             left -= size
             want -= k
         return
-    if n > DEDUP_MAX:
-        raise field_error(
-            "sample",
-            n,
-            f"at most {DEDUP_MAX:,} from {total:,} survivors (over 10^9); write them and sample while reading",
-        )
+    check_dedup(n, total)
     drawn = np.zeros(0, np.int64)
     while True:
         more = rng.integers(0, total, size=max(2 * (n - len(np.unique(drawn))), 64), dtype=np.int64)

@@ -37,7 +37,7 @@ import numpy as np
 from rfsweep import stage_graph, steer
 from rfsweep.engine import Batch, Stats
 from rfsweep.errors import RFSweepError, field_error
-from rfsweep.sample import CHUNK, DEDUP_MAX, check_sample, draw_ranks
+from rfsweep.sample import CHUNK, DEDUP_MAX, check_dedup, check_sample, draw_ranks
 from rfsweep.space import Space
 from rfsweep.stage_graph import INF, Graph
 
@@ -133,12 +133,7 @@ def _distinct_ranks(total: int, n: int, rng: np.random.Generator) -> Iterator[tu
         for ranks in draw_ranks(total, n, rng):
             yield np.zeros(len(ranks), np.uint64), ranks.astype(np.uint64)
         return
-    if n > DEDUP_MAX:
-        raise field_error(
-            "sample",
-            n,
-            f"at most {DEDUP_MAX:,} from {total:,} survivors (over 10^9); write them and sample while reading",
-        )
+    check_dedup(n, total)
     hi = np.zeros(0, np.uint64)
     lo = np.zeros(0, np.uint64)
     while True:
