@@ -88,30 +88,28 @@ def handle_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def steering() -> Iterator[None]:
-    """A section that polls :func:`check`: signals inside it raise the stop flag instead of an exception."""
-    if _State.sections == 0:
-        _State.pending = None
-        control()[:] = 0
+def deferred() -> Iterator[None]:
+    """Signals inside raise the stop flag and wait for :func:`check` instead of raising at once (used as is
+    around waits that must not be cut short, e.g. for the Parquet writer thread). Nothing is cleared, on
+    the way in or out: a kernel that outlived GRACE_SECONDS (still loading or compiling when the signal
+    came) must still find the stop flag up when it starts, or it walks its whole space while the
+    interpreter waits for it at exit."""
     _State.sections += 1
     try:
         yield
     finally:
-        # the flags stay as they are on the way out (the next run's entry clears them): a kernel that
-        # outlived GRACE_SECONDS (still loading or compiling when the signal came) must still find the stop
-        # flag up when it starts, or it walks its whole space while the interpreter waits for it at exit
         _State.sections -= 1
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Signals inside raise the stop flag and wait for :func:`check` (used around waits that must not be cut
-    short, e.g. for the Parquet writer thread); unlike :func:`steering` it clears nothing on entry."""
-    _State.sections += 1
-    try:
+def steering() -> Iterator[None]:
+    """A section that polls :func:`check` (:func:`deferred`); the outermost one starts a run, so it clears
+    the flags of the last (the next run's entry is where they are cleared)."""
+    if _State.sections == 0:
+        _State.pending = None
+        control()[:] = 0
+    with deferred():
         yield
-    finally:
-        _State.sections -= 1
 
 
 def check() -> None:
