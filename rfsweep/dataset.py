@@ -175,19 +175,22 @@ def open_target(location: str) -> Target:
 
 
 @contextlib.contextmanager
-def part_writer(target: Target, name: str, sch, meta: dict[bytes, bytes]) -> Iterator[Any]:
-    """A :class:`rfsweep.sink.ParquetSink` for one part: written under a hidden temporary name in the
-    directory and renamed when complete; for a URL, written to a local temporary file and uploaded
-    (temporary name, then a move) when complete. Any error or signal leaves no part behind."""
+def part_writer(
+    target: Target, name: str, sch, meta: dict[bytes, bytes], space=None, threads: int | None = None
+) -> Iterator[Any]:
+    """A :class:`rfsweep.sink.ParquetSink` for one part (``space``: it takes that space's batches):
+    written under a hidden temporary name in the directory and renamed when complete; for a URL, written
+    to a local temporary file and uploaded (temporary name, then a move) when complete. Any error or
+    signal leaves no part behind."""
     from rfsweep.sink import ParquetSink
 
     if target.fs is None:
-        with ParquetSink(target.path(name), sch, meta) as out:
+        with ParquetSink(target.path(name), sch, meta, space=space, threads=threads) as out:
             yield out
         return
     with tempfile.TemporaryDirectory(prefix="rfsweep-part-") as tmpdir:
         local = os.path.join(tmpdir, name)
-        with ParquetSink(local, sch, meta) as out:
+        with ParquetSink(local, sch, meta, space=space, threads=threads) as out:
             yield out
         target.upload(local, name)
 

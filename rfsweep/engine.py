@@ -120,14 +120,17 @@ def _backend(device: str):
     return gpu.backend(device)
 
 
-def kernels_cached() -> bool:
-    """Whether the CPU kernels' compiled code is in numba's on-disk cache (False: the first call compiles)."""
+def kernels_cached(kernel=None) -> bool:
+    """Whether a kernel's compiled code (default: the CPU walk's) is in numba's on-disk cache (False:
+    the first call compiles)."""
     import os
 
-    from rfsweep.kernels import cpu
+    if kernel is None:
+        from rfsweep.kernels import cpu
 
+        kernel = cpu.run_tasks
     try:
-        return os.path.exists(cpu.run_tasks._cache._cache_file._index_path)
+        return os.path.exists(kernel._cache._cache_file._index_path)
     except AttributeError:  # numba's cache internals moved: say nothing rather than guess
         return True
 

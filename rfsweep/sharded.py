@@ -359,9 +359,9 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
 
         batch = shard_jobs.merge(sp, sel, sorted(results, key=lambda r: r["index"]))
         sch = sink.schema(sp, layout=run.columns)
-        with dataset.part_writer(target, name, sch, sink.metadata(sp, run.meta_extra)) as part:
+        with dataset.part_writer(target, name, sch, sink.metadata(sp, run.meta_extra), sp) as part:
             if len(batch):
-                part.write(sink.to_table(batch, sp, sink.tables_for(sp), sch))
+                part.write_batch(batch)
         st = run.stats
         run.stats = engine.Stats(space_size=sp.size, device=st.device)  # done() adds the run's figures once
         run.done(0, name, part.rows, {"evaluated": st.evaluated, "covered": st.covered, "kept": st.kept}, shards=n)

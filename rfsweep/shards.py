@@ -28,7 +28,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from rfsweep import dataset, engine, sink, sweep
+from rfsweep import dataset, engine, parquet_out, sink, sweep
 from rfsweep.errors import RFSweepError, field_error
 
 # Many more shards than workers: subtrees differ in size by orders of magnitude even after balancing by
@@ -150,18 +150,18 @@ def _run_shard(job: dict, progress) -> dict:
         else:
             target = dataset.open_target(job["target"])
             sch = sink.schema(space, layout=job["columns"])
-            tables = sink.tables_for(space)
             if job["kind"] == "sample":
                 ranks = np.asarray(job["ranks"], np.int64)
                 batches = engine.CountedPlan(space, **kw).rows_at(ranks) if len(ranks) else iter(())
             else:
                 batches = sweep.selected_batches(space, **job["selection"], **kw)
-            with dataset.part_writer(target, job["name"], sch, sink.metadata(space, job["meta"])) as part:
+            meta = sink.metadata(space, job["meta"])
+            with dataset.part_writer(target, job["name"], sch, meta, space, job["threads"]) as part:
                 for batch in batches:
                     if job["run"] in _STOPPED:
                         raise ShardStopped(job["run"])
                     if len(batch):
-                        part.write(sink.to_table(batch, space, tables, sch))
+                        part.write_batch(batch)
             out["rows"] = part.rows
     out["stats"] = asdict(stats)
     out["seconds"] = time.perf_counter() - t0
@@ -199,9 +199,14 @@ def warm(job: dict) -> dict:
         space = space_of(dict(depth="1-2", kernels=[1, 3], strides=[1, 2], input_size=8))
         stats = engine.Stats()
         sch = sink.schema(space, layout=job["columns"])
+        cols = parquet_out.plan(space, sch)
+        encoder = parquet_out.Encoder(space, sch, cols) if cols is not None else None
         tables = sink.tables_for(space)
         for batch in engine.iter_batches(space, device=job["device"], stats=stats, q=1, task_range=(0, 2)):
-            sink.to_table(batch, space, tables, sch)
+            if encoder is not None:  # the writer of the wide and compact layouts (rfsweep.parquet_out)
+                encoder.encode(batch.out, batch.choice, 0, len(batch))
+            else:
+                sink.to_table(batch, space, tables, sch)
         engine.CountedPlan(space, device=job["device"], q=1).rows_at(np.array([0], np.int64))
         engine.count_by_enumeration(space, device=job["device"], q=1)
     return {

@@ -19,6 +19,7 @@ rfsweep version are stored in the schema metadata as JSON under ``rfsweep.spec``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -331,30 +332,52 @@ class ParquetSink:
     ~150 MB of Arrow data at 1M rows).
     """
 
-    def __init__(self, path: str, sch: pa.Schema, meta: dict[bytes, bytes], inputs: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        path: str,
+        sch: pa.Schema,
+        meta: dict[bytes, bytes],
+        inputs: tuple[str, ...] = (),
+        space: Space | None = None,
+        threads: int | None = None,
+    ):
+        from rfsweep import parquet_out
+
         self.target = check_output(path, "output", suffixes=(".parquet",), inputs=inputs)
         self.path = self.target.path
         self.tmp = self.target.real if self.target.direct else reserve_beside(self.target.real, ".parquet.tmp")
         self.schema = sch.with_metadata(meta)
-        self.stream = None
+        self.space = space
+        self.stream = self.file = self.writer = self.encoder = None
+        # batches (write_batch) of a chain's wide or compact layout: encoded by rfsweep.parquet_out,
+        # straight from the kernels' output; anything else through Arrow tables and pyarrow's writer
+        cols = parquet_out.plan(space, sch) if space is not None else None
         try:
-            if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
-                self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
-            self.writer = pq.ParquetWriter(
-                self.stream or self.tmp,
-                self.schema,
-                compression="zstd",
-                compression_level=1,
-                use_dictionary=DICTIONARY_COLUMNS,
-                write_statistics=False,
-                # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
-                # plain values 0.22 s and 14 MB
-                column_encoding={"arch_id": "DELTA_BINARY_PACKED"} if sch.field("arch_id").type == pa.int64() else None,
-            )
+            if cols is not None:
+                self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
+                self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads)
+                self.file.write(self.encoder.header())
+            else:
+                if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
+                    self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
+                self.writer = pq.ParquetWriter(
+                    self.stream or self.tmp,
+                    self.schema,
+                    compression="zstd",
+                    compression_level=1,
+                    use_dictionary=DICTIONARY_COLUMNS,
+                    write_statistics=False,
+                    # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
+                    # plain values 0.22 s and 14 MB
+                    column_encoding={"arch_id": "DELTA_BINARY_PACKED"}
+                    if sch.field("arch_id").type == pa.int64()
+                    else None,
+                )
         except (OSError, pa.ArrowException) as exc:
             self._close_stream()
             self._remove()
             raise field_error("output", self.path, f"cannot write there ({exc})") from None
+        self.tables = tables_for(space) if space is not None and self.encoder is None else None
         self.rows = 0
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
@@ -363,12 +386,12 @@ class ParquetSink:
 
     def _drain(self) -> None:
         while True:
-            table = self.queue.get()
-            if table is None:
+            job = self.queue.get()
+            if job is None:
                 return
             if self.error is None:
                 try:
-                    self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    job()
                 except BaseException as exc:  # reported by the next write() or close()
                     self.error = exc
 
@@ -377,9 +400,27 @@ class ParquetSink:
             raise field_error("output", self.path, f"write failed: {self.error}")
 
     def write(self, table: pa.Table) -> None:
+        """Queue an Arrow table of the sink's schema (pyarrow's writer only)."""
         self._check()
-        self.queue.put(table.replace_schema_metadata(self.schema.metadata))
+        if self.writer is None:
+            raise TypeError("this sink encodes batches: use write_batch")
+        table = table.replace_schema_metadata(self.schema.metadata)
+        self.queue.put(functools.partial(self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS))
         self.rows += table.num_rows
+
+    def write_batch(self, batch: Batch) -> None:
+        """Queue a batch of survivors of the sink's space: encoded here, row group by row group, and
+        compressed and written by the writer thread (or made an Arrow table for pyarrow's writer)."""
+        if self.encoder is None:
+            self.write(to_table(batch, self.space, self.tables, self.schema))
+            return
+        n = len(batch)
+        for lo in range(0, n, ROW_GROUP_ROWS):
+            self._check()
+            hi = min(n, lo + ROW_GROUP_ROWS)
+            job = self.encoder.encode(batch.out, batch.choice, lo, hi)
+            self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
+            self.rows += hi - lo
 
     def _stop(self) -> None:
         """Hand the writer thread its end and wait for it, signals deferred: a signal then raises the
@@ -390,9 +431,10 @@ class ParquetSink:
             self.thread.join()
 
     def _close_stream(self) -> None:
-        if self.stream is not None:
-            with contextlib.suppress(OSError, pa.ArrowException):
-                self.stream.close()
+        for f in (self.stream, self.file):
+            if f is not None:
+                with contextlib.suppress(OSError, pa.ArrowException):
+                    f.close()
 
     def _remove(self) -> None:
         if not self.target.direct and os.path.exists(self.tmp):
@@ -401,7 +443,12 @@ class ParquetSink:
     def close(self) -> None:
         self._stop()
         try:
-            self.writer.close()
+            if self.encoder is not None:
+                if self.error is None:
+                    self.file.write(self.encoder.footer())
+                self.file.close()
+            else:
+                self.writer.close()
             if self.stream is not None:
                 self.stream.close()
         except (OSError, pa.ArrowException) as exc:
@@ -415,8 +462,9 @@ class ParquetSink:
     def abort(self) -> None:
         try:
             self._stop()
-            with contextlib.suppress(OSError, pa.ArrowException):
-                self.writer.close()
+            if self.writer is not None:
+                with contextlib.suppress(OSError, pa.ArrowException):
+                    self.writer.close()
             self._close_stream()
         finally:
             self._remove()

@@ -366,10 +366,10 @@ def search_to_parquet(
     stats = stats if stats is not None else Stats()
     columns = sink.layout_name(columns, sp)
     meta = sink.metadata(sp, {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns})
-    with sink.ParquetSink(path, sink.schema(sp, layout=columns), meta, inputs=inputs) as out:
-        for table in iter_tables(
-            sp, device=device, threads=threads, stats=stats, progress=progress, columns=columns, **sel
-        ):
-            out.write(table)
+    sch = sink.schema(sp, layout=columns)
+    with sink.ParquetSink(path, sch, meta, inputs=inputs, space=sp, threads=threads) as out:
+        for batch in selected_batches(sp, device=device, threads=threads, stats=stats, progress=progress, **sel):
+            if len(batch):
+                out.write_batch(batch)
     stats.extra["written"] = out.rows
     return stats

@@ -103,15 +103,15 @@ def _kill_first_attempt(marker: str, part: str):
     def patch():
         from rfsweep import sink
 
-        write = sink.ParquetSink.write
+        write = sink.ParquetSink.write_batch
 
-        def dying_write(self, table):
-            write(self, table)
+        def dying_write(self, batch):
+            write(self, batch)
             if self.path.endswith(part) and not os.path.exists(marker):
                 open(marker, "w").close()
                 os._exit(3)
 
-        sink.ParquetSink.write = dying_write
+        sink.ParquetSink.write_batch = dying_write
 
     return patch
 

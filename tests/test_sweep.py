@@ -552,7 +552,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         yield from ()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "iter_tables", boom)
+    monkeypatch.setattr(sweep, "selected_batches", boom)
     with pytest.raises(KeyboardInterrupt):
         sweep.search_to_parquet(str(path), space)
     assert os.listdir(tmp_path) == []

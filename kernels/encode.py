@@ -1,0 +1,522 @@
+"""Parquet page encoding of survivor batches, straight from the kernels' output (rfsweep.parquet_out).
+
+One call encodes one row group, every column of it in parallel (one column a task). A column's values
+are computed from ``out`` (the kernels' int64 fields x rows) and ``choice`` (positions x rows) a few
+thousand rows at a time, so no per-column array of the batch is made. Encodings, by column (``desc``):
+
+* ``M_LUT``: a per-layer field (op, kernel, ...): the dictionary is the field's values at that position,
+  known before the walk, and a choice's index is looked up (no hashing);
+* ``M_CONST``: one value (the padding);
+* ``M_RANGE``: an integer column whose row group spans at most ``RANGE_MAX`` values: the dictionary is
+  min..max and a value's index is ``value - min``; wider ones go on to
+* ``M_HASH``: a dictionary in first-seen order by open addressing, while it holds at most ``DICT_MAX``
+  values; then plain;
+* ``M_DELTA``: DELTA_BINARY_PACKED (arch_id, increasing within a depth);
+* ``M_PLAIN``.
+
+Layouts follow the Parquet format specification (Encodings.md):
+
+    dictionary indices:  <bit width: 1 byte> <rle/bit-packed hybrid runs>
+    definition levels:   <length: 4 bytes LE> <rle/bit-packed hybrid runs, bit width 1>
+    hybrid run:          varint(n << 1) value (ceil(bw/8) bytes LE)   -- n repeats of one value
+                         varint(g << 1 | 1) g*bw bytes                 -- g groups of 8 bit-packed values
+    delta:               varint(128) varint(4) varint(count) zigzag(first value), then per 128 deltas:
+                         zigzag(min delta) 4 bit widths, 4 miniblocks of 32 (delta - min) bit-packed
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from rfsweep.kernels.layer_math import C_CIN, C_MAX_WIDTH, C_WIDTH, O_PAD, O_RF, layer_channels
+
+# value kinds (desc[c, D_KIND]) and encodings (desc[c, D_MODE])
+K_OUT, K_CENTER, K_SIGMA, K_LAYER, K_CHANNELS, K_CONST = range(6)
+M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE, M_DELTA = range(6)
+# desc columns: kind, source row of out (or field table of a K_LAYER), layer position, encoding, nullable
+# (null past a row's depth), value bytes in plain encoding (4 or 8), dictionary size of an M_LUT
+D_KIND, D_SRC, D_POS, D_MODE, D_NULL, D_WIDTH, D_COUNT = range(7)
+ND = 7
+DICT_MAX = 1 << 16  # distinct values a hashed dictionary may hold (index bit width <= 16)
+RANGE_MAX = 1 << 12  # the most values an M_RANGE dictionary spans
+MAX_GROUPS = 63  # bit-packed groups per run header: one header byte, as Arrow writes them
+CHUNK = 4096  # rows whose values are computed at a time, then encoded (a multiple of DELTA_BLOCK)
+DELTA_BLOCK, DELTA_MINI = 128, 32
+
+
+@njit(cache=True, nogil=True)
+def _varint(buf, pos, v):
+    while v >= 0x80:
+        buf[pos] = (v & 0x7F) | 0x80
+        pos += 1
+        v >>= 7
+    buf[pos] = v
+    return pos + 1
+
+
+@njit(cache=True, nogil=True)
+def _literals(vals, a, b, bw, buf, pos):
+    """vals[a:b] as bit-packed runs (b - a is a multiple of 8 except at the end, where zeros pad)."""
+    while a < b:
+        groups = min((b - a + 7) // 8, MAX_GROUPS)
+        pos = _varint(buf, pos, (groups << 1) | 1)
+        end = a + groups * 8
+        if bw <= 8 and end <= b:  # whole groups of 8 values in one 64-bit word each
+            for g in range(a, end, 8):
+                acc = 0
+                for i in range(8):
+                    acc |= vals[g + i] << (i * bw)
+                for k in range(bw):
+                    buf[pos + k] = (acc >> (8 * k)) & 0xFF
+                pos += bw
+            a = end
+            continue
+        acc = 0
+        nb = 0
+        for i in range(a, end):
+            v = vals[i] if i < b else 0
+            acc |= v << nb
+            nb += bw
+            while nb >= 8:
+                buf[pos] = acc & 0xFF
+                pos += 1
+                acc >>= 8
+                nb -= 8
+        a = end
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def hybrid_runs(rv, rl, n, bw, buf, pos):
+    """Runs (value rv[i] repeated rl[i] times, each value < 2**bw) as RLE / bit-packed hybrid runs at
+    buf[pos:]; returns the end. A run of 8 or more is one RLE run (after lending its head to the
+    literals before it, which must end on a group of 8); shorter ones are bit-packed."""
+    width = (bw + 7) // 8
+    pend = np.empty(8 * MAX_GROUPS, np.int64)  # literals not yet written
+    k = 0
+    for i in range(n):
+        v = rv[i]
+        length = rl[i]
+        if length >= 8:
+            fill = (8 - k % 8) % 8
+            if length - fill >= 8:
+                for _ in range(fill):
+                    pend[k] = v
+                    k += 1
+                if k:
+                    pos = _literals(pend, 0, k, bw, buf, pos)
+                    k = 0
+                pos = _varint(buf, pos, (length - fill) << 1)
+                for b in range(width):
+                    buf[pos] = (v >> (8 * b)) & 0xFF
+                    pos += 1
+                continue
+        for _ in range(length):
+            pend[k] = v
+            k += 1
+            if k == 8 * MAX_GROUPS:
+                pos = _literals(pend, 0, k, bw, buf, pos)
+                k = 0
+    if k:
+        pos = _literals(pend, 0, k, bw, buf, pos)
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _mix(x):
+    """A 64-bit finalizer (MurmurHash3's fmix64, logical shifts spelled out on int64)."""
+    x ^= (x >> 33) & 0x7FFFFFFF
+    x *= -49064778989728563  # 0xff51afd7ed558ccd
+    x ^= (x >> 33) & 0x7FFFFFFF
+    x *= -4265267296055464877  # 0xc4ceb9fe1a85ec53
+    x ^= (x >> 33) & 0x7FFFFFFF
+    return x
+
+
+CHUNK = 4096  # rows whose values are computed at a time, then encoded (they stay in the L1/L2 cache)
+
+
+@njit(cache=True, nogil=True)
+def _fill(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, floats):
+    """The present values of column c in rows lo:hi into vals; returns how many. The float columns give
+    integer keys (center: 2 x center = rf - 1 - 2 x eff_padding; an ERF sigma: 12 x its variance, the
+    kernels' own integer), whose dictionary the caller turns into floats, or with ``floats`` the
+    values themselves (their bits, through fvals, a float64 view of vals). One loop per kind, the test
+    outside it (a per-row function taking the arrays cost ~70 ns a value in reference counting)."""
+    kind = desc[c, D_KIND]
+    src = desc[c, D_SRC]
+    p = desc[c, D_POS]
+    if desc[c, D_NULL] == 0:
+        m = hi - lo
+        if kind == K_OUT:
+            for j in range(m):
+                vals[j] = out[src, lo + j]
+            return m
+        if kind == K_CENTER and floats:
+            for j in range(m):
+                fvals[j] = (out[O_RF, lo + j] - 1) / 2.0 - out[O_PAD, lo + j]
+            return m
+        if kind == K_CENTER:
+            for j in range(m):
+                vals[j] = out[O_RF, lo + j] - 1 - 2 * out[O_PAD, lo + j]
+            return m
+        if kind == K_SIGMA and floats:
+            for j in range(m):
+                fvals[j] = np.sqrt(out[src, lo + j] / 12.0)
+            return m
+        if kind == K_SIGMA:
+            for j in range(m):
+                vals[j] = out[src, lo + j]
+            return m
+        for j in range(m):  # the rest by row number, as the nullable columns
+            vals[j] = lo + j
+    else:  # the rows that reach position p, first
+        m = 0
+        for r in range(lo, hi):
+            if out[depth_row, r] > p:
+                vals[m] = r
+                m += 1
+    if kind == K_OUT or (kind == K_SIGMA and not floats):
+        for j in range(m):
+            vals[j] = out[src, vals[j]]
+    elif kind == K_LAYER:
+        for j in range(m):
+            r = vals[j]
+            vals[j] = tables[src, p, choice[p, r]]
+    elif kind == K_CHANNELS:
+        for j in range(m):
+            r = vals[j]
+            cin = cons[C_CIN]
+            ndown = 0
+            for q in range(p + 1):
+                ch = choice[q, r]
+                if tables[2, q, ch] > 1:  # stride
+                    ndown += 1
+                cin = layer_channels(tables[0, q, ch], tables[4, q, ch], cin, cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
+            vals[j] = cin
+    elif kind == K_CONST:
+        for j in range(m):
+            vals[j] = 0
+    elif kind == K_CENTER and floats:
+        for j in range(m):
+            r = vals[j]
+            fvals[j] = (out[O_RF, r] - 1) / 2.0 - out[O_PAD, r]
+    elif kind == K_CENTER:
+        for j in range(m):
+            r = vals[j]
+            vals[j] = out[O_RF, r] - 1 - 2 * out[O_PAD, r]
+    else:  # K_SIGMA, floats
+        for j in range(m):
+            fvals[j] = np.sqrt(out[src, vals[j]] / 12.0)
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _uvarint(buf, pos, v):
+    """An int64 taken as unsigned, as a ULEB128 varint."""
+    while True:
+        b = v & 0x7F
+        v = (v >> 7) & 0x01FFFFFFFFFFFFFF
+        if v == 0:
+            buf[pos] = b
+            return pos + 1
+        buf[pos] = b | 0x80
+        pos += 1
+
+
+@njit(cache=True, nogil=True)
+def _zigzag(v):
+    return (v << 1) ^ (v >> 63)
+
+
+@njit(cache=True, nogil=True)
+def _delta_block(d, k, buf, pos):
+    """One block of k <= 128 deltas; -1 where a miniblock would need more than 56 bits (then plain)."""
+    mn = d[0]
+    for i in range(1, k):
+        mn = min(mn, d[i])
+    pos = _uvarint(buf, pos, _zigzag(mn))
+    widths = pos
+    pos += DELTA_BLOCK // DELTA_MINI
+    for mb in range(DELTA_BLOCK // DELTA_MINI):
+        a = mb * DELTA_MINI
+        if a >= k:  # a last block's unneeded miniblocks: width 0, no body
+            buf[widths + mb] = 0
+            continue
+        b = min(k, a + DELTA_MINI)
+        mx = 0
+        for i in range(a, b):
+            x = d[i] - mn
+            if x < 0:  # past 63 bits
+                return -1
+            mx = max(mx, x)
+        bw = 0
+        while (mx >> bw) != 0:
+            bw += 1
+        if bw > 56:
+            return -1
+        buf[widths + mb] = bw
+        acc = 0
+        nb = 0
+        for i in range(a, a + DELTA_MINI):
+            x = d[i] - mn if i < b else 0
+            acc |= x << nb
+            nb += bw
+            while nb >= 8:
+                buf[pos] = acc & 0xFF
+                pos += 1
+                acc >>= 8
+                nb -= 8
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals):
+    """DELTA_BINARY_PACKED values of column c; -1 where a delta does not fit (the caller goes plain)."""
+    d = np.empty(DELTA_BLOCK, np.int64)
+    k = 0
+    last = 0
+    first = True
+    for a in range(lo, hi, CHUNK):
+        n = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        for j in range(n):
+            v = vals[j]
+            if first:
+                pos = _uvarint(page, pos, DELTA_BLOCK)
+                pos = _uvarint(page, pos, DELTA_BLOCK // DELTA_MINI)
+                pos = _uvarint(page, pos, present)
+                pos = _uvarint(page, pos, _zigzag(v))
+                first = False
+            else:
+                d[k] = v - last
+                k += 1
+                if k == DELTA_BLOCK:
+                    pos = _delta_block(d, k, page, pos)
+                    if pos < 0:
+                        return -1
+                    k = 0
+            last = v
+    if first:  # no values
+        pos = _uvarint(page, pos, DELTA_BLOCK)
+        pos = _uvarint(page, pos, DELTA_BLOCK // DELTA_MINI)
+        pos = _uvarint(page, pos, 0)
+        pos = _uvarint(page, pos, 0)
+    elif k:
+        pos = _delta_block(d, k, page, pos)
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _bit_width(count):
+    bw = 1
+    while (1 << bw) < count:
+        bw += 1
+    return bw
+
+
+@njit(cache=True, nogil=True)
+def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys):
+    """Runs of indices into a dictionary built in first-seen order: (runs, dictionary size), size -1
+    past DICT_MAX. Only a run's first value is looked up."""
+    slots = 2 * DICT_MAX  # open addressing in a table never regrown: reassigning an array in the loop
+    keys = np.empty(slots, np.int64)  # made numba count references on every row
+    where = np.full(slots, -1, np.int32)
+    count = 0
+    prev = 0
+    n = -1  # runs so far, the last one open: its length in `length` until it closes
+    length = 0
+    for a in range(lo, hi, CHUNK):
+        m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        for j in range(m):
+            key = vals[j]
+            if key == prev and n >= 0:
+                length += 1
+                continue
+            if n >= 0:
+                rl[n] = length
+            s = _mix(key) & (slots - 1)
+            while where[s] >= 0 and keys[s] != key:
+                s = (s + 1) & (slots - 1)
+            if where[s] < 0:
+                if count == DICT_MAX:
+                    return 0, -1
+                keys[s] = key
+                where[s] = count
+                dict_keys[c, count] = key
+                count += 1
+            prev = key
+            n += 1
+            rv[n] = where[s]
+            length = 1
+    if n >= 0:
+        rl[n] = length
+    return n + 1, count
+
+
+@njit(cache=True, nogil=True)
+def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys):
+    """Runs of indices value - min into the dictionary min..max: (runs, dictionary size), size -1 where
+    that spans more than RANGE_MAX. Offsets from the first value, shifted at the end if need be."""
+    base = 0
+    lo_off = 0
+    hi_off = 0
+    prev = 0
+    n = -1
+    length = 0
+    for a in range(lo, hi, CHUNK):
+        m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        for j in range(m):
+            v = vals[j]
+            if v == prev and n >= 0:
+                length += 1
+                continue
+            if n >= 0:
+                rl[n] = length
+            else:
+                base = v
+            off = v - base
+            if off < lo_off:
+                lo_off = off
+            elif off > hi_off:
+                hi_off = off
+            if hi_off - lo_off >= RANGE_MAX:
+                return 0, -1
+            prev = v
+            n += 1
+            rv[n] = off
+            length = 1
+    if n >= 0:
+        rl[n] = length
+    n += 1
+    if lo_off < 0:
+        for i in range(n):
+            rv[i] -= lo_off
+    for e in range(hi_off - lo_off + 1):
+        dict_keys[c, e] = base + lo_off + e
+    return n, hi_off - lo_off + 1
+
+
+@njit(cache=True, nogil=True)
+def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
+    """Runs of a per-layer column's dictionary indices, straight from the choices (no values made)."""
+    p = desc[c, D_POS]
+    nullable = desc[c, D_NULL] != 0
+    n = -1
+    prev = -1
+    cur = -1
+    length = 0
+    for r in range(lo, hi):
+        if nullable and out[depth_row, r] <= p:
+            continue
+        ch = choice[p, r]
+        if ch == prev:
+            length += 1
+            continue
+        prev = ch
+        v = luts[c, ch]
+        if v == cur:  # another choice with the same value
+            length += 1
+            continue
+        if n >= 0:
+            rl[n] = length
+        n += 1
+        rv[n] = v
+        cur = v
+        length = 1
+    if n >= 0:
+        rl[n] = length
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, buf, dict_keys, rv, rl):
+    """Column c of rows lo:hi into buf[c]; returns (bytes, dictionary size, or -1: plain, -2: delta).
+    ``rv`` and ``rl`` are scratch for runs, of at least hi - lo values (fresh arrays per column cost
+    ~1 ms each in page faults, a third of the encoding: measured)."""
+    p = desc[c, D_POS]
+    mode = desc[c, D_MODE]
+    rows = hi - lo
+    page = buf[c]
+    vals = np.empty(CHUNK, np.int64)
+    fvals = vals.view(np.float64)
+    pos = 0
+    present = rows
+    if desc[c, D_NULL] != 0:  # definition levels: 1 where the row reaches position p
+        n = -1
+        present = 0
+        cur = -1
+        length = 0
+        for r in range(lo, hi):
+            d = 1 if out[depth_row, r] > p else 0
+            present += d
+            if d == cur:
+                length += 1
+                continue
+            if n >= 0:
+                rl[n] = length
+            n += 1
+            rv[n] = d
+            cur = d
+            length = 1
+        if n >= 0:
+            rl[n] = length
+        end = hybrid_runs(rv, rl, n + 1, 1, page, 4)
+        size = end - 4
+        for k in range(4):
+            page[k] = (size >> (8 * k)) & 0xFF
+        pos = end
+    count = -1
+    n = 0
+    if mode == M_LUT:
+        n = _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl)
+        count = desc[c, D_COUNT]
+    elif mode == M_CONST:
+        rv[0] = 0
+        rl[0] = present
+        n = 1 if present else 0
+        count = 1
+    elif mode == M_DELTA:
+        end = _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals)
+        if end >= 0:
+            return end, -2
+    elif mode == M_RANGE:
+        n, count = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
+    if count < 0 and (mode == M_RANGE or mode == M_HASH):
+        n, count = _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
+    if count >= 0:
+        page[pos] = _bit_width(count)
+        return hybrid_runs(rv, rl, n, _bit_width(count), page, pos + 1), count
+    width = desc[c, D_WIDTH]
+    for a in range(lo, hi, CHUNK):  # plain: the present values, little-endian
+        m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, True)
+        for j in range(m):
+            v = vals[j]
+            for k in range(width):
+                page[pos] = (v >> (8 * k)) & 0xFF
+                pos += 1
+    return pos, -1
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def encode_group(desc, out, depth_row, choice, tables, luts, cons, lo, hi, buf, lens, counts, dict_keys, scratch):
+    """Every column of rows lo:hi: page bytes in buf[c, :lens[c]]; counts[c] the dictionary's size (a
+    hashed or ranged one in dict_keys[c, :counts[c]]), -1 where the values are plain, -2 delta-coded.
+    ``scratch``: int32, (2 x numba threads, at least hi - lo): each thread's run values and lengths."""
+    for c in prange(desc.shape[0]):
+        t = numba.get_thread_id()
+        lens[c], counts[c] = _encode_column(
+            c,
+            desc,
+            out,
+            depth_row,
+            choice,
+            tables,
+            luts,
+            cons,
+            lo,
+            hi,
+            buf,
+            dict_keys,
+            scratch[2 * t],
+            scratch[2 * t + 1],
+        )

@@ -1,0 +1,219 @@
+"""rfsweep.parquet_out, the Parquet writer of the wide and compact layouts: its files hold exactly the
+rows and types pyarrow's own writer writes from the same batches (random spaces, row groups of every
+size), and the naive enumerator's values; every encoding it uses (dictionaries looked up, ranged and
+hashed, their fallback to plain, deltas and their fallback) reads back exactly in pyarrow, and the
+files read the same in pandas, polars and duckdb."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_sweep import assert_same_as_naive
+
+from rfsweep import parquet_out, sink, sweep
+from rfsweep.engine import Batch
+from rfsweep.kernels import encode as enc
+from rfsweep.kernels import layer_math as lm
+from rfsweep.space import build_space
+
+MIXED = dict(
+    depth="1-4", kernels=[1, 3], strides=[1, 2], ops=["conv", "maxpool"], pool_kernels=[2], input_size=32,
+    rf_min=5, rf_max=25, anchors="4@2", anchor_rf="0:4",
+)  # fmt: skip
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary columns as plain strings (two writers may order a dictionary differently)."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.table(cols, names=table.column_names)
+
+
+def _reference(space, layout) -> pa.Table:
+    """The same rows through Arrow tables (rfsweep.sink.to_table), as pyarrow's writer gets them."""
+    tables = list(sweep.iter_tables(space, columns=layout))
+    return pa.concat_tables(tables) if tables else sink.schema(space, layout).empty_table()
+
+
+def _write(path, space, layout, group_rows=None, monkeypatch=None):
+    if group_rows is not None:
+        monkeypatch.setattr(sink, "ROW_GROUP_ROWS", group_rows)
+    sweep.search_to_parquet(str(path), space, columns=layout)
+    return pq.read_table(path)
+
+
+def assert_same_file(got: pa.Table, space, layout):
+    ref = _reference(space, layout)
+    want = sink.schema(space, layout)
+    assert got.schema.equals(want, check_metadata=False), (got.schema, want)
+    assert _decoded(got).equals(_decoded(ref))
+
+
+@pytest.mark.parametrize("layout", ["wide", "compact"])
+def test_the_fast_writer_is_used_and_equals_pyarrow(tmp_path, layout):
+    space = build_space(MIXED)
+    got = _write(tmp_path / "a.parquet", space, layout)
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.created_by.startswith("rfsweep version")
+    assert got.num_rows > 50
+    assert_same_file(got, space, layout)
+
+
+@given(
+    depth=st.tuples(st.integers(1, 3), st.integers(0, 2)),
+    kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    strides=st.lists(st.integers(1, 3), min_size=1, max_size=2),
+    dilations=st.lists(st.integers(1, 2), min_size=1, max_size=2),
+    ops=st.lists(st.sampled_from(["conv", "maxpool", "avgpool"]), min_size=1, max_size=2),
+    padding=st.sampled_from(["same", "valid", "tf_same"]),
+    n=st.integers(4, 40),
+    rf=st.tuples(st.integers(1, 30), st.integers(0, 30)),
+    anchors=st.one_of(st.none(), st.sampled_from(["4@2", "2@1", "4@2,8@4"])),
+    width=st.one_of(st.none(), st.tuples(st.integers(1, 4), st.integers(0, 3))),
+    group=st.sampled_from([1, 7, 64, 1 << 19]),
+    layout=st.sampled_from(["wide", "compact"]),
+)
+def test_random_spaces_equal_pyarrow_and_naive(depth, kernels, strides, dilations, ops, padding, n, rf, anchors,
+                                               width, group, layout, tmp_path_factory):  # fmt: skip
+    """Row groups of 1 row up to the default: runs cut at every boundary, nulls past a depth, pools
+    passing channels through, the width rule, detector levels."""
+    settings = dict(
+        depth=[depth[0], depth[0] + depth[1]], kernels=kernels, pool_kernels=kernels, strides=strides,
+        dilations=dilations, ops=ops, padding=padding, input_size=n, rf_min=rf[0], rf_max=rf[0] + rf[1],
+        anchors=anchors, anchor_rf="0:4",
+    )  # fmt: skip
+    if width is None:
+        settings["channels"] = [2, 3]
+    else:
+        settings.update(width=width[0], max_width=width[0] * 2 ** width[1])
+    space = build_space(settings)
+    path = tmp_path_factory.mktemp("fast") / "out.parquet"
+    before = sink.ROW_GROUP_ROWS
+    sink.ROW_GROUP_ROWS = group
+    try:
+        sweep.search_to_parquet(str(path), space, columns=layout)
+    finally:
+        sink.ROW_GROUP_ROWS = before
+    got = pq.read_table(path)
+    assert_same_file(got, space, layout)
+    if layout == "wide":
+        assert_same_as_naive(settings, got.to_pandas(), "wide")
+
+
+def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], modes: dict[str, int], tmp_path,
+               group: int = 50_000):  # fmt: skip
+    """Columns of given values, each encoded as asked (falling back as the writer does), written and
+    read back by pyarrow."""
+    space = build_space(dict(depth=2, kernels=[1, 3]))
+    n = len(next(iter(values.values())))
+    out = np.zeros((lm.NO, n), np.int64)
+    choice = np.zeros((2, n), np.int16)
+    out[lm.O_DEPTH] = 2
+    fields, cols = [], []
+    for i, (name, v) in enumerate(values.items()):
+        src = 2 + i  # rows of `out` past arch_id and depth
+        out[src] = v
+        phys, int_type = parquet_out._physical(types[name])
+        cols.append(parquet_out.Column(name, enc.K_OUT, modes[name], src, 0, False, phys, int_type))
+        fields.append(pa.field(name, types[name], False))
+    sch = pa.schema(fields)
+    path = tmp_path / "synthetic.parquet"
+    writer = parquet_out.Encoder(space, sch, cols)
+    with open(path, "wb") as fh:
+        fh.write(writer.header())
+        for lo in range(0, n, group):
+            writer.write_group(fh, writer.encode(out, choice, lo, min(n, lo + group)))
+        fh.write(writer.footer())
+    return pq.read_table(path), pq.ParquetFile(path).metadata
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3000),
+    spread=st.sampled_from([0, 1, 5, 100, 5000, 2**40, 2**62]),
+    runs=st.integers(1, 40),
+    mode=st.sampled_from([enc.M_RANGE, enc.M_HASH, enc.M_DELTA, enc.M_PLAIN]),
+)
+def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, runs, mode):
+    """Random int64 values (negative too, runs of repeats of random lengths, spreads past every
+    dictionary and delta limit) in each encoding, and int8/int16/int32 columns, read back equal."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-(2**62), 2**62) if spread < 2**40 else 0
+    distinct = base + rng.integers(-spread, spread + 1, size=max(1, n // runs + 1), dtype=np.int64)
+    v64 = np.repeat(distinct, rng.integers(1, 2 * runs + 1, size=len(distinct)))[:n]
+    v64 = np.resize(v64, n)
+    small = rng.integers(-100, 100, size=n)
+    values = {"a": v64, "b": small, "c": small * 300, "d": np.abs(small) * 10_000}
+    types = {"a": pa.int64(), "b": pa.int8(), "c": pa.int16(), "d": pa.uint32()}
+    got, _ = _synthetic(values, types, dict.fromkeys(values, mode), tmp_path_factory.mktemp("enc"))
+    for name, v in values.items():
+        assert got.column(name).to_numpy().tolist() == v.astype(types[name].to_pandas_dtype()).tolist(), name
+
+
+def test_dictionaries_past_their_limit_and_wild_deltas_go_plain(tmp_path):
+    n = 200_000
+    rng = np.random.default_rng(1)
+    values = {
+        "many": rng.permutation(n).astype(np.int64) * 7,  # 100,000 distinct a group, past DICT_MAX: plain
+        "wild": rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64),  # deltas past 56 bits: plain
+        "wide": np.arange(n, dtype=np.int64) // 2 * 3,  # past RANGE_MAX, 50,000 distinct: hashed
+    }
+    types = dict.fromkeys(values, pa.int64())
+    modes = {"many": enc.M_RANGE, "wild": enc.M_DELTA, "wide": enc.M_RANGE}
+    got, meta = _synthetic(values, types, modes, tmp_path, group=100_000)
+    for name, v in values.items():
+        assert np.array_equal(got.column(name).to_numpy(), v), name
+    encodings = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" not in encodings["many"] and "DELTA_BINARY_PACKED" not in encodings["wild"]
+    assert "RLE_DICTIONARY" in encodings["wide"]
+
+
+def test_readers_agree(tmp_path):
+    """pandas (through pyarrow), polars and duckdb read the same values and types of the wide layout,
+    with nulls past a candidate's depth, the string columns and the detector levels."""
+    space = build_space(MIXED)
+    path = tmp_path / "wide.parquet"
+    sweep.search_to_parquet(str(path), space, columns="wide")
+    ref = _decoded(_reference(space, "wide"))
+    df = pd.read_parquet(path)
+    assert str(df["kernel_3"].dtype) == "UInt8" or df["kernel_3"].isna().any()
+    assert df["op_0"].dtype.name == "category" and str(df["rf"].dtype) == "int8"
+    pl = pytest.importorskip("polars")
+    got = pl.read_parquet(path).to_arrow()
+    assert _decoded(got).cast(ref.schema).equals(ref)
+    duckdb = pytest.importorskip("duckdb")
+    rel = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").arrow()
+    rel = rel.read_all() if hasattr(rel, "read_all") else rel
+    assert _decoded(rel).cast(ref.schema).equals(ref)
+
+
+def test_lists_and_big_ids_keep_pyarrows_writer(tmp_path):
+    space = build_space(MIXED)
+    assert parquet_out.plan(space, sink.schema(space, "lists")) is None
+    path = tmp_path / "lists.parquet"
+    sweep.search_to_parquet(str(path), space, columns="lists")
+    assert pq.ParquetFile(path).metadata.created_by.startswith("parquet-cpp")
+
+
+def test_an_empty_result_is_a_valid_file(tmp_path):
+    space = build_space(dict(MIXED, rf_min=500, rf_max=600))
+    got = _write(tmp_path / "e.parquet", space, "wide")
+    assert got.num_rows == 0 and got.schema.equals(sink.schema(space, "wide"), check_metadata=False)
+
+
+def test_batches_are_encoded_before_the_engine_reuses_them(tmp_path):
+    """write_batch copies what it needs: a batch overwritten right after it was handed over changes
+    nothing in the file."""
+    space = build_space(MIXED)
+    batches = [b.copy() for b in sweep.selected_batches(space)]
+    sch = sink.schema(space, "compact")
+    path = tmp_path / "c.parquet"
+    with sink.ParquetSink(str(path), sch, sink.metadata(space), space=space) as out:
+        for b in batches:
+            scratch = Batch(b.out.copy(), b.choice.copy())
+            out.write_batch(scratch)
+            scratch.out[:] = -1
+    assert_same_file(pq.read_table(path), space, "compact")
