@@ -3,13 +3,15 @@
 import hashlib
 from pathlib import Path
 
-SHARED = ("costs.py", "layer_math.py")  # the register_jitable modules cpu.py's kernels inline
+SHARED = ("costs.py", "layer_math.py")  # the register_jitable modules these kernels inline:
+INLINING = ("cpu", "encode")
 
 
 def _drop_stale_cache() -> None:
-    """Delete cpu.py's cached machine code when the shared math (layer_math.py, costs.py) has changed.
+    """Delete cpu.py's and encode.py's cached machine code when the shared math (layer_math.py, costs.py)
+    has changed.
 
-    numba's cache=True keys a kernel on its own file only, but cpu.py's kernels inline the shared
+    numba's cache=True keys a kernel on its own file only, but those kernels inline the shared
     register_jitable functions: an edit there would otherwise run the old compiled code.
     """
     here = Path(__file__).resolve().parent
@@ -19,8 +21,9 @@ def _drop_stale_cache() -> None:
         marker = cache / "layer_math.stamp"
         if marker.is_file() and marker.read_text() == stamp:
             return
-        for f in cache.glob("cpu.*.nb[ic]"):
-            f.unlink()
+        for module in INLINING:
+            for f in cache.glob(f"{module}.*.nb[ic]"):
+                f.unlink()
         cache.mkdir(exist_ok=True)
         marker.write_text(stamp)
     except OSError:  # a read-only install: nothing is cached there to go stale
