@@ -217,3 +217,19 @@ def test_batches_are_encoded_before_the_engine_reuses_them(tmp_path):
             out.write_batch(scratch)
             scratch.out[:] = -1
     assert_same_file(pq.read_table(path), space, "compact")
+
+
+@pytest.mark.parametrize("kind, encoding", [(parquet_out.PAGE_DATA, parquet_out.E_RLE_DICTIONARY),
+                                            (parquet_out.PAGE_DICTIONARY, parquet_out.E_PLAIN)])  # fmt: skip
+@pytest.mark.parametrize("sizes", [(0, 0, 0), (5, 3, 1), (1 << 20, 12345, 524288), (2**31 - 1, 2**30, 2**31 - 1)])
+def test_page_headers_are_the_thrift_encoding(kind, encoding, sizes):
+    """The writer's hand-rolled PageHeader equals the general Thrift compact encoder's."""
+    po = parquet_out
+    usize, csize, values = sizes
+    if kind == po.PAGE_DATA:
+        sub = (5, po.TT_STRUCT, [(1, po.TT_I32, values), (2, po.TT_I32, encoding), (3, po.TT_I32, po.E_RLE),
+                                 (4, po.TT_I32, po.E_RLE)])  # fmt: skip
+    else:
+        sub = (7, po.TT_STRUCT, [(1, po.TT_I32, values), (2, po.TT_I32, encoding)])
+    want = po.thrift([(1, po.TT_I32, kind), (2, po.TT_I32, usize), (3, po.TT_I32, csize), sub])
+    assert po.page_header(kind, usize, csize, values, encoding) == want
