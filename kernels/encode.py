@@ -35,13 +35,15 @@ K_OUT, K_CENTER, K_SIGMA, K_LAYER, K_CHANNELS, K_CONST = range(6)
 M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE, M_DELTA = range(6)
 # desc columns: kind, source row of out (or field table of a K_LAYER), layer position, encoding, nullable
 # (null past a row's depth), value bytes in plain encoding (4 or 8), dictionary size of an M_LUT
-D_KIND, D_SRC, D_POS, D_MODE, D_NULL, D_WIDTH, D_COUNT = range(7)
-ND = 7
+# and the dictionary size of the row group before (D_HINT: a hashed dictionary's first table size)
+D_KIND, D_SRC, D_POS, D_MODE, D_NULL, D_WIDTH, D_COUNT, D_HINT = range(8)
+ND = 8
 DICT_MAX = 1 << 16  # distinct values a hashed dictionary may hold (index bit width <= 16)
 RANGE_MAX = 1 << 12  # the most values an M_RANGE dictionary spans
 MAX_GROUPS = 63  # bit-packed groups per run header: one header byte, as Arrow writes them
 CHUNK = 4096  # rows whose values are computed at a time, then encoded (a multiple of DELTA_BLOCK)
 DELTA_BLOCK, DELTA_MINI = 128, 32
+DENSE_RUN = 4  # a column whose value changes every 4 rows or more often is bit-packed whole, not as runs
 
 
 @njit(cache=True, nogil=True)
@@ -315,11 +317,12 @@ def _bit_width(count):
 
 
 @njit(cache=True, nogil=True)
-def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys):
+def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys, slots):
     """Runs of indices into a dictionary built in first-seen order: (runs, dictionary size), size -1
-    past DICT_MAX. Only a run's first value is looked up."""
-    slots = 2 * DICT_MAX  # open addressing in a table never regrown: reassigning an array in the loop
-    keys = np.empty(slots, np.int64)  # made numba count references on every row
+    past DICT_MAX, -3 when the table of ``slots`` is half full (the caller retries with a larger one:
+    open addressing in a table never regrown here, since reassigning an array in the loop made numba
+    count references on every row). Only a run's first value is looked up."""
+    keys = np.empty(slots, np.int64)
     where = np.full(slots, -1, np.int32)
     count = 0
     prev = 0
@@ -340,6 +343,8 @@ def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
             if where[s] < 0:
                 if count == DICT_MAX:
                     return 0, -1
+                if 2 * count >= slots:
+                    return 0, -3
                 keys[s] = key
                 where[s] = count
                 dict_keys[c, count] = key
@@ -355,52 +360,79 @@ def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
 
 @njit(cache=True, nogil=True)
 def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys):
-    """Runs of indices value - min into the dictionary min..max: (runs, dictionary size), size -1 where
-    that spans more than RANGE_MAX. Offsets from the first value, shifted at the end if need be."""
-    base = 0
-    lo_off = 0
-    hi_off = 0
+    """Indices value - min into the dictionary min..max: (runs or values, dictionary size, dense), size -1
+    where that spans more than RANGE_MAX. A first pass, free of branches, finds min, max and how often
+    the value changes: short runs (a change every DENSE_RUN values or more often) are written as every
+    value bit-packed (``dense``; the run test mispredicted on such columns, measured 2x slower), long
+    ones as runs."""
+    mn = 0
+    mx = -1
+    changes = 0
     prev = 0
+    m = 0
+    for a in range(lo, hi, CHUNK):
+        k = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        if k and m == 0:
+            mn = mx = prev = vals[0]
+        for j in range(k):
+            v = vals[j]
+            mn = min(mn, v)
+            mx = max(mx, v)
+            changes += v != prev
+            prev = v
+        m += k
+    if mx - mn >= RANGE_MAX or mx - mn < 0:
+        return 0, -1, False
+    for e in range(mx - mn + 1):
+        dict_keys[c, e] = mn + e
+    dense = changes * DENSE_RUN > m
     n = -1
     length = 0
     for a in range(lo, hi, CHUNK):
-        m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
-        for j in range(m):
+        k = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        if dense:
+            for j in range(k):
+                rv[n + 1 + j] = vals[j] - mn
+            n += k
+            continue
+        for j in range(k):
             v = vals[j]
             if v == prev and n >= 0:
                 length += 1
                 continue
             if n >= 0:
                 rl[n] = length
-            else:
-                base = v
-            off = v - base
-            if off < lo_off:
-                lo_off = off
-            elif off > hi_off:
-                hi_off = off
-            if hi_off - lo_off >= RANGE_MAX:
-                return 0, -1
-            prev = v
             n += 1
-            rv[n] = off
+            rv[n] = v - mn
+            prev = v
             length = 1
-    if n >= 0:
+    if n >= 0 and not dense:
         rl[n] = length
-    n += 1
-    if lo_off < 0:
-        for i in range(n):
-            rv[i] -= lo_off
-    for e in range(hi_off - lo_off + 1):
-        dict_keys[c, e] = base + lo_off + e
-    return n, hi_off - lo_off + 1
+    return n + 1, mx - mn + 1, dense
 
 
 @njit(cache=True, nogil=True)
 def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
-    """Runs of a per-layer column's dictionary indices, straight from the choices (no values made)."""
+    """A per-layer column's dictionary indices straight from the choices (no values made): (runs or
+    values, dense), dense where the choice changes every DENSE_RUN rows or more often in the first
+    CHUNK rows (see _ranged)."""
     p = desc[c, D_POS]
     nullable = desc[c, D_NULL] != 0
+    changes = 0
+    prev = choice[p, lo]
+    sample = min(hi, lo + CHUNK)  # the first rows decide: depth-first order changes alike throughout
+    for r in range(lo, sample):
+        ch = choice[p, r]
+        changes += ch != prev
+        prev = ch
+    if changes * DENSE_RUN > sample - lo:
+        n = 0
+        for r in range(lo, hi):
+            if nullable and out[depth_row, r] <= p:
+                continue
+            rv[n] = luts[c, choice[p, r]]
+            n += 1
+        return n, True
     n = -1
     prev = -1
     cur = -1
@@ -425,7 +457,7 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
         length = 1
     if n >= 0:
         rl[n] = length
-    return n + 1
+    return n + 1, False
 
 
 @njit(cache=True, nogil=True)
@@ -467,8 +499,9 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         pos = end
     count = -1
     n = 0
+    dense = False  # rv holds every value (bit-packed whole), not runs
     if mode == M_LUT:
-        n = _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl)
+        n, dense = _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl)
         count = desc[c, D_COUNT]
     elif mode == M_CONST:
         rv[0] = 0
@@ -480,12 +513,26 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         if end >= 0:
             return end, -2
     elif mode == M_RANGE:
-        n, count = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
+        n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
     if count < 0 and (mode == M_RANGE or mode == M_HASH):
-        n, count = _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
+        # a table for 4x the last row group's values (one of 2x DICT_MAX slots cost 1.5 ms in cache misses
+        # and clearing on R7's erf_sigma, of ~2,700 values), grown when it fills
+        slots = 1024
+        while slots < 4 * desc[c, D_HINT] and slots < 2 * DICT_MAX:
+            slots *= 2
+        while True:
+            n, count = _hashed(
+                desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys, slots
+            )
+            if count != -3:
+                break
+            slots = min(4 * slots, 2 * DICT_MAX)
     if count >= 0:
-        page[pos] = _bit_width(count)
-        return hybrid_runs(rv, rl, n, _bit_width(count), page, pos + 1), count
+        bw = _bit_width(count)
+        page[pos] = bw
+        if dense:
+            return _literals(rv, 0, n, bw, page, pos + 1), count
+        return hybrid_runs(rv, rl, n, bw, page, pos + 1), count
     width = desc[c, D_WIDTH]
     for a in range(lo, hi, CHUNK):  # plain: the present values, little-endian
         m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, True)

@@ -202,8 +202,9 @@ def plan(space, sch: pa.Schema) -> list[Column] | None:
         lut: tuple[int, ...] = ()
         values: tuple = ()
         src = pos = 0
-        if f.name == "arch_id":
-            kind, mode, src = enc.K_OUT, enc.M_DELTA, lm.O_ARCH
+        if f.name in ("arch_id", "macs"):  # macs too: deltas took 2.4 ms a 512K-row group and 0.44 MB
+            # zstd'd on R7, a dictionary of its ~17,000 values 4.1 ms and 0.70 MB
+            kind, mode, src = enc.K_OUT, enc.M_DELTA, scalars[f.name]
         elif f.name == "depth" and space.depth_min == space.depth_max:
             kind, mode, src, values = enc.K_OUT, enc.M_CONST, lm.O_DEPTH, (space.depth_min,)
         elif f.name in scalars:
@@ -357,6 +358,9 @@ class Encoder:
             self.scratch,
             threads=self.threads,
         )
+        from rfsweep.kernels.encode import D_HINT
+
+        self.desc[:, D_HINT] = np.maximum(self.counts, 0)  # the next group's first guess of its dictionary
         pages = []
         for c, col in enumerate(self.cols):
             count = int(self.counts[c])
