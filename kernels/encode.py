@@ -1,8 +1,9 @@
 """Parquet page encoding of survivor batches, straight from the kernels' output (rfsweep.parquet_out).
 
-One call encodes one row group, every column of it in parallel (one column a task). A column's values
-are computed from ``out`` (the kernels' int64 fields x rows) and ``choice`` (positions x rows) a few
-thousand rows at a time, so no per-column array of the batch is made. Encodings, by column (``desc``):
+One call encodes a batch's row groups, every column of each in parallel (one column of one group a
+task). A column's values are computed from ``out`` (the kernels' int64 fields x rows) and ``choice``
+(positions x rows) a few thousand rows at a time, so no per-column array of the batch is made.
+Encodings, by column (``desc``):
 
 * ``M_LUT``: a per-layer field (op, kernel, ...): the dictionary is the field's values at that position,
   known before the walk, and a choice's index is looked up (no hashing);
@@ -317,7 +318,7 @@ def _bit_width(count):
 
 
 @njit(cache=True, nogil=True)
-def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys, slots):
+def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk, slots):
     """Runs of indices into a dictionary built in first-seen order: (runs, dictionary size), size -1
     past DICT_MAX, -3 when the table of ``slots`` is half full (the caller retries with a larger one:
     open addressing in a table never regrown here, since reassigning an array in the loop made numba
@@ -347,7 +348,7 @@ def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
                     return 0, -3
                 keys[s] = key
                 where[s] = count
-                dict_keys[c, count] = key
+                dk[count] = key
                 count += 1
             prev = key
             n += 1
@@ -359,7 +360,7 @@ def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
 
 
 @njit(cache=True, nogil=True)
-def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys):
+def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk):
     """Indices value - min into the dictionary min..max: (runs or values, dictionary size, dense), size -1
     where that spans more than RANGE_MAX. A first pass, free of branches, finds min, max and how often
     the value changes: short runs (a change every DENSE_RUN values or more often) are written as every
@@ -384,7 +385,7 @@ def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
     if mx - mn >= RANGE_MAX or mx - mn < 0:
         return 0, -1, False
     for e in range(mx - mn + 1):
-        dict_keys[c, e] = mn + e
+        dk[e] = mn + e
     dense = changes * DENSE_RUN > m
     n = -1
     length = 0
@@ -461,14 +462,14 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
 
 
 @njit(cache=True, nogil=True)
-def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, buf, dict_keys, rv, rl):
-    """Column c of rows lo:hi into buf[c]; returns (bytes, dictionary size, or -1: plain, -2: delta).
+def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, page, dk, rv, rl):
+    """Column c of rows lo:hi into ``page``, a hashed or ranged dictionary into ``dk``; returns (bytes,
+    dictionary size, or -1: plain, -2: delta).
     ``rv`` and ``rl`` are scratch for runs, of at least hi - lo values (fresh arrays per column cost
     ~1 ms each in page faults, a third of the encoding: measured)."""
     p = desc[c, D_POS]
     mode = desc[c, D_MODE]
     rows = hi - lo
-    page = buf[c]
     vals = np.empty(CHUNK, np.int64)
     fvals = vals.view(np.float64)
     pos = 0
@@ -513,7 +514,7 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         if end >= 0:
             return end, -2
     elif mode == M_RANGE:
-        n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys)
+        n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk)
     if count < 0 and (mode == M_RANGE or mode == M_HASH):
         # a table for 4x the last row group's values (one of 2x DICT_MAX slots cost 1.5 ms in cache misses
         # and clearing on R7's erf_sigma, of ~2,700 values), grown when it fills
@@ -521,9 +522,7 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         while slots < 4 * desc[c, D_HINT] and slots < 2 * DICT_MAX:
             slots *= 2
         while True:
-            n, count = _hashed(
-                desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dict_keys, slots
-            )
+            n, count = _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk, slots)
             if count != -3:
                 break
             slots = min(4 * slots, 2 * DICT_MAX)
@@ -545,13 +544,18 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def encode_group(desc, out, depth_row, choice, tables, luts, cons, lo, hi, buf, lens, counts, dict_keys, scratch):
-    """Every column of rows lo:hi: page bytes in buf[c, :lens[c]]; counts[c] the dictionary's size (a
-    hashed or ranged one in dict_keys[c, :counts[c]]), -1 where the values are plain, -2 delta-coded.
-    ``scratch``: int32, (2 x numba threads, at least hi - lo): each thread's run values and lengths."""
-    for c in prange(desc.shape[0]):
-        t = numba.get_thread_id()
-        lens[c], counts[c] = _encode_column(
+def encode_groups(desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, dict_keys, scratch):
+    """Every column of every row group (rows bounds[g, 0]:bounds[g, 1]), one task each, in parallel (a
+    batch's groups at once: the columns alone left a core idle behind the slowest, measured). Task
+    ``t = g * columns + c`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size
+    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded.
+    ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs."""
+    ncol = desc.shape[0]
+    for t in prange(bounds.shape[0] * ncol):
+        g = t // ncol
+        c = t - g * ncol
+        me = numba.get_thread_id()
+        lens[t], counts[t] = _encode_column(
             c,
             desc,
             out,
@@ -560,10 +564,10 @@ def encode_group(desc, out, depth_row, choice, tables, luts, cons, lo, hi, buf, 
             tables,
             luts,
             cons,
-            lo,
-            hi,
-            buf,
-            dict_keys,
-            scratch[2 * t],
-            scratch[2 * t + 1],
+            bounds[g, 0],
+            bounds[g, 1],
+            buf[t],
+            dict_keys[t],
+            scratch[2 * me],
+            scratch[2 * me + 1],
         )

@@ -2,7 +2,7 @@
 
 pyarrow's writer needs every column as an Arrow array first and then costs ~4 ns a value to encode
 (measured on R7 [223, 225]: 3.0 CPU-s for the 46 wide columns of 11.5 M rows, plus 1.9 s to build
-the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_group`
+the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_groups`
 dictionary-encodes every column of a row group in parallel from the batch itself (the per-layer values
 from the choice indices, the scalars from the kernels' fields), and this module only frames the pages:
 page headers and the footer in Thrift's compact protocol, pages compressed with zstd by the writer
@@ -170,7 +170,7 @@ def _lookup(values: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def plan(space, sch: pa.Schema) -> list[Column] | None:
-    """The columns of ``sch`` for :func:`encode_group`, or None where this writer does not apply."""
+    """The columns of ``sch`` for :func:`encode_groups`, or None where this writer does not apply."""
     from rfsweep import ids
     from rfsweep.kernels import encode as enc
     from rfsweep.sink import OP_NAMES
@@ -298,9 +298,9 @@ class Encoder:
 
     def __init__(self, space, sch: pa.Schema, cols: list[Column], threads: int | None = None):
         from rfsweep.engine import kernels_cached, log
-        from rfsweep.kernels.encode import encode_group
+        from rfsweep.kernels.encode import encode_groups
 
-        if not kernels_cached(encode_group):
+        if not kernels_cached(encode_groups):
             log.info("compiling the Parquet encoder (once per install, about 20 s)...")
         self.space = space
         self.schema = sch
@@ -311,37 +311,42 @@ class Encoder:
         fields = (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)  # encode._value's field tables, in this order
         self.tables = np.ascontiguousarray(np.stack([choices[:, :, f] for f in fields]), dtype=np.int64)
         self.cons = space.kernel.cons
-        self.rows_cap = 0
+        self.rows_cap = self.groups_cap = 0
         self.buf = self.lens = self.counts = self.keys = None
         self.codec = pa.Codec("zstd", ZSTD_LEVEL)
         self.offset = 4  # after the magic b"PAR1"
         self.row_groups: list[bytes] = []
         self.num_rows = 0
 
-    def _buffers(self, rows: int) -> None:
+    def _buffers(self, groups: int, rows: int) -> None:
         from rfsweep.kernels.encode import DICT_MAX
 
-        if rows > self.rows_cap:
-            n = len(self.cols)
-            self.rows_cap = rows
-            # worst case of a page: 8 bytes a value (plain), plus definition levels and run headers
+        if rows > self.rows_cap or groups > self.groups_cap:
+            import numba
+
+            n = len(self.cols) * groups
+            self.rows_cap, self.groups_cap = rows, groups
+            # worst case of a page: 8 bytes a value (plain), plus definition levels and run headers (the
+            # memory is only touched as far as pages reach)
             self.buf = np.empty((n, 8 * rows + rows // 4 + 1024), np.uint8)
             self.lens = np.zeros(n, np.int64)
             self.counts = np.zeros(n, np.int64)
             self.keys = np.empty((n, DICT_MAX), np.int64)
-            import numba
-
             self.scratch = np.empty((2 * numba.config.NUMBA_NUM_THREADS, rows), np.int32)
 
-    def encode(self, out: np.ndarray, choice: np.ndarray, lo: int, hi: int) -> tuple[int, list]:
-        """Rows lo:hi of a batch as (rows, [(dictionary page or None, data page)] per column): bytes
-        that own their memory (the batch and this encoder's buffers are reused)."""
+    def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple[int, list]]:
+        """Row groups ``bounds`` ([(lo, hi)]) of a batch, each as (rows, [(dictionary page or None, its
+        size, encoding, data page)] per column): bytes that own their memory (the batch and this
+        encoder's buffers are reused)."""
         from rfsweep import steer
-        from rfsweep.kernels.encode import encode_group
+        from rfsweep.kernels.encode import D_HINT, encode_groups
 
-        self._buffers(hi - lo)
+        spans = np.asarray(bounds, np.int64).reshape(-1, 2)
+        self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
+        if not len(spans):
+            return []
         steer.call(
-            encode_group,
+            encode_groups,
             self.desc,
             out,
             lm.O_DEPTH,
@@ -349,8 +354,7 @@ class Encoder:
             self.tables,
             self.luts,
             self.cons,
-            lo,
-            hi,
+            spans,
             self.buf,
             self.lens,
             self.counts,
@@ -358,16 +362,20 @@ class Encoder:
             self.scratch,
             threads=self.threads,
         )
-        from rfsweep.kernels.encode import D_HINT
-
-        self.desc[:, D_HINT] = np.maximum(self.counts, 0)  # the next group's first guess of its dictionary
-        pages = []
-        for c, col in enumerate(self.cols):
-            count = int(self.counts[c])
-            dict_page = _dictionary_page(col, col.values or self.keys[c, :count]) if count >= 0 else None
-            encoding = E_RLE_DICTIONARY if count >= 0 else E_DELTA if count == -2 else E_PLAIN
-            pages.append((dict_page, max(count, 0), encoding, self.buf[c, : self.lens[c]].tobytes()))
-        return hi - lo, pages
+        ncol = len(self.cols)
+        counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
+        self.desc[:, D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
+        jobs = []
+        for g, (lo, hi) in enumerate(spans):
+            pages = []
+            for c, col in enumerate(self.cols):
+                t = g * ncol + c
+                count = int(self.counts[t])
+                dict_page = _dictionary_page(col, col.values or self.keys[t, :count]) if count >= 0 else None
+                encoding = E_RLE_DICTIONARY if count >= 0 else E_DELTA if count == -2 else E_PLAIN
+                pages.append((dict_page, max(count, 0), encoding, self.buf[t, : self.lens[t]].tobytes()))
+            jobs.append((int(hi - lo), pages))
+        return jobs
 
     def header(self) -> bytes:
         return b"PAR1"

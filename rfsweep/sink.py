@@ -414,13 +414,12 @@ class ParquetSink:
         if self.encoder is None:
             self.write(to_table(batch, self.space, self.tables, self.schema))
             return
+        self._check()
         n = len(batch)
-        for lo in range(0, n, ROW_GROUP_ROWS):
-            self._check()
-            hi = min(n, lo + ROW_GROUP_ROWS)
-            job = self.encoder.encode(batch.out, batch.choice, lo, hi)
+        bounds = [(lo, min(n, lo + ROW_GROUP_ROWS)) for lo in range(0, n, ROW_GROUP_ROWS)]
+        for job in self.encoder.encode(batch.out, batch.choice, bounds):
             self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
-            self.rows += hi - lo
+            self.rows += job[0]
 
     def _stop(self) -> None:
         """Hand the writer thread its end and wait for it, signals deferred: a signal then raises the

@@ -124,8 +124,8 @@ def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], mod
     writer = parquet_out.Encoder(space, sch, cols)
     with open(path, "wb") as fh:
         fh.write(writer.header())
-        for lo in range(0, n, group):
-            writer.write_group(fh, writer.encode(out, choice, lo, min(n, lo + group)))
+        for job in writer.encode(out, choice, [(lo, min(n, lo + group)) for lo in range(0, n, group)]):
+            writer.write_group(fh, job)
         fh.write(writer.footer())
     return pq.read_table(path), pq.ParquetFile(path).metadata
 
