@@ -1,4 +1,9 @@
-"""Survivor batches -> Arrow tables -> Parquet, written under a temporary name and renamed when complete.
+"""Survivor batches -> Parquet, written under a temporary name and renamed when complete.
+
+The ``wide`` and ``compact`` layouts of a chain are encoded straight from the batches by
+:mod:`rfsweep.parquet_out` (:meth:`ParquetSink.write_batch`); the ``lists`` layout, spaces of stages and
+ids past int64 go through Arrow tables (:func:`to_table`) and pyarrow's writer. Both write the schema
+below.
 
 Three layouts of the same rows (``--columns``):
 
@@ -327,9 +332,11 @@ class ParquetSink:
     """Write tables to ``path`` by the output rule of :mod:`rfsweep.files`: atomically (a temporary file
     beside it, renamed on success, removed on any error or signal), or straight into a device or FIFO.
 
-    Tables are written by a background thread (pyarrow releases the GIL, and so do the kernels), so
-    encoding a slab overlaps with computing the next; at most one slab waits in the queue (each holds
-    ~150 MB of Arrow data at 1M rows).
+    Batches of ``space`` (:meth:`write_batch`) in the wide or compact layout are encoded here by
+    :class:`rfsweep.parquet_out.Encoder`; the writer thread compresses and writes the pages (zstd and
+    the file releasing the GIL, as the kernels do), so that overlaps with computing the next batch.
+    Anything else becomes an Arrow table for pyarrow's writer, on the same thread (:meth:`write`). At
+    most one job waits in the queue.
     """
 
     def __init__(
