@@ -351,23 +351,45 @@ def _rfsweep_exe() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-c", "from rfsweep.cli import main; main()"]
 
 
+# Linux carries a process's peak RSS over exec: a child forked from this process (hundreds of MB after
+# the in-process kernels) would report at least this process's RSS. A small Python starts the measured
+# command instead and reports its wall seconds and rusage (its peak RSS then starts from ~10 MB).
+TIMER_SCRIPT = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, ru = os.wait4(child.pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump([wall, os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024], f)
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, float, int, str, str]:
+    """Run ``cmd`` as a grandchild: (wall seconds, CPU seconds, peak RSS in bytes, stdout, stderr)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as d:
+        report = os.path.join(d, "rusage.json")
+        subprocess.run([sys.executable, "-c", TIMER_SCRIPT, report, *cmd], stdout=out, stderr=err, check=False)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+        try:
+            with open(report) as f:
+                wall, code, cpu, rss = json.load(f)
+        except (OSError, ValueError):
+            raise RuntimeError(f"{' '.join(cmd)} could not be timed: {stderr[-2000:]}") from None
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code}): {stderr[-2000:]}")
+    return wall, cpu, rss, stdout, stderr
+
+
 def run_cli(args, depth: int, window, path: Path, extra: list[str]):
-    """Wall seconds, CPU seconds, peak RSS (bytes) and the --json summary of one `rfsweep search -o` child."""
+    """Wall seconds, CPU seconds, peak RSS (bytes) and the --json summary of one `rfsweep search -o` run."""
     cmd = _rfsweep_exe() + ["search", *_cli_flags(depth, window), "-o", str(path), "--json", *extra]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the max over all children
-        wall = time.perf_counter() - t0
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({child.returncode}): {err.read().decode()[-2000:]}")
-        summary = json.loads(out.read().decode().strip().splitlines()[-1])
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, summary
+    wall, cpu, rss, stdout, _ = timed(cmd)
+    return wall, cpu, rss, json.loads(stdout.strip().splitlines()[-1])
 
 
 # the floor of any layout end to end: a child process that starts, imports, builds the space and runs
@@ -388,16 +410,8 @@ def run_floor(args, depth: int, window) -> tuple[float, float, int, int]:
     """Wall seconds, CPU seconds, peak RSS and rows of the kernels alone in a child process."""
     settings = {**R7, "depth": depth, "rf_min": window[0], "rf_max": window[1]}
     cmd = [sys.executable, "-c", FLOOR_SCRIPT, json.dumps(settings), str(args.threads or 0)]
-    with tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=out)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"the kernels-only child failed ({status})")
-        out.seek(0)
-        rows = int(out.read().decode().split()[-1])
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, rows
+    wall, cpu, rss, stdout, _ = timed(cmd)
+    return wall, cpu, rss, int(stdout.split()[-1])
 
 
 LAYOUT_TARGETS = {"wide": "search_rate", "compact": "compact_rate"}  # the layouts with a stated target
