@@ -362,54 +362,64 @@ def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, 
 @njit(cache=True, nogil=True)
 def _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk):
     """Indices value - min into the dictionary min..max: (runs or values, dictionary size, dense), size -1
-    where that spans more than RANGE_MAX. A first pass, free of branches, finds min, max and how often
-    the value changes: short runs (a change every DENSE_RUN values or more often) are written as every
-    value bit-packed (``dense``; the run test mispredicted on such columns, measured 2x slower), long
-    ones as runs."""
-    mn = 0
-    mx = -1
-    changes = 0
+    where that spans more than RANGE_MAX. One pass, offsets from the first value (shifted at the end if a
+    smaller one came). Where the first CHUNK values change every DENSE_RUN or more often, every value is
+    kept and bit-packed whole (``dense``: free of branches; the run test mispredicted on such columns,
+    measured 2x slower); otherwise runs."""
+    base = 0
+    lo_off = 0
+    hi_off = 0
+    dense = False
     prev = 0
-    m = 0
-    for a in range(lo, hi, CHUNK):
-        k = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
-        if k and m == 0:
-            mn = mx = prev = vals[0]
-        for j in range(k):
-            v = vals[j]
-            mn = min(mn, v)
-            mx = max(mx, v)
-            changes += v != prev
-            prev = v
-        m += k
-    if mx - mn >= RANGE_MAX or mx - mn < 0:
-        return 0, -1, False
-    for e in range(mx - mn + 1):
-        dk[e] = mn + e
-    dense = changes * DENSE_RUN > m
-    n = -1
     length = 0
+    n = -1  # runs: the last one open, its length in `length`; dense: values so far - 1
     for a in range(lo, hi, CHUNK):
         k = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        if k == 0:
+            continue
+        if n < 0:
+            base = vals[0]
+            changes = 0
+            for j in range(1, k):
+                changes += vals[j] != vals[j - 1]
+            dense = changes * DENSE_RUN > k
         if dense:
             for j in range(k):
-                rv[n + 1 + j] = vals[j] - mn
+                off = vals[j] - base
+                lo_off = min(lo_off, off)
+                hi_off = max(hi_off, off)
+                rv[n + 1 + j] = off  # truncated when out of range: then abandoned below
             n += k
+            if hi_off - lo_off >= RANGE_MAX or hi_off - lo_off < 0:
+                return 0, -1, False
             continue
         for j in range(k):
             v = vals[j]
             if v == prev and n >= 0:
                 length += 1
                 continue
+            off = v - base
+            if off < lo_off:
+                lo_off = off
+            elif off > hi_off:
+                hi_off = off
+            if hi_off - lo_off >= RANGE_MAX or hi_off - lo_off < 0:
+                return 0, -1, False
             if n >= 0:
                 rl[n] = length
             n += 1
-            rv[n] = v - mn
+            rv[n] = off
             prev = v
             length = 1
     if n >= 0 and not dense:
         rl[n] = length
-    return n + 1, mx - mn + 1, dense
+    n += 1
+    if lo_off < 0:
+        for i in range(n):
+            rv[i] -= lo_off
+    for e in range(hi_off - lo_off + 1):
+        dk[e] = base + lo_off + e
+    return n, hi_off - lo_off + 1, dense
 
 
 @njit(cache=True, nogil=True)
@@ -464,7 +474,7 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
 @njit(cache=True, nogil=True)
 def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, page, dk, rv, rl):
     """Column c of rows lo:hi into ``page``, a hashed or ranged dictionary into ``dk``; returns (bytes,
-    dictionary size, or -1: plain, -2: delta).
+    dictionary size, or -1: plain, -2: delta; the encoding used, an M_*).
     ``rv`` and ``rl`` are scratch for runs, of at least hi - lo values (fresh arrays per column cost
     ~1 ms each in page faults, a third of the encoding: measured)."""
     p = desc[c, D_POS]
@@ -500,22 +510,27 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         pos = end
     count = -1
     n = 0
+    used = M_PLAIN
     dense = False  # rv holds every value (bit-packed whole), not runs
     if mode == M_LUT:
         n, dense = _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl)
         count = desc[c, D_COUNT]
+        used = M_LUT
     elif mode == M_CONST:
         rv[0] = 0
         rl[0] = present
         n = 1 if present else 0
         count = 1
+        used = M_CONST
     elif mode == M_DELTA:
         end = _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals)
         if end >= 0:
-            return end, -2
+            return end, -2, M_DELTA
     elif mode == M_RANGE:
         n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk)
+        used = M_RANGE
     if count < 0 and (mode == M_RANGE or mode == M_HASH):
+        used = M_HASH
         # a table for 4x the last row group's values (one of 2x DICT_MAX slots cost 1.5 ms in cache misses
         # and clearing on R7's erf_sigma, of ~2,700 values), grown when it fills
         slots = 1024
@@ -530,8 +545,8 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         bw = _bit_width(count)
         page[pos] = bw
         if dense:
-            return _literals(rv, 0, n, bw, page, pos + 1), count
-        return hybrid_runs(rv, rl, n, bw, page, pos + 1), count
+            return _literals(rv, 0, n, bw, page, pos + 1), count, used
+        return hybrid_runs(rv, rl, n, bw, page, pos + 1), count, used
     width = desc[c, D_WIDTH]
     for a in range(lo, hi, CHUNK):  # plain: the present values, little-endian
         m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, True)
@@ -540,22 +555,25 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
             for k in range(width):
                 page[pos] = (v >> (8 * k)) & 0xFF
                 pos += 1
-    return pos, -1
+    return pos, -1, M_PLAIN
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def encode_groups(desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, dict_keys, scratch):
+def encode_groups(
+    desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys, scratch
+):
     """Every column of every row group (rows bounds[g, 0]:bounds[g, 1]), one task each, in parallel (a
     batch's groups at once: the columns alone left a core idle behind the slowest, measured). Task
     ``t = g * columns + c`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size
-    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded.
+    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded;
+    used[t] the encoding it took (an M_*: a range may have gone on to a hash, either to plain).
     ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs."""
     ncol = desc.shape[0]
     for t in prange(bounds.shape[0] * ncol):
         g = t // ncol
         c = t - g * ncol
         me = numba.get_thread_id()
-        lens[t], counts[t] = _encode_column(
+        lens[t], counts[t], used[t] = _encode_column(
             c,
             desc,
             out,

@@ -331,6 +331,7 @@ class Encoder:
             self.buf = np.empty((n, 8 * rows + rows // 4 + 1024), np.uint8)
             self.lens = np.zeros(n, np.int64)
             self.counts = np.zeros(n, np.int64)
+            self.used = np.zeros(n, np.int64)
             self.keys = np.empty((n, DICT_MAX), np.int64)
             self.scratch = np.empty((2 * numba.config.NUMBA_NUM_THREADS, rows), np.int32)
 
@@ -339,14 +340,14 @@ class Encoder:
         size, encoding, data page)] per column): bytes that own their memory (the batch and this
         encoder's buffers are reused)."""
         from rfsweep import steer
-        from rfsweep.kernels.encode import D_HINT, encode_groups
+        from rfsweep.kernels import encode as enc
 
         spans = np.asarray(bounds, np.int64).reshape(-1, 2)
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
         if not len(spans):
             return []
         steer.call(
-            encode_groups,
+            enc.encode_groups,
             self.desc,
             out,
             lm.O_DEPTH,
@@ -358,13 +359,24 @@ class Encoder:
             self.buf,
             self.lens,
             self.counts,
+            self.used,
             self.keys,
             self.scratch,
             threads=self.threads,
         )
         ncol = len(self.cols)
         counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
-        self.desc[:, D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
+        self.desc[:, enc.D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
+        # what a group fell back to, the next ones start from: a range that did not fit is hashed, a
+        # dictionary past DICT_MAX values or a delta past 56 bits is plain (as Arrow's writer, which
+        # also stays plain for the rest of a column once its dictionary overflows): no work thrown away
+        used = self.used[: len(spans) * ncol].reshape(len(spans), ncol)
+        for c in range(ncol):
+            mode = self.desc[c, enc.D_MODE]
+            if (used[:, c] == enc.M_PLAIN).any() and mode in (enc.M_RANGE, enc.M_HASH, enc.M_DELTA):
+                self.desc[c, enc.D_MODE] = enc.M_PLAIN
+            elif mode == enc.M_RANGE and (used[:, c] == enc.M_HASH).any():
+                self.desc[c, enc.D_MODE] = enc.M_HASH
         jobs = []
         for g, (lo, hi) in enumerate(spans):
             pages = []

@@ -122,12 +122,15 @@ def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], mod
     sch = pa.schema(fields)
     path = tmp_path / "synthetic.parquet"
     writer = parquet_out.Encoder(space, sch, cols)
+    modes = {}
     with open(path, "wb") as fh:
         fh.write(writer.header())
-        for job in writer.encode(out, choice, [(lo, min(n, lo + group)) for lo in range(0, n, group)]):
-            writer.write_group(fh, job)
+        for lo in range(0, n, group):  # one batch a group: what a group fell back to, the next starts from
+            for job in writer.encode(out, choice, [(lo, min(n, lo + group))]):
+                writer.write_group(fh, job)
+            modes.update((c.name, int(writer.desc[i, enc.D_MODE])) for i, c in enumerate(cols))
         fh.write(writer.footer())
-    return pq.read_table(path), pq.ParquetFile(path).metadata
+    return pq.read_table(path), pq.ParquetFile(path).metadata, modes
 
 
 @given(
@@ -148,7 +151,7 @@ def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, ru
     small = rng.integers(-100, 100, size=n)
     values = {"a": v64, "b": small, "c": small * 300, "d": np.abs(small) * 10_000}
     types = {"a": pa.int64(), "b": pa.int8(), "c": pa.int16(), "d": pa.uint32()}
-    got, _ = _synthetic(values, types, dict.fromkeys(values, mode), tmp_path_factory.mktemp("enc"))
+    got, _, _ = _synthetic(values, types, dict.fromkeys(values, mode), tmp_path_factory.mktemp("enc"), group=700)
     for name, v in values.items():
         assert got.column(name).to_numpy().tolist() == v.astype(types[name].to_pandas_dtype()).tolist(), name
 
@@ -163,12 +166,16 @@ def test_dictionaries_past_their_limit_and_wild_deltas_go_plain(tmp_path):
     }
     types = dict.fromkeys(values, pa.int64())
     modes = {"many": enc.M_RANGE, "wild": enc.M_DELTA, "wide": enc.M_RANGE}
-    got, meta = _synthetic(values, types, modes, tmp_path, group=100_000)
+    got, meta, after = _synthetic(values, types, dict(modes), tmp_path, group=100_000)
     for name, v in values.items():
         assert np.array_equal(got.column(name).to_numpy(), v), name
-    encodings = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings for i in range(3)}
-    assert "RLE_DICTIONARY" not in encodings["many"] and "DELTA_BINARY_PACKED" not in encodings["wild"]
-    assert "RLE_DICTIONARY" in encodings["wide"]
+    for g in range(2):
+        rg = meta.row_group(g)
+        encodings = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(3)}
+        assert "RLE_DICTIONARY" not in encodings["many"] and "DELTA_BINARY_PACKED" not in encodings["wild"]
+        assert "RLE_DICTIONARY" in encodings["wide"]
+    # the second group started where the first fell back to
+    assert after == {"many": enc.M_PLAIN, "wild": enc.M_PLAIN, "wide": enc.M_HASH}
 
 
 def test_readers_agree(tmp_path):
