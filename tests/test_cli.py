@@ -265,3 +265,33 @@ def test_usage_errors_are_one_line(args):
     assert res.exit_code == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+
+
+SCRIPT = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # what the console script runs
+
+
+def test_console_script_exits_with_the_commands_code_and_its_output_whole(tmp_path):
+    """run() ends the process without the interpreter's teardown: the exit code, stdout and stderr must
+    still be those of the command, flushed, and atexit handlers run."""
+    ok = subprocess.run([*SCRIPT, "search", "--depth", "2", "--kernels", "1,3", "--input-size", "16", "--json"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["kept"] > 0
+    bad = subprocess.run([*SCRIPT, "search", "--depth", "zero"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "depth" in bad.stderr and not bad.stdout
+    code = "import atexit, sys; atexit.register(lambda: print('bye', file=sys.stderr)); " + SCRIPT[2]
+    seen = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True)
+    assert seen.returncode == 0 and seen.stderr.strip().endswith("bye") and seen.stdout.strip()
+
+
+def test_console_script_into_a_closed_pipe_is_quiet(tmp_path):
+    """`rfsweep ... | head -1`: the reader goes away; no traceback, no 'Exception ignored' line."""
+    proc = subprocess.Popen(
+        [*SCRIPT, "search", "--depth", "3", "--kernels", "1,3,5", "--input-size", "16", "--limit", "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()

@@ -26,7 +26,7 @@ from rfsweep.files import is_dataset
 
 SMALL = ["--depth", "1-4", "--kernels", "1,3,5", "--strides", "1,2", "--channels", "4,8", "--input-size", "32"]
 SMALL += ["--rf-min", "5", "--rf-max", "40"]
-CLI = [sys.executable, "-c", "from rfsweep.cli import main; main()"]
+CLI = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # the console script
 R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
 R7 += ["--channels", "32", "--rf-min", "200", "--rf-max", "250"]
 

@@ -20,7 +20,7 @@ from rfsweep.kernels import layer_math as lm
 from rfsweep.space import build_space
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-c", "from rfsweep.cli import main; main()"]
+CLI = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # the console script
 # no constraint that prunes: 20^9 = 5e11 candidates, hours of walking
 ENDLESS = dict(depth=9, ops=["conv"], kernels=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2, 3], channels=[8])
 R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
