@@ -74,17 +74,21 @@ def _literals(vals, a, b, bw, buf, pos):
                 pos += bw
             a = end
             continue
-        acc = 0
-        nb = 0
-        for i in range(a, end):
-            v = vals[i] if i < b else 0
-            acc |= v << nb
-            nb += bw
-            while nb >= 8:
-                buf[pos] = acc & 0xFF
-                pos += 1
-                acc >>= 8
-                nb -= 8
+        for g in range(a, end, 8):  # 8 values are bw bytes: in two 64-bit words (bw <= 16 here)
+            lo = 0
+            hi = 0
+            for i in range(8):
+                v = vals[g + i] if g + i < b else 0
+                sh = i * bw
+                if sh < 64:
+                    lo |= v << sh
+                    if sh + bw > 64:
+                        hi |= v >> (64 - sh)
+                else:
+                    hi |= v << (sh - 64)
+            for q in range(bw):
+                buf[pos + q] = ((lo >> (8 * q)) if q < 8 else (hi >> (8 * (q - 8)))) & 0xFF
+            pos += bw
         a = end
     return pos
 
@@ -259,17 +263,34 @@ def _delta_block(d, k, buf, pos):
         if bw > 56:
             return -1
         buf[widths + mb] = bw
-        acc = 0
-        nb = 0
-        for i in range(a, a + DELTA_MINI):
-            x = d[i] - mn if i < b else 0
-            acc |= x << nb
-            nb += bw
-            while nb >= 8:
-                buf[pos] = acc & 0xFF
-                pos += 1
-                acc >>= 8
-                nb -= 8
+        if bw > 16:  # wide deltas: value by value
+            acc = 0
+            nb = 0
+            for i in range(a, a + DELTA_MINI):
+                x = d[i] - mn if i < b else 0
+                acc |= x << nb
+                nb += bw
+                while nb >= 8:
+                    buf[pos] = acc & 0xFF
+                    pos += 1
+                    acc >>= 8
+                    nb -= 8
+            continue
+        for g in range(a, a + DELTA_MINI, 8):  # 8 values are bw <= 16 bytes: two 64-bit words, no branches
+            lo = 0
+            hi = 0
+            for i in range(8):
+                x = d[g + i] - mn if g + i < b else 0
+                sh = i * bw
+                if sh < 64:
+                    lo |= x << sh
+                    if sh + bw > 64:
+                        hi |= x >> (64 - sh)
+                else:
+                    hi |= x << (sh - 64)
+            for q in range(bw):
+                buf[pos + q] = ((lo >> (8 * q)) if q < 8 else (hi >> (8 * (q - 8)))) & 0xFF
+            pos += bw
     return pos
 
 
