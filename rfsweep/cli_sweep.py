@@ -16,8 +16,9 @@ from rfsweep.errors import RFSweepError, field_error
 from rfsweep.settings import SETTINGS
 
 # Measured end to end on 2 cores (benchmarks/README.md): what a "this will take a while" note assumes.
-WRITE_RATE = {"wide": 5e6, "lists": 1.2e6, "full": 1.2e6, "compact": 6e6}  # rows/s
-ROW_BYTES = {"wide": 5.5, "lists": 7.3, "full": 7.3, "compact": 4.5}  # bytes per row in the file
+# measured on R7 [200, 250] (145.6M rows, 2 cores, benchmarks/README.md): rows/s end to end, file bytes a row
+WRITE_RATE = {"wide": 1.1e7, "lists": 1.3e6, "full": 1.3e6, "compact": 1.4e7}
+ROW_BYTES = {"wide": 1.7, "lists": 6.3, "full": 6.3, "compact": 1.6}
 NOTE_ROWS = 5_000_000  # say what is coming when a search writes more rows than this
 ENUMERATE_RATE = 3e8  # candidates/s of the pruned enumeration (R7 count)
 NOTE_CANDIDATES = 10**9  # announce an enumeration over more candidates than this
