@@ -297,11 +297,6 @@ class Encoder:
     :meth:`write_group` (the sink's writer thread: compression and I/O release the GIL)."""
 
     def __init__(self, space, sch: pa.Schema, cols: list[Column], threads: int | None = None):
-        from rfsweep.engine import kernels_cached, log
-        from rfsweep.kernels.encode import encode_groups
-
-        if not kernels_cached(encode_groups):
-            log.info("compiling the Parquet encoder (once per install, about 20 s)...")
         self.space = space
         self.schema = sch
         self.cols = cols
@@ -342,6 +337,12 @@ class Encoder:
         from rfsweep import steer
         from rfsweep.kernels import encode as enc
 
+        if self.rows_cap == 0:  # the first batch: say so if the encoder is about to be compiled (not before:
+            # a search that fails first, e.g. on its device, says only why)
+            from rfsweep.engine import kernels_cached, log
+
+            if not kernels_cached(enc.encode_groups):
+                log.info("compiling the Parquet encoder (once per install, about 20 s)...")
         spans = np.asarray(bounds, np.int64).reshape(-1, 2)
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
         if not len(spans):
