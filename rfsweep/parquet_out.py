@@ -3,11 +3,12 @@
 pyarrow's writer needs every column as an Arrow array first and then costs ~4 ns a value to encode
 (measured on R7 [223, 225]: 3.0 CPU-s for the 46 wide columns of 11.5 M rows, plus 1.9 s to build
 the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_groups`
-dictionary-encodes every column of a row group in parallel from the batch itself (the per-layer values
+encodes every column of a batch's row groups in parallel from the batch itself (the per-layer values
 from the choice indices, the scalars from the kernels' fields), and this module only frames the pages:
 page headers and the footer in Thrift's compact protocol, pages compressed with zstd by the writer
-thread. The file is ordinary Parquet (format 2.6: PLAIN dictionary pages, RLE_DICTIONARY or PLAIN data
-pages, v1 data page headers) with the same Arrow schema as pyarrow would write (``ARROW:schema``), so
+thread. The file is ordinary Parquet (format 2.6: PLAIN dictionary pages; RLE_DICTIONARY,
+DELTA_BINARY_PACKED or PLAIN data pages with v1 headers; one page a column chunk; no statistics, as
+before) with the same Arrow schema as pyarrow would write (``ARROW:schema``), so
 pyarrow, pandas, polars and duckdb read the same columns and types; tests/test_parquet_out.py checks
 that against pyarrow's own writer.
 
