@@ -450,6 +450,8 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
     CHUNK rows (see _ranged)."""
     p = desc[c, D_POS]
     nullable = desc[c, D_NULL] != 0
+    if hi <= lo:
+        return 0, False
     changes = 0
     prev = choice[p, lo]
     sample = min(hi, lo + CHUNK)  # the first rows decide: depth-first order changes alike throughout

@@ -344,7 +344,7 @@ class Encoder:
 
             if not kernels_cached(enc.encode_groups):
                 log.info("compiling the Parquet encoder (once per install, about 20 s)...")
-        spans = np.asarray(bounds, np.int64).reshape(-1, 2)
+        spans = np.asarray([b for b in bounds if b[1] > b[0]], np.int64).reshape(-1, 2)  # no empty groups
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
         if not len(spans):
             return []

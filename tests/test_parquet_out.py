@@ -242,3 +242,12 @@ def test_page_headers_are_the_thrift_encoding(kind, encoding, sizes):
         sub = (7, po.TT_STRUCT, [(1, po.TT_I32, values), (2, po.TT_I32, encoding)])
     want = po.thrift([(1, po.TT_I32, kind), (2, po.TT_I32, usize), (3, po.TT_I32, csize), sub])
     assert po.page_header(kind, usize, csize, values, encoding) == want
+
+
+def test_empty_groups_are_not_encoded(tmp_path):
+    space = build_space(MIXED)
+    sch = sink.schema(space, "wide")
+    writer = parquet_out.Encoder(space, sch, parquet_out.plan(space, sch))
+    out = np.zeros((space.out_width, 0), np.int64)
+    choice = np.zeros((space.depth_max, 0), np.int16)
+    assert writer.encode(out, choice, []) == [] and writer.encode(out, choice, [(0, 0)]) == []
