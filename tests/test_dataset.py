@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
+from test_outputs import _one_line, _run
 from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
 from rfsweep import dataset, engine, ids, sweep
-from rfsweep.cli import main
 from rfsweep.errors import RFSweepError
 from rfsweep.files import is_dataset
 
@@ -29,17 +28,6 @@ SMALL += ["--rf-min", "5", "--rf-max", "40"]
 CLI = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # the console script
 R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
 R7 += ["--channels", "32", "--rf-min", "200", "--rf-max", "250"]
-
-
-def _run(args):
-    res = CliRunner().invoke(main, args, catch_exceptions=False)
-    return res.exit_code, res.stdout, res.stderr
-
-
-def _one_line(stderr, field):
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"error: field '{field}'"), stderr
-    return lines[0]
 
 
 def _manifest(directory) -> dict:
