@@ -17,7 +17,7 @@ import time
 import numba
 
 from rfsweep import __version__
-from rfsweep.engine import Stats, count_by_enumeration
+from rfsweep.engine.run import Stats, count_by_enumeration
 from rfsweep.space import build_space
 
 R7 = dict(

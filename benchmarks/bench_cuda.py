@@ -23,7 +23,8 @@ import platform
 import sys
 import time
 
-from rfsweep import engine, gpu
+from rfsweep.engine import device as gpu
+from rfsweep.engine import run as engine
 from rfsweep.space import build_space
 
 R7 = {

@@ -106,7 +106,7 @@ class TreeMemory:
 def run_cli(args: list[str]) -> dict:
     """``rfsweep ARGS --json`` as a child: its summary, wall seconds, CPU seconds (the child's and those of
     every process it reaped: a LocalCluster's workers are its children), peak memory of the tree."""
-    cmd = [sys.executable, "-c", "from rfsweep.cli import main; main()", *args, "--json"]
+    cmd = [sys.executable, "-c", "from rfsweep.cli.main import main; main()", *args, "--json"]
     before = load()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

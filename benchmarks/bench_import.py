@@ -48,8 +48,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import rfsweep
-from rfsweep.analyze import evaluate
-from rfsweep.zoo import resolve
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.zoo import resolve
 
 TRANSFORMERS = ("vit_", "swin_", "maxvit_")
 QUICK = [

@@ -10,7 +10,7 @@ under 300M MACs. Cases:
 
 rfsweep's rows are the kernels' full rows (rf, jump, out size, params, MACs, ERF). "cold" builds the
 state graph (the kernels' per-choice arithmetic) and, for a sample, counts the survivors exactly
-(rfsweep.stage_count: the number sampled from, most of the time); "warm" is the same sample with the
+(rfsweep.engine.stage_count: the number sampled from, most of the time); "warm" is the same sample with the
 graph and the count known, as the baseline's tables are. Building the Space itself (about 1 s for
 ofa_mbv3) is outside every clock. Where the baseline cannot finish (MACs <= 150M: 5e-12 of the space)
 it runs 20 s and its time is extrapolated from its draw rate and the exact share of survivors.
@@ -35,8 +35,10 @@ import time
 import numba
 import numpy as np
 
-from rfsweep import __version__, engine, stage_count, stage_graph, stage_sample, stage_select, stages
-from rfsweep.space import build_space
+from rfsweep import __version__
+from rfsweep.engine import run as engine
+from rfsweep.engine import stage_count, stage_sample, stage_select
+from rfsweep.space import build_space, stage_graph, stages
 
 BUDGET = 300e6
 WINDOW = dict(rf_min=400, rf_max=800)

@@ -7,7 +7,7 @@ input 224: 20 choices a layer, 20^7 = 1.28e9 candidates.
    pruned enumeration (method "enumerate") against a straightforward NumPy evaluation (arch ids
    decoded by div/mod in chunks of 2^22, rf / jump / out size layer by layer; timed on the first
    20^(D-1) ids, the subtree whose first layer is choice 0, i.e. 1/20 of the space) and a pure-Python
-   loop over rfsweep.arithmetic (a random sample of ids). Rates are candidates/s: ids covered / seconds
+   loop over rfsweep.network.arithmetic (a random sample of ids). Rates are candidates/s: ids covered / seconds
    (space size / seconds for rfsweep, which covers the whole space).
 2. search, rf in [223, 225] (11,531,384 survivors), and rf in [200, 250] (145,592,546 survivors, ~1 GB
    a file; ``--no-big`` leaves it out): the kernels alone (engine.iter_batches, nothing written), and
@@ -44,8 +44,9 @@ from pathlib import Path
 import numpy as np
 
 import rfsweep
-from rfsweep import arithmetic as ar
-from rfsweep import engine, sweep
+from rfsweep import api as sweep
+from rfsweep.engine import run as engine
+from rfsweep.network import arithmetic as ar
 from rfsweep.space import build_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -209,7 +210,7 @@ def numpy_count(space, start: int, stop: int, chunk: int = NUMPY_CHUNK) -> int:
 
 
 def python_count(space, ids) -> int:
-    """Survivors among ``ids``, one candidate at a time with rfsweep.arithmetic (exact fractions)."""
+    """Survivors among ``ids``, one candidate at a time with rfsweep.network.arithmetic (exact fractions)."""
     n_ok = 0
     for arch_id in ids:
         a = ar.input_axis(space.input_size)
@@ -276,7 +277,9 @@ def section_count(args, depth: int, checks: list, targets: list) -> str:
         ids = sorted(rng.randrange(size) for _ in range(args.python_sample))
         got, py_s = best_of(lambda: python_count(space, ids), 1)
         py_rate = len(ids) / py_s
-        rows.append(("pure Python loop, rfsweep.arithmetic", len(ids), got, py_s, f"{len(ids):,} random ids (seed 7)"))
+        rows.append(
+            ("pure Python loop, rfsweep.network.arithmetic", len(ids), got, py_s, f"{len(ids):,} random ids (seed 7)")
+        )
         np_got = _numpy_eval(space, np.array(ids, np.int64), _layer_tables(space))
         checks.append(
             (f"pure Python count on the {len(ids):,}-id sample = NumPy count on it ({np_got:,})", got == np_got)
@@ -348,7 +351,7 @@ def _cli_flags(depth: int, window: tuple[int, int]) -> list[str]:
 
 def _rfsweep_exe() -> list[str]:
     exe = Path(sys.executable).parent / "rfsweep"
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from rfsweep.cli import main; main()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from rfsweep.cli.main import main; main()"]
 
 
 # Linux carries a process's peak RSS over exec: a child forked from this process (hundreds of MB after
@@ -397,7 +400,7 @@ def run_cli(args, depth: int, window, path: Path, extra: list[str]):
 FLOOR_SCRIPT = """
 import gc, json, sys
 gc.set_threshold(50_000, 50, 50)
-from rfsweep import engine
+from rfsweep.engine import run as engine
 from rfsweep.space import build_space
 space = build_space(json.loads(sys.argv[1]))
 threads = int(sys.argv[2]) or None

@@ -1,6 +1,6 @@
 """Exact parameter and MAC counts of the blocks NAS spaces are built of, in integer arithmetic.
 
-``register_jitable``: the sweep kernels call them for every candidate, and rfsweep.blocks calls the same
+``register_jitable``: the sweep kernels call them for every candidate, and rfsweep.space.blocks calls the same
 functions in Python to expand a block into the layers ``rfsweep analyze`` counts (the tests require the
 two to agree exactly). Conventions (Once-for-All's, torchvision's):
 

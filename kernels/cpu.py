@@ -322,7 +322,7 @@ def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals)
 @njit(cache=True, nogil=True)
 def step_all(choices, nch, cons, pos, states, out):
     """For every state row (fields S_*) and every choice at ``pos``: the child's row, in out[i, c, S_*];
-    out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.packing, on spaces
+    out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.space.packing, on spaces
     whose crude bound shows no int64 can wrap.)"""
     st = np.zeros((2, NS), np.int64)
     for i in range(states.shape[0]):
@@ -339,7 +339,7 @@ def step_all(choices, nch, cons, pos, states, out):
 def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist, ctl, done):
     """hist[r, min(q, vmax) - vmin + 1] += y_w * x_w (column 0 when q < vmin) for every pair (y, x) with rf
     r2[r] = y_rf + x_rf and cost c = y_cost + x_cost <= room, q = (room - c) // g: the G2 sums of
-    rfsweep.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
+    rfsweep.engine.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
     group k at x_start[k]:x_start[k + 1]) and sorted by cost within a group, so each (y, x) pair is
     visited once, in the row of its rf, and a y's scan stops at the first x over the room. Rows of
     ``hist`` belong to one rf each: the parallel loop runs over them; ``done[r]`` is set when row r is

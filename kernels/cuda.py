@@ -1,7 +1,7 @@
 """CUDA kernels (numba.cuda): the same depth-first task walk as kernels/cpu.py, one GPU thread per subtask.
 
 This is the only module that imports ``numba.cuda``; it is imported only when the CUDA backend is
-picked (``rfsweep.gpu.backend``), never on the CPU path.
+picked (``rfsweep.engine.device.backend``), never on the CPU path.
 
 ``run_tasks`` has the signature and the results of ``kernels.cpu.run_tasks``. The engine hands it a few
 thousand tasks (prefixes of the depth-first tree), far too few threads for a GPU, so each task is cut

@@ -1,4 +1,4 @@
-"""Parquet page encoding of survivor batches, straight from the kernels' output (rfsweep.parquet_out).
+"""Parquet page encoding of survivor batches, straight from the kernels' output (rfsweep.output.parquet).
 
 One call encodes a batch's row groups, every column of each in parallel (one column of one group a
 task). A column's values are computed from ``out`` (the kernels' int64 fields x rows) and ``choice``

@@ -2,11 +2,11 @@
 
 Every function here is ``register_jitable``: callable from ``@njit`` CPU kernels, from ``@cuda.jit``
 kernels and from plain Python alike, so both backends (and the Python side: numbering, the list
-columns) run the same arithmetic. It must match ``rfsweep.arithmetic`` (the tests compare them on
+columns) run the same arithmetic. It must match ``rfsweep.network.arithmetic`` (the tests compare them on
 random spaces through ``tests/naive.py``, which derives everything again in plain Python).
 
 The arrays a kernel needs travel together as one :class:`KernelArrays` (a named tuple of int64,
-C-contiguous arrays, built once per space by ``rfsweep.packing.kernel_arrays``):
+C-contiguous arrays, built once per space by ``rfsweep.space.packing.kernel_arrays``):
 
 * ``choices[pos, c, F_*]``: the choice table, one row per choice at each position.
 * ``nch[pos]``: the number of choices at each position.
@@ -103,7 +103,7 @@ STOP_EVERY = 1 << 12  # walk iterations between two looks at the stop flag (~10 
 
 @register_jitable(_nrt=False)
 def pad_left(n, keff, s, mode):
-    """(left, right) padding of one layer (valid, same or TensorFlow SAME), as rfsweep.arithmetic."""
+    """(left, right) padding of one layer (valid, same or TensorFlow SAME), as rfsweep.network.arithmetic."""
     if mode == PAD_VALID:
         return 0, 0
     if mode == PAD_SAME:
@@ -327,7 +327,7 @@ def any_child(st, t, choices, cons, pos, c):
 @register_jitable(_nrt=False)
 def choice_step(choices, pos, c, n, mode):
     """(out size, rf per unit of jump, whole stride) of a choice on an input of size n, for the counting
-    programme. A choice of blocks is in a 'same'-padded space (rfsweep.stages requires it), where the
+    programme. A choice of blocks is in a 'same'-padded space (rfsweep.space.stages requires it), where the
     out size is ceil(n / stride) whatever the kernels; n_out 0 when it does not fit."""
     s = choices[pos, c, F_S]
     if choices[pos, c, F_NB] > 0:

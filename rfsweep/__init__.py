@@ -1,12 +1,16 @@
-"""rfsweep: exact receptive-field arithmetic and Numba-accelerated architecture sweeps."""
+"""rfsweep: exact receptive-field arithmetic and Numba-accelerated architecture sweeps.
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
+The Python API, above every layer it calls (``rfsweep.cli`` is the only thing above it):
 
-try:
-    __version__ = _version("rfsweep")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+* ``rfsweep.analyze(model)``: the per-layer table of one network (rfsweep.network);
+* ``rfsweep.search(...)``, ``search_to_parquet``, ``count``, ``count_details``: sweeps (rfsweep.api);
+* ``rfsweep.from_onnx``, ``from_torch``: importers (rfsweep.network.importers);
+* ``rfsweep.torch.build``: candidates as PyTorch modules (rfsweep.nas).
+
+The layers, bottom to top: ``core`` < ``kernels`` < ``network`` < ``space`` < ``engine`` < ``output`` <
+``nas`` | ``anchors`` < ``distributed`` < the API < ``cli``; each imports only those below it (the
+import-linter contract in pyproject.toml, checked in CI).
+"""
 
 
 def _source_checkout_aliases() -> None:
@@ -43,8 +47,9 @@ def _source_checkout_aliases() -> None:
 
 _source_checkout_aliases()
 
-from rfsweep.analyze import analyze  # noqa: E402  (the function, not the module of the same name)
-from rfsweep.errors import RFSweepError, SpecError  # noqa: E402
+from rfsweep.core.errors import RFSweepError, SpecError  # noqa: E402
+from rfsweep.core.version import __version__  # noqa: E402
+from rfsweep.network.zoo import analyze  # noqa: E402
 
 _SWEEP = ("search", "search_to_parquet", "count", "count_details")
 _IMPORTERS = ("from_onnx", "from_torch")
@@ -53,11 +58,11 @@ _IMPORTERS = ("from_onnx", "from_torch")
 def __getattr__(name):
     """The sweep API loads numba, the importers onnx (and torch), on first use: `import rfsweep` stays light."""
     if name in _SWEEP:
-        from rfsweep import sweep
+        from rfsweep import api as sweep
 
         return getattr(sweep, name)
     if name in _IMPORTERS:
-        from rfsweep import importers
+        from rfsweep.network import importers
 
         return getattr(importers, name)
     raise AttributeError(f"module 'rfsweep' has no attribute {name!r}")

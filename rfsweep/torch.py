@@ -2,8 +2,8 @@
 
 torch is an optional dependency, imported inside :func:`build` only: ``import rfsweep`` (and this module)
 never loads it. The modules are those of the exported source (``rfsweep export --to pytorch``): both come
-from one list, :func:`rfsweep.torch_modules.chain_modules` (chains) or
-:func:`rfsweep.torch_modules.block_modules` (candidates of a space of stages, rfsweep/torch_blocks.py's
+from one list, :func:`rfsweep.nas.torch_modules.chain_modules` (chains) or
+:func:`rfsweep.nas.torch_modules.block_modules` (candidates of a space of stages, rfsweep/torch_blocks.py's
 classes).
 
 Example::
@@ -20,9 +20,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from rfsweep.errors import field_error
-from rfsweep.nas_export import arch_id_of, candidate_network, check_block_options, load_space, network_with
-from rfsweep.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
+from rfsweep.core.errors import field_error
+from rfsweep.nas.export import arch_id_of, candidate_network, check_block_options, load_space, network_with
+from rfsweep.nas.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
 
 
 def build(
@@ -42,10 +42,10 @@ def build(
         An arch_id, or a row of a search output (a dict or pandas Series with ``arch_id``; the layer
         list columns, when present, must match the decoding), with ``space``; or a network spec of a
         chain (a dict as ``rfsweep analyze`` reads, e.g. a line of ``rfsweep export --to jsonl``, or a
-        parsed :class:`rfsweep.spec.Network`).
+        parsed :class:`rfsweep.network.spec.Network`).
     space : str, Path, dict or Space, optional
         For an arch_id or a row: the search output it comes from (its path), its ``rfsweep.spec``
-        metadata (``rfsweep.sink.read_spec``), or the :class:`rfsweep.space.Space`.
+        metadata (``rfsweep.output.sink.read_spec``), or the :class:`rfsweep.space.Space`.
     act, norm, num_classes
         As ``rfsweep export``: ``act`` relu|relu6|silu|none after every conv, ``norm`` bn|none (a
         BatchNorm2d between conv and activation, 2·C parameters), ``num_classes`` K adds a head
@@ -56,7 +56,7 @@ def build(
 
     Returns
     -------
-    torch.nn.Sequential or rfsweep.torch_blocks.BlockNet
+    torch.nn.Sequential or rfsweep.nas.torch_blocks.BlockNet
         A chain: takes ``(N, C_in, H, W)`` and returns the last feature map (or ``(N, K)`` logits with a
         head). At the search's input size the map is ``out_size`` on each side; 'tf_same' padding is
         resolved at that size, so other input sizes keep those pads. A candidate of a space of stages: a
@@ -105,7 +105,7 @@ def instantiate_blocks(model: BlockModel):
     """``BlockNet(features, head)`` of rfsweep/torch_blocks.py's classes and torch.nn modules."""
     from torch import nn
 
-    from rfsweep import torch_blocks
+    from rfsweep.nas import torch_blocks
 
     def make(m: TorchModule):
         return getattr(torch_blocks if m.block else nn, m.cls)(*m.args, **dict(m.kwargs))

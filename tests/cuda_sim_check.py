@@ -21,7 +21,8 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 import numpy as np  # noqa: E402
 from numba import config  # noqa: E402
 
-from rfsweep import engine, gpu  # noqa: E402
+from rfsweep.engine import device as gpu
+from rfsweep.engine import run as engine  # noqa: E402
 from rfsweep.kernels import layer_math as lm  # noqa: E402
 from rfsweep.space import build_space  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct references for one axis of a layer chain, written without rfsweep.arithmetic.
+"""Slow, obviously-correct references for one axis of a layer chain, written without rfsweep.network.arithmetic.
 
 A chain is a list of dicts, one per layer, on ONE axis (axes are separable):
 
@@ -23,7 +23,7 @@ the virtual extension (padding). The same index formulas are used inside and out
 
 The second part is the sweep's reference: :func:`naive_search` enumerates every candidate of a search
 space by plain recursion, in depth-first order, and evaluates each one layer by layer with
-the foundation arithmetic (``rfsweep.arithmetic``, itself checked against the first part), one
+the foundation arithmetic (``rfsweep.network.arithmetic``, itself checked against the first part), one
 candidate at a time, in plain Python.
 """
 

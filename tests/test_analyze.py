@@ -1,4 +1,4 @@
-"""rfsweep.analyze on small hand-written networks: merges, padding rules, params/MACs, global layers, flags."""
+"""rfsweep.network.analyze on small hand-written networks: merges, padding rules, params/MACs, global layers, flags."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 
 from rfsweep import SpecError, analyze
-from rfsweep.analyze import evaluate
-from rfsweep.spec import parse_network
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.spec import parse_network
 
 
 def net(layers, size=32, channels=8):

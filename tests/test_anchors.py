@@ -1,4 +1,4 @@
-"""rfsweep.anchors and `rfsweep anchors`: rules, YOLOv5 box metrics, k-means, exports, CLI errors."""
+"""rfsweep.anchors.design and `rfsweep anchors`: rules, YOLOv5 box metrics, k-means, exports, CLI errors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rfsweep import anchor_export as exportmod
-from rfsweep import anchors as anc
-from rfsweep import boxes as boxmod
-from rfsweep.cli import main
-from rfsweep.errors import RFSweepError
+from rfsweep.anchors import boxes as boxmod
+from rfsweep.anchors import design as anc
+from rfsweep.anchors import export as exportmod
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
 
 R50 = "layer2.3.relu_2,layer3.5.relu_2,layer4.2.relu_2"
 S2 = math.sqrt(2)

@@ -1,4 +1,5 @@
-"""Property tests: rfsweep.arithmetic and rfsweep.analyze against the naive index-set model (tests/naive.py).
+"""Property tests: rfsweep.network.arithmetic and rfsweep.network.analyze against the naive index-set model
+(tests/naive.py).
 
 The naive model builds each axis of a random chain as explicit index maps and composes them; it shares no
 code with rfsweep. For conv/pool chains every unit has the same hull, whose size is rf; the centre of unit u
@@ -16,9 +17,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import naive
-from rfsweep import arithmetic as ar
-from rfsweep.analyze import evaluate, to_frame
-from rfsweep.spec import parse_network
+from rfsweep.network import arithmetic as ar
+from rfsweep.network.analyze import evaluate, to_frame
+from rfsweep.network.spec import parse_network
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -107,7 +108,7 @@ def explicit(padding) -> tuple[int, int] | str:
 
 
 def run_axis(layers: list[dict], n: int) -> ar.Axis:
-    """Apply rfsweep.arithmetic's per-layer updates along the chain."""
+    """Apply rfsweep.network.arithmetic's per-layer updates along the chain."""
     a = ar.input_axis(n)
     for layer in layers:
         op = layer["op"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rfsweep.cli import main
+from rfsweep.cli.main import main
 
 JSON_KEYS = ["name", "op", "out_size", "channels", "jump", "rf", "eff_padding", "center", "params", "macs", "erf_sigma"]
 SPATIAL = ["out_size", "jump", "rf", "eff_padding", "center", "erf_sigma"]
@@ -267,7 +267,7 @@ def test_usage_errors_are_one_line(args):
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
 
 
-SCRIPT = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # what the console script runs
+SCRIPT = [sys.executable, "-c", "from rfsweep.cli.main import run; run()"]  # what the console script runs
 
 
 def test_console_script_exits_with_the_commands_code_and_its_output_whole(tmp_path):

@@ -11,18 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import naive
-from rfsweep import counting
-from rfsweep.cli import main
+from rfsweep.cli.main import main
+from rfsweep.engine import count as counting
+from rfsweep.engine import dp
 from rfsweep.space import build_space
 
 
 def test_primes_are_prime_and_crt_rebuilds_any_integer():
-    ps = counting.primes(3)
-    assert all(p < 2**62 and counting._is_prime(p) for p in ps)
-    assert not counting._is_prime(ps[0] - 2) or ps[0] - 2 in ps  # the largest first
+    ps = dp.primes(3)
+    assert all(p < 2**62 and dp._is_prime(p) for p in ps)
+    assert not dp._is_prime(ps[0] - 2) or ps[0] - 2 in ps  # the largest first
     for value in (0, 1, 2**63 + 5, 3 * 2**64 + 12345, 10**40 + 7, 2**150 - 1):
-        mods = counting.moduli_for(value)
-        assert counting.crt([value % m for m in mods], mods) == value
+        mods = dp.moduli_for(value)
+        assert dp.crt([value % m for m in mods], mods) == value
 
 
 @pytest.mark.parametrize(

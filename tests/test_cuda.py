@@ -29,7 +29,7 @@ def _env(simulate: bool) -> dict[str, str]:
 
 def _gpu_usable() -> bool:
     """A real GPU that numba.cuda can use, asked in a plain subprocess (no simulator)."""
-    code = "from rfsweep import gpu; import sys; sys.exit(0 if gpu.cuda_problem() is None else 1)"
+    code = "from rfsweep.engine import device as gpu; import sys; sys.exit(0 if gpu.cuda_problem() is None else 1)"
     return (
         subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True, timeout=120).returncode == 0
     )
@@ -61,7 +61,7 @@ def test_cuda_kernels_compile_for_a_real_gpu():
 def test_device_cuda_without_gpu_is_one_line_exit_2(tmp_path):
     if _gpu_usable():
         pytest.skip("a CUDA GPU is usable here")
-    code = "from rfsweep.cli import main; main()"
+    code = "from rfsweep.cli.main import main; main()"
     for args in (
         ["count", "--depth", "2", "--method", "enumerate", "--device", "cuda"],
         ["search", "--depth", "2", "--device", "cuda", "-o", str(tmp_path / "x.parquet")],
@@ -78,8 +78,8 @@ def test_device_cuda_without_gpu_is_one_line_exit_2(tmp_path):
 
 
 def test_backend_errors_and_auto_fallback():
-    from rfsweep import gpu
-    from rfsweep.errors import RFSweepError
+    from rfsweep.core.errors import RFSweepError
+    from rfsweep.engine import device as gpu
 
     with pytest.raises(RFSweepError, match=r"^field 'device': value \"tpu\": must be one of cpu, cuda, auto$"):
         gpu.backend("tpu")
@@ -95,12 +95,12 @@ def test_backend_errors_and_auto_fallback():
 def test_cpu_path_never_imports_cuda():
     code = (
         "import sys\n"
-        "from rfsweep import engine\n"
+        "from rfsweep.engine import run as engine\n"
         "from rfsweep.space import build_space\n"
         "sp = build_space({'depth': 2, 'target_rf': 7})\n"
         "n = sum(len(b) for b in engine.iter_batches(sp, device='cpu'))\n"
         "assert n > 0\n"
-        "bad = [m for m in ('numba.cuda', 'rfsweep.kernels.cuda', 'rfsweep.gpu') if m in sys.modules]\n"
+        "bad = [m for m in ('numba.cuda', 'rfsweep.kernels.cuda', 'rfsweep.engine.device') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=_env(False), capture_output=True, text=True, timeout=120)
@@ -111,7 +111,7 @@ def test_cpu_path_never_imports_cuda():
 
 
 def _real_gpu() -> bool:
-    from rfsweep import gpu
+    from rfsweep.engine import device as gpu
 
     return not gpu.simulated() and gpu.cuda_problem() is None
 
@@ -151,7 +151,7 @@ MEDIUM = {
 def test_gpu_matches_cpu(name):
     if not _real_gpu():
         pytest.skip("needs a CUDA GPU usable by numba (rfsweep[cuda] and an NVIDIA driver)")
-    from rfsweep import engine
+    from rfsweep.engine import run as engine
     from rfsweep.space import build_space
 
     space = build_space(MEDIUM[name])

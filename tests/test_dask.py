@@ -16,8 +16,10 @@ from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
 import rfsweep
-from rfsweep import cluster, counting, sweep
-from rfsweep.cli import main
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.distributed import cluster
+from rfsweep.engine import count as counting
 
 pytestmark = [pytest.mark.slow, pytest.mark.dask]
 distributed = pytest.importorskip("distributed")
@@ -101,7 +103,7 @@ def _kill_first_attempt(marker: str, part: str):
     says it happened; the nanny restarts the worker without this patch."""
 
     def patch():
-        from rfsweep import sink
+        from rfsweep.output import sink
 
         write = sink.ParquetSink.write_batch
 
@@ -173,9 +175,9 @@ def test_resume_after_deleting_parts_restores_the_dataset(tmp_path, scheduler):
 
 def test_a_worker_of_another_version_is_refused_with_one_line(tmp_path, scheduler, client):
     def set_version(version):
-        import rfsweep
+        from rfsweep.core import version as v
 
-        rfsweep.__version__ = version
+        v.__version__ = version
 
     mine = rfsweep.__version__
     client.run(set_version, "0.0.1-other")

@@ -19,13 +19,17 @@ from test_outputs import _one_line, _run
 from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
-from rfsweep import dataset, engine, ids, sweep
-from rfsweep.errors import RFSweepError
-from rfsweep.files import is_dataset
+from rfsweep import api as sweep
+from rfsweep.core.errors import RFSweepError
+from rfsweep.core.files import is_dataset
+from rfsweep.engine import run as engine
+from rfsweep.output import dataset
+from rfsweep.output.batches import selected_batches
+from rfsweep.space import ids
 
 SMALL = ["--depth", "1-4", "--kernels", "1,3,5", "--strides", "1,2", "--channels", "4,8", "--input-size", "32"]
 SMALL += ["--rf-min", "5", "--rf-max", "40"]
-CLI = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # the console script
+CLI = [sys.executable, "-c", "from rfsweep.cli.main import run; run()"]  # the console script
 R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
 R7 += ["--channels", "32", "--rf-min", "200", "--rf-max", "250"]
 
@@ -81,7 +85,7 @@ def test_dataset_of_a_space_of_stages_equals_the_single_file(tmp_path, selection
 def test_a_shard_of_a_space_of_stages_walks_its_own_range():
     """The dynamic programmes answer for the whole space: given a shard's task range, a selection walks that
     range (as a chain's does), so shards merged give the whole space's best k, not k copies of it."""
-    from rfsweep import shards
+    from rfsweep.distributed import shards
     from rfsweep.space import build_space
 
     space = build_space(json.loads(json.dumps(STAGES["mini_ofa"])))
@@ -89,11 +93,11 @@ def test_a_shard_of_a_space_of_stages_walks_its_own_range():
     q, tasks = shards.first_cut(space, 4)
     results = []
     for i, rng in enumerate(shards.even_ranges(tasks, 3)):
-        batches = [b.copy() for b in sweep.selected_batches(space, **sel, q=q, task_range=rng)]
+        batches = [b.copy() for b in selected_batches(space, **sel, q=q, task_range=rng)]
         batch = engine.Batch.concat(batches) if batches else engine.Batch.empty(space)
         results.append({"index": i, "batch": (batch.out, batch.choice)})
     merged = shards.merge(space, sel, results)
-    whole = engine.Batch.concat(list(sweep.selected_batches(space, **sel)))
+    whole = engine.Batch.concat(list(selected_batches(space, **sel)))
     assert len(merged) == len(whole) == 40
     assert ids.python_ids(ids.arrow_ids(merged.out, merged.choice, space)) == ids.python_ids(
         ids.arrow_ids(whole.out, whole.choice, space)
@@ -101,7 +105,7 @@ def test_a_shard_of_a_space_of_stages_walks_its_own_range():
 
 
 def _toml(tmp_path):
-    from rfsweep.spec_write import to_toml
+    from rfsweep.network.spec_io import to_toml
 
     path = tmp_path / "mini_ofa.toml"
     path.write_text(to_toml(STAGES["mini_ofa"]))
@@ -293,7 +297,7 @@ def test_python_dataset_keywords_with_a_file_name_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_import_rfsweep_and_a_search_without_a_cluster_never_import_dask(tmp_path):
     code = (
-        "import sys, rfsweep, rfsweep.cli; from rfsweep import sweep; "
+        "import sys, rfsweep, rfsweep.cli.main; from rfsweep import sweep; "
         f"sweep.search_to_parquet({str(tmp_path / 'ds')!r}, depth=2, kernels=[1, 3], input_size=16); "
         f"sweep.search_to_parquet({str(tmp_path / 'f.parquet')!r}, depth=2, kernels=[1, 3], input_size=16); "
         "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"

@@ -1,4 +1,4 @@
-"""rfsweep.erf against a brute-force impulse through a uniform-weight numpy network written here.
+"""rfsweep.network.erf against a brute-force impulse through a uniform-weight numpy network written here.
 
 The brute force knows nothing of box filters: it pushes an impulse at every input pixel (a batch of
 one-hot rows) forward through plain loops over output units and kernel taps, with every weight equal
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rfsweep.analyze import evaluate
-from rfsweep.erf import distributions, erf_distribution, erf_extent, erf_summary, moments
-from rfsweep.errors import SpecError
-from rfsweep.zoo import resolve
+from rfsweep.core.errors import SpecError
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.erf import distributions, erf_distribution, erf_extent, erf_summary, moments
+from rfsweep.network.zoo import resolve
 
 # ------------------------------------------------------------------------------------ brute force (1-D)
 
@@ -87,7 +87,7 @@ def brute_force(spec: dict, axis: int) -> dict[str, list]:
 
 def brute_distribution(spec: dict, values: dict, a, target: str, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions relative to the unit centre, probabilities) for an interior unit of ``target``,
-    whose geometry (centre, jump, rf: from rfsweep.arithmetic) is ``a``."""
+    whose geometry (centre, jump, rf: from rfsweep.network.arithmetic) is ``a``."""
     n = spec["input"]["size"][axis]
     half = (a.rf - 1) / 2
     units = [u for u in range(a.size) if a.center + u * a.jump - half >= 0 and a.center + u * a.jump + half <= n - 1]
@@ -311,7 +311,7 @@ def test_global_and_unknown_layers_refused():
 
 def test_heatmap_is_separable_2d_brute_force():
     """A small 2-D network pushed impulse by impulse (plain 2-D loops) gives the outer product."""
-    from rfsweep.erf import heatmap
+    from rfsweep.network.erf import heatmap
 
     spec = {
         "name": "twod",

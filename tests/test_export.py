@@ -2,7 +2,7 @@
 
 The generated source is executed with a stand-in for torch that records every constructor call, so each
 builder's layers are read back exactly as torch would receive them; the padding it uses is compared with
-tests/naive.py (written without rfsweep.arithmetic).
+tests/naive.py (written without rfsweep.network.arithmetic).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from click.testing import CliRunner
 from test_select import SPACES
 
 from naive import padding_of, sizes
-from rfsweep import sweep
-from rfsweep.analyze import evaluate
-from rfsweep.cli import main
-from rfsweep.errors import RFSweepError
-from rfsweep.nas_export import candidate_network, export, with_layers
-from rfsweep.select import Selection
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
+from rfsweep.nas.export import candidate_network, export, with_layers
+from rfsweep.nas.torch_modules import chain_modules
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.spec import parse_network
+from rfsweep.output.select import Selection
 from rfsweep.space import build_space
-from rfsweep.spec import parse_network
-from rfsweep.torch_modules import chain_modules
 
 SAMPLE = 120  # rows per space checked layer by layer
 
@@ -351,7 +351,7 @@ def test_a_file_rfsweep_did_not_write_is_refused(tmp_path):
 
 def test_import_rfsweep_does_not_import_torch():
     code = (
-        "import sys, rfsweep, rfsweep.torch, rfsweep.nas_export, rfsweep.select, rfsweep.cli; "
+        "import sys, rfsweep, rfsweep.torch, rfsweep.nas.export, rfsweep.output.select, rfsweep.cli.main; "
         "print('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -19,15 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from rfsweep import sweep
-from rfsweep.analyze import evaluate
-from rfsweep.cli import main
-from rfsweep.errors import RFSweepError
-from rfsweep.nas_export import block_classes_source, export
-from rfsweep.select import Selection
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
+from rfsweep.nas.export import block_classes_source, export
+from rfsweep.nas.torch_modules import block_modules
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.spec import parse_network
+from rfsweep.output.select import Selection
 from rfsweep.space import build_space
-from rfsweep.spec import parse_network
-from rfsweep.torch_modules import block_modules
 
 # every block kind, SE on and off, expansion 1 and not, a residual and a projection, an even stem kernel
 # (a pad module), a max pool, and a head with a conv before and after its global pool

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rfsweep.cli import main
-from rfsweep.settings import SETTINGS
+from rfsweep.cli.main import main
+from rfsweep.space.settings import SETTINGS
 
 VALUE_FLAGS = [s.flag for s in SETTINGS if s.kind == "value" and not s.choices]
 NASTY = [

@@ -1,4 +1,4 @@
-"""arch_ids past int64 (rfsweep.ids): decimal128 columns equal Python's mixed-radix numbering, rows are
+"""arch_ids past int64 (rfsweep.space.ids): decimal128 columns equal Python's mixed-radix numbering, rows are
 ordered by them, and files of such spaces are read back (show, export)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfsweep import ids, sweep
-from rfsweep.cli import main
-from rfsweep.space import build_space
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.space import build_space, ids
 
 # 13 choices a position (kernel 1 takes no dilation), depths 16-18: 1.2e20 arch_ids, past 2^64
 BIG = dict(depth="16-18", ops=["conv"], kernels=[1, 3, 5, 7, 9], strides=[1], dilations=[1, 2, 3], channels=[8])

@@ -11,7 +11,7 @@ import tomllib
 import pytest
 from click.testing import CliRunner
 
-from rfsweep.cli import main
+from rfsweep.cli.main import main
 
 
 def run(*args):
@@ -32,7 +32,7 @@ def test_import_rfsweep_and_help_load_neither_onnx_nor_torch():
     code = (
         "import sys, rfsweep\n"
         "from click.testing import CliRunner\n"
-        "from rfsweep.cli import main\n"
+        "from rfsweep.cli.main import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
         "assert CliRunner().invoke(main, ['analyze', 'resnet18']).exit_code == 0\n"
         "assert CliRunner().invoke(main, ['import', '--help']).exit_code == 0\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from rfsweep import sweep
+from rfsweep import api as sweep
 from rfsweep.space import build_space
 
 SETTINGS = dict(

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import naive
 import rfsweep
 from rfsweep import SpecError
-from rfsweep.analyze import evaluate
-from rfsweep.zoo import resolve
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.zoo import resolve
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper, shape_inference  # noqa: E402

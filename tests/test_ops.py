@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import naive
 from rfsweep import SpecError, analyze
-from rfsweep import arithmetic as ar
-from rfsweep.erf import distributions
-from rfsweep.zoo import resolve
+from rfsweep.network import arithmetic as ar
+from rfsweep.network.erf import distributions
+from rfsweep.network.zoo import resolve
 
 
 def net(layers, size=16, channels=8):
@@ -79,7 +79,7 @@ def test_adaptive_examples_against_the_naive_model():
     st.integers(1, 12),
 )
 def test_adaptive_erf_is_the_phase_averaged_gradient(convs, n, out):
-    """erf_var (arithmetic) and the exact distribution (rfsweep.erf) of an adaptive pool at the end of a
+    """erf_var (arithmetic) and the exact distribution (rfsweep.network.erf) of an adaptive pool at the end of a
     conv chain: the equal mixture, over one period of units, of each unit's normalised input gradient
     (the naive all-ones impulse), each placed relative to its reference point center + u·jump."""
     chain = [{"op": "conv", "kernel": k, "stride": s, "dilation": d, "padding": "same"} for k, s, d in convs]
@@ -247,8 +247,8 @@ def test_gate_refuses_a_spatial_gate_and_other_channel_counts():
 
 
 def test_gate_table_names_the_convention():
-    from rfsweep import report
-    from rfsweep.analyze import evaluate
+    from rfsweep.network import report
+    from rfsweep.network.analyze import evaluate
 
     network = resolve(se_block())
     table = report.to_table(network, evaluate(network))

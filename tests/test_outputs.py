@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from rfsweep.cli import main
+from rfsweep.cli.main import main
 
 SEARCH = ["search", "--depth", "2", "--kernels", "1,3", "--input-size", "16"]
 

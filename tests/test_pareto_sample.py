@@ -13,9 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import naive
-from rfsweep import engine, objectives, sweep
-from rfsweep.cli import main
-from rfsweep.sample import draw_ranks
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.engine import objectives
+from rfsweep.engine import run as engine
+from rfsweep.engine.sample import draw_ranks
+from rfsweep.engine.select import Front
 from rfsweep.space import build_space
 
 SMALL = dict(
@@ -66,7 +69,7 @@ def test_pareto_front_equals_brute_force(names):
     expected = brute_front(rows, names, t2)
     # small slabs: the front is merged across many batches
     space = build_space(SMALL)
-    front = sweep.Front(space, names)
+    front = Front(space, names)
     for batch in engine.iter_batches(space, slab_rows=50):
         front.add(batch)
     got = front.result()

@@ -1,4 +1,4 @@
-"""rfsweep.parquet_out, the Parquet writer of the wide and compact layouts: its files hold exactly the
+"""rfsweep.output.parquet, the Parquet writer of the wide and compact layouts: its files hold exactly the
 rows and types pyarrow's own writer writes from the same batches (random spaces, row groups of every
 size), and the naive enumerator's values; every encoding it uses (dictionaries looked up, ranged and
 hashed, their fallback to plain, deltas and their fallback) reads back exactly in pyarrow, and the
@@ -15,10 +15,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_sweep import assert_same_as_naive
 
-from rfsweep import parquet_out, sink, sweep
-from rfsweep.engine import Batch
+from rfsweep import api as sweep
+from rfsweep.engine.run import Batch
 from rfsweep.kernels import encode as enc
 from rfsweep.kernels import layer_math as lm
+from rfsweep.output import parquet as parquet_out
+from rfsweep.output import sink
+from rfsweep.output.batches import selected_batches
 from rfsweep.space import build_space
 
 MIXED = dict(
@@ -34,7 +37,7 @@ def _decoded(table: pa.Table) -> pa.Table:
 
 
 def _reference(space, layout) -> pa.Table:
-    """The same rows through Arrow tables (rfsweep.sink.to_table), as pyarrow's writer gets them."""
+    """The same rows through Arrow tables (rfsweep.output.sink.to_table), as pyarrow's writer gets them."""
     tables = list(sweep.iter_tables(space, columns=layout))
     return pa.concat_tables(tables) if tables else sink.schema(space, layout).empty_table()
 
@@ -217,7 +220,7 @@ def test_batches_are_encoded_before_the_engine_reuses_them(tmp_path):
     """write_batch copies what it needs: a batch overwritten right after it was handed over changes
     nothing in the file."""
     space = build_space(MIXED)
-    batches = [b.copy() for b in sweep.selected_batches(space)]
+    batches = [b.copy() for b in selected_batches(space)]
     sch = sink.schema(space, "compact")
     path = tmp_path / "c.parquet"
     with sink.ParquetSink(str(path), sch, sink.metadata(space), space=space) as out:

@@ -1,5 +1,5 @@
 """Published per-layer values (tests/reference/*.csv, sources in its README) reproduced exactly by
-rfsweep.analyze.
+rfsweep.network.analyze.
 
 The expected numbers are also written out below, and the CSVs are compared with these tables, row by
 row. (The zoo's published model tables are covered by tests/test_zoo.py.)

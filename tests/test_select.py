@@ -1,4 +1,4 @@
-"""Row selection (rfsweep.select): --where, --ids and --top against brute force over small search outputs."""
+"""Row selection (rfsweep.output.select): --where, --ids and --top against brute force over small search outputs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from rfsweep import sweep
-from rfsweep.errors import RFSweepError
-from rfsweep.select import Selection, parse_ids, parse_where, rf_target2, select_batches, select_file
+from rfsweep import api as sweep
+from rfsweep.core.errors import RFSweepError
+from rfsweep.output.select import Selection, parse_ids, parse_where, rf_target2, select_batches, select_file
 from rfsweep.space import build_space
 
 # Small spaces (as in test_sweep.py): every padding rule, pools, dilations, a target rf, detector levels

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from rfsweep import analyze, sweep
-from rfsweep.analyze import evaluate
+from rfsweep import analyze
+from rfsweep import api as sweep
+from rfsweep.network.analyze import evaluate
+from rfsweep.network.spec import parse_network
 from rfsweep.space import build_space
-from rfsweep.spec import parse_network
-from rfsweep.stages import load, shipped_path, shipped_spaces
+from rfsweep.space.stages import load, shipped_path, shipped_spaces
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import rfsweep
 from rfsweep import SpecError
-from rfsweep.spec_write import to_json, to_toml, write_spec
-from rfsweep.zoo import model_data
+from rfsweep.network.spec_io import to_json, to_toml, write_spec
+from rfsweep.network.zoo import model_data
 
 scalars = st.one_of(
     st.booleans(),

@@ -1,4 +1,4 @@
-"""Exact selections and samples on spaces of stages (rfsweep.stage_select, rfsweep.stage_sample).
+"""Exact selections and samples on spaces of stages (rfsweep.engine.stage_select, rfsweep.engine.stage_sample).
 
 The reference is the walk: the same search with the dynamic programmes switched off
 (``stage_select.applicable`` answering a reason), whose TopK, Front and CountedPlan are themselves
@@ -22,11 +22,13 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfsweep import engine, stage_graph, stage_sample, stage_select, stages, sweep
-from rfsweep.cli import main
-from rfsweep.errors import RFSweepError
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
+from rfsweep.engine import run as engine
+from rfsweep.engine import stage_sample, stage_select
 from rfsweep.kernels import layer_math as lm
-from rfsweep.space import build_space
+from rfsweep.space import build_space, stage_graph, stages
 
 # channel choices between stages (a bottleneck stage outputs 16 or 32), SE on and off in one stage:
 # (8 + 64) x (2 + 4) x 2 x 2 = 1,728 candidates
@@ -399,7 +401,7 @@ def test_what_the_programmes_refuse_goes_to_the_walk():
 
 
 def _cli(args, tmp_path):
-    from rfsweep.spec_write import to_toml
+    from rfsweep.network.spec_io import to_toml
 
     path = tmp_path / "small.toml"
     path.write_text(to_toml(CHANNELS))

@@ -1,7 +1,7 @@
 """Spaces of stages (issue 12): exact counts with budgets against brute force over the analyzer.
 
 The reference expands every candidate of a small stage space to its network spec and runs
-``rfsweep.analyze`` on it (layer by layer, no kernel involved): its rf, params and MACs decide
+``rfsweep.network.analyze`` on it (layer by layer, no kernel involved): its rf, params and MACs decide
 membership, and the counts of every method must equal the brute-force counts exactly.
 """
 
@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rfsweep
-from rfsweep import counting, stage_count, stages
-from rfsweep.cli import main
-from rfsweep.errors import RFSweepError
-from rfsweep.space import build_space
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
+from rfsweep.engine import count as counting
+from rfsweep.engine import stage_count
+from rfsweep.space import build_space, stages
 
 SMALL = {
     "input_size": 32,
@@ -160,7 +161,7 @@ def _ofa_extreme_macs(settings, largest: bool) -> int:
 
 def test_count_cli_stage_space(tmp_path):
     path = tmp_path / "small.toml"
-    from rfsweep.spec_write import to_toml  # the TOML writer the import command uses
+    from rfsweep.network.spec_io import to_toml  # the TOML writer the import command uses
 
     path.write_text(to_toml(SMALL))
     out = CliRunner().invoke(main, ["count", "--space", str(path), "--max-macs", "2e6", "--json"])
@@ -174,7 +175,7 @@ def test_count_cli_stage_space(tmp_path):
 
 def test_anchor_taps_of_a_stage_space_equal_the_analyzer(tmp_path):
     """A level's tap is the last layer at its stride: its rf and ERF from the analyzer's expansion."""
-    from rfsweep import sweep
+    from rfsweep import api as sweep
 
     settings = {**json.loads(json.dumps(SMALL)), "anchors": "8@4,16@8", "anchor_rf": "1:8", "anchor_erf": "0.1"}
     space = build_space(json.loads(json.dumps(settings)))
@@ -193,7 +194,7 @@ def test_anchor_taps_of_a_stage_space_equal_the_analyzer(tmp_path):
 
 def test_search_rows_and_block_lists_equal_the_analyzer(brute):
     """Every row of a search over SMALL: metrics as the analyzer gives them, lists as its blocks are."""
-    from rfsweep import sweep
+    from rfsweep import api as sweep
 
     space = build_space(json.loads(json.dumps(SMALL)))
     df = sweep.search(space)  # a space of stages defaults to the per-block lists

@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rfsweep import counting, engine, steer, sweep
+from rfsweep import api as sweep
+from rfsweep.engine import count as counting
+from rfsweep.engine import run as engine
+from rfsweep.engine import steer
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import build_space
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-c", "from rfsweep.cli import run; run()"]  # the console script
+CLI = [sys.executable, "-c", "from rfsweep.cli.main import run; run()"]  # the console script
 # no constraint that prunes: 20^9 = 5e11 candidates, hours of walking
 ENDLESS = dict(depth=9, ops=["conv"], kernels=[1, 3, 5, 7], strides=[1, 2], dilations=[1, 2, 3], channels=[8])
 R7 = ["--depth", "7", "--ops", "conv", "--kernels", "1,3,5,7", "--strides", "1,2", "--dilations", "1,2,3"]
@@ -68,7 +71,7 @@ def test_signal_while_the_writer_finishes_waits_for_it_and_leaves_no_file(tmp_pa
     a thread left inside Arrow while the interpreter exits aborts the process (exit -6, seen under load)."""
     import pyarrow as pa
 
-    from rfsweep.sink import ParquetSink
+    from rfsweep.output.sink import ParquetSink
 
     table = pa.table({"arch_id": pa.array(np.arange(10, dtype=np.int64))})
     out = tmp_path / "o.parquet"
@@ -250,7 +253,8 @@ def test_kernels_of_spaces_of_stages_release_the_gil_and_stop_on_the_flag(monkey
     its outputs untouched; replayed with the flag down, the same calls do their work."""
     from test_stage_select import _space, everything
 
-    from rfsweep import stage_kernels, stage_select
+    from rfsweep.engine import stage_select
+    from rfsweep.kernels import stages as stage_kernels
 
     calls = []
 

@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 import naive
 from naive import naive_search
-from rfsweep import analyze, sweep
-from rfsweep.cli import main
-from rfsweep.engine import Stats, iter_batches
-from rfsweep.errors import RFSweepError
+from rfsweep import analyze
+from rfsweep import api as sweep
+from rfsweep.cli.main import main
+from rfsweep.core.errors import RFSweepError
+from rfsweep.engine.run import Stats, iter_batches
 from rfsweep.kernels import layer_math as lm
+from rfsweep.output.batches import selected_batches
 from rfsweep.space import build_space
 
 SPACES = {
@@ -456,7 +458,7 @@ def test_topk_on_random_spaces_with_ties_equals_sorting_everything(depth, kernel
     assert stats.evaluated + stats.pruned + stats.not_walked == stats.space_size
     # one task a full-depth prefix: many chunks, so the bound tightens many times between them
     space = build_space(settings)
-    got = [b.out[lm.O_ARCH].copy() for b in sweep.selected_batches(space, limit=limit, sort=sort, q=space.depth_max)]
+    got = [b.out[lm.O_ARCH].copy() for b in selected_batches(space, limit=limit, sort=sort, q=space.depth_max)]
     assert list(np.concatenate(got)) == expected
 
 
@@ -488,7 +490,7 @@ def test_limit_without_sort_stops_early_and_the_summary_adds_up():
 def test_limit_without_sort_is_the_first_n_rows_of_the_walk(name, limit):
     """Each task stops at the rows a --limit still needs (ctl[CTL_CAP]): the rows must be the walk's first N,
     the summary must still add up, and the cap must not outlive the run."""
-    from rfsweep import steer
+    from rfsweep.engine import steer
 
     rows = _naive_rows(SPACES[name])
     space = build_space(SPACES[name])
@@ -731,7 +733,7 @@ def test_readme_search_examples_run(tmp_path):
 
 def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
     """No flag parsed and ignored: each search/count option is a setting (or a run option), and back."""
-    from rfsweep.settings import SETTINGS
+    from rfsweep.space.settings import SETTINGS
 
     DEFAULTS = {s.name: s.default for s in SETTINGS if s.kind != "toml"}  # TOML-only: positions, stages, ...
     run_options = {
@@ -761,7 +763,7 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
 
 
 def test_help_defaults_come_from_the_settings_table():
-    from rfsweep.settings import SETTINGS
+    from rfsweep.space.settings import SETTINGS
 
     res = CliRunner().invoke(main, ["search", "--help"], terminal_width=400)
     text = " ".join(res.output.split())
@@ -819,7 +821,7 @@ def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strid
                                                             head, q):  # fmt: skip
     """Count passes look survivors up in the counting programme's suffix table where the constraints
     allow; every task's count (any prefix length, owned ancestors included) must equal the walk's."""
-    from rfsweep.engine import Plan, _Runner, prefixes
+    from rfsweep.engine.run import Plan, _Runner, prefixes
 
     settings_ = dict(
         depth=[depth[0], depth[0] + depth[1]], kernels=kernels, strides=strides, ops=["conv", "maxpool"],
@@ -848,7 +850,7 @@ def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strid
 def test_shards_in_order_are_the_whole_run(name, q, shards):
     """A shard is a contiguous range of first-cut tasks: consecutive shards' rows, in order, are the rows
     of the whole run, whatever the prefix length; counts and coverage add up."""
-    from rfsweep.engine import first_cut_counts, plan_shards
+    from rfsweep.engine.run import first_cut_counts, plan_shards
 
     space = build_space(SPACES[name])
     q = min(q, space.depth_max)

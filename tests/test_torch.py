@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from rfsweep import sweep  # noqa: E402
-from rfsweep.nas_export import export  # noqa: E402
-from rfsweep.select import Selection  # noqa: E402
+from rfsweep import api as sweep  # noqa: E402
+from rfsweep.nas.export import export  # noqa: E402
+from rfsweep.output.select import Selection  # noqa: E402
 from rfsweep.space import build_space  # noqa: E402
 from rfsweep.torch import build  # noqa: E402
 
@@ -207,7 +207,7 @@ def exported(tmp_path, monkeypatch):
 
     from click.testing import CliRunner
 
-    from rfsweep.cli import main
+    from rfsweep.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))

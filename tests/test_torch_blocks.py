@@ -31,13 +31,13 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from rfsweep import sweep  # noqa: E402
-from rfsweep.errors import RFSweepError  # noqa: E402
-from rfsweep.nas_export import export  # noqa: E402
-from rfsweep.select import Selection  # noqa: E402
+from rfsweep import api as sweep  # noqa: E402
+from rfsweep.core.errors import RFSweepError  # noqa: E402
+from rfsweep.nas.export import export  # noqa: E402
+from rfsweep.nas.torch_blocks import SqueezeExcite  # noqa: E402
+from rfsweep.output.select import Selection  # noqa: E402
 from rfsweep.space import build_space  # noqa: E402
 from rfsweep.torch import build  # noqa: E402
-from rfsweep.torch_blocks import SqueezeExcite  # noqa: E402
 
 pytestmark = pytest.mark.torch
 nn = torch.nn
@@ -222,7 +222,7 @@ def test_random_block_rows_covered_every_case():
 def test_ofa_mbv3_largest_subnet_builds_with_its_params_and_logits():
     """The shipped OFA-MobileNetV3 space's largest subnet (a narrowed copy of the file, so that it can be
     searched): 7,664,760 parameters, 7x7 features, 1000 logits."""
-    from rfsweep.stages import load
+    from rfsweep.space.stages import load
 
     s = load("ofa_mbv3")
     s["stages"] = [{**stage, "depth": 4, "kernel": 7, "expand": 6} for stage in s["stages"]]
@@ -237,7 +237,7 @@ def test_ofa_mbv3_largest_subnet_builds_with_its_params_and_logits():
 
 
 def test_options_and_branching_specs_are_refused_for_blocks():
-    from rfsweep.stages import load
+    from rfsweep.space.stages import load
 
     s = load("ofa_resnet50_v15")
     s["stages"] = [{**stage, "depth": stage["depth"][0], "expand": "1/4", "channels": 256} for stage in s["stages"]]

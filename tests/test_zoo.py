@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import rfsweep
-from rfsweep import zoo
+from rfsweep.network import zoo
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "data" / "models"

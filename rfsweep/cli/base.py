@@ -1,0 +1,78 @@
+"""What every rfsweep command shares: one-line errors with exit code 2, Ctrl-C as exit code 130, and the
+library's notes on stderr."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from rfsweep.core.errors import RFSweepError
+
+
+def friendly(fn):
+    """Run a command with signals routed to the stop flag (rfsweep.engine.steer): RFSweepError becomes one line on
+    stderr and exit code 2; Ctrl-C exit code 130, SIGTERM 143, SIGHUP 129, each after the command's
+    cleanup (no temporary file is left) and with one line, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from rfsweep.engine import steer
+
+        try:
+            with steer.handle_signals():
+                return fn(*args, **kwargs)
+        except RFSweepError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except steer.Interrupted as exc:
+            click.echo("interrupted" if exc.signum == 2 else f"stopped by signal {exc.signum}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except RecursionError:
+            click.echo("error: the input is nested too deeply to be read", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+class OneLineErrors(click.Group):
+    """Usage errors (a bad choice, a non-integer, a missing argument) as one line, exit code 2.
+
+    click prints usage, a hint and the message over several lines; rfsweep's promise is one line that
+    names the field and the value, the same as for errors found past parsing.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def diagnostics_to_stderr() -> None:
+    """The library's notes (logger 'rfsweep', e.g. a first-run compile) go to stderr as plain lines."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        def emit(self, record):  # the stream of the moment (tests swap it per invocation)
+            click.echo(record.getMessage(), err=True)
+
+    log = logging.getLogger("rfsweep")
+    if not any(isinstance(h, ToStderr) or type(h).__name__ == "ToStderr" for h in log.handlers):
+        log.addHandler(ToStderr())
+        log.setLevel(logging.INFO)

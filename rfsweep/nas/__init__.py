@@ -1,0 +1,5 @@
+"""NAS use: export chosen rows as PyTorch source, modules or JSONL specs, and the torch modules both are
+built from (torch itself is imported lazily, only where a module is built).
+
+May import: rfsweep.output and everything below it. Beside rfsweep.anchors, never importing it.
+"""

@@ -1,0 +1,6 @@
+"""Where survivors go and how they come back: the batches a selection keeps, the Parquet sink and
+rfsweep's own encoder, datasets (parts and manifest), and selections over written outputs (ids, where,
+top).
+
+May import: rfsweep.engine, rfsweep.space, rfsweep.network, rfsweep.kernels, rfsweep.core.
+"""

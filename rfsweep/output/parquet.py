@@ -1,0 +1,470 @@
+"""A Parquet writer for the ``wide`` and ``compact`` layouts that encodes straight from the kernels' output.
+
+pyarrow's writer needs every column as an Arrow array first and then costs ~4 ns a value to encode
+(measured on R7 [223, 225]: 3.0 CPU-s for the 46 wide columns of 11.5 M rows, plus 1.9 s to build
+the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_groups`
+encodes every column of a batch's row groups in parallel from the batch itself (the per-layer values
+from the choice indices, the scalars from the kernels' fields), and this module only frames the pages:
+page headers and the footer in Thrift's compact protocol, pages compressed with zstd by the writer
+thread. The file is ordinary Parquet (format 2.6: PLAIN dictionary pages; RLE_DICTIONARY,
+DELTA_BINARY_PACKED or PLAIN data pages with v1 headers; one page a column chunk; no statistics, as
+before) with the same Arrow schema as pyarrow would write (``ARROW:schema``), so
+pyarrow, pandas, polars and duckdb read the same columns and types; tests/test_parquet_out.py checks
+that against pyarrow's own writer.
+
+Spaces of stages, ids past int64 and the ``lists`` layout keep pyarrow's writer (:mod:`rfsweep.output.sink`).
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from rfsweep.kernels import layer_math as lm
+
+# Parquet enums (parquet.thrift)
+T_INT32, T_INT64, T_DOUBLE, T_BYTE_ARRAY = 1, 2, 5, 6
+REQUIRED, OPTIONAL = 0, 1
+E_PLAIN, E_RLE, E_DELTA, E_RLE_DICTIONARY = 0, 3, 5, 8
+C_UNCOMPRESSED, C_ZSTD = 0, 6
+PAGE_DATA, PAGE_DICTIONARY = 0, 2
+CONVERTED = {
+    (8, True): 15,
+    (16, True): 16,
+    (32, True): 17,
+    (64, True): 18,
+    (8, False): 11,
+    (16, False): 12,
+    (32, False): 13,
+}
+UTF8 = 0
+# Thrift compact protocol type ids
+TT_TRUE, TT_FALSE, TT_BYTE, TT_I32, TT_I64, TT_BINARY, TT_LIST, TT_STRUCT = 1, 2, 3, 5, 6, 8, 9, 12
+
+ZSTD_LEVEL = 1
+KEEP_COMPRESSED = 0.9  # a column chunk stays uncompressed unless zstd makes it at least 10% smaller
+
+
+# --- Thrift compact protocol: a struct is a list of (field id, type, value); None fields are left out ---
+
+
+def _uvarint(out: bytearray, v: int) -> None:
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _zigzag(v: int) -> int:
+    return (v << 1) ^ (v >> 63)
+
+
+def _value(out: bytearray, typ, v) -> None:
+    if typ in (TT_I32, TT_I64):
+        _uvarint(out, _zigzag(v))
+    elif typ == TT_BYTE:
+        out.append(v & 0xFF)
+    elif typ == TT_BINARY:
+        _uvarint(out, len(v))
+        out += v
+    elif typ == TT_STRUCT:
+        if isinstance(v, bytes):  # encoded already
+            out += v
+        else:
+            _struct(out, v)
+    else:  # (TT_LIST, element type)
+        elem = typ[1]
+        n = len(v)
+        out.append((n << 4 | elem) if n < 15 else (0xF0 | elem))
+        if n >= 15:
+            _uvarint(out, n)
+        for e in v:
+            _value(out, elem, e)
+
+
+def _struct(out: bytearray, fields) -> None:
+    last = 0
+    for fid, typ, v in fields:
+        if v is None:
+            continue
+        wire = (TT_TRUE if v else TT_FALSE) if typ == TT_TRUE else (TT_LIST if isinstance(typ, tuple) else typ)
+        if 0 < fid - last <= 15:
+            out.append((fid - last) << 4 | wire)
+        else:
+            out.append(wire)
+            _uvarint(out, _zigzag(fid))
+        last = fid
+        if typ != TT_TRUE:
+            _value(out, typ, v)
+    out.append(0)
+
+
+def thrift(fields) -> bytes:
+    out = bytearray()
+    _struct(out, fields)
+    return bytes(out)
+
+
+def page_header(kind: int, usize: int, csize: int, values: int, encoding: int) -> bytes:
+    """A PageHeader, as :func:`thrift` writes it (tested equal), without its generality: ~2,000 of them
+    a search of 10M rows, on the writer thread, holding the GIL."""
+    out = bytearray((0x15,))
+    _uvarint(out, kind << 1)
+    out.append(0x15)
+    _uvarint(out, usize << 1)
+    out.append(0x15)
+    _uvarint(out, csize << 1)
+    # DataPageHeader is field 5 (delta 2), DictionaryPageHeader field 7 (delta 4)
+    out.append(0x2C if kind == PAGE_DATA else 0x4C)
+    out.append(0x15)
+    _uvarint(out, values << 1)
+    out.append(0x15)
+    _uvarint(out, encoding << 1)
+    if kind == PAGE_DATA:  # definition and repetition levels: RLE
+        out += bytes((0x15, E_RLE << 1, 0x15, E_RLE << 1))
+    out += b"\x00\x00"
+    return bytes(out)
+
+
+LIST_I32 = (TT_LIST, TT_I32)
+LIST_BIN = (TT_LIST, TT_BINARY)
+LIST_STRUCT = (TT_LIST, TT_STRUCT)
+
+
+# --- the columns of a layout ---
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: int  # kernels.encode.K_*
+    mode: int  # kernels.encode.M_*: how it is encoded
+    src: int  # a row of the kernels' output, or the field table of a per-layer column
+    pos: int  # the layer position of a per-layer column
+    nullable: bool
+    physical: int  # T_INT32, T_INT64, T_DOUBLE, T_BYTE_ARRAY
+    int_type: tuple[int, bool] | None  # (bits, signed) of an integer column
+    lut: tuple[int, ...] = ()  # M_LUT: each choice's index into `values`
+    values: tuple = ()  # M_LUT, M_CONST: the dictionary (ints; strings for a string column)
+
+
+FIELD_TABLES = {"op": 0, "kernel": 1, "stride": 2, "dilation": 3}  # encode's field tables (and 4: channels)
+
+
+def _physical(typ: pa.DataType) -> tuple[int, tuple[int, bool] | None]:
+    if pa.types.is_floating(typ):
+        return T_DOUBLE, None
+    if pa.types.is_dictionary(typ):
+        return T_BYTE_ARRAY, None
+    bits = typ.bit_width
+    return (T_INT64 if bits == 64 else T_INT32), (bits, pa.types.is_signed_integer(typ))
+
+
+def _lookup(values: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(each choice's index, the distinct values): a per-layer field's dictionary at one position."""
+    distinct, index = np.unique(values, return_inverse=True)
+    return tuple(int(i) for i in index), tuple(int(v) for v in distinct)
+
+
+def plan(space, sch: pa.Schema) -> list[Column] | None:
+    """The columns of ``sch`` for :func:`encode_groups`, or None where this writer does not apply."""
+    from rfsweep.kernels import encode as enc
+    from rfsweep.space import ids
+    from rfsweep.space.settings import OP_NAMES
+
+    if space.has_blocks or ids.big(space):
+        return None
+    scalars = {
+        "arch_id": lm.O_ARCH,
+        "depth": lm.O_DEPTH,
+        "rf": lm.O_RF,
+        "jump": lm.O_JUMP,
+        "eff_padding": lm.O_PAD,
+        "out_size": lm.O_N,
+        "params": lm.O_PARAMS,
+        "macs": lm.O_MACS,
+    }
+    for i, lv in enumerate(space.levels):
+        scalars[f"s{lv.stride}_tap"] = lm.NO + 3 * i
+        scalars[f"s{lv.stride}_rf"] = lm.NO + 3 * i + 1
+    sigmas = {"erf_sigma": lm.O_ERF}
+    sigmas.update({f"s{lv.stride}_erf_sigma": lm.NO + 3 * i + 2 for i, lv in enumerate(space.levels)})
+    choices = space.kernel.choices
+    cols = []
+    for f in sch:
+        if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_dictionary(f.type)):
+            return None  # list columns: pyarrow's writer
+        phys, int_type = _physical(f.type)
+        base, _, p = f.name.rpartition("_")
+        lut: tuple[int, ...] = ()
+        values: tuple = ()
+        src = pos = 0
+        if f.name in ("arch_id", "macs"):  # macs too: deltas took 2.4 ms a 512K-row group and 0.44 MB
+            # zstd'd on R7, a dictionary of its ~17,000 values 4.1 ms and 0.70 MB
+            kind, mode, src = enc.K_OUT, enc.M_DELTA, scalars[f.name]
+        elif f.name == "depth" and space.depth_min == space.depth_max:
+            kind, mode, src, values = enc.K_OUT, enc.M_CONST, lm.O_DEPTH, (space.depth_min,)
+        elif f.name in scalars:
+            kind, mode, src = enc.K_OUT, enc.M_RANGE, scalars[f.name]
+        elif f.name in sigmas:
+            kind, mode, src = enc.K_SIGMA, enc.M_RANGE, sigmas[f.name]
+        elif f.name == "center":
+            kind, mode = enc.K_CENTER, enc.M_RANGE
+        elif f.name == "padding":
+            kind, mode, values = enc.K_CONST, enc.M_CONST, (space.padding,)
+        elif (base in FIELD_TABLES or base == "channels") and p.isdigit():
+            pos = int(p)
+            n = space.radices[pos]
+            field = {"op": lm.F_OP, "kernel": lm.F_K, "stride": lm.F_S, "dilation": lm.F_D, "channels": lm.F_C}[base]
+            kind, mode, src = enc.K_LAYER, enc.M_LUT, FIELD_TABLES.get(base, 4)
+            if base == "channels" and not _own_channels(choices[: pos + 1], space):
+                kind, mode = enc.K_CHANNELS, enc.M_RANGE  # the width rule or a pool: from the layers before
+            else:
+                lut, values = _lookup(choices[pos, :n, field])
+                if base == "op":
+                    values = tuple(OP_NAMES[v] for v in values)
+                if len(values) == 1:  # one value at this position: nothing to look at but the nulls
+                    mode = enc.M_CONST
+        else:
+            return None  # a column this writer does not know (list columns, per-block fields)
+        cols.append(Column(f.name, kind, mode, src, pos, f.nullable, phys, int_type, lut, values))
+    return cols
+
+
+def _own_channels(choices: np.ndarray, space) -> bool:
+    """Whether every choice at the last of these positions is a conv with its own channel count (then the
+    column is a lookup of the choice; otherwise it depends on the layers before)."""
+    last = choices[-1, : space.radices[len(choices) - 1]]  # the table is padded to the widest position
+    return bool(np.all(last[:, lm.F_OP] == lm.OP_CONV) and np.all(last[:, lm.F_C] != lm.CH_WIDTH))
+
+
+def _descriptors(cols: list[Column]) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's column table and per-choice lookup table."""
+    from rfsweep.kernels import encode as enc
+
+    desc = np.zeros((len(cols), enc.ND), np.int64)
+    luts = np.zeros((len(cols), max([len(c.lut) for c in cols] + [1])), np.int64)
+    for c, col in enumerate(cols):
+        desc[c, enc.D_KIND] = col.kind
+        desc[c, enc.D_SRC] = col.src
+        desc[c, enc.D_POS] = col.pos
+        desc[c, enc.D_MODE] = col.mode
+        desc[c, enc.D_NULL] = col.nullable
+        desc[c, enc.D_WIDTH] = 4 if col.physical == T_INT32 else 8
+        desc[c, enc.D_COUNT] = len(col.values)
+        luts[c, : len(col.lut)] = col.lut
+    return desc, luts
+
+
+def _schema_element(col: Column) -> list:
+    converted = logical = None
+    if col.physical == T_BYTE_ARRAY:
+        converted, logical = UTF8, [(1, TT_STRUCT, [])]  # LogicalType.STRING
+    elif col.int_type is not None:
+        bits, signed = col.int_type
+        converted = CONVERTED[col.int_type]
+        logical = [(10, TT_STRUCT, [(1, TT_BYTE, bits), (2, TT_TRUE, signed)])]  # LogicalType.INTEGER
+    return [
+        (1, TT_I32, col.physical),
+        (3, TT_I32, OPTIONAL if col.nullable else REQUIRED),
+        (4, TT_BINARY, col.name.encode()),
+        (6, TT_I32, converted),
+        (10, TT_STRUCT, logical),
+    ]
+
+
+def _dictionary_page(col: Column, values) -> bytes:
+    """A dictionary's values, PLAIN-encoded in the column's physical type. The float columns' keys are
+    integers (kernels.encode._fill): 2 x center, 12 x an ERF variance; the floats are made here by the
+    same numpy operations as rfsweep.engine.objectives.survivor_columns, so the values are the same bits."""
+    from rfsweep.kernels import encode as enc
+
+    if col.physical == T_BYTE_ARRAY:
+        return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+    keys = np.asarray(values, np.int64)
+    if col.kind == enc.K_CENTER:
+        return (keys / 2.0).astype("<f8").tobytes()
+    if col.kind == enc.K_SIGMA:
+        return np.sqrt(keys / 12.0).astype("<f8").tobytes()
+    return keys.astype("<i4" if col.physical == T_INT32 else "<i8").tobytes()
+
+
+class Encoder:
+    """Row groups of survivor batches as encoded pages (numba, every core), framed and written by
+    :meth:`write_group` (the sink's writer thread: compression and I/O release the GIL)."""
+
+    def __init__(self, space, sch: pa.Schema, cols: list[Column], threads: int | None = None):
+        self.space = space
+        self.schema = sch
+        self.cols = cols
+        self.desc, self.luts = _descriptors(cols)
+        self.threads = threads
+        choices = space.kernel.choices
+        fields = (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)  # encode._value's field tables, in this order
+        self.tables = np.ascontiguousarray(np.stack([choices[:, :, f] for f in fields]), dtype=np.int64)
+        self.cons = space.kernel.cons
+        self.rows_cap = self.groups_cap = 0
+        self.buf = self.lens = self.counts = self.keys = None
+        self.codec = pa.Codec("zstd", ZSTD_LEVEL)
+        self.offset = 4  # after the magic b"PAR1"
+        self.row_groups: list[bytes] = []
+        self.num_rows = 0
+
+    def _buffers(self, groups: int, rows: int) -> None:
+        from rfsweep.kernels.encode import DICT_MAX
+
+        if rows > self.rows_cap or groups > self.groups_cap:
+            import numba
+
+            n = len(self.cols) * groups
+            self.rows_cap, self.groups_cap = rows, groups
+            # worst case of a page: 8 bytes a value (plain), plus definition levels and run headers (the
+            # memory is only touched as far as pages reach)
+            self.buf = np.empty((n, 8 * rows + rows // 4 + 1024), np.uint8)
+            self.lens = np.zeros(n, np.int64)
+            self.counts = np.zeros(n, np.int64)
+            self.used = np.zeros(n, np.int64)
+            self.keys = np.empty((n, DICT_MAX), np.int64)
+            self.scratch = np.empty((2 * numba.config.NUMBA_NUM_THREADS, rows), np.int32)
+
+    def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple[int, list]]:
+        """Row groups ``bounds`` ([(lo, hi)]) of a batch, each as (rows, [(dictionary page or None, its
+        size, encoding, data page)] per column): bytes that own their memory (the batch and this
+        encoder's buffers are reused)."""
+        from rfsweep.engine import steer
+        from rfsweep.kernels import encode as enc
+
+        if self.rows_cap == 0:  # the first batch: say so if the encoder is about to be compiled (not before:
+            # a search that fails first, e.g. on its device, says only why)
+            from rfsweep.engine.run import kernels_cached, log
+
+            if not kernels_cached(enc.encode_groups):
+                log.info("compiling the Parquet encoder (once per install, about 20 s)...")
+        spans = np.asarray([b for b in bounds if b[1] > b[0]], np.int64).reshape(-1, 2)  # no empty groups
+        self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
+        if not len(spans):
+            return []
+        steer.call(
+            enc.encode_groups,
+            self.desc,
+            out,
+            lm.O_DEPTH,
+            choice,
+            self.tables,
+            self.luts,
+            self.cons,
+            spans,
+            self.buf,
+            self.lens,
+            self.counts,
+            self.used,
+            self.keys,
+            self.scratch,
+            threads=self.threads,
+        )
+        ncol = len(self.cols)
+        counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
+        self.desc[:, enc.D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
+        # what a group fell back to, the next ones start from: a range that did not fit is hashed, a
+        # dictionary past DICT_MAX values or a delta past 56 bits is plain (as Arrow's writer, which
+        # also stays plain for the rest of a column once its dictionary overflows): no work thrown away
+        used = self.used[: len(spans) * ncol].reshape(len(spans), ncol)
+        for c in range(ncol):
+            mode = self.desc[c, enc.D_MODE]
+            if (used[:, c] == enc.M_PLAIN).any() and mode in (enc.M_RANGE, enc.M_HASH, enc.M_DELTA):
+                self.desc[c, enc.D_MODE] = enc.M_PLAIN
+            elif mode == enc.M_RANGE and (used[:, c] == enc.M_HASH).any():
+                self.desc[c, enc.D_MODE] = enc.M_HASH
+        jobs = []
+        for g, (lo, hi) in enumerate(spans):
+            pages = []
+            for c, col in enumerate(self.cols):
+                t = g * ncol + c
+                count = int(self.counts[t])
+                dict_page = _dictionary_page(col, col.values or self.keys[t, :count]) if count >= 0 else None
+                encoding = E_RLE_DICTIONARY if count >= 0 else E_DELTA if count == -2 else E_PLAIN
+                pages.append((dict_page, max(count, 0), encoding, self.buf[t, : self.lens[t]].tobytes()))
+            jobs.append((int(hi - lo), pages))
+        return jobs
+
+    def header(self) -> bytes:
+        return b"PAR1"
+
+    def _page(self, fh, kind: int, raw: bytes, values: int, encoding: int) -> tuple[int, int]:
+        """Write one page (header + body); returns its (uncompressed, compressed) sizes with the header."""
+        head = page_header(kind, len(raw[0]), len(raw[1]), values, encoding)
+        fh.write(head)
+        fh.write(raw[1])
+        self.offset += len(head) + len(raw[1])
+        return len(head) + len(raw[0]), len(head) + len(raw[1])
+
+    def write_group(self, fh, job: tuple[int, list]) -> None:
+        """Compress and write one encoded row group, and keep its column chunks for the footer."""
+        rows, pages = job
+        chunks = []
+        start = self.offset
+        for col, (dict_page, count, encoding, data) in zip(self.cols, pages):
+            bodies = [b for b in (dict_page, data) if b is not None]
+            packed = [self.codec.compress(b, asbytes=True) for b in bodies]
+            zipped = sum(map(len, packed)) <= KEEP_COMPRESSED * sum(map(len, bodies))
+            codec = C_ZSTD if zipped else C_UNCOMPRESSED
+            written = [(b, p if zipped else b) for b, p in zip(bodies, packed)]
+            chunk_start = self.offset
+            usize = csize = 0
+            dict_offset = None
+            if dict_page is not None:
+                dict_offset = self.offset
+                u, c = self._page(fh, PAGE_DICTIONARY, written.pop(0), count, E_PLAIN)
+                usize, csize = usize + u, csize + c
+            data_offset = self.offset
+            u, c = self._page(fh, PAGE_DATA, written.pop(0), rows, encoding)
+            usize, csize = usize + u, csize + c
+            encodings = sorted({E_PLAIN, E_RLE, encoding})
+            meta = [
+                (1, TT_I32, col.physical),
+                (2, LIST_I32, encodings),
+                (3, LIST_BIN, [col.name.encode()]),
+                (4, TT_I32, codec),
+                (5, TT_I64, rows),
+                (6, TT_I64, usize),
+                (7, TT_I64, csize),
+                (9, TT_I64, data_offset),
+                (11, TT_I64, dict_offset),
+            ]
+            chunks.append((chunk_start, usize, csize, meta))
+        self.row_groups.append(  # encoded here, on the writer thread, not all at once at the end
+            thrift(
+                [
+                    (1, LIST_STRUCT, [[(2, TT_I64, s), (3, TT_STRUCT, m)] for s, _, _, m in chunks]),
+                    (2, TT_I64, sum(u for _, u, _, _ in chunks)),
+                    (3, TT_I64, rows),
+                    (5, TT_I64, start),
+                    (6, TT_I64, sum(c for _, _, c, _ in chunks)),
+                ]
+            )
+        )
+        self.num_rows += rows
+
+    def footer(self) -> bytes:
+        """FileMetaData (with the Arrow schema, as pyarrow stores it) and the closing length and magic."""
+        from rfsweep.core.version import __version__
+
+        arrow_schema = base64.b64encode(self.schema.serialize().to_pybytes())
+        kv = [[(1, TT_BINARY, k), (2, TT_BINARY, v)] for k, v in (self.schema.metadata or {}).items()]
+        kv.append([(1, TT_BINARY, b"ARROW:schema"), (2, TT_BINARY, arrow_schema)])
+        root = [(4, TT_BINARY, b"schema"), (5, TT_I32, len(self.cols))]
+        meta = thrift(
+            [
+                (1, TT_I32, 2),
+                (2, LIST_STRUCT, [root] + [_schema_element(c) for c in self.cols]),
+                (3, TT_I64, self.num_rows),
+                (4, LIST_STRUCT, self.row_groups),
+                (5, LIST_STRUCT, kv),
+                (6, TT_BINARY, f"rfsweep version {__version__}".encode()),
+            ]
+        )
+        return meta + struct.pack("<I", len(meta)) + b"PAR1"
