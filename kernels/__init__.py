@@ -4,11 +4,11 @@ import hashlib
 from pathlib import Path
 
 SHARED = ("costs.py", "layer_math.py")  # the register_jitable modules these kernels inline:
-INLINING = ("cpu", "encode")
+INLINING = ("cpu", "encode", "stages")
 
 
 def _drop_stale_cache() -> None:
-    """Delete cpu.py's and encode.py's cached machine code when the shared math (layer_math.py, costs.py)
+    """Delete cpu.py's, encode.py's and stages.py's cached machine code when the shared math (layer_math.py, costs.py)
     has changed.
 
     numba's cache=True keys a kernel on its own file only, but those kernels inline the shared

@@ -3,7 +3,7 @@
 torch is an optional dependency, imported inside :func:`build` only: ``import rfsweep`` (and this module)
 never loads it. The modules are those of the exported source (``rfsweep export --to pytorch``): both come
 from one list, :func:`rfsweep.nas.torch_modules.chain_modules` (chains) or
-:func:`rfsweep.nas.torch_modules.block_modules` (candidates of a space of stages, rfsweep/torch_blocks.py's
+:func:`rfsweep.nas.torch_modules.block_modules` (candidates of a space of stages, rfsweep/nas/torch_blocks.py's
 classes).
 
 Example::
@@ -102,7 +102,7 @@ def _is_row(candidate: Any) -> bool:
 
 
 def instantiate_blocks(model: BlockModel):
-    """``BlockNet(features, head)`` of rfsweep/torch_blocks.py's classes and torch.nn modules."""
+    """``BlockNet(features, head)`` of rfsweep/nas/torch_blocks.py's classes and torch.nn modules."""
     from torch import nn
 
     from rfsweep.nas import torch_blocks

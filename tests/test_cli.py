@@ -220,32 +220,20 @@ def test_console_script_end_to_end(tmp_path):
 
 # --------------------------------------------------------------------------- the README's examples are real
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_section(title: str) -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
-
-
-def code_block(section: str, lang: str) -> str:
-    start = section.index(f"```{lang}\n") + len(lang) + 4
-    return section[start : section.index("\n```", start)]
+from docs_pages import code_block, section  # noqa: E402
 
 
 @pytest.mark.parametrize("lang", ["json", "toml"])
 def test_readme_spec_examples_run(lang, tmp_path):
     path = tmp_path / f"example.{lang}"
-    path.write_text(code_block(readme_section("Network specs"), lang), encoding="utf-8")
+    path.write_text(code_block(section("Network specs"), lang), encoding="utf-8")
     result = run("analyze", str(path), "--format", "json")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) >= 4
 
 
 def test_readme_analyze_output_is_current():
-    shown = code_block(readme_section("rfsweep analyze"), "").splitlines()
+    shown = code_block(section("rfsweep analyze"), "").splitlines()
     assert shown[0] == "$ rfsweep analyze alexnet_v2"
     assert shown[1:] == run("analyze", "alexnet_v2").stdout.rstrip("\n").splitlines()
 

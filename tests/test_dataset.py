@@ -1,5 +1,5 @@
-"""Datasets on one machine (rfsweep/dataset.py, rfsweep/sharded.py): ``-o DIR`` writes parts and a manifest
-whose rows, read back, are exactly the single file's, with every selection; the directory rule; --resume.
+"""Datasets on one machine (rfsweep/output/dataset.py, rfsweep/distributed/sharded.py): ``-o DIR`` writes parts
+and a manifest whose rows, read back, are exactly the single file's, with every selection; the directory rule; --resume.
 The same runs on a Dask cluster are in test_dask.py."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import docs_pages
 import pyarrow.parquet as pq
 import pytest
 from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
@@ -153,11 +154,9 @@ def test_one_part_by_default_and_readers_take_parts_in_order(tmp_path):
 
 
 def test_readme_read_dataset_recipe_runs(tmp_path, monkeypatch):
-    import re
 
     pytest.importorskip("duckdb")
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    recipe = re.search(r"<!-- recipe: read-dataset -->\n```python\n(.*?)```", text, re.S).group(1)
+    recipe = docs_pages.recipe("read-dataset")
     monkeypatch.chdir(tmp_path)
     sweep.search_to_parquet("r7", shards=3, **SPACES["budgets"])
     sweep.search_to_parquet("r7.parquet", **SPACES["budgets"])
@@ -297,7 +296,7 @@ def test_python_dataset_keywords_with_a_file_name_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_import_rfsweep_and_a_search_without_a_cluster_never_import_dask(tmp_path):
     code = (
-        "import sys, rfsweep, rfsweep.cli.main; from rfsweep import sweep; "
+        "import sys, rfsweep, rfsweep.cli.main; from rfsweep import api as sweep; "
         f"sweep.search_to_parquet({str(tmp_path / 'ds')!r}, depth=2, kernels=[1, 3], input_size=16); "
         f"sweep.search_to_parquet({str(tmp_path / 'f.parquet')!r}, depth=2, kernels=[1, 3], input_size=16); "
         "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"

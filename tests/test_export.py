@@ -15,6 +15,7 @@ import subprocess
 import sys
 import types
 
+import docs_pages
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -362,17 +363,13 @@ def test_readme_export_example_is_what_export_writes(tmp_path, monkeypatch):
     arch_id, line for line."""
     import re
     import shlex
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     monkeypatch.chdir(tmp_path)
-    setup = text[text.index("<!-- recipe: setup -->") :]
-    for line in re.search(r"```\n(.*?)```", setup, re.S).group(1).splitlines():
+    for line in docs_pages.recipe("setup").splitlines():
         args = shlex.split(line)
         assert args[0] == "rfsweep"
         res = run(*args[1:])
         assert res.exit_code == 0, res.output
-    section = text[text.index("## rfsweep export") : text.index("## NAS pipelines")]
-    shown = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = docs_pages.code_block(docs_pages.section("rfsweep export"), "python") + "\n"
     arch_id = int(re.search(r"def arch_(\d+)", shown).group(1))
     assert shown in _source("candidates.parquet", selection=Selection(ids=[arch_id]))

@@ -4,9 +4,7 @@ installed); and each layout writes what its schema says."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
+import docs_pages
 import pyarrow.parquet as pq
 import pytest
 
@@ -59,8 +57,7 @@ def test_wide_schema_nulls_only_beyond_the_smallest_depth(files):
 
 
 def _recipe(name: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    return re.search(rf"<!-- recipe: {name} -->\n```python\n(.*?)```", text, re.S).group(1)
+    return docs_pages.recipe(name)
 
 
 def test_readme_wide_to_lists_recipe(files, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The output rule (rfsweep/files.py): atomic replacement of regular files, symlinks followed, devices and
+"""The output rule (rfsweep/core/files.py): atomic replacement of regular files, symlinks followed, devices and
 FIFOs written to directly, directories, sockets, inputs and unwritable places refused with one line,
 and the extension deciding the format."""
 
@@ -84,7 +84,7 @@ def test_fifo_is_written_through(tmp_path):
 @pytest.mark.parametrize(
     "make, why",
     [
-        # a directory is a dataset directory now (rfsweep/dataset.py): refused when it holds other things
+        # a directory is a dataset directory now (rfsweep/output/dataset.py): refused when it holds other things
         (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "not an rfsweep dataset"),
         (lambda p: None, "its directory does not exist"),
     ],

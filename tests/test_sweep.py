@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+import docs_pages
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -712,14 +713,10 @@ def test_search_cli_with_anchors_writes_level_columns(tmp_path):
 
 def test_readme_search_examples_run(tmp_path):
     """The README's space file builds, and its Python API lines run."""
-    import re
-    from pathlib import Path
 
     import rfsweep
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("## rfsweep search") : text.index("## rfsweep count")]
-    toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    toml = docs_pages.code_block(docs_pages.section("rfsweep search"), "toml") + "\n"
     path = tmp_path / "space.toml"
     path.write_text(toml)
     res = CliRunner().invoke(main, ["count", "--space", str(path), "--depth", "4-5", "--json"])
@@ -751,7 +748,7 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         "where",
         "columns",
         "method",
-        "cluster",  # the Dask options (rfsweep/cluster.py)
+        "cluster",  # the Dask options (rfsweep/distributed/cluster.py)
         "scheduler",
         "shards",
         "resume",

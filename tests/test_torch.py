@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
+import docs_pages  # noqa: E402
+
 from rfsweep import api as sweep  # noqa: E402
 from rfsweep.nas.export import export  # noqa: E402
 from rfsweep.output.select import Selection  # noqa: E402
@@ -195,9 +197,7 @@ def test_options_give_the_documented_parameters_and_logits(tmp_path):
 
 
 def _readme_block(marker: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    at = text.index(f"<!-- recipe: {marker} -->")
-    return re.search(r"```(?:python)?\n(.*?)```", text[at:], re.S).group(1)
+    return docs_pages.recipe(marker)
 
 
 @pytest.fixture

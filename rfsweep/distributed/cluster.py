@@ -3,7 +3,7 @@ reached through its scheduler), or this process; and ``rfsweep count --method en
 
 >>> import rfsweep
 >>> rfsweep.search_to_parquet("r7", depth=7, rf_min=200, rf_max=250, cluster="local:2")  # doctest: +SKIP
->>> from rfsweep import cluster
+>>> from rfsweep.distributed import cluster
 >>> cluster.count(depth=7, rf_min=200, max_params=10**6, scheduler="tcp://head:8786")  # doctest: +SKIP
 
 The cluster layer only plans, submits, retries and merges; it never computes a metric (the plan and the
@@ -300,7 +300,10 @@ def connect(cluster: str | None = None, scheduler: str | None = None, threads: i
                     processes=True,
                     # no dashboard; the scheduler's HTTP endpoints on a free port (:8787 may be taken)
                     dashboard_address=":0",
-                    silence_logs=logging.ERROR,
+                    # the workers' own log lines reach the user's stderr: a worker's heartbeat that meets the
+                    # scheduler closing after Ctrl-C logged an ERROR with a traceback (seen under load in
+                    # test_dask); rfsweep reports a failed shard itself, in one line
+                    silence_logs=logging.CRITICAL,
                     # set in each worker process before anything imports numba (Nanny env)
                     env={"NUMBA_NUM_THREADS": str(per), "OMP_NUM_THREADS": str(per)},
                 )

@@ -21,7 +21,7 @@ the options are refused there. Its spec is the analyzer's expansion of its block
 layers named ``<stage>.<block>.<layer>``, a DAG of residual adds and SE gates) with ``feature_layer`` the
 map before the head's global pool, where the row's rf, jump, eff_padding and out_size are measured; its
 params and MACs are the whole network's, head included. The PyTorch source has one module a block
-(rfsweep/torch_blocks.py's classes, copied into the file) and one ``BlockNet(features, head)`` a candidate.
+(rfsweep/nas/torch_blocks.py's classes, copied into the file) and one ``BlockNet(features, head)`` a candidate.
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ BLOCK_CLASSES_MARKER = "# ---- exported source:"
 
 
 def block_classes_source() -> str:
-    """The classes of rfsweep/torch_blocks.py as text, from its marker line on (no torch import here)."""
+    """The classes of rfsweep/nas/torch_blocks.py as text, from its marker line on (no torch import here)."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent / "torch_blocks.py").read_text(encoding="utf-8")

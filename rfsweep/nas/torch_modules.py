@@ -3,7 +3,7 @@ plain data (no torch import).
 
 One list serves both ways out: :func:`rfsweep.torch.build` instantiates it, and the exported Python
 source (:mod:`rfsweep.nas.export`) prints it, one module a line, so the two cannot drift. A candidate of a
-space of stages (:func:`block_modules`) is one module a block, of the classes in rfsweep/torch_blocks.py
+space of stages (:func:`block_modules`) is one module a block, of the classes in rfsweep/nas/torch_blocks.py
 (``MBConv``, ``Bottleneck``, ``Basic``, ``ConvBNAct``), with every channel count computed here by
 kernels.costs, the functions the sweep and rfsweep.space.blocks.expand use.
 
@@ -56,7 +56,7 @@ SUPPORTED = ("conv", "maxpool", "avgpool", "bn", "global_pool", "linear", *POINT
 @dataclass(frozen=True)
 class TorchModule:
     """One module named ``name``: ``getattr(torch.nn, cls)(*args, **dict(kwargs))``, or with ``block``, a
-    class of rfsweep/torch_blocks.py (``MBConv``, ``Bottleneck``, ...)."""
+    class of rfsweep/nas/torch_blocks.py (``MBConv``, ``Bottleneck``, ...)."""
 
     name: str
     cls: str
