@@ -2,7 +2,7 @@
 
 The CUDA simulator runs the kernels as Python and checks no types, so a change to layer_math that the
 CUDA target cannot compile would pass the simulator tests. This script types and compiles the kernels
-with NVVM, which needs a CUDA toolkit but no GPU and no driver. Run by tests/test_cuda.py in a
+with NVVM, which needs a CUDA toolkit but no GPU and no driver. Run by tests/engine/test_cuda.py in a
 subprocess (it patches how numba asks the driver for the compute capability).
 
 Exit codes: 0 compiled, 1 a kernel does not compile, 77 cannot check here (no NVVM, simulator on).

@@ -1,6 +1,6 @@
 """Runs the CUDA kernels under numba's CUDA simulator and requires exactly the CPU's rows.
 
-Run by tests/test_cuda.py in a subprocess, because NUMBA_ENABLE_CUDASIM must be set before numba is
+Run by tests/engine/test_cuda.py in a subprocess, because NUMBA_ENABLE_CUDASIM must be set before numba is
 first imported (the main test process has already imported numba without it). Also runnable by hand:
 
     NUMBA_ENABLE_CUDASIM=1 python tests/cuda_sim_check.py

@@ -9,7 +9,7 @@ page headers and the footer in Thrift's compact protocol, pages compressed with 
 thread. The file is ordinary Parquet (format 2.6: PLAIN dictionary pages; RLE_DICTIONARY,
 DELTA_BINARY_PACKED or PLAIN data pages with v1 headers; one page a column chunk; no statistics, as
 before) with the same Arrow schema as pyarrow would write (``ARROW:schema``), so
-pyarrow, pandas, polars and duckdb read the same columns and types; tests/test_parquet_out.py checks
+pyarrow, pandas, polars and duckdb read the same columns and types; tests/output/test_parquet_out.py checks
 that against pyarrow's own writer.
 
 Spaces of stages, ids past int64 and the ``lists`` layout keep pyarrow's writer (:mod:`rfsweep.output.sink`).

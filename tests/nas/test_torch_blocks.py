@@ -41,7 +41,7 @@ from rfsweep.torch import build  # noqa: E402
 
 pytestmark = pytest.mark.torch
 nn = torch.nn
-torch.set_num_threads(1)  # tiny models (see tests/test_torch.py)
+torch.set_num_threads(1)  # tiny models (see tests/nas/test_torch.py)
 
 ROWS_PER_SPACE = 8
 SEEN: Counter = Counter()

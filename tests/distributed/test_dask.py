@@ -10,12 +10,12 @@ import signal
 
 import pytest
 from click.testing import CliRunner
-from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
 from test_dataset import R7, SMALL, _interrupt, _manifest, _one_line, assert_interrupted_cleanly
 from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
 import rfsweep
+from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
 from rfsweep import api as sweep
 from rfsweep.cli.main import main
 from rfsweep.distributed import cluster

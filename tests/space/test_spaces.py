@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import csv
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
+from paths import REFERENCE
 from rfsweep import analyze
 from rfsweep import api as sweep
 from rfsweep.network.analyze import evaluate
 from rfsweep.network.spec import parse_network
 from rfsweep.space import build_space
 from rfsweep.space.stages import load, shipped_path, shipped_spaces
-
-REFERENCE = Path(__file__).resolve().parent / "reference"
 
 # rfsweep's figures for the largest (depth 4, kernel 7, expand 6 everywhere) and smallest (depth 2, kernel 3,
 # expand 3) OFA-MobileNetV3 subnets at 224, head included (params, MACs)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
+from paths import ROOT, TESTS
+
+HERE = TESTS  # the helper scripts run by path live at the top of tests/
 
 
 def _env(simulate: bool) -> dict[str, str]:
@@ -176,7 +177,7 @@ def test_gpu_matches_cpu(name):
 @pytest.mark.slow
 def test_bench_cuda_runs_under_simulator():
     """benchmarks/bench_cuda.py takes its GPU path (simulated, depth 2) and prints both devices' rows."""
-    bench = HERE.parent / "benchmarks" / "bench_cuda.py"
+    bench = ROOT / "benchmarks" / "bench_cuda.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--depth", "2", "--repeat", "1", "--simulator-ok"],
         env=_env(True),

@@ -2,17 +2,15 @@
 rfsweep.network.analyze.
 
 The expected numbers are also written out below, and the CSVs are compared with these tables, row by
-row. (The zoo's published model tables are covered by tests/test_zoo.py.)
+row. (The zoo's published model tables are covered by tests/network/test_zoo.py.)
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
+from paths import REFERENCE
 from rfsweep import analyze
-
-REFERENCE = Path(__file__).resolve().parent / "reference"  # the published tables, sources in its README
 
 # AlexNet at 227x227 (seed 000 table / seed 001): layer, op, input size, kernel, stride, padding, out, rf
 ALEXNET = [

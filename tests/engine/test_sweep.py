@@ -10,7 +10,6 @@ import json
 import math
 import os
 
-import docs_pages
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+import docs_pages
 import naive
 from naive import naive_search
 from rfsweep import analyze

@@ -4,7 +4,7 @@ The JSONL lines are the analyzer's expansion of each candidate's blocks (a DAG o
 gates); at their ``feature_layer`` (the map before the head's global pool) the analyzer gives the row's rf,
 jump, eff_padding, center, out_size and erf_sigma, and over all layers its params and MACs. The generated
 source runs against a stand-in for torch that records every constructor call; the parameters of the
-recorded modules, counted from their arguments, are the row's. (tests/test_torch_blocks.py runs the
+recorded modules, counted from their arguments, are the row's. (tests/nas/test_torch_blocks.py runs the
 same source on real torch.)
 """
 

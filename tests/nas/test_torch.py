@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 import docs_pages  # noqa: E402
-
 from rfsweep import api as sweep  # noqa: E402
 from rfsweep.nas.export import export  # noqa: E402
 from rfsweep.output.select import Selection  # noqa: E402

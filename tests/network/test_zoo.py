@@ -15,16 +15,15 @@ import functools
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 import rfsweep
+from paths import REFERENCE, ROOT
 from rfsweep.network import zoo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 MODELS_DIR = REPO / "data" / "models"
-REFERENCE = Path(__file__).resolve().parent / "reference"  # the published tables, sources in its README
 
 # model: (rf, effective stride, effective padding)
 SLIM_PUBLISHED = {

@@ -4,10 +4,10 @@ installed); and each layout writes what its schema says."""
 
 from __future__ import annotations
 
-import docs_pages
 import pyarrow.parquet as pq
 import pytest
 
+import docs_pages
 from rfsweep import api as sweep
 from rfsweep.space import build_space
 

@@ -12,14 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-import docs_pages
 import pyarrow.parquet as pq
 import pytest
-from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
 from test_outputs import _one_line, _run
 from test_stage_select import SPACES as STAGES
 from test_sweep import SPACES
 
+import docs_pages
+from dataset_check import SELECTIONS, STAGE_SELECTIONS, assert_same_rows
 from rfsweep import api as sweep
 from rfsweep.core.errors import RFSweepError
 from rfsweep.core.files import is_dataset

@@ -15,13 +15,13 @@ import subprocess
 import sys
 import types
 
-import docs_pages
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from test_select import SPACES
 
+import docs_pages
 from naive import padding_of, sizes
 from rfsweep import api as sweep
 from rfsweep.cli.main import main
