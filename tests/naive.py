@@ -496,3 +496,140 @@ def count_by_rf(settings, rf_max):
                     hist[rf2] += cnt
         states = nxt
     return hist
+
+
+# ------------------------------------------------------------------ the anchor-matching reference
+#
+# Anchor search's reference (imports nothing from rfsweep): every anchor of every image generated one by one
+# as torchvision's GeneralizedRCNNTransform, AnchorGenerator and DefaultBoxGenerator place them (their float32
+# steps mirrored with numpy float32 scalars), and the full IoU matrix of each image in float64 as box_iou
+# computes it; the statistics read off that matrix.
+
+
+def naive_resize(h, w, min_size, max_size, fixed=None):
+    """(new_h, new_w, ratio_h, ratio_w) as GeneralizedRCNNTransform: scale in float32, floor(side x scale)."""
+    import numpy as np
+
+    if fixed is not None:
+        nh, nw = fixed
+    else:
+        f = np.float32
+        scale = min(f(min_size) / f(min(h, w)), f(max_size) / f(max(h, w)))
+        nh, nw = math.floor(h * float(scale)), math.floor(w * float(scale))
+    return nh, nw, float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
+
+
+def naive_grid_anchors(ph, pw, strides, sizes_per_level, ratios_per_level):
+    """All anchors [x1, y1, x2, y2] of a padded image, level by level, location by location, as
+    AnchorGenerator orders them (float32 cell anchors, rounded; centres i x (pw // gw))."""
+    import numpy as np
+
+    f = np.float32
+    out = []
+    for s, sizes, ratios in zip(strides, sizes_per_level, ratios_per_level):
+        gh, gw = -(-ph // s), -(-pw // s)
+        sh, sw = ph // gh, pw // gw
+        cell = []
+        for r in ratios:
+            hr = np.sqrt(f(r))
+            wr = f(1) / hr
+            for size in sizes:
+                ws, hs = wr * f(size), hr * f(size)
+                cell.append([np.round(-ws / f(2)), np.round(-hs / f(2)), np.round(ws / f(2)), np.round(hs / f(2))])
+        cell = np.array(cell, np.float64)  # (A, 4)
+        jj, ii = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")  # location by location, row major
+        shifts = np.stack([ii * sw, jj * sh, ii * sw, jj * sh], axis=-1).reshape(-1, 1, 4).astype(np.float64)
+        out.append((shifts + cell[None]).reshape(-1, 4))
+    return np.concatenate(out).reshape(-1, 4)
+
+
+def naive_ssd_anchors(side, grids, steps, scales, ratios_per_level):
+    """All SSD default boxes of a side x side image as DefaultBoxGenerator makes them (clip=True), float32."""
+    import numpy as np
+
+    f = np.float32
+    out = []
+    for k, (g, step) in enumerate(zip(grids, steps)):
+        s_k, s_next = scales[k], scales[k + 1]
+        pairs = [(s_k, s_k), (math.sqrt(s_k * s_next),) * 2]
+        for ar in ratios_per_level[k]:
+            pairs += [(s_k * math.sqrt(ar), s_k / math.sqrt(ar)), (s_k / math.sqrt(ar), s_k * math.sqrt(ar))]
+        c = ((np.arange(g) + 0.5).astype(f) / f(side / step)).astype(f)  # cell centres, float32
+        cy, cx = np.meshgrid(c, c, indexing="ij")
+        cx, cy = cx.reshape(-1, 1), cy.reshape(-1, 1)
+        w = np.array([min(max(p[0], 0.0), 1.0) for p in pairs], f)[None]  # clip=True
+        h = np.array([min(max(p[1], 0.0), 1.0) for p in pairs], f)[None]
+        x1, y1 = (cx - f(0.5) * w) * f(side), (cy - f(0.5) * h) * f(side)
+        x2, y2 = (cx + f(0.5) * w) * f(side), (cy + f(0.5) * h) * f(side)
+        out.append(np.stack([x1, y1, x2, y2], axis=-1).astype(np.float64).reshape(-1, 4))
+    return np.concatenate(out).reshape(-1, 4)
+
+
+def naive_box_iou(a, b):
+    """box_iou(a, b) in float64, as torchvision computes it (areas, clamped overlaps, inter / union)."""
+    import numpy as np
+
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _sequential_sum(values) -> float:
+    s = 0.0
+    for v in values:  # box by box, as the kernel adds them
+        s += float(v)
+    return s
+
+
+def naive_anchor_stats(xyxy, image, image_h, image_w, detector, config):
+    """The anchor search's statistics of one configuration by brute force.
+
+    ``detector``: {"kind": "grid" | "ssd", "min_size", "max_size", "divisible", "strides", "fg", and for
+    ssd "side", "grids"}; ``config``: grid {"sizes": per level list, "ratios": per level list}, ssd
+    {"scales": L + 1 values, "ratios": per level list}.
+    """
+    import numpy as np
+
+    best = np.zeros(len(xyxy))
+    positives = 0
+    cells = 0
+    for i in range(len(image_h)):
+        h, w = int(image_h[i]), int(image_w[i])
+        if detector["kind"] == "ssd":
+            side = detector["side"]
+            nh, nw, rh, rw = naive_resize(h, w, side, side, (side, side))
+            grids, steps = detector["grids"], detector["strides"]
+            anchors = naive_ssd_anchors(side, grids, steps, config["scales"], config["ratios"])
+        else:
+            nh, nw, rh, rw = naive_resize(h, w, detector["min_size"], detector["max_size"])
+            d = detector["divisible"]
+            ph, pw = math.ceil(nh / d) * d, math.ceil(nw / d) * d
+            anchors = naive_grid_anchors(ph, pw, detector["strides"], config["sizes"], config["ratios"])
+        cells += len(anchors)
+        mine = np.flatnonzero(np.asarray(image) == i)
+        if len(mine) == 0:
+            continue
+        b = np.asarray(xyxy, np.float64)[mine] * np.array([rw, rh, rw, rh])
+        iou = naive_box_iou(b, anchors)
+        best[mine] = iou.max(axis=1)
+        positives += int((iou >= detector["fg"]).sum())
+    n = len(xyxy)
+    wh = np.asarray(xyxy, np.float64)
+    area = (wh[:, 2] - wh[:, 0]) * (wh[:, 3] - wh[:, 1])
+    cls = np.where(area < 32**2, 0, np.where(area < 96**2, 1, 2))
+    fg = best >= detector["fg"]
+    per = [fg[cls == c].mean() if (cls == c).any() else float("nan") for c in range(3)]
+    return {
+        "recall_iou50": float((best >= 0.5).mean()),
+        "recall_iou70": float((best >= 0.7).mean()),
+        "best_iou_mean": _sequential_sum(best) / n,
+        "positives_per_gt": positives / n,
+        "anchors_per_image": cells / len(image_h),
+        "recall_small": float(per[0]),
+        "recall_medium": float(per[1]),
+        "recall_large": float(per[2]),
+    }

@@ -1,0 +1,450 @@
+"""Anchor search: every anchor configuration of a space scored exactly over a dataset's boxes, matched the way
+torchvision's Faster R-CNN, RetinaNet and SSD match them (see :mod:`rfsweep.anchors.detectors`).
+
+A configuration picks one base size per level (strictly increasing with the level; SSD: one scale per level
+and the last), the aspect ratios (a subset of the candidates, shared by all levels or chosen per level) and,
+for AnchorGenerator presets, the scales per octave. Its statistics, over all boxes (none sampled):
+
+* ``recall_iou50``, ``recall_iou70``: the share of boxes whose best IoU with any anchor of their image is
+  >= 0.5 / >= 0.7;
+* ``best_iou_mean``: the mean of that best IoU;
+* ``positives_per_gt``: the mean number of anchors with IoU >= the preset's foreground threshold;
+* ``anchors_per_image``: anchors in a mean image;
+* ``recall_small``, ``recall_medium``, ``recall_large``: the share of COCO's small / medium / large boxes
+  (area of the original box < 32^2, < 96^2, the rest) whose best IoU reaches the foreground threshold.
+
+How: per level, a table of each box's best IoU and positives for every anchor shape the space can use
+(:func:`rfsweep.kernels.anchor_match.grid_shape_tables`), folded into one row per level option (the max and
+the sum over the option's shapes); then the configurations, depth first (``score_configs``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rfsweep.anchors import detectors as det
+from rfsweep.anchors.datasets import BoxSet
+from rfsweep.core.errors import field_error
+from rfsweep.engine import steer
+
+STATS = (
+    "recall_iou50",
+    "recall_iou70",
+    "best_iou_mean",
+    "positives_per_gt",
+    "anchors_per_image",
+    "recall_small",
+    "recall_medium",
+    "recall_large",
+)
+# the direction of each statistic as an objective: +1 larger is better
+DIRECTION = {s: 1 for s in STATS} | {"anchors_per_image": -1}
+CHUNK_CONFIGS = 1 << 20  # configurations scored between two hand-overs to the selection / the writer
+
+
+# ---------------------------------------------------------------- the space
+
+
+@dataclass
+class AnchorSpace:
+    """The configurations of one detector preset over candidate values.
+
+    ``values``: candidate base sizes (grid presets) or scales (ssd300), sorted; ``ratios``: candidate aspect
+    ratios (h / w; for ssd300 the extra ratios of DefaultBoxGenerator); ``ratio_count``: how many a
+    configuration takes; ``per_level_ratios``: each level chooses its own subset; ``octaves``: the
+    scales-per-octave options (grid presets). ``default_ratios``: ssd300 without ratio options keeps its
+    per-level defaults.
+    """
+
+    preset: det.Preset
+    values: tuple
+    ratios: tuple[float, ...]
+    ratio_count: int
+    per_level_ratios: bool = False
+    octaves: tuple[int, ...] = (1,)
+    default_ratios: bool = False
+    subsets: list[tuple[float, ...]] = field(init=False)
+
+    def __post_init__(self):
+        self.subsets = [()] if self.default_ratios else list(itertools.combinations(self.ratios, self.ratio_count))
+
+    @property
+    def levels(self) -> int:
+        return self.preset.levels
+
+    @property
+    def pair(self) -> bool:
+        return self.preset.kind == "ssd"
+
+    @property
+    def positions(self) -> int:
+        """Indices into ``values`` a configuration takes (SSD: one more than levels)."""
+        return self.levels + 1 if self.pair else self.levels
+
+    def globals(self) -> list[tuple[int, tuple | None]]:
+        """(scales per octave, shared ratio subset or None) of each outer option, in order."""
+        if self.pair or self.per_level_ratios:
+            return [(n, None) for n in self.octaves]
+        return [(n, s) for n in self.octaves for s in self.subsets]
+
+    @property
+    def options(self) -> int:
+        """Ratio options a level chooses among, below one outer option."""
+        return len(self.subsets) if (self.pair or self.per_level_ratios) else 1
+
+    @property
+    def size(self) -> int:
+        return len(self.globals()) * math.comb(len(self.values), self.positions) * self.options**self.levels
+
+
+def _values(name: str, raw, cast, minimum) -> tuple:
+    vals = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    out = []
+    for v in vals:
+        try:
+            x = cast(v)
+        except (TypeError, ValueError):
+            raise field_error(name, v, "must be a number") from None
+        if not (x >= minimum) or not math.isfinite(x):
+            raise field_error(name, v, f"must be >= {minimum}")
+        out.append(x)
+    if not out or len(set(out)) != len(out):
+        raise field_error(name, ",".join(map(str, vals)), "must be distinct values")
+    return tuple(sorted(out))
+
+
+def make_space(
+    preset: det.Preset,
+    *,
+    sizes=None,
+    scales=None,
+    ratios=None,
+    ratio_count: int | None = None,
+    per_level_ratios: bool = False,
+    scales_per_octave=None,
+) -> AnchorSpace:
+    """The space of a preset; with no option, the preset's own torchvision configuration (one row)."""
+    L = preset.levels
+    if preset.kind == "grid":
+        if scales is not None:
+            raise field_error("scales", scales, "are ssd300's (DefaultBoxGenerator); grid presets take --sizes")
+        values = _values("sizes", sizes, int, 1) if sizes is not None else preset.sizes
+        if len(values) < L:
+            raise field_error("sizes", ",".join(map(str, values)), f"needs at least {L} sizes ({L} levels)")
+        octaves = (
+            _values("scales_per_octave", scales_per_octave, int, 1)
+            if scales_per_octave is not None
+            else (preset.scales_per_octave,)
+        )
+    else:
+        if sizes is not None or scales_per_octave is not None:
+            bad = "sizes" if sizes is not None else "scales_per_octave"
+            raise field_error(bad, sizes if sizes is not None else scales_per_octave, "ssd300 takes --scales")
+        values = _values("scales", scales, float, 0) if scales is not None else preset.ssd_scales
+        if len(values) < L + 1:
+            raise field_error("scales", ",".join(map(str, values)), f"needs at least {L + 1} scales ({L} levels)")
+        octaves = (1,)
+    if ratios is None:
+        if ratio_count is not None or per_level_ratios:
+            raise field_error("ratio_count", ratio_count, "chooses among --ratios: give them")
+        if preset.kind == "ssd":
+            return AnchorSpace(preset, values, (), 0, octaves=octaves, default_ratios=True)
+        r = preset.ratios
+        return AnchorSpace(preset, values, r, len(r), octaves=octaves)
+    r = _values("ratios", ratios, float, 0)
+    if any(x <= 0 for x in r):
+        raise field_error("ratios", ",".join(map(str, r)), "must be > 0")
+    k = len(r) if ratio_count is None else int(ratio_count)
+    if not 1 <= k <= len(r):
+        raise field_error("ratio_count", ratio_count, f"must be between 1 and the {len(r)} ratios")
+    return AnchorSpace(preset, values, r, k, per_level_ratios=per_level_ratios or preset.kind == "ssd", octaves=octaves)
+
+
+# ---------------------------------------------------------------- boxes in the detector's frame
+
+
+@dataclass
+class Frame:
+    """The boxes as the detector sees them: resized (float64), their size class, and per level and box the
+    grid (gh, gw) and strides (sh, sw) of the box's image; the mean number of grid cells an image has per
+    level."""
+
+    boxes: np.ndarray
+    size_class: np.ndarray
+    gh: np.ndarray  # (L, n)
+    gw: np.ndarray
+    sh: np.ndarray
+    sw: np.ndarray
+    cells: np.ndarray  # (L,) mean cells an image, float64
+    n_small: int
+    n_medium: int
+    n_large: int
+
+
+def frame(preset: det.Preset, data: BoxSet) -> Frame:
+    L = preset.levels
+    n_img = data.images
+    ratio = np.empty((n_img, 2), np.float64)
+    g = np.empty((n_img, L, 4), np.int64)
+    for i in range(n_img):
+        nh, nw, rh, rw = det.resized(preset, int(data.image_h[i]), int(data.image_w[i]))
+        ratio[i] = (rh, rw)
+        ph, pw = det.padded(preset, nh, nw)
+        g[i] = det.grids(preset, ph, pw)
+    rw, rh = ratio[data.image, 1], ratio[data.image, 0]
+    xyxy = data.xyxy
+    boxes = np.stack([xyxy[:, 0] * rw, xyxy[:, 1] * rh, xyxy[:, 2] * rw, xyxy[:, 3] * rh], axis=1)
+    per = g[data.image]  # (n, L, 4)
+    cells = (g[:, :, 0] * g[:, :, 1]).sum(axis=0) / n_img
+    cls = data.size_class()
+    return Frame(
+        np.ascontiguousarray(boxes),
+        cls,
+        np.ascontiguousarray(per[:, :, 0].T),
+        np.ascontiguousarray(per[:, :, 1].T),
+        np.ascontiguousarray(per[:, :, 2].T),
+        np.ascontiguousarray(per[:, :, 3].T),
+        cells.astype(np.float64),
+        int((cls == 0).sum()),
+        int((cls == 1).sum()),
+        int((cls == 2).sum()),
+    )
+
+
+# ---------------------------------------------------------------- shape tables
+
+
+class ShapeTables:
+    """Per level, each box's best IoU with and positives among the anchors of one shape, computed once per
+    shape: (size, ratio) for grid presets, (w, h) for ssd300."""
+
+    def __init__(self, preset: det.Preset, fr: Frame, threads: int | None):
+        self.preset, self.fr, self.threads = preset, fr, threads
+        self.cache: dict = {}
+
+    def get(self, level: int, shapes: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """(best (n, k), positives summed over boxes (k,)) of these shapes at this level."""
+        todo = [s for s in dict.fromkeys(shapes) if (level, s) not in self.cache]
+        if todo:
+            self._compute(level, todo)
+        best = np.stack([self.cache[(level, s)][0] for s in shapes], axis=1)
+        pos = np.array([self.cache[(level, s)][1] for s in shapes], np.int64)
+        return best, pos
+
+    def _compute(self, level: int, shapes: list) -> None:
+        from rfsweep.kernels import anchor_match as K
+
+        fr, p = self.fr, self.preset
+        n, k = len(fr.boxes), len(shapes)
+        best = np.zeros((n, k), np.float64)
+        npos = np.zeros((n, k), np.int64)
+        if p.kind == "grid":
+            ext = np.array([det.cell_half_extents(size, r) for size, r in shapes], np.float64).reshape(-1, 2)
+            steer.call(
+                K.grid_shape_tables, fr.boxes, fr.gh[level], fr.gw[level], fr.sh[level], fr.sw[level],
+                np.ascontiguousarray(ext[:, 0]), np.ascontiguousarray(ext[:, 1]), p.fg_iou, best, npos,
+                threads=self.threads,
+            )  # fmt: skip
+        else:
+            side = p.fixed_size[0]
+            xs = [det.ssd_intervals(p, level, w, side) for w, _ in shapes]
+            ys = [det.ssd_intervals(p, level, h, side) for _, h in shapes]
+            steer.call(
+                K.cell_shape_tables, fr.boxes,
+                np.stack([a for a, _ in xs]), np.stack([b for _, b in xs]),
+                np.stack([a for a, _ in ys]), np.stack([b for _, b in ys]),
+                p.fg_iou, best, npos, threads=self.threads,
+            )  # fmt: skip
+        for q, s in enumerate(shapes):
+            self.cache[(level, s)] = (best[:, q].copy(), int(npos[:, q].sum()))
+
+
+def level_shapes(space: AnchorSpace, level: int, octave: int, xs: tuple[int, ...], subset) -> list:
+    """The anchor shapes of one level's option: grid presets (size, ratio) for each octave size and ratio, in
+    torchvision's order (ratios major); ssd300 (w, h) pairs of DefaultBoxGenerator."""
+    p = space.preset
+    if p.kind == "grid":
+        sizes = det.octave_sizes(space.values[xs[0]], octave)
+        return [(s, r) for r in subset for s in sizes]
+    ratios = p.ssd_ratios[level] if space.default_ratios else subset
+    return det.ssd_wh_pairs(space.values[xs[0]], space.values[xs[1]], ratios)
+
+
+def option_tables(space: AnchorSpace, fr: Frame, tables: ShapeTables, octave: int, shared):
+    """best (L, rows, n), pos (L, rows), anchors (L, rows) of every level option below one outer option."""
+    L, K, R = space.levels, len(space.values), space.options
+    n = len(fr.boxes)
+    rows = (K * K if space.pair else K) * R
+    best = np.zeros((L, rows, n), np.float64)
+    pos = np.zeros((L, rows), np.int64)
+    anchors = np.zeros((L, rows), np.float64)
+    subsets = [shared] if shared is not None else space.subsets
+    for lvl in range(L):
+        for x in range(K):
+            for x2 in range(x + 1, K) if space.pair else (None,):
+                xs = (x, x2) if space.pair else (x,)
+                for o, subset in enumerate(subsets):
+                    shapes = level_shapes(space, lvl, octave, xs, subset)
+                    b, pp = tables.get(lvl, shapes)
+                    row = ((x * K + x2) if space.pair else x) * R + o
+                    best[lvl, row] = b.max(axis=1)
+                    pos[lvl, row] = pp.sum()
+                    cells = space.preset.ssd_grids[lvl] ** 2 if space.pair else fr.cells[lvl]
+                    anchors[lvl, row] = cells * len(shapes)
+    return best, pos, anchors
+
+
+def tasks_of(space: AnchorSpace) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's tasks below one outer option (x_0, x_1 or -1, o_0) in order, and the configurations each
+    holds."""
+    K, Q, L, R = len(space.values), space.positions, space.levels, space.options
+    tasks, counts = [], []
+    fixed = 2 if space.pair else 1
+    for x0 in range(K):
+        for x1 in range(x0 + 1, K) if space.pair else (-1,):
+            last = x1 if space.pair else x0
+            rest = math.comb(K - 1 - last, Q - fixed)
+            if rest == 0:
+                continue
+            for o in range(R):
+                tasks.append((x0, x1, o))
+                counts.append(rest * R ** (L - 1))
+    return np.array(tasks, np.int64).reshape(-1, 3), np.array(counts, np.int64)
+
+
+# ---------------------------------------------------------------- configurations
+
+
+@dataclass
+class Scored:
+    """A chunk of scored configurations: ids, the chosen rows per level, the outer option, statistics."""
+
+    ids: np.ndarray
+    rows: np.ndarray  # (n, L)
+    outer: int
+    stats: np.ndarray  # (n, len(STATS)) float64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def score(space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progress=None) -> Iterator[Scored]:
+    """Every configuration's statistics, in order, a chunk at a time."""
+    from rfsweep.kernels import anchor_match as K
+
+    fr = frame(space.preset, data)
+    tables = ShapeTables(space.preset, fr, threads)
+    n = len(fr.boxes)
+    L = space.levels
+    first = 0
+    done = 0
+    for g, (octave, shared) in enumerate(space.globals()):
+        best, pos, anchors = option_tables(space, fr, tables, octave, shared)
+        tasks, counts = tasks_of(space)
+        start = 0
+        while start < len(tasks):
+            stop_at = start
+            total = 0
+            while stop_at < len(tasks) and (total == 0 or total + counts[stop_at] <= CHUNK_CONFIGS):
+                total += int(counts[stop_at])
+                stop_at += 1
+            chunk = tasks[start:stop_at]
+            offsets = np.concatenate([[0], np.cumsum(counts[start:stop_at])[:-1]]).astype(np.int64)
+            cnt = np.zeros((total, 5), np.int64)
+            sums = np.zeros((total, 3), np.float64)
+            choice = np.zeros((total, L), np.int64)
+            steer.call(
+                K.score_configs, best, pos, anchors, len(space.values), space.options, space.pair, chunk,
+                offsets, fr.size_class, space.preset.fg_iou, cnt, sums, choice,
+                steer.control(), threads=threads,
+            )  # fmt: skip
+            stats = np.empty((total, len(STATS)), np.float64)
+            stats[:, 0] = cnt[:, 0] / n
+            stats[:, 1] = cnt[:, 1] / n
+            stats[:, 2] = sums[:, 0] / n
+            stats[:, 3] = sums[:, 1] / n
+            stats[:, 4] = sums[:, 2]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats[:, 5] = cnt[:, 2] / fr.n_small if fr.n_small else np.nan
+                stats[:, 6] = cnt[:, 3] / fr.n_medium if fr.n_medium else np.nan
+                stats[:, 7] = cnt[:, 4] / fr.n_large if fr.n_large else np.nan
+            yield Scored(np.arange(first, first + total, dtype=np.int64), choice, g, stats)
+            first += total
+            done += total
+            if progress is not None:
+                progress(done, space.size)
+            start = stop_at
+
+
+# ---------------------------------------------------------------- a configuration in words
+
+
+def describe(space: AnchorSpace, rows: Sequence[int], outer: int) -> dict:
+    """The configuration of one scored row: its values per level, ratios and octave, and its arguments in
+    torchvision's and mmdetection's keywords."""
+    Kn, R = len(space.values), space.options
+    octave, shared = space.globals()[outer]
+    subsets = [shared] if shared is not None else space.subsets
+    xs, opts = [], []
+    for row in rows:
+        o = int(row) % R
+        key = int(row) // R
+        xs.append((key // Kn, key % Kn) if space.pair else (key,))
+        opts.append(subsets[o])
+    p = space.preset
+    if p.kind == "grid":
+        sizes = [space.values[x[0]] for x in xs]
+        ratios = [list(s) for s in opts]
+        tv_sizes = [det.octave_sizes(s, octave) for s in sizes]
+        tv = {"sizes": tv_sizes, "aspect_ratios": ratios}
+        mm = {
+            "type": "AnchorGenerator",
+            "strides": list(p.strides),
+            "base_sizes": sizes,
+            "scales": [2 ** (k / octave) for k in range(octave)],
+            "ratios": ratios[0] if len({tuple(r) for r in ratios}) == 1 else ratios,
+            "center_offset": 0.0,
+        }
+        return {"values": sizes, "ratios": ratios, "octave": octave, "torchvision": tv, "mmdet": mm}
+    scales = [space.values[x[0]] for x in xs] + [space.values[xs[-1][1]]]
+    ratios = [list(p.ssd_ratios[i]) if space.default_ratios else list(s) for i, s in enumerate(opts)]
+    side = p.fixed_size[0]
+    tv = {"aspect_ratios": ratios, "scales": scales, "steps": list(p.strides), "clip": True}
+    mm = {
+        "type": "SSDAnchorGenerator",
+        "input_size": side,
+        "strides": list(p.strides),
+        "ratios": ratios,
+        "min_sizes": [s * side for s in scales[:-1]],
+        "max_sizes": [s * side for s in scales[1:]],
+    }
+    return {"values": scales, "ratios": ratios, "octave": 1, "torchvision": tv, "mmdet": mm}
+
+
+def to_records(space: AnchorSpace, scored: Scored) -> list[dict]:
+    """One dict a configuration: id, values per level, ratios, octave, statistics, the two libraries' JSON."""
+    out = []
+    value_name = "size" if space.preset.kind == "grid" else "scale"
+    for i in range(len(scored)):
+        d = describe(space, scored.rows[i], scored.outer)
+        rec: dict[str, Any] = {"config": int(scored.ids[i])}
+        for lvl, v in enumerate(d["values"]):
+            rec[f"{value_name}_{lvl}"] = v
+        rec["ratios"] = json.dumps(d["ratios"] if len({tuple(r) for r in d["ratios"]}) > 1 else d["ratios"][0])
+        rec["scales_per_octave"] = d["octave"]
+        for j, s in enumerate(STATS):
+            rec[s] = float(scored.stats[i, j])
+        rec["torchvision"] = json.dumps(d["torchvision"])
+        rec["mmdet"] = json.dumps(d["mmdet"])
+        out.append(rec)
+    return out
+
+
+__all__ = ["AnchorSpace", "make_space", "score", "describe", "to_records", "STATS", "DIRECTION", "frame"]
