@@ -93,3 +93,200 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
     if plot_out is not None:
         anc.plot(rep, plot_out)
         click.echo(f"plot written to {plot_path}", err=True)
+
+
+def _floats(text: str | None, name: str):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        from rfsweep.core.errors import field_error
+
+        raise field_error(name, text, "must be numbers separated by commas") from None
+
+
+def _ints(text: str | None, name: str):
+    vals = _floats(text, name)
+    if vals is None:
+        return None
+    if any(v != int(v) for v in vals):
+        from rfsweep.core.errors import field_error
+
+        raise field_error(name, text, "must be integers separated by commas")
+    return [int(v) for v in vals]
+
+
+def _hw(text: str | None):
+    if text is None:
+        return None
+    from rfsweep.network.spec import parse_input_size
+
+    h, w = parse_input_size(text)
+    return int(h), int(w)
+
+
+SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_per_gt", "anchors_per_image")
+
+
+@click.command("anchor-search")
+@click.option(
+    "--boxes", "boxes", required=True, type=click.Path(), help="COCO JSON, VOC or YOLO directory, CSV/Parquet."
+)
+@click.option(
+    "--boxes-format", type=click.Choice(["coco", "voc", "yolo", "csv", "parquet"]), help="Default: from the path."
+)
+@click.option("--voc-difficult", type=click.Choice(["include", "skip"]), default="include", show_default=True)
+@click.option("--image-size", help="YOLO labels without images beside them: every image's size, N or HxW.")
+@click.option(
+    "--detector",
+    type=click.Choice(["faster_rcnn", "retinanet", "ssd300"]),
+    default="faster_rcnn",
+    show_default=True,
+    help="torchvision's fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn or ssd300_vgg16.",
+)
+@click.option("--sizes", help="Base sizes to choose one per level from, increasing with the level (grid presets).")
+@click.option("--scales", help="ssd300: scales to choose the levels' s_k (and the last) from, e.g. 0.05,0.1,...")
+@click.option("--ratios", help="Aspect ratios h/w (torchvision's) to choose from, e.g. 0.25,0.5,1,2,4.")
+@click.option("--ratio-count", type=click.IntRange(min=1), help="Ratios a configuration takes (default: all).")
+@click.option("--per-level-ratios", is_flag=True, help="Each level chooses its own ratios (default: shared).")
+@click.option("--scales-per-octave", help="RetinaNet-style sizes per level x 2^(k/n), k < n: n to choose from.")
+@click.option("--min-size", type=click.IntRange(min=1), help="The transform's min_size (800; ssd300: its side).")
+@click.option("--max-size", type=click.IntRange(min=1), help="The transform's max_size (1333).")
+@click.option("--strides", help="Level strides of another backbone, e.g. 8,16,32,64,128.")
+@click.option("--fg-iou", type=click.FloatRange(0, 1, min_open=True), help="Foreground IoU (0.7 RPN, 0.5 else).")
+@click.option("--sort", type=click.Choice(["recall_iou50", "recall_iou70", "best_iou_mean", "positives_per_gt",
+              "anchors_per_image", "recall_small", "recall_medium", "recall_large"]),
+              help="Keep the best --limit by this statistic (anchors_per_image: fewest).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), help="Keep the best N (with --sort) or the first N.")
+@click.option("--pareto", help="Keep the Pareto front by 2+ statistics, e.g. recall_iou70,anchors_per_image.")
+@click.option("-o", "--output", help="Write every kept row to this Parquet file (settings in its metadata).")
+@click.option(
+    "--export", "export_kind", type=click.Choice(["torchvision", "mmdet"]), help="Print the first row's configuration."
+)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (and rows without -o) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line.")
+@friendly
+def anchor_search(
+    boxes, boxes_format, voc_difficult, image_size, detector, sizes, scales, ratios, ratio_count, per_level_ratios,
+    scales_per_octave, min_size, max_size, strides, fg_iou, sort, limit, pareto, output, export_kind, threads,
+    as_json, quiet,
+):  # fmt: skip
+    """Score anchor configurations over a dataset's boxes, matched as torchvision's detectors match them.
+
+    Per configuration, over every box: recall_iou50/70 (share of boxes whose best IoU with an anchor of
+    their image reaches 0.5/0.7), best_iou_mean, positives_per_gt (anchors at the foreground IoU),
+    anchors_per_image, and recall at the foreground IoU of COCO's small/medium/large boxes. With no space
+    option a preset scores its own torchvision configuration.
+
+    \\b
+    Examples:
+      rfsweep anchor-search --boxes instances_val2017.json --detector faster_rcnn
+      rfsweep anchor-search --boxes voc/Annotations --sizes 16,32,64,128,256,512,1024 \\
+          --ratios 0.25,0.5,1,2,4 --ratio-count 3 --sort recall_iou70 --limit 10
+      rfsweep anchor-search --boxes coco.json --detector retinanet --scales-per-octave 1,2,3,4 \\
+          --pareto recall_iou70,anchors_per_image -o front.parquet
+    """
+    import time
+
+    from rfsweep.anchors import scoring as S
+    from rfsweep.core.files import check_output
+    from rfsweep.engine import steer
+
+    names = S.check_selection(sort, limit, pareto)
+    out = check_output(output, "output", suffixes=(".parquet",), inputs=(boxes,)) if output else None
+    t0 = time.perf_counter()
+    space, data = S.prepare(
+        boxes, detector, min_size=min_size, max_size=max_size, strides=_ints(strides, "strides"), fg_iou=fg_iou,
+        boxes_format=boxes_format, voc_difficult=voc_difficult, image_size=_hw(image_size),
+        sizes=_ints(sizes, "sizes"), scales=_floats(scales, "scales"), ratios=_floats(ratios, "ratios"),
+        ratio_count=ratio_count, per_level_ratios=per_level_ratios,
+        scales_per_octave=_ints(scales_per_octave, "scales_per_octave"),
+    )  # fmt: skip
+    p = space.preset
+    read_s = time.perf_counter() - t0
+    head = (
+        f"{p.name} ({p.model}): space {space.size:,} configurations over {len(data):,} boxes in "
+        f"{data.images:,} images (read in {read_s:.2f} s; {data.skipped:,} crowd, empty or difficult skipped)"
+    )
+    if not as_json:
+        click.echo(head, err=True)
+    bar = steer.Progress(enabled=None if not (quiet or as_json) else False)
+    t1 = time.perf_counter()
+
+    def progress(done, total):
+        bar.update(lambda now: f"anchor-search {100 * done / total:5.1f}% | {done:,} of {total:,} configurations | "
+                   f"{steer.eta(now, done / total)}")  # fmt: skip
+
+    chunks = S.select(space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress)
+    selection = {"sort": sort, "limit": limit, "pareto": list(names) if names else None}
+    try:
+        if out is not None:
+            written = S.write_parquet(out, space, data, chunks, selection)
+            rows = None
+        else:
+            kept = [c for c in chunks]
+            rows = S.to_records(space, S.Scored.concat(kept)) if kept else []
+            written = len(rows)
+    finally:
+        bar.done()
+    seconds = time.perf_counter() - t1
+    summary = {
+        "detector": p.name,
+        "space": space.size,
+        "boxes": len(data),
+        "images": data.images,
+        "written": written,
+        "seconds": round(seconds, 3),
+        "configurations_per_s": space.size / seconds if seconds > 0 else None,
+        "output": output,
+    }
+    if as_json:
+        click.echo(json.dumps({**summary, **({"rows": rows} if rows is not None else {})}))
+    else:
+        click.echo(
+            f"scored {space.size:,} configurations x {len(data):,} boxes in {seconds:.2f} s "
+            f"({space.size / max(seconds, 1e-9):.3g} configurations/s), kept {written:,}"
+            + (f" -> {output}" if output else ""),
+            err=True,
+        )
+        if rows:
+            _print_rows(space, rows[:20] if sort is None and names is None else rows)
+    if export_kind is not None:
+        first = rows[0] if rows else _first_row(output)
+        click.echo(first[export_kind])  # one line: AnchorGenerator(**json.loads(line)), or the mmdet dict
+
+
+def _first_row(path: str) -> dict:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).slice(0, 1).to_pylist()[0]
+
+
+def _print_rows(space, rows: list[dict]) -> None:
+    value = "size" if space.preset.kind == "grid" else "scale"
+    values = [k for k in rows[0] if k.startswith(value + "_")]
+    cols = [
+        "config",
+        *values,
+        "ratios",
+        "scales_per_octave",
+        *SHOWN[1:],
+        "recall_small",
+        "recall_medium",
+        "recall_large",
+    ]
+    if space.preset.kind != "grid":
+        cols.remove("scales_per_octave")
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v)
+
+    table = [[fmt(r[c]) for c in cols] for r in rows]
+    width = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.rjust(w) for c, w in zip(cols, width)))
+    for t in table:
+        click.echo("  ".join(v.rjust(w) for v, w in zip(t, width)))

@@ -35,6 +35,7 @@ for _command in (
     cli_network.analyze,
     cli_network.zoo,
     cli_anchors.anchors,
+    cli_anchors.anchor_search,
     cli_network.import_model,
     cli_sweep.search,
     cli_sweep.count,

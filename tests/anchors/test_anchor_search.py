@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from naive import naive_anchor_stats
 from rfsweep.anchors import detectors as det
-from rfsweep.anchors import search as S
+from rfsweep.anchors import scoring as S
 from rfsweep.anchors.datasets import BoxSet
 
 
@@ -52,7 +52,7 @@ def assert_rows_equal_naive(space: S.AnchorSpace, data: BoxSet, most: int = 6, s
         for i in range(len(scored)):
             if int(scored.ids[i]) not in picked:
                 continue
-            d = S.describe(space, scored.rows[i], scored.outer)
+            d = S.describe(space, scored.rows[i], int(scored.outer[i]))
             if space.preset.kind == "grid":
                 config = {"sizes": d["torchvision"]["sizes"], "ratios": d["torchvision"]["aspect_ratios"]}
             else:
@@ -150,10 +150,10 @@ def test_torchvision_keywords_of_the_defaults():
     ]:
         space = S.make_space(det.preset(name))
         scored = next(S.score(space, data))
-        assert S.describe(space, scored.rows[0], scored.outer)["torchvision"] == want
+        assert S.describe(space, scored.rows[0], int(scored.outer[0]))["torchvision"] == want
     space = S.make_space(det.preset("ssd300"))
     scored = next(S.score(space, data))
-    tv = S.describe(space, scored.rows[0], scored.outer)["torchvision"]
+    tv = S.describe(space, scored.rows[0], int(scored.outer[0]))["torchvision"]
     assert tv == {
         "aspect_ratios": [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]],
         "scales": [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],

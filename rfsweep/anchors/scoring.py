@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rfsweep.anchors import detectors as det
-from rfsweep.anchors.datasets import BoxSet
+from rfsweep.anchors.datasets import BoxSet, read_boxes
 from rfsweep.core.errors import field_error
 from rfsweep.engine import steer
 
@@ -324,15 +324,22 @@ def tasks_of(space: AnchorSpace) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Scored:
-    """A chunk of scored configurations: ids, the chosen rows per level, the outer option, statistics."""
+    """Scored configurations: ids, the chosen row of each level, the outer option, statistics."""
 
     ids: np.ndarray
     rows: np.ndarray  # (n, L)
-    outer: int
+    outer: np.ndarray  # (n,)
     stats: np.ndarray  # (n, len(STATS)) float64
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, idx) -> Scored:
+        return Scored(self.ids[idx], self.rows[idx], self.outer[idx], self.stats[idx])
+
+    @staticmethod
+    def concat(parts: list[Scored]) -> Scored:
+        return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "rows", "outer", "stats")))
 
 
 def score(space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progress=None) -> Iterator[Scored]:
@@ -375,7 +382,7 @@ def score(space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progr
                 stats[:, 5] = cnt[:, 2] / fr.n_small if fr.n_small else np.nan
                 stats[:, 6] = cnt[:, 3] / fr.n_medium if fr.n_medium else np.nan
                 stats[:, 7] = cnt[:, 4] / fr.n_large if fr.n_large else np.nan
-            yield Scored(np.arange(first, first + total, dtype=np.int64), choice, g, stats)
+            yield Scored(np.arange(first, first + total, dtype=np.int64), choice, np.full(total, g, np.int64), stats)
             first += total
             done += total
             if progress is not None:
@@ -433,7 +440,7 @@ def to_records(space: AnchorSpace, scored: Scored) -> list[dict]:
     out = []
     value_name = "size" if space.preset.kind == "grid" else "scale"
     for i in range(len(scored)):
-        d = describe(space, scored.rows[i], scored.outer)
+        d = describe(space, scored.rows[i], int(scored.outer[i]))
         rec: dict[str, Any] = {"config": int(scored.ids[i])}
         for lvl, v in enumerate(d["values"]):
             rec[f"{value_name}_{lvl}"] = v
@@ -447,4 +454,332 @@ def to_records(space: AnchorSpace, scored: Scored) -> list[dict]:
     return out
 
 
-__all__ = ["AnchorSpace", "make_space", "score", "describe", "to_records", "STATS", "DIRECTION", "frame"]
+# ---------------------------------------------------------------- selections
+
+
+def _worst_last(values: np.ndarray, direction: int) -> np.ndarray:
+    """Keys that sort the best first: larger-is-better negated, NaN (no box of that class) last."""
+    key = -direction * values
+    return np.where(np.isnan(key), np.inf, key)
+
+
+def check_selection(sort: str | None, limit: int | None, pareto) -> tuple[str, ...] | None:
+    if sort is not None and sort not in STATS:
+        raise field_error("sort", sort, f"must be one of {', '.join(STATS)}")
+    if sort is not None and limit is None:
+        raise field_error("sort", sort, "needs --limit (the best N by it)")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise field_error("limit", limit, "must be an integer >= 1")
+    if pareto is None:
+        return None
+    names = tuple(pareto.split(",")) if isinstance(pareto, str) else tuple(pareto)
+    if len(names) < 2 or len(set(names)) != len(names) or any(n not in STATS for n in names):
+        raise field_error("pareto", ",".join(names), f"must be 2 or more distinct of {', '.join(STATS)}")
+    if sort is not None or limit is not None:
+        raise field_error("pareto", ",".join(names), "keeps the whole front: not with --sort or --limit")
+    return names
+
+
+class Best:
+    """The best ``k`` configurations by one statistic, ties to the smaller id, over chunks."""
+
+    def __init__(self, k: int, name: str):
+        self.k, self.j, self.dir = k, STATS.index(name), DIRECTION[name]
+        self.kept: Scored | None = None
+
+    def add(self, chunk: Scored) -> None:
+        both = chunk if self.kept is None else Scored.concat([self.kept, chunk])
+        order = np.lexsort((both.ids, _worst_last(both.stats[:, self.j], self.dir)))[: self.k]
+        self.kept = both.take(order)
+
+
+class Front:
+    """The configurations no other beats on every one of ``names`` (ties kept), over chunks; ordered by
+    the objectives in turn, then id."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.cols = [STATS.index(n) for n in names]
+        self.dirs = np.array([DIRECTION[n] for n in names], np.float64)
+        self.kept: Scored | None = None
+
+    def _keys(self, s: Scored) -> np.ndarray:
+        return np.stack([_worst_last(s.stats[:, c], d) for c, d in zip(self.cols, self.dirs)], axis=1)
+
+    def add(self, chunk: Scored) -> None:
+        both = chunk if self.kept is None else Scored.concat([self.kept, chunk])
+        keys = self._keys(both)
+        order = np.lexsort((both.ids, *keys.T[::-1]))
+        keys, both = keys[order], both.take(order)
+        keep = np.zeros(len(both), bool)
+        front: list[np.ndarray] = []
+        for i in range(len(both)):  # sorted: only an earlier row can beat this one
+            v = keys[i]
+            if front:
+                f = np.asarray(front)
+                if (np.all(f <= v, axis=1) & np.any(f < v, axis=1)).any():
+                    continue
+            keep[i] = True
+            front.append(v)
+        self.kept = both.take(keep)
+
+
+def select(space: AnchorSpace, data: BoxSet, *, sort=None, limit=None, pareto=None, threads=None, progress=None):
+    """The scored configurations a selection keeps, in chunks: all (in order), the first ``limit``, the
+    best ``limit`` by ``sort``, or the Pareto front by ``pareto``."""
+    names = check_selection(sort, limit, pareto)
+    chunks = score(space, data, threads=threads, progress=progress)
+    if names is not None:
+        keep = Front(names)
+    elif sort is not None:
+        keep = Best(limit, sort)
+    else:
+        left = limit
+        for chunk in chunks:
+            if left is not None:
+                chunk = chunk.take(slice(0, left))
+                left -= len(chunk)
+            yield chunk
+            if left == 0:
+                return
+        return
+    for chunk in chunks:
+        keep.add(chunk)
+    if keep.kept is not None:
+        yield keep.kept
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def schema(space: AnchorSpace):
+    import pyarrow as pa
+
+    value = ("size", pa.int64()) if space.preset.kind == "grid" else ("scale", pa.float64())
+    fields = [pa.field("config", pa.int64())]
+    fields += [pa.field(f"{value[0]}_{i}", value[1]) for i in range(space.positions)]
+    fields += [pa.field("ratios", pa.string()), pa.field("scales_per_octave", pa.int64())]
+    fields += [pa.field(s, pa.float64()) for s in STATS]
+    fields += [pa.field("torchvision", pa.string()), pa.field("mmdet", pa.string())]
+    return pa.schema(fields)
+
+
+def settings_of(space: AnchorSpace, data: BoxSet, selection: dict) -> dict:
+    from rfsweep.core.version import __version__
+
+    p = space.preset
+    return {
+        "version": __version__,
+        "detector": p.name,
+        "model": p.model,
+        "min_size": p.min_size,
+        "max_size": p.max_size,
+        "strides": list(p.strides),
+        "fg_iou": p.fg_iou,
+        "values": list(space.values),
+        "ratios": list(space.ratios),
+        "ratio_count": space.ratio_count,
+        "per_level_ratios": space.per_level_ratios,
+        "scales_per_octave": list(space.octaves),
+        "space_size": space.size,
+        "boxes": data.source,
+        "n_boxes": len(data),
+        "n_images": data.images,
+        "iou": "torchvision box_iou, float64, on boxes resized as GeneralizedRCNNTransform resizes them",
+        **selection,
+    }
+
+
+def table_of(space: AnchorSpace, chunk: Scored):
+    import pyarrow as pa
+
+    sch = schema(space)
+    recs = to_records(space, chunk)
+    return pa.Table.from_pylist(recs, schema=sch)
+
+
+def write_parquet(out, space: AnchorSpace, data: BoxSet, chunks, selection: dict, row_group: int = 1 << 16) -> int:
+    """Stream the chunks to a checked output (:func:`rfsweep.core.files.check_output`) atomically, the
+    settings in the file's metadata under ``rfsweep.anchor_search``; the rows written."""
+    import pyarrow.parquet as pq
+
+    from rfsweep.core.files import atomic
+
+    sch = schema(space).with_metadata({b"rfsweep.anchor_search": json.dumps(settings_of(space, data, selection))})
+    rows = 0
+    with atomic(out, ".tmp.parquet") as name:
+        with pq.ParquetWriter(name, sch, compression="zstd") as w:
+            for chunk in chunks:
+                for start in range(0, len(chunk), row_group):
+                    part = chunk.take(slice(start, start + row_group))
+                    w.write_table(table_of(space, part), row_group_size=row_group)
+                    rows += len(part)
+    return rows
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+def _boxes(boxes, boxes_format, voc_difficult, image_size) -> BoxSet:
+    if isinstance(boxes, BoxSet):
+        return boxes
+    return read_boxes(boxes, boxes_format, voc_difficult=voc_difficult, image_size=image_size)
+
+
+def search(
+    boxes,
+    detector: str = "faster_rcnn",
+    *,
+    sizes=None,
+    scales=None,
+    ratios=None,
+    ratio_count: int | None = None,
+    per_level_ratios: bool = False,
+    scales_per_octave=None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    strides=None,
+    fg_iou: float | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    pareto=None,
+    output: str | None = None,
+    threads: int | None = None,
+    boxes_format: str | None = None,
+    voc_difficult: str = "include",
+    image_size=None,
+    progress=None,
+):
+    """Score every anchor configuration of a space over a dataset's boxes (see the module docstring).
+
+    ``boxes``: a path (COCO JSON, VOC or YOLO directory, CSV / Parquet) or a :class:`BoxSet`. The space:
+    ``sizes`` (grid presets) or ``scales`` (ssd300) to choose one per level from, ``ratios`` (h / w) with
+    ``ratio_count`` and ``per_level_ratios``, ``scales_per_octave``; with none of them, the preset's own
+    configuration. ``sort`` with ``limit`` keeps the best N, ``pareto`` the front. With ``output`` the rows
+    stream to that Parquet file and the number written comes back; else a pandas DataFrame.
+    """
+    space, data = prepare(
+        boxes, detector, sizes=sizes, scales=scales, ratios=ratios, ratio_count=ratio_count,
+        per_level_ratios=per_level_ratios, scales_per_octave=scales_per_octave, min_size=min_size,
+        max_size=max_size, strides=strides, fg_iou=fg_iou, boxes_format=boxes_format,
+        voc_difficult=voc_difficult, image_size=image_size,
+    )  # fmt: skip
+    names = check_selection(sort, limit, pareto)
+    chunks = select(space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress)
+    if output is not None:
+        from rfsweep.core.files import check_output
+
+        inputs = () if isinstance(boxes, BoxSet) else (str(boxes),)
+        out = check_output(output, "output", suffixes=(".parquet",), inputs=inputs)
+        selection = {"sort": sort, "limit": limit, "pareto": list(names) if names else None}
+        return write_parquet(out, space, data, chunks, selection)
+    import pyarrow as pa
+
+    tables = [table_of(space, c) for c in chunks]
+    table = pa.concat_tables(tables) if tables else schema(space).empty_table()
+    return table.to_pandas()
+
+
+def prepare(
+    boxes, detector: str = "faster_rcnn", *, min_size=None, max_size=None, strides=None, fg_iou=None,
+    boxes_format=None, voc_difficult="include", image_size=None, **space_options,
+) -> tuple[AnchorSpace, BoxSet]:  # fmt: skip
+    """The space (checked before any box is read) and the boxes of a search."""
+    p = det.preset(detector, min_size=min_size, max_size=max_size, strides=strides, fg_iou=fg_iou)
+    space = make_space(p, **space_options)
+    return space, _boxes(boxes, boxes_format, voc_difficult, image_size)
+
+
+def match(
+    boxes,
+    detector: str = "faster_rcnn",
+    *,
+    sizes=None,
+    aspect_ratios=None,
+    scales=None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    strides=None,
+    fg_iou: float | None = None,
+    threads: int | None = None,
+    boxes_format: str | None = None,
+    voc_difficult: str = "include",
+    image_size=None,
+) -> dict:
+    """The statistics of one configuration in torchvision's own keywords: AnchorGenerator's ``sizes`` and
+    ``aspect_ratios`` (one tuple per level, or one tuple for every level), or DefaultBoxGenerator's
+    ``scales`` and ``aspect_ratios``. None takes the preset's. Also ``best_iou``: each box's best IoU."""
+    p = det.preset(detector, min_size=min_size, max_size=max_size, strides=strides, fg_iou=fg_iou)
+    data = _boxes(boxes, boxes_format, voc_difficult, image_size)
+    fr = frame(p, data)
+    tables = ShapeTables(p, fr, threads)
+    L = p.levels
+
+    def per_level(v, name):
+        v = list(v)
+        if v and not isinstance(v[0], (list, tuple)):
+            v = [v] * L
+        if len(v) != L:
+            raise field_error(name, v, f"needs one entry per level ({L})")
+        return [list(x) for x in v]
+
+    if p.kind == "grid":
+        if sizes is None:
+            sz = [det.octave_sizes(s, p.scales_per_octave) for s in p.sizes]
+        else:
+            sz = per_level(sizes, "sizes")
+        ar = per_level(aspect_ratios if aspect_ratios is not None else p.ratios, "aspect_ratios")
+        shapes = [[(s, r) for r in ar[lvl] for s in sz[lvl]] for lvl in range(L)]
+        cells = [fr.cells[lvl] for lvl in range(L)]
+    else:
+        sc = list(scales if scales is not None else p.ssd_scales)
+        if len(sc) != L + 1:
+            raise field_error("scales", sc, f"needs {L + 1} values ({L} levels and the last)")
+        ar = per_level(aspect_ratios if aspect_ratios is not None else p.ssd_ratios, "aspect_ratios")
+        shapes = [det.ssd_wh_pairs(sc[lvl], sc[lvl + 1], ar[lvl]) for lvl in range(L)]
+        cells = [g * g for g in p.ssd_grids]
+    n = len(fr.boxes)
+    best = np.zeros(n, np.float64)
+    positives = 0
+    anchors = 0.0
+    for lvl in range(L):
+        b, pp = tables.get(lvl, shapes[lvl])
+        best = np.maximum(best, b.max(axis=1))
+        positives += int(pp.sum())
+        anchors += cells[lvl] * len(shapes[lvl])
+    fg = best >= p.fg_iou
+    cls = fr.size_class
+
+    def share(mask):
+        return float(mask.mean()) if len(mask) else float("nan")
+
+    s = 0.0
+    for v in best:  # box by box, as the search's kernel adds them
+        s += float(v)
+    return {
+        "recall_iou50": float((best >= 0.5).sum() / n),
+        "recall_iou70": float((best >= 0.7).sum() / n),
+        "best_iou_mean": s / n,
+        "positives_per_gt": positives / n,
+        "anchors_per_image": float(anchors),
+        "recall_small": share(fg[cls == 0]),
+        "recall_medium": share(fg[cls == 1]),
+        "recall_large": share(fg[cls == 2]),
+        "best_iou": best,
+    }
+
+
+__all__ = [
+    "search",
+    "match",
+    "prepare",
+    "AnchorSpace",
+    "make_space",
+    "score",
+    "select",
+    "describe",
+    "to_records",
+    "write_parquet",
+    "STATS",
+    "DIRECTION",
+    "frame",
+]
