@@ -507,15 +507,15 @@ def count_by_rf(settings, rf_max):
 
 
 def naive_resize(h, w, min_size, max_size, fixed=None):
-    """(new_h, new_w, ratio_h, ratio_w) as GeneralizedRCNNTransform: scale in float32, floor(side x scale)."""
+    """(new_h, new_w, ratio_h, ratio_w) as GeneralizedRCNNTransform: scale in Python floats, floor(side x
+    scale), box ratios float32."""
     import numpy as np
 
     if fixed is not None:
         nh, nw = fixed
     else:
-        f = np.float32
-        scale = min(f(min_size) / f(min(h, w)), f(max_size) / f(max(h, w)))
-        nh, nw = math.floor(h * float(scale)), math.floor(w * float(scale))
+        scale = min(min_size / min(h, w), max_size / max(h, w))
+        nh, nw = math.floor(h * scale), math.floor(w * scale)
     return nh, nw, float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
 
 

@@ -18,7 +18,7 @@ def test_readme_is_a_landing_page():
 
 def test_every_page_is_in_the_site_navigation_and_every_link_resolves():
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    listed = set(re.findall(r":\s*([\w/]+\.md)\s*$", nav, re.M))
+    listed = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", nav, re.M))
     on_disk = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert listed == on_disk
     for link in re.findall(r"\]\(((?:docs/)?[\w/.-]+\.md)(?:#[\w-]+)?\)", page("README.md")):
@@ -74,3 +74,30 @@ def test_anchors_guide_output_is_current():
     res = CliRunner().invoke(main, shlex.split(shown[0][2:])[1:])
     assert res.exit_code == 0, res.output
     assert shown[1:] == res.stdout.rstrip("\n").splitlines()
+
+
+def shown_commands(name: str) -> list[tuple[str, list[str]]]:
+    """(command, stdout lines) of every code block of a page that starts with `$ rfsweep `."""
+    text = page(name)
+    out = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        lines = block.rstrip("\n").splitlines()
+        if lines and lines[0].startswith("$ rfsweep "):
+            out.append((lines[0][2:], lines[1:]))
+    return out
+
+
+def test_anchor_search_guide_outputs_are_current(monkeypatch):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from rfsweep.cli.main import main
+
+    monkeypatch.chdir(ROOT)
+    blocks = shown_commands("guide/anchor-search.md")
+    assert len(blocks) == 2
+    for command, shown in blocks:
+        res = CliRunner().invoke(main, shlex.split(command)[1:])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.rstrip("\n").splitlines() == shown, command

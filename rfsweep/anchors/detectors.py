@@ -143,16 +143,16 @@ def preset(name: str, *, min_size=None, max_size=None, strides=None, fg_iou=None
 def resized(p: Preset, h: int, w: int) -> tuple[int, int, float, float]:
     """(new_h, new_w, ratio_h, ratio_w) of an image of h x w pixels, as GeneralizedRCNNTransform resizes it.
 
-    The scale is min(min_size / short side, max_size / long side) in float32; the new size floor(side x
-    scale) in float64 (interpolate's recompute_scale_factor); the box ratios float32(new) / float32(old).
+    The scale is min(min_size / short side, max_size / long side) in Python floats (float64: torchvision's
+    eager path; its scripted and traced paths take it in float32, and a 480-pixel side then becomes 799,
+    not 800); the new size floor(side x scale) (interpolate's recompute_scale_factor); the box ratios
+    float32(new) / float32(old), as resize_boxes divides them.
     """
     if p.fixed_size is not None:
         nh, nw = p.fixed_size
     else:
-        f32 = np.float32
-        scale = min(f32(p.min_size) / f32(min(h, w)), f32(p.max_size) / f32(max(h, w)))
-        s = float(np.float32(scale))
-        nh, nw = int(math.floor(float(h) * s)), int(math.floor(float(w) * s))
+        scale = min(float(p.min_size) / min(h, w), float(p.max_size) / max(h, w))
+        nh, nw = int(math.floor(h * scale)), int(math.floor(w * scale))
     rh = float(np.float32(np.float32(nh) / np.float32(h)))
     rw = float(np.float32(np.float32(nw) / np.float32(w)))
     return nh, nw, rh, rw

@@ -207,7 +207,7 @@ def anchor_search(
     p = space.preset
     read_s = time.perf_counter() - t0
     head = (
-        f"{p.name} ({p.model}): space {space.size:,} configurations over {len(data):,} boxes in "
+        f"{p.name} ({p.model}): space {_plural(space.size, 'configuration')} over {len(data):,} boxes in "
         f"{data.images:,} images (read in {read_s:.2f} s; {data.skipped:,} crowd, empty or difficult skipped)"
     )
     if not as_json:
@@ -246,7 +246,7 @@ def anchor_search(
         click.echo(json.dumps({**summary, **({"rows": rows} if rows is not None else {})}))
     else:
         click.echo(
-            f"scored {space.size:,} configurations x {len(data):,} boxes in {seconds:.2f} s "
+            f"scored {_plural(space.size, 'configuration')} x {len(data):,} boxes in {seconds:.2f} s "
             f"({space.size / max(seconds, 1e-9):.3g} configurations/s), kept {written:,}"
             + (f" -> {output}" if output else ""),
             err=True,
@@ -256,6 +256,10 @@ def anchor_search(
     if export_kind is not None:
         first = rows[0] if rows else _first_row(output)
         click.echo(first[export_kind])  # one line: AnchorGenerator(**json.loads(line)), or the mmdet dict
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _first_row(path: str) -> dict:

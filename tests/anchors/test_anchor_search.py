@@ -165,8 +165,8 @@ def test_torchvision_keywords_of_the_defaults():
 def test_resize_and_grids_as_torchvision():
     p = det.preset("faster_rcnn")
     nh, nw, rh, rw = det.resized(p, 480, 640)
-    # float32 scale 800 / 480 = 1.6666666269..., so floor(480 x scale) = 799, as interpolate computes it
-    assert (nh, nw) == (799, 1066)
+    # the scale in Python floats (torchvision's eager path): 480 x (800 / 480) = 800.0000000000001 -> 800
+    assert (nh, nw) == (800, 1066)
     assert det.padded(p, nh, nw) == (800, 1088)
     # P6 of an 800-pixel side: ceil(800 / 64) = 13 cells, stride 800 // 13 = 61 (AnchorGenerator's integer division)
     assert det.grids(p, 800, 1088)[4] == (13, 17, 61, 64)
