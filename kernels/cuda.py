@@ -1,4 +1,6 @@
-"""CUDA kernels (numba.cuda): the same depth-first task walk as kernels/cpu.py, one GPU thread per subtask.
+"""CUDA kernels (numba.cuda): the same depth-first task walk as kernels/cpu.py, one GPU thread per subtask;
+and the anchor search's configuration scoring (kernels/anchor_match.py's score_configs), one thread a
+configuration.
 
 This is the only module that imports ``numba.cuda``; it is imported only when the CUDA backend is
 picked (``rfsweep.engine.device.backend``), never on the CPU path.
@@ -269,3 +271,122 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     if mode == 1 and out.shape[1] > 0:
         d_out.copy_to_host(out)
         d_ch.copy_to_host(out_ch)
+
+
+# ---------------------------------------------------------------- anchor search: configurations
+
+
+ANCHOR_MAX_LEVELS = 8  # local arrays of the anchor kernel; the presets have 5 or 6 levels
+
+
+@cuda.jit
+def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets, comb, rpow, size_class, fg, total,
+                   counts, sums, choice):  # fmt: skip
+    """One configuration a thread: its task by binary search on ``offsets``, its choices unranked from the
+    rank inside the task (the order of kernels.anchor_match.score_configs: index major, option minor, level
+    by level), then one pass over the boxes."""
+    gid = cuda.grid(1)
+    if gid >= total:
+        return
+    L = best.shape[0]
+    nb = best.shape[2]
+    Q = L + 1 if pair else L
+    lo, hi = 0, tasks.shape[0] - 1
+    while lo < hi:  # the last task whose offset is <= gid
+        mid = (lo + hi + 1) // 2
+        if offsets[mid] <= gid:
+            lo = mid
+        else:
+            hi = mid - 1
+    t = lo
+    q = gid - offsets[t]
+    x = cuda.local.array(ANCHOR_MAX_LEVELS + 1, int64)
+    rows = cuda.local.array(ANCHOR_MAX_LEVELS, int64)
+    x[0] = tasks[t, 0]
+    if pair:
+        x[1] = tasks[t, 1]
+    rows[0] = ((x[0] * n_index + x[1]) if pair else x[0]) * n_options + tasks[t, 2]
+    for lvl in range(1, L):
+        p = lvl + 1 if pair else lvl
+        xi = x[p - 1] + 1
+        while True:
+            block = comb[n_index - 1 - xi, Q - 1 - p] * rpow[L - 1 - lvl]
+            if q < block * n_options:
+                break
+            q -= block * n_options
+            xi += 1
+        o = q // block
+        q = q % block
+        x[p] = xi
+        if pair:
+            rows[lvl] = (x[lvl] * n_index + x[lvl + 1]) * n_options + o
+        else:
+            rows[lvl] = xi * n_options + o
+    n50 = 0
+    n70 = 0
+    c0 = 0
+    c1 = 0
+    c2 = 0
+    s = 0.0
+    for b in range(nb):
+        m = best[0, rows[0], b]
+        for lvl in range(1, L):
+            v = best[lvl, rows[lvl], b]
+            if v > m:
+                m = v
+        s += m
+        if m >= 0.5:
+            n50 += 1
+        if m >= 0.7:
+            n70 += 1
+        if m >= fg:
+            c = size_class[b]
+            if c == 0:
+                c0 += 1
+            elif c == 1:
+                c1 += 1
+            else:
+                c2 += 1
+    ps = 0
+    an = 0.0
+    for lvl in range(L):
+        ps += pos[lvl, rows[lvl]]
+        an += anchors[lvl, rows[lvl]]
+        choice[gid, lvl] = rows[lvl]
+    counts[gid, 0] = n50
+    counts[gid, 1] = n70
+    counts[gid, 2] = c0
+    counts[gid, 3] = c1
+    counts[gid, 4] = c2
+    sums[gid, 0] = s
+    sums[gid, 1] = ps
+    sums[gid, 2] = an
+
+
+def score_configs(best, pos, anchors, n_index, n_options, pair, tasks, offsets, size_class, fg, counts, sums, choice,
+                  stop):  # fmt: skip
+    """kernels.anchor_match.score_configs on the GPU: the same arguments and the same results, row for row
+    (each configuration adds its boxes' best IoUs in box order, as the CPU does)."""
+    L = best.shape[0]
+    if L > ANCHOR_MAX_LEVELS:
+        raise ValueError(f"the CUDA anchor kernel takes at most {ANCHOR_MAX_LEVELS} levels")
+    total = len(counts)
+    if total == 0 or stop[0]:
+        return
+    Q = L + 1 if pair else L
+    comb = np.zeros((n_index + 1, Q + 1), np.int64)
+    for n in range(n_index + 1):
+        for k in range(Q + 1):
+            comb[n, k] = math.comb(n, k)
+    rpow = np.array([n_options**k for k in range(L)], np.int64)
+    d_counts = cuda.device_array_like(counts)
+    d_sums = cuda.device_array_like(sums)
+    d_choice = cuda.device_array_like(choice)
+    _anchor_kernel[_blocks(total), THREADS_PER_BLOCK](
+        cuda.to_device(best), cuda.to_device(pos), cuda.to_device(anchors), n_index, n_options, pair,
+        cuda.to_device(tasks), cuda.to_device(offsets), cuda.to_device(comb), cuda.to_device(rpow),
+        cuda.to_device(size_class), fg, total, d_counts, d_sums, d_choice,
+    )  # fmt: skip
+    d_counts.copy_to_host(counts)
+    d_sums.copy_to_host(sums)
+    d_choice.copy_to_host(choice)

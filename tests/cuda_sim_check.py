@@ -192,6 +192,44 @@ def check_kernels(name, settings, q, target=None) -> bool:
     return ok
 
 
+def check_anchor_search() -> bool:
+    """The anchor search's configurations scored by the CUDA kernel equal the CPU kernel's, statistic for
+    statistic, on a grid preset (shared and per-level ratios, octaves) and on ssd300 (a pair of scales a
+    level)."""
+    from rfsweep.anchors import detectors as det
+    from rfsweep.anchors import scoring as S
+    from rfsweep.anchors.datasets import BoxSet
+
+    rng = np.random.default_rng(3)
+    n_img, n = 3, 12
+    H, W = rng.integers(60, 200, n_img), rng.integers(60, 200, n_img)
+    img = rng.integers(0, n_img, n)
+    w, h = rng.uniform(4, 50, n), rng.uniform(4, 50, n)
+    xyxy = np.stack([np.zeros(n) + 1, np.zeros(n) + 2, w + 1, h + 2], axis=1)
+    data = BoxSet(xyxy, img, H, W, list(range(n_img)))
+    small = {"min_size": 64, "max_size": 100}
+    cases = {
+        "faster_rcnn shared": S.make_space(
+            det.preset("faster_rcnn", **small), sizes=[8, 16, 32, 64, 128, 256], ratios=[0.5, 1, 2], ratio_count=2
+        ),
+        "retinanet per level": S.make_space(
+            det.preset("retinanet", **small), sizes=[8, 16, 32, 64, 128], ratios=[0.5, 2], ratio_count=1,
+            per_level_ratios=True, scales_per_octave=[1, 2],
+        ),
+        "ssd300": S.make_space(
+            det.preset("ssd300"), scales=[0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.05], ratios=[2, 3], ratio_count=1
+        ),
+    }  # fmt: skip
+    ok = True
+    for name, space in cases.items():
+        got = {d: S.Scored.concat(list(S.score(space, data, device=d))) for d in ("cpu", "cuda")}
+        same = all(np.array_equal(getattr(got["cpu"], f), getattr(got["cuda"], f), equal_nan=True)
+                   for f in ("ids", "rows", "outer", "stats"))  # fmt: skip
+        ok &= same and len(got["cpu"]) == space.size
+        print(f"{'ok ' if same else 'BAD'} anchor search {name}: {space.size} configurations")
+    return ok
+
+
 def main() -> int:
     if not config.ENABLE_CUDASIM:
         print("NUMBA_ENABLE_CUDASIM was not set before numba was imported", file=sys.stderr)
@@ -208,6 +246,7 @@ def main() -> int:
     ok &= check_kernels("pools-valid", SPACES["pools-valid"], 1)
     ok &= check_kernels("tf-same-jumps", SPACES["tf-same-jumps"], 1, target=600)
     ok &= check_kernels("target-rf", SPACES["target-rf"], 2)
+    ok &= check_anchor_search()
     print(f"{'all identical' if ok else 'MISMATCH'} in {time.perf_counter() - t0:.1f} s")
     return 0 if ok else 1
 

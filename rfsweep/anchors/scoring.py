@@ -342,9 +342,24 @@ class Scored:
         return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "rows", "outer", "stats")))
 
 
-def score(space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progress=None) -> Iterator[Scored]:
-    """Every configuration's statistics, in order, a chunk at a time."""
-    from rfsweep.kernels import anchor_match as K
+def scorer(device: str):
+    """(score_configs, device name): the CPU kernel, or its CUDA twin for ``device`` cuda (or auto with a
+    usable GPU)."""
+    from rfsweep.engine.device import backend
+
+    module, name = backend(device)
+    if name == "cuda":
+        return module.score_configs, name
+    from rfsweep.kernels import anchor_match
+
+    return anchor_match.score_configs, name
+
+
+def score(
+    space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progress=None, device: str = "cpu"
+) -> Iterator[Scored]:
+    """Every configuration's statistics, in order, a chunk at a time (on ``device``: cpu, cuda or auto)."""
+    score_configs, _ = scorer(device)
 
     fr = frame(space.preset, data)
     tables = ShapeTables(space.preset, fr, threads)
@@ -368,7 +383,7 @@ def score(space: AnchorSpace, data: BoxSet, *, threads: int | None = None, progr
             sums = np.zeros((total, 3), np.float64)
             choice = np.zeros((total, L), np.int64)
             steer.call(
-                K.score_configs, best, pos, anchors, len(space.values), space.options, space.pair, chunk,
+                score_configs, best, pos, anchors, len(space.values), space.options, space.pair, chunk,
                 offsets, fr.size_class, space.preset.fg_iou, cnt, sums, choice,
                 steer.control(), threads=threads,
             )  # fmt: skip
@@ -523,11 +538,13 @@ class Front:
         self.kept = both.take(keep)
 
 
-def select(space: AnchorSpace, data: BoxSet, *, sort=None, limit=None, pareto=None, threads=None, progress=None):
+def select(
+    space: AnchorSpace, data: BoxSet, *, sort=None, limit=None, pareto=None, threads=None, progress=None, device="cpu"
+):
     """The scored configurations a selection keeps, in chunks: all (in order), the first ``limit``, the
     best ``limit`` by ``sort``, or the Pareto front by ``pareto``."""
     names = check_selection(sort, limit, pareto)
-    chunks = score(space, data, threads=threads, progress=progress)
+    chunks = score(space, data, threads=threads, progress=progress, device=device)
     if names is not None:
         keep = Front(names)
     elif sort is not None:
@@ -648,13 +665,15 @@ def search(
     voc_difficult: str = "include",
     image_size=None,
     progress=None,
+    device: str = "cpu",
 ):
     """Score every anchor configuration of a space over a dataset's boxes (see the module docstring).
 
     ``boxes``: a path (COCO JSON, VOC or YOLO directory, CSV / Parquet) or a :class:`BoxSet`. The space:
     ``sizes`` (grid presets) or ``scales`` (ssd300) to choose one per level from, ``ratios`` (h / w) with
     ``ratio_count`` and ``per_level_ratios``, ``scales_per_octave``; with none of them, the preset's own
-    configuration. ``sort`` with ``limit`` keeps the best N, ``pareto`` the front. With ``output`` the rows
+    configuration. ``sort`` with ``limit`` keeps the best N, ``pareto`` the front; ``device`` (cpu, cuda, auto)
+    where the configurations are scored. With ``output`` the rows
     stream to that Parquet file and the number written comes back; else a pandas DataFrame.
     """
     space, data = prepare(
@@ -664,7 +683,9 @@ def search(
         voc_difficult=voc_difficult, image_size=image_size,
     )  # fmt: skip
     names = check_selection(sort, limit, pareto)
-    chunks = select(space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress)
+    chunks = select(
+        space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress, device=device
+    )
     if output is not None:
         from rfsweep.core.files import check_output
 

@@ -165,13 +165,17 @@ SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_p
     "--export", "export_kind", type=click.Choice(["torchvision", "mmdet"]), help="Print the first row's configuration."
 )
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
+    help="Where the configurations are scored (cuda: rfsweep[cuda] and an NVIDIA GPU).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (and rows without -o) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 @friendly
 def anchor_search(
     boxes, boxes_format, voc_difficult, image_size, detector, sizes, scales, ratios, ratio_count, per_level_ratios,
     scales_per_octave, min_size, max_size, strides, fg_iou, sort, limit, pareto, output, export_kind, threads,
-    as_json, quiet,
+    device, as_json, quiet,
 ):  # fmt: skip
     """Score anchor configurations over a dataset's boxes, matched as torchvision's detectors match them.
 
@@ -219,7 +223,10 @@ def anchor_search(
         bar.update(lambda now: f"anchor-search {100 * done / total:5.1f}% | {done:,} of {total:,} configurations | "
                    f"{steer.eta(now, done / total)}")  # fmt: skip
 
-    chunks = S.select(space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress)
+    S.scorer(device)  # a GPU asked for and not there: one line before any work
+    chunks = S.select(
+        space, data, sort=sort, limit=limit, pareto=names, threads=threads, progress=progress, device=device
+    )
     selection = {"sort": sort, "limit": limit, "pareto": list(names) if names else None}
     try:
         if out is not None:
