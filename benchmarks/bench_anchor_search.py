@@ -47,10 +47,10 @@ def dataset(path: Path, images: int) -> None:
     path.write_text(json.dumps(build(n_images=images)), encoding="utf-8")
 
 
-def run_rfsweep(boxes: Path, sizes, ratios, k, repeat: int) -> tuple[float, dict]:
+def run_rfsweep(boxes: Path, sizes, ratios, k, repeat: int, device: str = "cpu") -> tuple[float, dict]:
     cmd = [sys.executable, "-c", "from rfsweep.cli.main import run; run()", "anchor-search", "--boxes", str(boxes),
            "--sizes", ",".join(map(str, sizes)), "--ratios", ",".join(map(str, ratios)), "--ratio-count", str(k),
-           "--sort", "recall_iou70", "--limit", "10", "--json"]  # fmt: skip
+           "--sort", "recall_iou70", "--limit", "10", "--json", "--device", device]  # fmt: skip
     best, out = None, None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--sample", type=int, default=3, help="configurations timed through each baseline")
-    ap.add_argument("--baselines", default="torchvision,numpy", help="which baselines to time (comma list)")
+    ap.add_argument("--baselines", default="torchvision,numpy", help="which baselines to time (comma list, or none)")
+    ap.add_argument("--devices", default="cpu", help="rfsweep on these devices (cpu,cuda): the GPU row needs one")
     args = ap.parse_args(argv)
     sizes, ratios, k, images = SIZES, RATIOS, 4, args.images
     if args.quick:
@@ -161,21 +162,28 @@ def main(argv=None) -> int:
             f"anchor search: faster_rcnn, {space.size:,} configurations x {len(data):,} boxes in {data.images} images; "
             f"host {platform.node()}, {os.cpu_count()} cores, numba {numba.__version__}"
         )
-        rf_s, summary = run_rfsweep(boxes, sizes, ratios, k, args.repeat)
-        rows = [("rfsweep anchor-search (whole process)", space.size, rf_s)]
-        print(f"rfsweep: {rf_s:.2f} s", flush=True)
+        rows = []
+        for device in args.devices.split(","):
+            dt, out = run_rfsweep(boxes, sizes, ratios, k, args.repeat, device)
+            if device == "cpu" or len(rows) == 0:
+                rf_s, summary = dt, out
+            rows.append((f"rfsweep anchor-search, {device} (whole process)", space.size, dt))
+            print(f"rfsweep on {device}: {dt:.2f} s, best {out['rows'][0]['recall_iou70']:.4f}", flush=True)
         rng = np.random.default_rng(0)
         picks = rng.choice(space.size, args.sample, replace=False)
         wanted = {int(i) for i in picks}
         configs = {}
-        for chunk in S.score(space, data):
+        chosen = [b for b in args.baselines.split(",") if b in ("torchvision", "numpy")]
+        for chunk in S.score(space, data) if chosen else ():
             for j in np.flatnonzero(np.isin(chunk.ids, list(wanted))):
                 d = S.describe(space, chunk.rows[j], int(chunk.outer[j]))
                 configs[int(chunk.ids[j])] = (d["torchvision"], chunk.stats[j])
-        for name, fn in (
-            ("torchvision AnchorGenerator + box_iou", torchvision_stats),
-            ("numpy broadcast + IoU", numpy_stats),
-        ):
+        baselines = {
+            "torchvision": ("torchvision AnchorGenerator + box_iou", torchvision_stats),
+            "numpy": ("numpy broadcast + IoU", numpy_stats),
+        }
+        for key in [b for b in args.baselines.split(",") if b in baselines]:
+            name, fn = baselines[key]
             t0 = time.perf_counter()
             ok = True
             for tv, stats in configs.values():

@@ -277,6 +277,7 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
 
 
 ANCHOR_MAX_LEVELS = 8  # local arrays of the anchor kernel; the presets have 5 or 6 levels
+_ANCHOR_X = 9  # ANCHOR_MAX_LEVELS + 1 as a plain constant: a local array's size must be a literal
 
 
 @cuda.jit
@@ -300,7 +301,7 @@ def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets,
             hi = mid - 1
     t = lo
     q = gid - offsets[t]
-    x = cuda.local.array(ANCHOR_MAX_LEVELS + 1, int64)
+    x = cuda.local.array(_ANCHOR_X, int64)
     rows = cuda.local.array(ANCHOR_MAX_LEVELS, int64)
     x[0] = tasks[t, 0]
     if pair:

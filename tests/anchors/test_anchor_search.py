@@ -171,3 +171,30 @@ def test_resize_and_grids_as_torchvision():
     # P6 of an 800-pixel side: ceil(800 / 64) = 13 cells, stride 800 // 13 = 61 (AnchorGenerator's integer division)
     assert det.grids(p, 800, 1088)[4] == (13, 17, 61, 64)
     assert det.cell_half_extents(32, 0.5) == (23.0, 11.0)  # 45.25 x 22.63, half extents rounded
+
+
+@pytest.mark.gpu
+def test_the_gpu_scores_every_configuration_as_the_cpu():
+    from rfsweep.engine import device as gpu
+
+    if gpu.simulated() or gpu.cuda_problem() is not None:
+        pytest.skip("needs a CUDA GPU usable by numba (rfsweep[cuda] and an NVIDIA driver)")
+    data = synthetic(40, 600, seed=11, lo=200, hi=700)
+    sizes = [12, 16, 24, 32, 48, 64, 96, 128, 256, 512]
+    scales = [0.04, 0.07, 0.1, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]
+    spaces = [
+        S.make_space(det.preset("faster_rcnn"), sizes=sizes, ratios=[0.25, 0.5, 1, 2, 4], ratio_count=3),
+        S.make_space(
+            det.preset("retinanet"),
+            ratios=[0.5, 1, 2],
+            ratio_count=1,
+            per_level_ratios=True,
+            scales_per_octave=[1, 2, 3],
+        ),
+        S.make_space(det.preset("ssd300"), scales=scales, ratios=[2, 3], ratio_count=1),
+    ]
+    for space in spaces:
+        got = {d: S.Scored.concat(list(S.score(space, data, device=d))) for d in ("cpu", "cuda")}
+        assert len(got["cpu"]) == space.size
+        for f in ("ids", "rows", "outer", "stats"):
+            assert np.array_equal(getattr(got["cpu"], f), getattr(got["cuda"], f), equal_nan=True), f
