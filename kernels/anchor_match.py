@@ -160,8 +160,9 @@ def _leaf(prev, row, size_class, fg, out, r):
 
 @njit(cache=True, parallel=True, nogil=True)
 def score_configs(
-    best, pos, anchors, n_index, n_options, pair, tasks, offsets, size_class, fg, counts, sums, choice, stop
-):
+    best, pos, anchors, valid, after, n_index, n_options, pair, tasks, offsets, size_class, fg, counts, sums,
+    choice, stop,
+):  # fmt: skip
     """Every configuration below each task, depth first, in order.
 
     A configuration picks, per level l, an index x_l into the candidate values (strictly increasing over the

@@ -281,7 +281,7 @@ _ANCHOR_X = 9  # ANCHOR_MAX_LEVELS + 1 as a plain constant: a local array's size
 
 
 @cuda.jit
-def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets, comb, rpow, size_class, fg, total,
+def _anchor_kernel(best, pos, anchors, valid, after, n_index, n_options, pair, tasks, offsets, size_class, fg, total,
                    counts, sums, choice):  # fmt: skip
     """One configuration a thread: its task by binary search on ``offsets``, its choices unranked from the
     rank inside the task (the order of kernels.anchor_match.score_configs: index major, option minor, level
@@ -291,7 +291,6 @@ def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets,
         return
     L = best.shape[0]
     nb = best.shape[2]
-    Q = L + 1 if pair else L
     lo, hi = 0, tasks.shape[0] - 1
     while lo < hi:  # the last task whose offset is <= gid
         mid = (lo + hi + 1) // 2
@@ -310,19 +309,23 @@ def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets,
     for lvl in range(1, L):
         p = lvl + 1 if pair else lvl
         xi = x[p - 1] + 1
-        while True:
-            block = comb[n_index - 1 - xi, Q - 1 - p] * rpow[L - 1 - lvl]
-            if q < block * n_options:
+        o = 0
+        row = 0
+        while xi < n_index:  # the choices in order (index major, option minor), each holding after[lvl, xi] rows
+            found = False
+            for o in range(n_options):
+                row = ((x[lvl] * n_index + xi) if pair else xi) * n_options + o
+                if valid[lvl, row]:
+                    block = after[lvl, xi]
+                    if q < block:
+                        found = True
+                        break
+                    q -= block
+            if found:
                 break
-            q -= block * n_options
             xi += 1
-        o = q // block
-        q = q % block
         x[p] = xi
-        if pair:
-            rows[lvl] = (x[lvl] * n_index + x[lvl + 1]) * n_options + o
-        else:
-            rows[lvl] = xi * n_options + o
+        rows[lvl] = row
     n50 = 0
     n70 = 0
     c0 = 0
@@ -364,8 +367,8 @@ def _anchor_kernel(best, pos, anchors, n_index, n_options, pair, tasks, offsets,
     sums[gid, 2] = an
 
 
-def score_configs(best, pos, anchors, n_index, n_options, pair, tasks, offsets, size_class, fg, counts, sums, choice,
-                  stop):  # fmt: skip
+def score_configs(best, pos, anchors, valid, after, n_index, n_options, pair, tasks, offsets, size_class, fg, counts,
+                  sums, choice, stop):  # fmt: skip
     """kernels.anchor_match.score_configs on the GPU: the same arguments and the same results, row for row
     (each configuration adds its boxes' best IoUs in box order, as the CPU does)."""
     L = best.shape[0]
@@ -374,18 +377,12 @@ def score_configs(best, pos, anchors, n_index, n_options, pair, tasks, offsets, 
     total = len(counts)
     if total == 0 or stop[0]:
         return
-    Q = L + 1 if pair else L
-    comb = np.zeros((n_index + 1, Q + 1), np.int64)
-    for n in range(n_index + 1):
-        for k in range(Q + 1):
-            comb[n, k] = math.comb(n, k)
-    rpow = np.array([n_options**k for k in range(L)], np.int64)
     d_counts = cuda.device_array_like(counts)
     d_sums = cuda.device_array_like(sums)
     d_choice = cuda.device_array_like(choice)
     _anchor_kernel[_blocks(total), THREADS_PER_BLOCK](
-        cuda.to_device(best), cuda.to_device(pos), cuda.to_device(anchors), n_index, n_options, pair,
-        cuda.to_device(tasks), cuda.to_device(offsets), cuda.to_device(comb), cuda.to_device(rpow),
+        cuda.to_device(best), cuda.to_device(pos), cuda.to_device(anchors), cuda.to_device(valid),
+        cuda.to_device(after), n_index, n_options, pair, cuda.to_device(tasks), cuda.to_device(offsets),
         cuda.to_device(size_class), fg, total, d_counts, d_sums, d_choice,
     )  # fmt: skip
     d_counts.copy_to_host(counts)

@@ -86,6 +86,17 @@ def main() -> int:
                 print(f"BAD {name} {kname}: {type(exc).__name__}: {exc}")
                 continue
             print(f"ok  {name} {kname}: {ptx.count(chr(10))} PTX lines in {time.perf_counter() - t0:.1f} s")
+    # the anchor search's configuration kernel (float64 tables, bool validity, int64 the rest)
+    f64, b1 = types.float64[:, :, ::1], types.boolean[:, ::1]
+    i2, f2, i1 = types.int64[:, ::1], types.float64[:, ::1], types.int64[::1]
+    sig = (f64, i2, f2, b1, i2, i64, i64, types.boolean, i2, i1, i1, types.float64, i64, i2, f2, i2)
+    t0 = time.perf_counter()
+    try:
+        ptx, _ = cuda.compile_ptx(kc._anchor_kernel.py_func, sig, cc=CC)
+        print(f"ok  anchor search configurations: {ptx.count(chr(10))} PTX lines in {time.perf_counter() - t0:.1f} s")
+    except Exception as exc:
+        ok = False
+        print(f"BAD anchor search configurations: {type(exc).__name__}: {exc}")
     return 0 if ok else 1
 
 

@@ -70,10 +70,12 @@ class AnchorSpace:
     per_level_ratios: bool = False
     octaves: tuple[int, ...] = (1,)
     default_ratios: bool = False
+    limits: Limits | None = None
     subsets: list[tuple[float, ...]] = field(init=False)
 
     def __post_init__(self):
         self.subsets = [()] if self.default_ratios else list(itertools.combinations(self.ratios, self.ratio_count))
+        self._structures: dict = {}
 
     @property
     def levels(self) -> int:
@@ -100,8 +102,119 @@ class AnchorSpace:
         return len(self.subsets) if (self.pair or self.per_level_ratios) else 1
 
     @property
+    def rows(self) -> int:
+        """Rows of a level's tables: (index, option), or with a pair of indices (index, next index, option)."""
+        K = len(self.values)
+        return (K * K if self.pair else K) * self.options
+
+    def row(self, xs: tuple[int, ...], o: int) -> int:
+        K = len(self.values)
+        return ((xs[0] * K + xs[1]) if self.pair else xs[0]) * self.options + o
+
+    def level_choices(self, outer: int, level: int):
+        """(row, xs, ratio subset) of every choice of one level below an outer option, in order."""
+        K = len(self.values)
+        octave, shared = self.globals()[outer]
+        subsets = [shared] if shared is not None else self.subsets
+        for x in range(K):
+            for x2 in range(x + 1, K) if self.pair else (None,):
+                xs = (x, x2) if self.pair else (x,)
+                for o, subset in enumerate(subsets):
+                    yield self.row(xs, o), xs, subset
+
+    def structure(self, outer: int) -> tuple[np.ndarray, np.ndarray]:
+        """(valid, after) below an outer option: ``valid[l, row]`` whether level l may take that choice (its
+        anchors within the limits), ``after[l, x]`` how many completions levels l+1.. have once level l
+        ended on index x. Exact integers; they count the space and place each task's rows."""
+        if outer in self._structures:
+            return self._structures[outer]
+        L, K = self.levels, len(self.values)
+        octave = self.globals()[outer][0]
+        valid = np.zeros((L, self.rows), bool)
+        for lvl in range(L):
+            for row, xs, subset in self.level_choices(outer, lvl):
+                valid[lvl, row] = self.limits is None or self.limits.allows(
+                    self, lvl, level_shapes(self, lvl, octave, xs, subset)
+                )
+        after = np.zeros((L, K), np.int64)
+        after[L - 1, :] = 1
+        for lvl in range(L - 2, -1, -1):
+            for x in range(K):
+                total = 0
+                for x2 in range(x + 1, K):
+                    for o in range(self.options):
+                        row = self.row((x, x2), o) if self.pair else self.row((x2,), o)
+                        if valid[lvl + 1, row]:
+                            total += int(after[lvl + 1, x2])
+                after[lvl, x] = total
+        self._structures[outer] = (valid, after)
+        return valid, after
+
+    @property
     def size(self) -> int:
-        return len(self.globals()) * math.comb(len(self.values), self.positions) * self.options**self.levels
+        """The exact number of configurations (within the limits)."""
+        total = 0
+        for g in range(len(self.globals())):
+            valid, after = self.structure(g)
+            for row, xs, _ in self.level_choices(g, 0):
+                if valid[0, row]:
+                    total += int(after[0, xs[-1]])
+        return total
+
+
+@dataclass
+class Limits:
+    """Per level the tap's rf and ERF extent (h, w, in input pixels) of a model, and how large an anchor may
+    be against them: ``max_rf`` x rf and ``max_erf`` x the ERF extent, side by side (None: no limit)."""
+
+    rf: list[tuple[float, float]]
+    erf: list[tuple[float, float]]
+    max_rf: float | None
+    max_erf: float | None
+    taps: list[str] = field(default_factory=list)
+    strides: list[tuple[float, float]] = field(default_factory=list)
+
+    def allows(self, space: AnchorSpace, level: int, shapes) -> bool:
+        for w, h in anchor_sizes(space, shapes):
+            rh, rw = self.rf[level]
+            eh, ew = self.erf[level]
+            if self.max_rf is not None and (w > self.max_rf * rw or h > self.max_rf * rh):
+                return False
+            if self.max_erf is not None and (w > self.max_erf * ew or h > self.max_erf * eh):
+                return False
+        return True
+
+
+def anchor_sizes(space: AnchorSpace, shapes) -> list[tuple[float, float]]:
+    """(w, h) in pixels of each anchor shape: AnchorGenerator's rounded cell anchors, or SSD's default boxes
+    (clipped to [0, 1], times the image side)."""
+    p = space.preset
+    if p.kind == "grid":
+        return [(2 * a, 2 * b) for a, b in (det.cell_half_extents(s, r) for s, r in shapes)]
+    side = p.fixed_size[0]
+    return [(min(max(w, 0.0), 1.0) * side, min(max(h, 0.0), 1.0) * side) for w, h in shapes]
+
+
+def model_limits(preset: det.Preset, model, taps, *, input_size=None, max_rf=None, max_erf=None, mass=0.95):
+    """Limits from a model's detector levels (as `rfsweep anchors` reads them: stride, rf and exact ERF at
+    each tap); one tap a level."""
+    from rfsweep.anchors.design import anchor_report
+
+    taps = taps.split(",") if isinstance(taps, str) else list(taps)
+    if len(taps) != preset.levels:
+        raise field_error("taps", ",".join(taps), f"needs one tap per level of {preset.name} ({preset.levels})")
+    if max_rf is None and max_erf is None:
+        raise field_error("taps", ",".join(taps), "need --max-anchor-rf or --max-anchor-erf to limit the anchors")
+    rep = anchor_report(model, taps, input_size=input_size, erf_mass=mass)
+    key = str(round(100 * mass))
+    return Limits(
+        rf=[(float(lv.rf[0]), float(lv.rf[1])) for lv in rep.levels],
+        erf=[tuple(float(v) for v in lv.erf["erf_extent"][key]) for lv in rep.levels],
+        max_rf=max_rf,
+        max_erf=max_erf,
+        taps=taps,
+        strides=[(float(lv.stride[0]), float(lv.stride[1])) for lv in rep.levels],
+    )
 
 
 def _values(name: str, raw, cast, minimum) -> tuple:
@@ -301,21 +414,16 @@ def option_tables(space: AnchorSpace, fr: Frame, tables: ShapeTables, octave: in
     return best, pos, anchors
 
 
-def tasks_of(space: AnchorSpace) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel's tasks below one outer option (x_0, x_1 or -1, o_0) in order, and the configurations each
-    holds."""
-    K, Q, L, R = len(space.values), space.positions, space.levels, space.options
+def tasks_of(space: AnchorSpace, outer: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's tasks below one outer option (x_0, x_1 or -1, o_0: level 0's choices that are allowed and
+    have completions) in order, and the configurations each holds."""
+    valid, after = space.structure(outer)
     tasks, counts = [], []
-    fixed = 2 if space.pair else 1
-    for x0 in range(K):
-        for x1 in range(x0 + 1, K) if space.pair else (-1,):
-            last = x1 if space.pair else x0
-            rest = math.comb(K - 1 - last, Q - fixed)
-            if rest == 0:
-                continue
-            for o in range(R):
-                tasks.append((x0, x1, o))
-                counts.append(rest * R ** (L - 1))
+    for row, xs, _ in space.level_choices(outer, 0):
+        n = int(after[0, xs[-1]])
+        if valid[0, row] and n:
+            tasks.append((xs[0], xs[1] if space.pair else -1, row % space.options))
+            counts.append(n)
     return np.array(tasks, np.int64).reshape(-1, 3), np.array(counts, np.int64)
 
 
@@ -369,7 +477,8 @@ def score(
     done = 0
     for g, (octave, shared) in enumerate(space.globals()):
         best, pos, anchors = option_tables(space, fr, tables, octave, shared)
-        tasks, counts = tasks_of(space)
+        valid, after = space.structure(g)
+        tasks, counts = tasks_of(space, g)
         start = 0
         while start < len(tasks):
             stop_at = start
@@ -383,9 +492,9 @@ def score(
             sums = np.zeros((total, 3), np.float64)
             choice = np.zeros((total, L), np.int64)
             steer.call(
-                score_configs, best, pos, anchors, len(space.values), space.options, space.pair, chunk,
-                offsets, fr.size_class, space.preset.fg_iou, cnt, sums, choice,
-                steer.control(), threads=threads,
+                score_configs, best, pos, anchors, valid, after, len(space.values), space.options, space.pair,
+                chunk, offsets, fr.size_class, space.preset.fg_iou, cnt, sums, choice, steer.control(),
+                threads=threads,
             )  # fmt: skip
             stats = np.empty((total, len(STATS)), np.float64)
             stats[:, 0] = cnt[:, 0] / n
