@@ -219,7 +219,7 @@ def score_configs(
             xi = cur[lvl] // n_options
             oi = cur[lvl] % n_options
             pos_x = lvl + 1 if pair else lvl  # the index this level adds
-            # indices strictly increase and leave room for the levels after this one
+            # indices strictly increase; a choice is taken when allowed and some completion follows it
             lo = x[pos_x - 1] + 1
             if xi < lo:
                 cur[lvl] = lo * n_options
@@ -227,12 +227,14 @@ def score_configs(
             if xi > n_index - (Q - pos_x):
                 lvl -= 1
                 continue
-            x[pos_x] = xi
-            o[lvl] = oi
             if pair:
-                row = (x[lvl] * n_index + x[lvl + 1]) * n_options + oi
+                row = (x[lvl] * n_index + xi) * n_options + oi
             else:
                 row = xi * n_options + oi
+            if not valid[lvl, row] or after[lvl, xi] == 0:
+                continue
+            x[pos_x] = xi
+            o[lvl] = oi
             rows[lvl] = row
             psum[lvl + 1] = psum[lvl] + pos[lvl, row]
             asum[lvl + 1] = asum[lvl] + anchors[lvl, row]

@@ -219,6 +219,11 @@ def check_anchor_search() -> bool:
         "ssd300": S.make_space(
             det.preset("ssd300"), scales=[0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.05], ratios=[2, 3], ratio_count=1
         ),
+        "faster_rcnn limited": S.make_space(
+            det.preset("faster_rcnn", **small), sizes=[8, 16, 32, 64, 128, 256, 512], ratios=[0.5, 1, 2], ratio_count=2,
+            limits=S.Limits(rf=[(40, 40), (90, 90), (200, 200), (300, 300), (900, 900)], erf=[(1e9, 1e9)] * 5,
+                            max_rf=1.0, max_erf=None),
+        ),
     }  # fmt: skip
     ok = True
     for name, space in cases.items():

@@ -197,24 +197,31 @@ def anchor_sizes(space: AnchorSpace, shapes) -> list[tuple[float, float]]:
 
 def model_limits(preset: det.Preset, model, taps, *, input_size=None, max_rf=None, max_erf=None, mass=0.95):
     """Limits from a model's detector levels (as `rfsweep anchors` reads them: stride, rf and exact ERF at
-    each tap); one tap a level."""
+    each tap); one tap a level, ``-`` for a level the model's spec does not hold (an FPN's extra P6): no
+    limit there."""
     from rfsweep.anchors.design import anchor_report
 
     taps = taps.split(",") if isinstance(taps, str) else list(taps)
     if len(taps) != preset.levels:
-        raise field_error("taps", ",".join(taps), f"needs one tap per level of {preset.name} ({preset.levels})")
+        raise field_error(
+            "taps", ",".join(taps), f"needs one tap per level of {preset.name} ({preset.levels}; - for none)"
+        )
     if max_rf is None and max_erf is None:
         raise field_error("taps", ",".join(taps), "need --max-anchor-rf or --max-anchor-erf to limit the anchors")
-    rep = anchor_report(model, taps, input_size=input_size, erf_mass=mass)
+    real = [t for t in taps if t != "-"]
+    if not real:
+        raise field_error("taps", ",".join(taps), "names no layer")
+    rep = anchor_report(model, real, input_size=input_size, erf_mass=mass)
     key = str(round(100 * mass))
-    return Limits(
-        rf=[(float(lv.rf[0]), float(lv.rf[1])) for lv in rep.levels],
-        erf=[tuple(float(v) for v in lv.erf["erf_extent"][key]) for lv in rep.levels],
-        max_rf=max_rf,
-        max_erf=max_erf,
-        taps=taps,
-        strides=[(float(lv.stride[0]), float(lv.stride[1])) for lv in rep.levels],
-    )
+    by_tap = {lv.tap: lv for lv in rep.levels}
+    inf = (math.inf, math.inf)
+    rf, erf, strides = [], [], []
+    for t in taps:
+        lv = by_tap.get(t)
+        rf.append(inf if lv is None else (float(lv.rf[0]), float(lv.rf[1])))
+        erf.append(inf if lv is None else tuple(float(v) for v in lv.erf["erf_extent"][key]))
+        strides.append((math.nan, math.nan) if lv is None else (float(lv.stride[0]), float(lv.stride[1])))
+    return Limits(rf=rf, erf=erf, max_rf=max_rf, max_erf=max_erf, taps=taps, strides=strides)
 
 
 def _values(name: str, raw, cast, minimum) -> tuple:
@@ -242,8 +249,10 @@ def make_space(
     ratio_count: int | None = None,
     per_level_ratios: bool = False,
     scales_per_octave=None,
+    limits: Limits | None = None,
 ) -> AnchorSpace:
-    """The space of a preset; with no option, the preset's own torchvision configuration (one row)."""
+    """The space of a preset; with no option, the preset's own torchvision configuration (one row).
+    ``limits``: a model's levels that an anchor may not outgrow (:func:`model_limits`)."""
     L = preset.levels
     if preset.kind == "grid":
         if scales is not None:
@@ -268,16 +277,17 @@ def make_space(
         if ratio_count is not None or per_level_ratios:
             raise field_error("ratio_count", ratio_count, "chooses among --ratios: give them")
         if preset.kind == "ssd":
-            return AnchorSpace(preset, values, (), 0, octaves=octaves, default_ratios=True)
+            return AnchorSpace(preset, values, (), 0, octaves=octaves, default_ratios=True, limits=limits)
         r = preset.ratios
-        return AnchorSpace(preset, values, r, len(r), octaves=octaves)
+        return AnchorSpace(preset, values, r, len(r), octaves=octaves, limits=limits)
     r = _values("ratios", ratios, float, 0)
     if any(x <= 0 for x in r):
         raise field_error("ratios", ",".join(map(str, r)), "must be > 0")
     k = len(r) if ratio_count is None else int(ratio_count)
     if not 1 <= k <= len(r):
         raise field_error("ratio_count", ratio_count, f"must be between 1 and the {len(r)} ratios")
-    return AnchorSpace(preset, values, r, k, per_level_ratios=per_level_ratios or preset.kind == "ssd", octaves=octaves)
+    per_level = per_level_ratios or preset.kind == "ssd"
+    return AnchorSpace(preset, values, r, k, per_level_ratios=per_level, octaves=octaves, limits=limits)
 
 
 # ---------------------------------------------------------------- boxes in the detector's frame
@@ -711,6 +721,16 @@ def settings_of(space: AnchorSpace, data: BoxSet, selection: dict) -> dict:
         "n_boxes": len(data),
         "n_images": data.images,
         "iou": "torchvision box_iou, float64, on boxes resized as GeneralizedRCNNTransform resizes them",
+        "limits": None
+        if space.limits is None
+        else {
+            "taps": space.limits.taps,
+            "strides": space.limits.strides,
+            "rf": space.limits.rf,
+            "erf95": space.limits.erf,
+            "max_anchor_rf": space.limits.max_rf,
+            "max_anchor_erf": space.limits.max_erf,
+        },
         **selection,
     }
 
@@ -775,13 +795,20 @@ def search(
     image_size=None,
     progress=None,
     device: str = "cpu",
+    model=None,
+    taps=None,
+    input_size=None,
+    max_anchor_rf: float | None = None,
+    max_anchor_erf: float | None = None,
 ):
     """Score every anchor configuration of a space over a dataset's boxes (see the module docstring).
 
     ``boxes``: a path (COCO JSON, VOC or YOLO directory, CSV / Parquet) or a :class:`BoxSet`. The space:
     ``sizes`` (grid presets) or ``scales`` (ssd300) to choose one per level from, ``ratios`` (h / w) with
     ``ratio_count`` and ``per_level_ratios``, ``scales_per_octave``; with none of them, the preset's own
-    configuration. ``sort`` with ``limit`` keeps the best N, ``pareto`` the front; ``device`` (cpu, cuda, auto)
+    configuration. ``model`` and ``taps`` (a network and one layer a level, as `rfsweep anchors`) with
+    ``max_anchor_rf`` / ``max_anchor_erf`` leave out anchors larger than that many times the tap's rf / ERF
+    95 % extent. ``sort`` with ``limit`` keeps the best N, ``pareto`` the front; ``device`` (cpu, cuda, auto)
     where the configurations are scored. With ``output`` the rows
     stream to that Parquet file and the number written comes back; else a pandas DataFrame.
     """
@@ -789,7 +816,8 @@ def search(
         boxes, detector, sizes=sizes, scales=scales, ratios=ratios, ratio_count=ratio_count,
         per_level_ratios=per_level_ratios, scales_per_octave=scales_per_octave, min_size=min_size,
         max_size=max_size, strides=strides, fg_iou=fg_iou, boxes_format=boxes_format,
-        voc_difficult=voc_difficult, image_size=image_size,
+        voc_difficult=voc_difficult, image_size=image_size, model=model, taps=taps, input_size=input_size,
+        max_anchor_rf=max_anchor_rf, max_anchor_erf=max_anchor_erf,
     )  # fmt: skip
     names = check_selection(sort, limit, pareto)
     chunks = select(
@@ -811,11 +839,24 @@ def search(
 
 def prepare(
     boxes, detector: str = "faster_rcnn", *, min_size=None, max_size=None, strides=None, fg_iou=None,
-    boxes_format=None, voc_difficult="include", image_size=None, **space_options,
+    boxes_format=None, voc_difficult="include", image_size=None, model=None, taps=None, input_size=None,
+    max_anchor_rf=None, max_anchor_erf=None, **space_options,
 ) -> tuple[AnchorSpace, BoxSet]:  # fmt: skip
-    """The space (checked before any box is read) and the boxes of a search."""
+    """The space (checked before any box is read) and the boxes of a search. With ``model`` and ``taps`` (one
+    tap a level), anchors larger than ``max_anchor_rf`` x the tap's rf or ``max_anchor_erf`` x its ERF 95 %
+    extent are left out of the space."""
     p = det.preset(detector, min_size=min_size, max_size=max_size, strides=strides, fg_iou=fg_iou)
-    space = make_space(p, **space_options)
+    limits = None
+    if model is not None or taps is not None:
+        if model is None or taps is None:
+            raise field_error("taps" if model is not None else "model", taps or model, "needs --model and --taps")
+        limits = model_limits(p, model, taps, input_size=input_size, max_rf=max_anchor_rf, max_erf=max_anchor_erf)
+    elif max_anchor_rf is not None or max_anchor_erf is not None:
+        bad = "max_anchor_rf" if max_anchor_rf is not None else "max_anchor_erf"
+        raise field_error(
+            bad, max_anchor_rf if max_anchor_rf is not None else max_anchor_erf, "needs --model and --taps"
+        )
+    space = make_space(p, limits=limits, **space_options)
     return space, _boxes(boxes, boxes_format, voc_difficult, image_size)
 
 

@@ -155,6 +155,15 @@ SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_p
 @click.option("--max-size", type=click.IntRange(min=1), help="The transform's max_size (1333).")
 @click.option("--strides", help="Level strides of another backbone, e.g. 8,16,32,64,128.")
 @click.option("--fg-iou", type=click.FloatRange(0, 1, min_open=True), help="Foreground IoU (0.7 RPN, 0.5 else).")
+@click.option("--model", help="A network (zoo name, spec, ONNX) whose levels limit the anchors, with --taps.")
+@click.option("--taps", help="The model's layers, one a level (as rfsweep anchors --taps).")
+@click.option("--input-size", "model_input", help="The model's input size N or HxW (default: its spec's).")
+@click.option("--max-anchor-rf", type=click.FloatRange(0, min_open=True), help="No anchor side above K x its tap's rf.")
+@click.option(
+    "--max-anchor-erf",
+    type=click.FloatRange(0, min_open=True),
+    help="No anchor side above K x its tap's ERF 95% extent.",
+)
 @click.option("--sort", type=click.Choice(["recall_iou50", "recall_iou70", "best_iou_mean", "positives_per_gt",
               "anchors_per_image", "recall_small", "recall_medium", "recall_large"]),
               help="Keep the best --limit by this statistic (anchors_per_image: fewest).")  # fmt: skip
@@ -174,8 +183,8 @@ SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_p
 @friendly
 def anchor_search(
     boxes, boxes_format, voc_difficult, image_size, detector, sizes, scales, ratios, ratio_count, per_level_ratios,
-    scales_per_octave, min_size, max_size, strides, fg_iou, sort, limit, pareto, output, export_kind, threads,
-    device, as_json, quiet,
+    scales_per_octave, min_size, max_size, strides, fg_iou, model, taps, model_input, max_anchor_rf, max_anchor_erf,
+    sort, limit, pareto, output, export_kind, threads, device, as_json, quiet,
 ):  # fmt: skip
     """Score anchor configurations over a dataset's boxes, matched as torchvision's detectors match them.
 
@@ -206,7 +215,8 @@ def anchor_search(
         boxes_format=boxes_format, voc_difficult=voc_difficult, image_size=_hw(image_size),
         sizes=_ints(sizes, "sizes"), scales=_floats(scales, "scales"), ratios=_floats(ratios, "ratios"),
         ratio_count=ratio_count, per_level_ratios=per_level_ratios,
-        scales_per_octave=_ints(scales_per_octave, "scales_per_octave"),
+        scales_per_octave=_ints(scales_per_octave, "scales_per_octave"), model=model, taps=taps,
+        input_size=model_input, max_anchor_rf=max_anchor_rf, max_anchor_erf=max_anchor_erf,
     )  # fmt: skip
     p = space.preset
     read_s = time.perf_counter() - t0

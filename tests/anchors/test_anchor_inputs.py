@@ -153,6 +153,13 @@ def test_bad_space_and_selection_options_are_one_line():
     one_line(run("anchor-search", "--boxes", box, "--pareto", "recall_iou70"), "'pareto'")
     one_line(run("anchor-search", "--boxes", box, "-o", "x.csv"), "'output'")
     one_line(run("anchor-search", "--boxes", box, "--sizes", "8,16,x"), "'sizes'")
+    one_line(run("anchor-search", "--boxes", box, "--max-anchor-erf", "2"), "'max_anchor_erf'", "--model")
+    one_tap = ["--model", "resnet50", "--taps", "layer1.2.relu_2", "--max-anchor-rf", "1"]
+    one_line(run("anchor-search", "--boxes", box, *one_tap), "'taps'", "one tap per level")
+    one_line(
+        run("anchor-search", "--boxes", box, "--model", "resnet50", "--taps", "-,-,-,-,-", "--max-anchor-rf", "1"),
+        "'taps'",
+    )
 
 
 SPACE = ["--sizes", "16,32,64,128,256,512,1024", "--ratios", "0.25,0.5,1,2,4", "--ratio-count", "3"]

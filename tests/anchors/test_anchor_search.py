@@ -198,3 +198,52 @@ def test_the_gpu_scores_every_configuration_as_the_cpu():
         assert len(got["cpu"]) == space.size
         for f in ("ids", "rows", "outer", "stats"):
             assert np.array_equal(getattr(got["cpu"], f), getattr(got["cuda"], f), equal_nan=True), f
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn", "ssd300"])
+def test_limits_keep_exactly_the_configurations_whose_anchors_fit(name):
+    """A model's limits remove choices: the rows kept are the unlimited space's rows whose anchors all fit,
+    with the same statistics, and the space's size counts them exactly."""
+    data = synthetic(4, 40, seed=9, lo=100, hi=300)
+    if name == "ssd300":
+        p = det.preset(name)
+        opts = dict(scales=[0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.05], ratios=[2.0, 3.0], ratio_count=1)
+        nominal = [2 * s * 300 for s in p.ssd_scales[:-1]]  # SSD's s' and ratio boxes outgrow s_k
+    else:
+        p = det.preset(name, min_size=96, max_size=160)
+        opts = dict(sizes=[8, 16, 24, 32, 64, 96, 128, 256], ratios=[0.5, 1.0, 2.0], ratio_count=2)
+        nominal = list(p.sizes)
+    rf = [(1.0 * v, 1.2 * v) for v in nominal]  # anchors up to about the preset's own at each level
+    erf = [(h / 2, w / 2) for h, w in rf]
+    limits = S.Limits(rf=rf, erf=erf, max_rf=1.0, max_erf=2.0)
+    free = S.make_space(p, **opts)
+    kept = S.make_space(p, limits=limits, **opts)
+    allowed = {}
+    for chunk in S.score(free, data):
+        for i in range(len(chunk)):
+            g = int(chunk.outer[i])
+            octave, shared = free.globals()[g]
+            ok = True
+            for lvl, row in enumerate(chunk.rows[i]):
+                _, xs, subset = next(c for c in free.level_choices(g, lvl) if c[0] == row)
+                ok &= limits.allows(free, lvl, S.level_shapes(free, lvl, octave, xs, subset))
+            if ok:
+                allowed[(g, tuple(chunk.rows[i]))] = chunk.stats[i]
+    got = {}
+    for chunk in S.score(kept, data):
+        for i in range(len(chunk)):
+            got[(int(chunk.outer[i]), tuple(chunk.rows[i]))] = chunk.stats[i]
+    assert 0 < kept.size == len(got) == len(allowed) < free.size
+    assert got.keys() == allowed.keys()
+    for k, v in got.items():
+        assert np.array_equal(v, allowed[k], equal_nan=True)
+
+
+def test_model_limits_come_from_the_taps_rf_and_erf():
+    p = det.preset("faster_rcnn")
+    taps = "layer1.2.relu_2,layer2.3.relu_2,layer3.5.relu_2,layer4.2.relu_2,-"
+    lim = S.model_limits(p, "resnet50", taps, max_erf=2.0)
+    assert lim.rf[:4] == [(35.0, 35.0), (91.0, 91.0), (267.0, 267.0), (427.0, 427.0)]  # rfsweep anchors resnet50
+    assert lim.erf[0] == (19.0, 19.0) and lim.erf[4] == (math.inf, math.inf)  # ERF 95 % extents; '-': no limit
+    space = S.make_space(p, sizes=[16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512], limits=lim)
+    assert space.size == 189
