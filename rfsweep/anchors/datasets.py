@@ -120,8 +120,11 @@ def read_coco(path: str | Path) -> BoxSet:
         index[img["id"]] = len(sizes)
         sizes.append((int(h), int(w)))
         ids.append(img["id"])
+    fast = _coco_annotations_fast(path, anns, index, sizes, ids)
+    if fast is not None:
+        return fast
     boxes, image_of, skipped = [], [], 0
-    for k, ann in enumerate(anns):
+    for k, ann in enumerate(anns):  # record by record: the one-line error names the record at fault
         rec = f"annotations[{k}]"
         if not isinstance(ann, dict):
             raise _bad(path, rec, "is not an object")
@@ -144,6 +147,33 @@ def read_coco(path: str | Path) -> BoxSet:
         boxes.append((x, y, x + bw, y + bh))
         image_of.append(i)
     return _finish(path, boxes, image_of, sizes, ids, skipped)
+
+
+def _coco_annotations_fast(path, anns, index, sizes, ids) -> BoxSet | None:
+    """All annotations at once with numpy (COCO train2017's 860 K boxes in about a second); None when any
+    record is malformed or a box is bad, so that the record-by-record reader names it."""
+    try:
+        bbox = np.array([a["bbox"] for a in anns], dtype=np.float64)
+        image_of = np.array([index[a["image_id"]] for a in anns], dtype=np.int64)
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if bbox.shape != (len(anns), 4) or not np.isfinite(bbox).all() or (bbox[:, 2:] < 0).any():
+        return None
+    hw = np.asarray(sizes, np.float64).reshape(-1, 2)[image_of]
+    x1, y1 = bbox[:, 0], bbox[:, 1]
+    x2, y2 = x1 + bbox[:, 2], y1 + bbox[:, 3]
+    slack = 1.0
+    inside = (x1 >= -slack) & (y1 >= -slack) & (x2 <= hw[:, 1] + slack) & (y2 <= hw[:, 0] + slack)
+    empty = (bbox[:, 2] == 0) | (bbox[:, 3] == 0)
+    if not (inside | crowd | empty).all():
+        return None
+    keep = ~crowd & ~empty
+    xyxy = np.stack([x1, y1, x2, y2], axis=1)[keep]
+    if len(xyxy) == 0:
+        return None
+    sz = np.asarray(sizes, np.int64).reshape(-1, 2)
+    return BoxSet(xyxy, image_of[keep], sz[:, 0], sz[:, 1], ids, str(path), int((~keep).sum()))
 
 
 # ---------------------------------------------------------------- VOC
