@@ -5,7 +5,11 @@ pandas on the full output; the Parquet file carries its settings; the exports ar
 from __future__ import annotations
 
 import json
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 
 import numpy as np
@@ -225,3 +229,30 @@ def test_python_api_search_and_match_agree():
     for s in S.STATS:
         assert df.iloc[0][s] == m[s] or (np.isnan(m[s]) and np.isnan(df.iloc[0][s]))
     assert len(m["best_iou"]) == 1029
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_search_within_a_second_and_leaves_nothing(tmp_path, signum):
+    """1.95M configurations being scored (and streamed to Parquet), signalled: the signal's exit code, one
+    line, no file left (hidden temporary ones included)."""
+    sizes = "8,12,16,20,24,32,40,48,64,80,96,128,160,192,256,320,384,512,640,768"
+    args = ["anchor-search", "--boxes", str(SYNTHETIC), "--sizes", sizes, "--ratios", "0.25,0.33,0.5,0.75,1,1.33,2,3,4",
+            "--ratio-count", "4", "-o", "out.parquet", "-q"]  # fmt: skip
+    cli = [sys.executable, "-c", "from rfsweep.cli.main import run; run()"]
+    proc = subprocess.Popen(cli + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".rfsweep-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the output's temporary file: the boxes are read, the scoring under way
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[signum], stderr
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    assert len(lines[-1:]) == 1 and lines[-1] in ("interrupted", f"stopped by signal {int(signum)}"), stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+    assert took < 2.0
