@@ -400,27 +400,25 @@ def level_shapes(space: AnchorSpace, level: int, octave: int, xs: tuple[int, ...
     return det.ssd_wh_pairs(space.values[xs[0]], space.values[xs[1]], ratios)
 
 
-def option_tables(space: AnchorSpace, fr: Frame, tables: ShapeTables, octave: int, shared):
-    """best (L, rows, n), pos (L, rows), anchors (L, rows) of every level option below one outer option."""
-    L, K, R = space.levels, len(space.values), space.options
-    n = len(fr.boxes)
-    rows = (K * K if space.pair else K) * R
-    best = np.zeros((L, rows, n), np.float64)
-    pos = np.zeros((L, rows), np.int64)
-    anchors = np.zeros((L, rows), np.float64)
-    subsets = [shared] if shared is not None else space.subsets
+def option_tables(space: AnchorSpace, fr: Frame, tables: ShapeTables, outer: int):
+    """best (L, rows, n), pos (L, rows), anchors (L, rows) of every level choice below one outer option (the
+    choices a model's limits remove stay zero: the walk never takes them)."""
+    L, n = space.levels, len(fr.boxes)
+    octave = space.globals()[outer][0]
+    valid, _ = space.structure(outer)
+    best = np.zeros((L, space.rows, n), np.float64)
+    pos = np.zeros((L, space.rows), np.int64)
+    anchors = np.zeros((L, space.rows), np.float64)
     for lvl in range(L):
-        for x in range(K):
-            for x2 in range(x + 1, K) if space.pair else (None,):
-                xs = (x, x2) if space.pair else (x,)
-                for o, subset in enumerate(subsets):
-                    shapes = level_shapes(space, lvl, octave, xs, subset)
-                    b, pp = tables.get(lvl, shapes)
-                    row = ((x * K + x2) if space.pair else x) * R + o
-                    best[lvl, row] = b.max(axis=1)
-                    pos[lvl, row] = pp.sum()
-                    cells = space.preset.ssd_grids[lvl] ** 2 if space.pair else fr.cells[lvl]
-                    anchors[lvl, row] = cells * len(shapes)
+        cells = space.preset.ssd_grids[lvl] ** 2 if space.pair else fr.cells[lvl]
+        for row, xs, subset in space.level_choices(outer, lvl):
+            if not valid[lvl, row]:
+                continue
+            shapes = level_shapes(space, lvl, octave, xs, subset)
+            b, pp = tables.get(lvl, shapes)
+            best[lvl, row] = b.max(axis=1)
+            pos[lvl, row] = pp.sum()
+            anchors[lvl, row] = cells * len(shapes)
     return best, pos, anchors
 
 
@@ -485,8 +483,8 @@ def score(
     L = space.levels
     first = 0
     done = 0
-    for g, (octave, shared) in enumerate(space.globals()):
-        best, pos, anchors = option_tables(space, fr, tables, octave, shared)
+    for g in range(len(space.globals())):
+        best, pos, anchors = option_tables(space, fr, tables, g)
         valid, after = space.structure(g)
         tasks, counts = tasks_of(space, g)
         start = 0
