@@ -322,10 +322,13 @@ def check_representable(space: Space, *, for_search: bool = True) -> None:
                 f"the {name} of this space reach {b[key]:.3e}, beyond int64; set a --max-{key} budget "
                 f"below {INT_LIMIT - b['layer_' + key]:.3e}, or narrow channels or input_size",
             )
-    if b["erf12"] >= INT_LIMIT:
+    if b["erf12"] >= INT_LIMIT and (for_search or space.levels):
+        # a count needs the ERF only for detector levels (--anchor-erf); name the option the user can change
+        dil = space.settings.get("dilations")
+        key = "dilations" if dil not in (None, [1], (1,), 1, "1") else "depth"
         raise field_error(
-            "dilations",
-            space.settings.get("dilations"),
+            key,
+            space.settings.get(key),
             f"the effective-RF variance of this space ({b['erf12'] / 12:.3e}) does not fit in int64; "
             "use smaller dilations, kernels or strides, or a smaller depth",
         )

@@ -144,3 +144,15 @@ def test_threads_checked_for_both_methods():
         for bad in ("0", "5", "-1"):
             res = CliRunner().invoke(main, ["count", "--depth", "3", "--threads", bad, "--method", method])
             assert res.exit_code == 2 and "field 'threads'" in res.stderr, (method, bad, res.output)
+
+
+def test_count_works_at_every_depth_the_help_allows():
+    """A count needs no ERF variance: depth 32 (the help's limit) counts, where the ERF of the deepest
+    candidates would not fit in int64; a search of the same space is refused naming --depth, the option
+    the user gave, not --dilations."""
+    res = CliRunner().invoke(main, ["count", "--depth", "32", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["count"] == 12**32  # every candidate: 12 choices a layer, no constraint
+    res = CliRunner().invoke(main, ["search", "--depth", "32", "--limit", "1"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: field 'depth'") and "effective-RF variance" in res.stderr
