@@ -177,3 +177,36 @@ def test_anchor_numbers_checked(args):
     res = _invoke(["anchors", "resnet50", "--taps", "layer4.2.relu_2", "--boxes", os.devnull, *args])
     assert res.exit_code == 2
     _check(res)
+
+
+def test_devices_and_oversized_inputs_are_refused_at_once(tmp_path, monkeypatch):
+    """Spec, space and box files must be regular files (or pipes) under a size limit: /dev/zero never ends,
+    /dev/urandom neither; both are refused in one line before anything is read, and a file over the limit
+    (RFSWEEP_MAX_INPUT_BYTES lowers it here) likewise."""
+    import time
+
+    from click.testing import CliRunner
+
+    from rfsweep.cli.main import main
+
+    for args in (
+        ["count", "--space", "/dev/zero"],
+        ["search", "--space", "/dev/urandom", "--limit", "1"],
+        ["analyze", "/dev/zero"],
+        ["anchor-search", "--boxes", "/dev/zero", "--boxes-format", "coco"],
+    ):
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(main, args)
+        assert time.perf_counter() - t0 < 1.0
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "/dev/" in lines[0], (args, res.stderr)
+    space = tmp_path / "s.toml"
+    space.write_text("depth = 3\n" + "# padding\n" * 100)
+    monkeypatch.setenv("RFSWEEP_MAX_INPUT_BYTES", "100")
+    res = CliRunner().invoke(main, ["count", "--space", str(space)])
+    assert (
+        res.exit_code == 2
+        and "larger than the 100-byte limit" in res.stderr
+        and "RFSWEEP_MAX_INPUT_BYTES" in res.stderr
+    )

@@ -20,11 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from rfsweep.core.errors import RFSweepError, field_error
+from rfsweep.core.files import read_bytes
 
 FORMATS = ("coco", "voc", "yolo", "csv", "parquet")
 TABLE_COLUMNS = ("image_id", "x1", "y1", "x2", "y2", "image_w", "image_h")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-COCO_SMALL, COCO_MEDIUM = 32**2, 96**2  # COCO's area ranges: small < 32^2 <= medium < 96^2 <= large
+COCO_SMALL, COCO_MEDIUM = 32**2, 96**2
+BOX_FILE_LIMIT = (
+    4 << 30
+)  # COCO train2017's instances file is 448 MB  # COCO's area ranges: small < 32^2 <= medium < 96^2 <= large
 
 
 @dataclass
@@ -99,10 +103,10 @@ def read_coco(path: str | Path) -> BoxSet:
     """A COCO instances JSON file: ``images`` (id, width, height) and ``annotations`` (image_id, bbox
     [x, y, w, h], iscrowd)."""
     path = Path(path)
+    raw = read_bytes(path, "boxes", BOX_FILE_LIMIT, "box file")
     try:
-        with open(path, "rb") as fh:
-            data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _bad(path, None, f"is not a readable COCO JSON file ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _bad(path, None, "has no 'images' list (not a COCO instances file)")
@@ -190,8 +194,8 @@ def read_voc(path: str | Path, difficult: str = "include") -> BoxSet:
     boxes, image_of, sizes, ids, skipped = [], [], [], [], 0
     for f in files:
         try:
-            root = ET.parse(f).getroot()
-        except (ET.ParseError, OSError) as exc:
+            root = ET.fromstring(read_bytes(f, "boxes", what="VOC annotation"))
+        except ET.ParseError as exc:
             raise _bad(f, None, f"is not readable XML ({type(exc).__name__})") from None
 
         def num(node, name, rec, f=f):
@@ -280,8 +284,8 @@ def read_yolo(path: str | Path, size: tuple[int, int] | None = None) -> BoxSet:
         sizes.append((h, w))
         ids.append(f.stem)
         try:
-            lines = f.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            lines = read_bytes(f, "boxes", what="YOLO label file").decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
             raise _bad(f, None, f"is not readable text ({type(exc).__name__})") from None
         for k, line in enumerate(lines):
             parts = line.split()
@@ -311,15 +315,16 @@ def read_table(path: str | Path) -> BoxSet:
     import pyarrow as pa
 
     path = Path(path)
+    raw = pa.BufferReader(read_bytes(path, "boxes", BOX_FILE_LIMIT, "box file"))
     try:
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(raw)
         else:
             from pyarrow import csv
 
-            table = csv.read_csv(path)
+            table = csv.read_csv(raw)
     except (OSError, pa.ArrowException) as exc:
         why = " ".join(str(exc).split())[:160]
         raise _bad(path, None, f"is not a readable table ({why})") from None

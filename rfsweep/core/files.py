@@ -158,17 +158,56 @@ def write_text(out: Output, text: str) -> None:
             raise field_error(out.fieldname, out.path, f"write failed ({exc.strerror})") from None
 
 
-def read_text(path: str | Path, fieldname: str) -> str:
-    """The UTF-8 text of a settings or spec file, or a one-line error (missing, a directory, binary)."""
+INPUT_LIMIT = 64 << 20  # bytes of a spec, space or table file; RFSWEEP_MAX_INPUT_BYTES overrides every limit
+LIMIT_VARIABLE = "RFSWEEP_MAX_INPUT_BYTES"
+
+
+def read_bytes(path: str | Path, fieldname: str, limit: int = INPUT_LIMIT, what: str = "file") -> bytes:
+    """The bytes of an input file, refused in one line unless it is a regular file or a pipe (never a
+    device: /dev/zero would never end) of at most ``limit`` bytes."""
     p = Path(path)
+    limit = int(os.environ.get(LIMIT_VARIABLE) or limit)
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
     except OSError as exc:
         raise field_error(fieldname, str(p), exc.strerror or "cannot be read") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise field_error(fieldname, str(p), "Is a directory")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise field_error(fieldname, str(p), "must be a regular file or a pipe, not a device or a socket")
+    too_big = f"is larger than the {limit:,}-byte limit of a {what} (the variable {LIMIT_VARIABLE} raises it)"
+    if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+        raise field_error(fieldname, str(p), too_big)
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise field_error(fieldname, str(p), exc.strerror or "cannot be read") from None
+    if len(data) > limit:
+        raise field_error(fieldname, str(p), too_big)
+    return data
+
+
+def read_text(path: str | Path, fieldname: str) -> str:
+    """The UTF-8 text of a settings or spec file, or a one-line error (missing, a directory, a device, too
+    large, binary)."""
+    data = read_bytes(path, fieldname, what="spec or space file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise field_error(fieldname, str(p), f"is not UTF-8 text (byte {exc.start}); is it the right file?") from None
+        raise field_error(
+            fieldname, str(path), f"is not UTF-8 text (byte {exc.start}); is it the right file?"
+        ) from None
 
 
-__all__ = ["Output", "atomic", "check_output", "is_dataset", "is_url", "read_text", "reserve_beside", "write_text"]
+__all__ = [
+    "Output",
+    "atomic",
+    "check_output",
+    "is_dataset",
+    "is_url",
+    "read_bytes",
+    "read_text",
+    "reserve_beside",
+    "write_text",
+]
