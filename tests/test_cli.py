@@ -283,3 +283,30 @@ def test_console_script_into_a_closed_pipe_is_quiet(tmp_path):
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["zoo"],
+        ["analyze", "alexnet_v2"],
+        ["count", "--depth", "4"],
+        ["search", "--depth", "3", "--kernels", "1,3", "--input-size", "16"],
+        ["anchors", "resnet18", "--taps", "layer2.1.relu_1,layer3.1.relu_1"],
+        [
+            "anchor-search",
+            "--boxes",
+            str(Path(__file__).resolve().parents[1] / "data" / "boxes" / "synthetic_instances.json"),
+        ],
+    ],
+)
+def test_stdout_on_a_full_disk_is_one_line_and_exit_1(args):
+    """`rfsweep ... > /dev/full`: ENOSPC on stdout is one line on stderr and exit code 1, never a traceback."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*SCRIPT, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: cannot write the output (No space left on device)"

@@ -3,6 +3,7 @@ library's notes on stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
@@ -35,8 +36,31 @@ def friendly(fn):
         except RecursionError:
             click.echo("error: the input is nested too deeply to be read", err=True)
             sys.exit(2)
+        except OSError as exc:
+            _output_failed(exc)
 
     return wrapper
+
+
+def _output_failed(exc: OSError) -> None:
+    """A write to stdout or stderr that failed. A closed pipe (``| head``) ends quietly, as coreutils do
+    (exit 141, the shell's code for SIGPIPE); a full disk or an I/O error is one line on stderr and exit 1.
+    Other OSErrors are not about the output: raised again."""
+    import errno
+    import os
+
+    if exc.errno == errno.EPIPE:
+        with contextlib.suppress(OSError, ValueError):  # later flushes go nowhere instead of failing again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the buffered rest must not be flushed again)
+        with contextlib.suppress(OSError, ValueError):
+            click.echo(f"error: cannot write the output ({os.strerror(exc.errno)})", err=True)
+        sys.exit(1)
+    raise exc
 
 
 class OneLineErrors(click.Group):
