@@ -473,24 +473,16 @@ def export(
         written = _write(writer_cls(stream, **options), rows, space, file, act, norm, num_classes)
         return ExportResult(selection.scanned, written, None)
 
-    from rfsweep.core.files import reserve_beside
+    from rfsweep.core.files import atomic, check_output
 
-    target = os.path.abspath(output)
-    if not os.path.isdir(os.path.dirname(target)):
-        raise field_error("output", output, "directory does not exist")
-    if os.path.isdir(target):
-        raise field_error("output", output, "is a directory")
-    if os.path.exists(target) and os.path.samefile(target, file):
-        raise field_error("output", output, "is the input file; give another name")
-    tmp = reserve_beside(target, f".{to}.tmp")
+    # the output rule every command shares (rfsweep.core.files): a regular file atomically, a symlink's
+    # target (the link stays), a device or FIFO written in place and never replaced
+    out = check_output(output, "output", inputs=(file,))
     try:
-        with open(tmp, "w", encoding="utf-8") as stream:
+        with atomic(out, f".{to}.tmp") as name, open(name, "w", encoding="utf-8") as stream:
             written = _write(writer_cls(stream, **options), rows, space, file, act, norm, num_classes)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    except OSError as exc:
+        raise field_error("output", output, f"write failed ({exc.strerror or type(exc).__name__})") from None
     return ExportResult(selection.scanned, written, output)
 
 

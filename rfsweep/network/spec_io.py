@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rfsweep.core.errors import field_error
-from rfsweep.core.files import reserve_beside
+from rfsweep.core.files import atomic, check_output
 
 FORMATS = (".json", ".toml")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -116,15 +116,9 @@ def write_spec(spec: dict, path: str, protect: str | None = None) -> None:
     if suffix not in FORMATS:
         raise field_error("output", path, "must end in .json or .toml")
     text = dumps(spec, suffix)
+    out = check_output(path, "output")  # the shared output rule: symlinks followed, devices written in place
     try:
-        tmp = reserve_beside(path, suffix)
-    except OSError as exc:
-        raise field_error("output", path, f"cannot write there ({exc.strerror})") from None
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic(out, suffix) as name, open(name, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    except OSError as exc:
+        raise field_error("output", path, f"cannot write there ({exc.strerror or type(exc).__name__})") from None

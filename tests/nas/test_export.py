@@ -305,7 +305,8 @@ def test_cli_writes_atomically_stdout_and_never_the_input(outputs, tmp_path):
     res = run("export", path, "--top", 1, "-o", path)
     assert (
         res.exit_code == 2
-        and res.stderr == f"error: field 'output': value \"{path}\": is the input file; give another name\n"
+        and res.stderr
+        == f"error: field 'output': value \"{path}\": is an input of this command ({path}); write elsewhere\n"
     )
     assert open(path, "rb").read() == before
     # an error after the scan (an id the file does not hold) leaves the old output and no temporary file
@@ -373,3 +374,27 @@ def test_readme_export_example_is_what_export_writes(tmp_path, monkeypatch):
     shown = docs_pages.code_block(docs_pages.section("rfsweep export"), "python") + "\n"
     arch_id = int(re.search(r"def arch_(\d+)", shown).group(1))
     assert shown in _source("candidates.parquet", selection=Selection(ids=[arch_id]))
+
+
+def test_export_writes_through_devices_and_links_and_keeps_them(tmp_path, monkeypatch):
+    """The output rule every command shares: `-o /dev/full` is one line and a non-zero exit, the device is
+    never replaced (was: "exported 20 specs", exit 0, and /dev/full a regular file); `-o link.py` writes the
+    link's target and the link stays a link; nothing else is left behind."""
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    res = run("search", "--depth", "2", "--kernels", "1,3", "--input-size", "16", "-o", "c.parquet")
+    assert res.exit_code == 0, res.output
+    if os.path.exists("/dev/full"):
+        res = run("export", "c.parquet", "--to", "jsonl", "-o", "/dev/full")
+        assert res.exit_code == 2, res.output
+        assert res.stderr.startswith(
+            "error: field 'output': value \"/dev/full\": write failed (No space left on device)"
+        )
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    target = tmp_path / "real.py"
+    os.symlink(target, tmp_path / "link.py")
+    res = run("export", "c.parquet", "--top", "2", "-o", "link.py")
+    assert res.exit_code == 0, res.output
+    assert os.path.islink(tmp_path / "link.py") and "def arch_" in target.read_text()
+    assert sorted(os.listdir(tmp_path)) == ["c.parquet", "link.py", "real.py"]

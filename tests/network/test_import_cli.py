@@ -115,7 +115,7 @@ def test_import_refuses_its_input_and_bad_targets(model_path, tmp_path):
     for target, why in (
         (model_path, "is the model being imported"),
         (tmp_path / "spec.yaml", "must end in .json or .toml"),
-        (tmp_path / "no" / "spec.json", "cannot write there"),
+        (tmp_path / "no" / "spec.json", "its directory does not exist"),
     ):
         result = run("import", model_path, "-o", target)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1 and why in result.stderr, result.output

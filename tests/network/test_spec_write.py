@@ -90,5 +90,16 @@ def test_write_spec_is_atomic_and_checks_its_target(tmp_path):
     os.symlink(model, link)
     with pytest.raises(SpecError, match="is the model being imported"):
         write_spec(data, str(link), protect=str(model))
-    with pytest.raises(SpecError, match="cannot write there"):
+    with pytest.raises(SpecError, match="its directory does not exist"):
         write_spec(data, str(tmp_path / "missing" / "net.json"))
+
+
+def test_write_spec_follows_a_symlink_and_keeps_it(tmp_path):
+    """`rfsweep import -o link.json` writes the link's target; the link stays (was: replaced by a file)."""
+    data = {"input": {"size": 32, "channels": 3}, "layers": [{"name": "c", "op": "conv", "kernel": 3}]}
+    target = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    os.symlink(target, link)
+    write_spec(data, str(link))
+    assert os.path.islink(link) and json.loads(target.read_text())["layers"][0]["name"] == "c"
+    assert sorted(os.listdir(tmp_path)) == ["link.json", "real.json"]
