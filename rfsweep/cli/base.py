@@ -21,16 +21,21 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         from rfsweep.engine import steer
 
+        steer.clear()  # a signal left from before this command (library use in the same process) is not its
         try:
             with steer.handle_signals():
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                steer.check()  # a signal a foreign callback swallowed still ends the command
+                return result
         except RFSweepError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except steer.Interrupted as exc:
+            steer.clear()
             click.echo("interrupted" if exc.signum == 2 else f"stopped by signal {exc.signum}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
+            steer.clear()
             click.echo("interrupted", err=True)
             sys.exit(130)
         except RecursionError:

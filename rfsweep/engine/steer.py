@@ -65,7 +65,23 @@ def _handler(signum, frame):
     _State.pending = signum
     _raise_flag()
     if _State.sections == 0 or not first:
+        # cleared only where Interrupted is caught for good (check(), the CLI): if a foreign callback
+        # swallows this exception, the signal is still pending at the next check
         raise Interrupted(signum)
+
+
+def _unraisable(hook):
+    """sys.unraisablehook that keeps quiet about an :class:`Interrupted` a foreign callback swallowed (a
+    ctypes callback cannot pass an exception on: it prints "Exception ignored on calling ctypes callback").
+    Nothing is lost: the signal stays pending and :func:`check` raises it at the command's next check, at
+    the latest when the command returns (rfsweep.cli.base.friendly)."""
+
+    def quiet(info):
+        if isinstance(info.exc_value, Interrupted):
+            return
+        hook(info)
+
+    return quiet
 
 
 @contextlib.contextmanager
@@ -80,9 +96,11 @@ def handle_signals() -> Iterator[None]:
             old[s] = signal.signal(s, _handler)
         except (ValueError, OSError):  # not settable here (an embedded interpreter)
             pass
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for s, h in old.items():
             signal.signal(s, h)
 
@@ -110,6 +128,11 @@ def steering() -> Iterator[None]:
         control()[:] = 0
     with deferred():
         yield
+
+
+def clear() -> None:
+    """Forget a signal that has been acted on (the CLI, when it exits with the signal's code)."""
+    _State.pending = None
 
 
 def check() -> None:

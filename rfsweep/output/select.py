@@ -165,9 +165,19 @@ def select_file(path: str, selection: Selection, batch_rows: int = BATCH_ROWS) -
         raise field_error("file", str(path), f"not a readable Parquet file ({exc})") from None
     try:
         columns = scalar_columns(pf.schema_arrow)
-        yield from select_batches(pf.iter_batches(batch_size=batch_rows, columns=columns), selection)
+        yield from select_batches(_readable(pf.iter_batches(batch_size=batch_rows, columns=columns), path), selection)
     finally:
         pf.close()
+
+
+def _readable(batches, path) -> Iterator:
+    """The batches of a Parquet file, a damaged page (footer intact) ending them with one line naming the
+    file instead of pyarrow's traceback."""
+    try:
+        yield from batches
+    except (OSError, pa.ArrowException) as exc:
+        why = " ".join(str(exc).split())[:160]
+        raise field_error("file", str(path), f"is damaged: a data page cannot be read ({why})") from None
 
 
 __all__ = [

@@ -398,3 +398,27 @@ def test_export_writes_through_devices_and_links_and_keeps_them(tmp_path, monkey
     assert res.exit_code == 0, res.output
     assert os.path.islink(tmp_path / "link.py") and "def arch_" in target.read_text()
     assert sorted(os.listdir(tmp_path)) == ["c.parquet", "link.py", "real.py"]
+
+
+@pytest.mark.parametrize("command", ["export", "show"])
+def test_a_damaged_data_page_is_one_line(tmp_path, monkeypatch, command):
+    """A file whose data pages are damaged (the footer intact): one line naming the file, exit 2, no
+    pyarrow traceback (export once printed "Couldn't deserialize thrift" with a traceback)."""
+    monkeypatch.chdir(tmp_path)
+    res = run("search", "--depth", "3", "--kernels", "1,3", "--input-size", "16", "-o", "c.parquet")
+    assert res.exit_code == 0, res.output
+    meta = pq.ParquetFile("c.parquet").metadata
+    data = bytearray((tmp_path / "c.parquet").read_bytes())
+    for i in range(meta.num_columns):  # every column chunk's first page header overwritten
+        start = meta.row_group(0).column(i).data_page_offset
+        data[start : start + 12] = b"\xff" * 12
+    (tmp_path / "c.parquet").write_bytes(bytes(data))
+    args = ["export", "c.parquet", "--to", "jsonl"] if command == "export" else ["show", "c.parquet", "5"]
+    res = run(*args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: field 'file': value \"c.parquet\"")
+        and "Traceback" not in res.stderr
+    )
