@@ -22,6 +22,7 @@ are even ranges of tasks: in this process a single shard, so the walk stops earl
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import time
@@ -36,6 +37,7 @@ from rfsweep.engine import run as engine
 from rfsweep.engine import select
 from rfsweep.output import batches, dataset
 
+log = logging.getLogger("rfsweep")
 CHECKPOINT_SECONDS = 10.0  # a run in progress rewrites its manifest (the parts done) at most this often
 
 
@@ -374,8 +376,16 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
     rows: dict[int, int] = {}
     for i in range(n):
         if names[i] in present:
-            rows[i] = target.rows(names[i])
+            try:
+                found = target.rows(names[i])
+            except (OSError, ValueError) as exc:  # a truncated or damaged part (pyarrow's errors are both)
+                log.info(f"note: {names[i]} is damaged ({type(exc).__name__}); it is written again")
+                continue
             p = kept_before.get(names[i])
+            if p is not None and p.get("rows") is not None and p["rows"] != found:
+                log.info(f"note: {names[i]} has {found:,} rows, the manifest {p['rows']:,}; it is written again")
+                continue
+            rows[i] = found
             if p is None or "covered" not in p:  # done after the last checkpoint of an interrupted run
                 size = engine.Plan(sp, 1, engine.Stats(), q=plan["q"], task_range=ranges[i]).range_size()
                 survivors = plan["survivors"][i] if plan.get("survivors") is not None else rows[i]

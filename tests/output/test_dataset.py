@@ -349,3 +349,19 @@ def test_ctrl_c_leaves_no_partial_part_and_no_half_manifest(tmp_path, delay):
     args = ["search", *R7, "-o", "r7", "--shards", "40"]
     code, stderr, took = _interrupt(args, tmp_path, "r7/.rfsweep-*.parquet.tmp", delay=delay)
     assert_interrupted_cleanly(tmp_path / "r7", code, stderr, took)
+
+
+def test_resume_rebuilds_a_truncated_or_foreign_part(tmp_path):
+    """issue 23: --resume trusted any part present, and a truncated one gave a traceback. A part whose footer
+    cannot be read, or whose rows differ from the manifest's, is written again; the rows are the single file's."""
+    single = tmp_path / "one.parquet"
+    assert _run(["search", *SMALL, "-o", str(single)])[0] == 0
+    ds = tmp_path / "ds"
+    assert _run(["search", *SMALL, "-o", str(ds), "--shards", "6"])[0] == 0
+    part = ds / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])  # truncated
+    (ds / "part-00004.parquet").write_bytes((ds / "part-00003.parquet").read_bytes())  # another shard's rows
+    code, out, err = _run(["search", *SMALL, "-o", str(ds), "--resume", "--json"])
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["shards_run"] >= 1
+    assert assert_same_rows(single, ds) == json.loads(out)["written"]
