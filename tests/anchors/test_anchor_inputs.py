@@ -256,3 +256,28 @@ def test_a_signal_stops_the_search_within_a_second_and_leaves_nothing(tmp_path, 
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
     assert took < 2.0
+
+
+def test_output_follows_the_shared_rule(tmp_path):
+    """-o a symlink writes its target and keeps the link; -o /dev/null is written in place, never replaced;
+    -o the boxes file itself is refused."""
+    import os
+    import stat
+
+    target = tmp_path / "real.parquet"
+    link = tmp_path / "link.parquet"
+    os.symlink(target, link)
+    res = run("anchor-search", "--boxes", SYNTHETIC, "-o", link)
+    assert res.exit_code == 0, res.output
+    assert os.path.islink(link) and pq.read_table(target).num_rows == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.parquet", "real.parquet"]
+    res = run("anchor-search", "--boxes", SYNTHETIC, "-o", "/dev/null")
+    assert res.exit_code == 0 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    copy = tmp_path / "boxes.parquet"
+    pq.write_table(
+        pa.table(
+            {"image_id": [1], "x1": [0.0], "y1": [0.0], "x2": [5.0], "y2": [5.0], "image_w": [10], "image_h": [10]}
+        ),
+        copy,
+    )
+    one_line(run("anchor-search", "--boxes", copy, "-o", copy), "'output'", "input")
