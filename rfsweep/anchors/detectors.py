@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from rfsweep.core.errors import field_error
+from rfsweep.space.settings import parse_int
 
 KINDS = ("grid", "ssd")
 
@@ -121,7 +122,8 @@ def preset(name: str, *, min_size=None, max_size=None, strides=None, fg_iou=None
                 raise field_error("max_size", hi, f"must be >= min_size ({lo})")
             changes.update(min_size=lo, max_size=hi)
     if strides is not None:
-        strides = tuple(int(s) for s in strides)
+        items = [s for s in strides.split(",") if s.strip()] if isinstance(strides, str) else list(strides)
+        strides = tuple(parse_int("strides", s, 1) for s in items)
         if not strides or any(s < 1 for s in strides) or list(strides) != sorted(set(strides)):
             raise field_error("strides", ",".join(map(str, strides)), "must be increasing integers >= 1")
         if p.kind == "ssd" and len(strides) != p.levels:

@@ -33,6 +33,7 @@ from rfsweep.anchors import detectors as det
 from rfsweep.anchors.datasets import BoxSet, read_boxes
 from rfsweep.core.errors import field_error
 from rfsweep.engine import steer
+from rfsweep.space.settings import parse_int
 
 STATS = (
     "recall_iou50",
@@ -111,11 +112,21 @@ class AnchorSpace:
         K = len(self.values)
         return ((xs[0] * K + xs[1]) if self.pair else xs[0]) * self.options + o
 
+    def decode_row(self, row: int) -> tuple[tuple[int, ...], int]:
+        """(indices, option) of a level's row: :meth:`row` backwards."""
+        K = len(self.values)
+        key, o = divmod(int(row), self.options)
+        return (divmod(key, K) if self.pair else (key,)), o
+
+    def subsets_of(self, outer: int) -> list:
+        """The ratio subsets a level chooses among below an outer option (one when they are shared)."""
+        shared = self.globals()[outer][1]
+        return [shared] if shared is not None else self.subsets
+
     def level_choices(self, outer: int, level: int):
         """(row, xs, ratio subset) of every choice of one level below an outer option, in order."""
         K = len(self.values)
-        octave, shared = self.globals()[outer]
-        subsets = [shared] if shared is not None else self.subsets
+        subsets = self.subsets_of(outer)
         for x in range(K):
             for x2 in range(x + 1, K) if self.pair else (None,):
                 xs = (x, x2) if self.pair else (x,)
@@ -225,11 +236,15 @@ def model_limits(preset: det.Preset, model, taps, *, input_size=None, max_rf=Non
 
 
 def _values(name: str, raw, cast, minimum) -> tuple:
-    vals = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    """Distinct values from a list or "a,b,c" text, sorted; integers by the settings' own parser (5e2, 1_000)."""
+    vals = raw if isinstance(raw, (list, tuple)) else [v for v in str(raw).split(",") if v.strip()]
     out = []
     for v in vals:
+        if cast is int:
+            out.append(parse_int(name, v, minimum))
+            continue
         try:
-            x = cast(v)
+            x = float(v)
         except (TypeError, ValueError):
             raise field_error(name, v, "must be a number") from None
         if not (x >= minimum) or not math.isfinite(x):
@@ -528,14 +543,12 @@ def score(
 def describe(space: AnchorSpace, rows: Sequence[int], outer: int) -> dict:
     """The configuration of one scored row: its values per level, ratios and octave, and its arguments in
     torchvision's and mmdetection's keywords."""
-    Kn, R = len(space.values), space.options
-    octave, shared = space.globals()[outer]
-    subsets = [shared] if shared is not None else space.subsets
+    octave = space.globals()[outer][0]
+    subsets = space.subsets_of(outer)
     xs, opts = [], []
     for row in rows:
-        o = int(row) % R
-        key = int(row) // R
-        xs.append((key // Kn, key % Kn) if space.pair else (key,))
+        x, o = space.decode_row(row)
+        xs.append(x)
         opts.append(subsets[o])
     p = space.preset
     if p.kind == "grid":

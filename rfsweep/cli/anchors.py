@@ -95,28 +95,6 @@ def anchors(model, taps, rule, ratios, center_offset, input_size, boxes, evolve,
         click.echo(f"plot written to {plot_path}", err=True)
 
 
-def _floats(text: str | None, name: str):
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        from rfsweep.core.errors import field_error
-
-        raise field_error(name, text, "must be numbers separated by commas") from None
-
-
-def _ints(text: str | None, name: str):
-    vals = _floats(text, name)
-    if vals is None:
-        return None
-    if any(v != int(v) for v in vals):
-        from rfsweep.core.errors import field_error
-
-        raise field_error(name, text, "must be integers separated by commas")
-    return [int(v) for v in vals]
-
-
 def _hw(text: str | None):
     if text is None:
         return None
@@ -211,11 +189,11 @@ def anchor_search(
     out = check_output(output, "output", suffixes=(".parquet",), inputs=(boxes,)) if output else None
     t0 = time.perf_counter()
     space, data = S.prepare(
-        boxes, detector, min_size=min_size, max_size=max_size, strides=_ints(strides, "strides"), fg_iou=fg_iou,
+        boxes, detector, min_size=min_size, max_size=max_size, strides=strides, fg_iou=fg_iou,
         boxes_format=boxes_format, voc_difficult=voc_difficult, image_size=_hw(image_size),
-        sizes=_ints(sizes, "sizes"), scales=_floats(scales, "scales"), ratios=_floats(ratios, "ratios"),
+        sizes=sizes, scales=scales, ratios=ratios,
         ratio_count=ratio_count, per_level_ratios=per_level_ratios,
-        scales_per_octave=_ints(scales_per_octave, "scales_per_octave"), model=model, taps=taps,
+        scales_per_octave=scales_per_octave, model=model, taps=taps,
         input_size=model_input, max_anchor_rf=max_anchor_rf, max_anchor_erf=max_anchor_erf,
     )  # fmt: skip
     p = space.preset

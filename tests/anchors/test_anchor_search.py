@@ -225,7 +225,8 @@ def test_limits_keep_exactly_the_configurations_whose_anchors_fit(name):
             octave, shared = free.globals()[g]
             ok = True
             for lvl, row in enumerate(chunk.rows[i]):
-                _, xs, subset = next(c for c in free.level_choices(g, lvl) if c[0] == row)
+                xs, o = free.decode_row(row)
+                subset = free.subsets_of(g)[o]
                 ok &= limits.allows(free, lvl, S.level_shapes(free, lvl, octave, xs, subset))
             if ok:
                 allowed[(g, tuple(chunk.rows[i]))] = chunk.stats[i]
