@@ -99,6 +99,7 @@ def search_to_parquet(
     scheduler: str | None = None,
     resume: bool = False,
     shards: int | None = None,
+    break_lock: bool = False,
     **settings: Any,
 ) -> Stats:
     """Stream survivors to ``path`` by the output rule of :mod:`rfsweep.core.files` (atomically: a temporary
@@ -108,12 +109,13 @@ def search_to_parquet(
     A ``path`` with no extension, a trailing ``/``, an existing directory or a URL is a Parquet dataset
     (:mod:`rfsweep.output.dataset`): the same rows, in parts, sharded over ``cluster="local:N"`` (N worker
     processes here) or a running Dask ``scheduler`` ("tcp://host:8786"), or over this process without
-    either; ``resume`` continues an interrupted dataset, ``shards`` sets how many (see
+    either; ``resume`` continues an interrupted dataset (rebuilding parts that do not check out),
+    ``break_lock`` takes over a lock another machine left, ``shards`` sets how many (see
     :func:`rfsweep.distributed.sharded.search_to_dataset`).
     """
     from rfsweep.core.files import is_dataset
 
-    if cluster is not None or scheduler is not None or resume or shards is not None or is_dataset(path):
+    if cluster is not None or scheduler is not None or resume or break_lock or shards is not None or is_dataset(path):
         from rfsweep.distributed.sharded import search_to_dataset
 
         return search_to_dataset(
@@ -122,6 +124,7 @@ def search_to_parquet(
             cluster=cluster,
             scheduler=scheduler,
             resume=resume,
+            break_lock=break_lock,
             shards=shards,
             device=device,
             threads=threads,

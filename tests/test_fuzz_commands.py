@@ -33,8 +33,9 @@ POSITIONAL = {
     "import": [["net.json", "missing.onnx", "sub"]],
     "show": [["c.parquet", "net.json", "missing.parquet"], ["0", "1", "-1", "x", "9" * 30]],
     "export": [["c.parquet", "net.json", "missing.parquet"]],
+    "verify": [["c.parquet", "net.json", "missing.parquet", "sub", "/dev/null", "."]],
 }
-COMMANDS = ["search", "count", "show", "export", "analyze", "zoo", "anchors", "anchor-search", "import"]
+COMMANDS = ["search", "count", "show", "export", "analyze", "zoo", "anchors", "anchor-search", "import", "verify"]
 
 
 @pytest.fixture(scope="module")

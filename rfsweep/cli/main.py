@@ -13,6 +13,7 @@ from rfsweep.cli import anchors as cli_anchors
 from rfsweep.cli import export as cli_export
 from rfsweep.cli import network as cli_network
 from rfsweep.cli import sweep as cli_sweep
+from rfsweep.cli import verify as cli_verify
 from rfsweep.cli.base import OneLineErrors, diagnostics_to_stderr
 
 
@@ -40,6 +41,7 @@ for _command in (
     cli_sweep.search,
     cli_sweep.count,
     cli_sweep.show,
+    cli_verify.verify,
     cli_export.export,
 ):
     main.add_command(_command)

@@ -180,7 +180,14 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the dataset in -o DIR (same settings): run only the shards whose part is missing.",
+    help="Continue the dataset in -o DIR (same settings): run only the shards whose part is missing or fails "
+    "its check (footer, shard, rows, checksum); a note names each part written again and why.",
+)
+@click.option(
+    "--break-lock",
+    is_flag=True,
+    help="Take over the lock of -o DIR left by a run on another machine (a lock of this machine whose "
+    "process is gone is taken over without it).",
 )
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
@@ -221,6 +228,7 @@ def search(
     scheduler,
     shards,
     resume,
+    break_lock,
     **kwargs,
 ):
     """Enumerate candidate stacks and keep those meeting the constraints.
@@ -267,7 +275,7 @@ def search(
         parse_where(where, sink.schema(space, layout="compact"))  # a bad filter fails before the walk
     stats = engine.Stats()
     talk = not (as_json or quiet)
-    dataset_out = _dataset_output(output, cluster, scheduler, shards, resume)
+    dataset_out = _dataset_output(output, cluster, scheduler, shards, resume, break_lock)
     if output is not None:
         from rfsweep.core.files import check_output
 
@@ -293,7 +301,11 @@ def search(
                 progress=progress,
                 columns=columns,
                 inputs=(kwargs.get("space_file"),),
-                **(dict(cluster=cluster, scheduler=scheduler, shards=shards, resume=resume) if dataset_out else {}),
+                **(
+                    dict(cluster=cluster, scheduler=scheduler, shards=shards, resume=resume, break_lock=break_lock)
+                    if dataset_out
+                    else {}
+                ),
                 **selection,
             )
             written = stats.extra["written"]
@@ -345,13 +357,14 @@ def search(
             click.echo(summary["why"], err=True)
 
 
-def _dataset_output(output, cluster, scheduler, shards, resume) -> bool:
+def _dataset_output(output, cluster, scheduler, shards, resume, break_lock=False) -> bool:
     """Whether -o names a dataset directory; the cluster flags need one."""
     from rfsweep.core.files import is_dataset
 
     if output is not None and is_dataset(output):
         return True
-    for flag, value in (("cluster", cluster), ("scheduler", scheduler), ("shards", shards), ("resume", resume)):
+    flags = (("cluster", cluster), ("scheduler", scheduler), ("shards", shards), ("resume", resume))
+    for flag, value in (*flags, ("break_lock", break_lock)):
         if value:
             raise field_error(
                 flag,

@@ -22,6 +22,7 @@ are even ranges of tasks: in this process a single shard, so the walk stops earl
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -209,6 +210,7 @@ def search_to_dataset(
     cluster: str | None = None,
     scheduler: str | None = None,
     resume: bool = False,
+    break_lock: bool = False,
     shards: int | None = None,
     device: str = "cpu",
     threads: int | None = None,
@@ -223,7 +225,10 @@ def search_to_dataset(
 
     Reading the dataset gives the rows, in order, of :func:`rfsweep.api.search_to_parquet` to one file
     with the same settings and selection (``limit``, ``sort``, ``pareto``, ``sample`` with ``seed``,
-    ``where``). ``resume`` runs only the shards whose part is missing, in a dataset of the same settings;
+    ``where``). ``resume`` runs only the shards whose part is missing or does not check out
+    (:func:`rfsweep.output.verify.check_part`: footer, shard, rows, checksum), in a dataset of the same
+    settings; one writer at a time holds the directory's lock (``break_lock``: take over one from another
+    machine, see :func:`rfsweep.output.dataset.locked`);
     ``shards`` sets how many shards (default: 8 a worker on a cluster, one in this process, and enough
     that no part exceeds ~8M rows). Returns the Stats of the dataset (``extra``: written, parts,
     shards_run, shards_reused, workers, cluster, startup_seconds); a reused part counts with the figures
@@ -260,41 +265,41 @@ def search_to_dataset(
         sel["seed"] = _seed(location, resume, sel["sample"])
     meta_extra = {**sel, "pareto": sel["pareto"] and list(sel["pareto"]), "columns": columns}
     spec = dataset.normalized({"version": __version__, "space": sp.settings, **meta_extra})
-    target, previous = dataset.prepare(location, spec, resume)
     stats = stats if stats is not None else engine.Stats()
-    pool = pool_for(cluster, scheduler, threads)
-    run = None
-    try:
-        base = {"spec": spec, "version": __version__, "cluster": pool.label}
-        run = _Run(pool, sp, sel, columns, meta_extra, device, threads, progress, target, base)
-        pool.prepare(columns, device)
-        startup = time.perf_counter() - run.t0
-        run.plan = previous["plan"] if previous is not None else run.make_plan(shards)
-        planned = time.perf_counter() - run.t0 - startup
-        base["plan"] = run.plan
-        dataset.start(target, base, fresh=previous is None)
-        ran, reused = _run_shards(run, previous)
-        run.stats.seconds = time.perf_counter() - run.t0
-        parts = run.part_list()
-        totals = {
-            "rows": run.rows_out,
-            "parts": len(parts),
-            "space_size": sp.size,
-            "survivors": sum(run.plan["survivors"]) if run.plan.get("survivors") is not None else None,
-        }
-        this_run = {
-            "shards_run": ran,
-            "shards_reused": reused,
-            "seconds": round(run.stats.seconds, 3),
-            "startup_seconds": round(startup, 3),
-            "plan_seconds": round(planned, 3),
-            "workers": pool.workers,
-        }
-        dataset.finish(target, {**base, "parts": parts, "totals": totals, "run": this_run})
-    finally:
-        pool.close()
-        with contextlib.suppress(OSError, RFSweepError):
-            target.remove_temporaries()  # what workers killed with the pool left
+    with dataset.claim(location, spec, resume, break_lock) as (target, previous):
+        pool = pool_for(cluster, scheduler, threads)
+        run = None
+        try:
+            base = {"spec": spec, "version": __version__, "cluster": pool.label}
+            run = _Run(pool, sp, sel, columns, meta_extra, device, threads, progress, target, base)
+            pool.prepare(columns, device)
+            startup = time.perf_counter() - run.t0
+            run.plan = previous["plan"] if previous is not None else run.make_plan(shards)
+            planned = time.perf_counter() - run.t0 - startup
+            base["plan"] = run.plan
+            dataset.start(target, base, fresh=previous is None)
+            ran, reused = _run_shards(run, previous)
+            run.stats.seconds = time.perf_counter() - run.t0
+            parts = run.part_list()
+            totals = {
+                "rows": run.rows_out,
+                "parts": len(parts),
+                "space_size": sp.size,
+                "survivors": sum(run.plan["survivors"]) if run.plan.get("survivors") is not None else None,
+            }
+            this_run = {
+                "shards_run": ran,
+                "shards_reused": reused,
+                "seconds": round(run.stats.seconds, 3),
+                "startup_seconds": round(startup, 3),
+                "plan_seconds": round(planned, 3),
+                "workers": pool.workers,
+            }
+            dataset.finish(target, {**base, "parts": parts, "totals": totals, "run": this_run})
+        finally:
+            pool.close()
+            with contextlib.suppress(OSError, RFSweepError):
+                target.remove_temporaries()  # what workers killed with the pool left
     st = run.stats
     stats.space_size, stats.evaluated, stats.covered, stats.kept = st.space_size, st.evaluated, st.covered, st.kept
     stats.tasks, stats.seconds, stats.device = run.plan["tasks"], st.seconds, st.device
@@ -321,6 +326,26 @@ def _check_result(res: dict) -> None:
         raise RFSweepError(f"shard {res['index']} was stopped before it finished; run again with --resume")
 
 
+def _verified(run: _Run, name: str, index: int, tasks, kept: dict | None) -> str | None:
+    """The SHA-256 of a part present when resuming, if it is the part its manifest entry (``kept``, None
+    when the run was interrupted before recording it) and the plan describe; else None, and a note on
+    stderr says why it is written again."""
+    from rfsweep.output import sink, verify
+
+    want = {
+        "index": index,
+        "tasks": list(tasks),
+        "rows": (kept or {}).get("rows"),
+        "checksum": (kept or {}).get("checksum"),
+        "spec": json.loads(sink.metadata(run.space, run.meta_extra)[sink.META_KEY]),
+    }
+    reason, digest = verify.check_part(run.target, name, want)
+    if reason is not None:
+        log.info(f"note: {name}: {reason}; it is written again")
+        return None
+    return digest
+
+
 def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
     """Run the plan's shards (those whose part is missing when resuming ``previous``); returns (shards
     run, parts reused)."""
@@ -330,25 +355,37 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
     present = set(target.names()) if previous is not None else set()
     kept_before = {p.get("name"): p for p in (previous or {}).get("parts") or []}
     common = {"columns": run.columns, "meta": run.meta_extra, "target": run.location}
+    planned = (
+        {dataset.part_name(0, 1)} if run.kind in ("whole", "merge") else {dataset.part_name(i, n) for i in range(n)}
+    )
+    for name in sorted(x for x in present if dataset.PART_RE.match(x) and x not in planned):
+        log.info(f"note: {name}: not a part of the plan ({len(planned)} parts); removed")
+        target.remove(name)
 
     if run.kind == "whole":
         name = dataset.part_name(0, 1)
         if name in present and "covered" in kept_before.get(name, {}):
-            run.done(0, name, target.rows(name), kept_before[name], shards=1)
-            return 0, 1
+            digest = _verified(run, name, 0, ranges[0], kept_before[name])
+            if digest is not None:
+                p = kept_before[name]
+                run.done(0, name, p["rows"], p, shards=1, tasks=list(ranges[0]), checksum=digest)
+                return 0, 1
         job = run.job("rows", 0, ranges[0], name=name, selection=sel, **common)
         for _, res in pool.run(shard_jobs.run_shard, [job], run.progress_for):
             _check_result(res)
             extra = {"tasks": list(ranges[0]), "seconds": round(res["seconds"], 3), "worker": res["worker"]}
-            run.done(0, name, res["rows"], res["stats"], **extra)
+            run.done(0, name, res["rows"], res["stats"], checksum=res["checksum"], **extra)
         return 1, 0
 
+    whole = [ranges[0][0], ranges[-1][1]]
     if run.kind == "merge":
         name = dataset.part_name(0, 1)
         if name in present and "covered" in kept_before.get(name, {}):
-            p = kept_before[name]
-            run.done(0, name, target.rows(name), p, shards=n)
-            return 0, 1
+            digest = _verified(run, name, 0, whole, kept_before[name])
+            if digest is not None:
+                p = kept_before[name]
+                run.done(0, name, p["rows"], p, shards=n, tasks=whole, checksum=digest)
+                return 0, 1
         jobs = [run.job("merge", i, r, selection=sel, **common) for i, r in enumerate(ranges)]
         results = []
         for _, res in pool.run(shard_jobs.run_shard, jobs, run.progress_for):
@@ -364,33 +401,30 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
 
         batch = shard_jobs.merge(sp, sel, sorted(results, key=lambda r: r["index"]))
         sch = sink.schema(sp, layout=run.columns)
-        with dataset.part_writer(target, name, sch, sink.metadata(sp, run.meta_extra), sp) as part:
+        meta = {**sink.metadata(sp, run.meta_extra), **dataset.part_record(0, whole)}
+        with dataset.part_writer(target, name, sch, meta, sp) as part:
             if len(batch):
                 part.write_batch(batch)
         st = run.stats
         run.stats = engine.Stats(space_size=sp.size, device=st.device)  # done() adds the run's figures once
-        run.done(0, name, part.rows, {"evaluated": st.evaluated, "covered": st.covered, "kept": st.kept}, shards=n)
+        figures = {"evaluated": st.evaluated, "covered": st.covered, "kept": st.kept}
+        run.done(0, name, part.rows, figures, shards=n, tasks=whole, checksum=part.checksum)
         return len(results), 0
 
     names = [dataset.part_name(i, n) for i in range(n)]
     rows: dict[int, int] = {}
     for i in range(n):
         if names[i] in present:
-            try:
-                found = target.rows(names[i])
-            except (OSError, ValueError) as exc:  # a truncated or damaged part (pyarrow's errors are both)
-                log.info(f"note: {names[i]} is damaged ({type(exc).__name__}); it is written again")
-                continue
             p = kept_before.get(names[i])
-            if p is not None and p.get("rows") is not None and p["rows"] != found:
-                log.info(f"note: {names[i]} has {found:,} rows, the manifest {p['rows']:,}; it is written again")
+            digest = _verified(run, names[i], i, ranges[i], p)
+            if digest is None:
                 continue
-            rows[i] = found
+            rows[i] = target.rows(names[i])
             if p is None or "covered" not in p:  # done after the last checkpoint of an interrupted run
                 size = engine.Plan(sp, 1, engine.Stats(), q=plan["q"], task_range=ranges[i]).range_size()
                 survivors = plan["survivors"][i] if plan.get("survivors") is not None else rows[i]
                 p = {"evaluated": 0, "covered": size, "kept": survivors}
-            run.done(i, names[i], rows[i], p, tasks=list(ranges[i]), reused=True)
+            run.done(i, names[i], rows[i], p, tasks=list(ranges[i]), reused=True, checksum=digest)
     reused = len(rows)
     ranks = None
     if run.kind == "sample":
@@ -414,7 +448,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
         ran += 1
         rows[i] = res["rows"]
         extra = {"tasks": list(ranges[i]), "seconds": round(res["seconds"], 3), "worker": res["worker"]}
-        run.done(i, names[i], res["rows"], res["stats"], **extra)
+        run.done(i, names[i], res["rows"], res["stats"], checksum=res["checksum"], **extra)
         if limit is not None:
             cut = shard_jobs.limit_cut(rows, n, limit)
             if cut is not None:
@@ -427,6 +461,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
             again["run"] = secrets.token_hex(6)  # the first run id is stopped on the workers now
             for _, res in pool.run(shard_jobs.run_shard, [again]):
                 _check_result(res)
+                run.parts[c]["checksum"] = res["checksum"]
             run.rows_out -= rows[c] - keep
             rows[c] = run.parts[c]["rows"] = keep
         for i in range(c + 1, n):

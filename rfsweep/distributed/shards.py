@@ -130,7 +130,8 @@ def run_shard(job: dict, progress=None) -> dict:
     the part ``job["name"]`` of the dataset at ``job["target"]``; ``sample`` writes the survivors of the
     shard-local ranks ``job["ranks"]`` (drawn on the client from the exact counts); ``merge`` returns the
     shard's best ``limit`` by ``sort`` or its Pareto front as arrays, for the client to merge.
-    Returns ``{"index", "rows", "stats", "batch", "seconds", "worker"}``, or ``{"index", "stopped": True}``
+    Returns ``{"index", "rows", "stats", "batch", "seconds", "worker"}`` (and ``"checksum"``, the SHA-256 of
+    the part written), or ``{"index", "stopped": True}``
     when the run was stopped meanwhile (nothing written: the part's temporary file is removed).
     """
     _check_version(job)
@@ -159,14 +160,14 @@ def _run_shard(job: dict, progress) -> dict:
                 batches = engine.CountedPlan(space, **kw).rows_at(ranks) if len(ranks) else iter(())
             else:
                 batches = selected_batches(space, **job["selection"], **kw)
-            meta = sink.metadata(space, job["meta"])
+            meta = {**sink.metadata(space, job["meta"]), **dataset.part_record(job["index"], job["range"])}
             with dataset.part_writer(target, job["name"], sch, meta, space, job["threads"]) as part:
                 for batch in batches:
                     if job["run"] in _STOPPED:
                         raise ShardStopped(job["run"])
                     if len(batch):
                         part.write_batch(batch)
-            out["rows"] = part.rows
+            out["rows"], out["checksum"] = part.rows, part.checksum
     out["stats"] = asdict(stats)
     out["seconds"] = time.perf_counter() - t0
     out["worker"] = f"{socket.gethostname()}:{os.getpid()}"

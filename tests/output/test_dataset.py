@@ -327,14 +327,14 @@ def _interrupt(args, cwd, wait_for, signum=signal.SIGINT, delay=0.3, group=False
 
 
 def assert_interrupted_cleanly(directory, code, stderr, took):
-    """Exit 130 and one line; no temporary part; the manifest whole (valid JSON) and marked incomplete;
+    """Exit 130 and one line; no temporary part, no lock; the manifest whole (valid JSON) and marked incomplete;
     every part there complete (as many rows as the plan counted for its shard)."""
     assert code == 130, stderr
     lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("note: ")]
     assert lines == ["interrupted"], stderr
     assert took < 5.0
     names = sorted(p.name for p in Path(directory).iterdir())
-    assert not [n for n in names if n.startswith(".")], names
+    assert not [n for n in names if n.startswith(".")] and dataset.LOCK not in names, names
     m = _manifest(directory)
     assert m["complete"] is False
     survivors = m["plan"]["survivors"]
