@@ -311,3 +311,36 @@ def test_two_writers_on_one_directory_one_runs_the_other_exits_2(tmp_path):
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert _manifest(tmp_path / "r7")["complete"] and not (tmp_path / "r7" / dataset.LOCK).exists()
     assert subprocess.run([*CLI, "verify", "r7"], cwd=tmp_path, capture_output=True).returncode == 0
+
+
+def test_the_datasets_page_shows_what_verify_and_resume_say(built, ds, monkeypatch):
+    """docs/guide/datasets.md: the findings of `rfsweep verify` and the notes of `--resume` on its six-part
+    dataset (SMALL, --shards 6) are these commands' own lines; docs/guide/verify.md's summary and note too."""
+    import docs_pages
+
+    monkeypatch.chdir(ds.parent)
+    shutil.copytree(ds, "ds0")
+    (ds / "part-00002.parquet").unlink()
+    shutil.copy(ds / "part-00001.parquet", ds / "part-00009.parquet")
+    shutil.copy(ds / "part-00003.parquet", ds / "part-00004.parquet")
+    code, out, err = _verify("ds")
+    shown = docs_pages.recipe("verify-findings").rstrip("\n").splitlines()
+    assert code == 1 and out == shown[:-1] and err.strip().splitlines()[-1] == shown[-1], (out, err)
+    shutil.rmtree(ds)
+    shutil.copytree("ds0", ds)
+    _damage(ds, "truncated")
+    shutil.copy(ds / "part-00003.parquet", ds / "part-00004.parquet")
+    data = bytearray((ds / "part-00005.parquet").read_bytes())
+    data[len(data) // 3] ^= 0x10
+    (ds / "part-00005.parquet").write_bytes(bytes(data))
+    shutil.copy(ds / "part-00001.parquet", ds / "part-00009.parquet")
+    code, _, err = _run(["search", *SMALL, "-o", "ds", "--resume"])
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: part-")]
+    assert code == 0 and notes == docs_pages.recipe("resume-notes").rstrip("\n").splitlines(), err
+    assert_same_rows(built / "one.parquet", ds)
+    page = docs_pages.page("guide/verify.md")
+    code, _, err = _verify("ds")
+    assert f"`{err.strip().splitlines()[-1]}`" in " ".join(page.split())
+    code, _, err = _verify(built / "one.parquet")
+    note = err.strip().splitlines()[0].replace(str(built) + "/", "")
+    assert f"`{note}`" in " ".join(page.split())
