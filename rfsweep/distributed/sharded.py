@@ -326,6 +326,14 @@ def _check_result(res: dict) -> None:
         raise RFSweepError(f"shard {res['index']} was stopped before it finished; run again with --resume")
 
 
+def _figures(kept: dict | None) -> bool:
+    """Whether a manifest's entry for a part has the candidate figures a reused part counts with."""
+    return kept is not None and all(
+        isinstance(kept.get(k), int) and not isinstance(kept.get(k), bool) and kept[k] >= 0
+        for k in ("evaluated", "covered", "kept", "rows")
+    )
+
+
 def _verified(run: _Run, name: str, index: int, tasks, kept: dict | None) -> str | None:
     """The SHA-256 of a part present when resuming, if it is the part its manifest entry (``kept``, None
     when the run was interrupted before recording it) and the plan describe; else None, and a note on
@@ -364,7 +372,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
 
     if run.kind == "whole":
         name = dataset.part_name(0, 1)
-        if name in present and "covered" in kept_before.get(name, {}):
+        if name in present and _figures(kept_before.get(name)):
             digest = _verified(run, name, 0, ranges[0], kept_before[name])
             if digest is not None:
                 p = kept_before[name]
@@ -380,7 +388,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
     whole = [ranges[0][0], ranges[-1][1]]
     if run.kind == "merge":
         name = dataset.part_name(0, 1)
-        if name in present and "covered" in kept_before.get(name, {}):
+        if name in present and _figures(kept_before.get(name)):
             digest = _verified(run, name, 0, whole, kept_before[name])
             if digest is not None:
                 p = kept_before[name]
@@ -420,7 +428,7 @@ def _run_shards(run: _Run, previous: dict | None) -> tuple[int, int]:
             if digest is None:
                 continue
             rows[i] = target.rows(names[i])
-            if p is None or "covered" not in p:  # done after the last checkpoint of an interrupted run
+            if not _figures(p):  # done after the last checkpoint of an interrupted run (or figures edited away)
                 size = engine.Plan(sp, 1, engine.Stats(), q=plan["q"], task_range=ranges[i]).range_size()
                 survivors = plan["survivors"][i] if plan.get("survivors") is not None else rows[i]
                 p = {"evaluated": 0, "covered": size, "kept": survivors}

@@ -338,6 +338,49 @@ def _check_place(target: Target) -> None:
         )
 
 
+KINDS = ("rows", "sample", "merge", "whole")  # how a plan's shards become parts (rfsweep.distributed.sharded)
+
+
+def plan_ranges(plan) -> list[tuple[int, int]] | None:
+    """The shards' task ranges of a manifest's plan, or None when they cannot be read."""
+    shards = plan.get("shards") if isinstance(plan, dict) else None
+    ok = (
+        isinstance(shards, list)
+        and shards
+        and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in shards)
+    )
+    return [(a, b) for a, b in shards] if ok else None
+
+
+def plan_problems(plan) -> list[str]:
+    """What is wrong with a manifest's shard plan (empty when it can be followed): q and the task count
+    integers, the shards ``[a, b)`` contiguous from 0 and covering every task, survivors one integer a
+    shard (or none), a known kind."""
+    shards = plan_ranges(plan)
+    if shards is None:
+        return ["the manifest's shard plan is missing or cannot be read"]
+    tasks = plan.get("tasks")
+    if not isinstance(tasks, int) or not isinstance(plan.get("q"), int):
+        return ["the manifest's plan has no task count or prefix length"]
+    problems, edge = [], 0
+    for i, (a, b) in enumerate(shards):
+        if a != edge or b < a:
+            problems.append(
+                f"the plan's shard {i} covers tasks {a}-{b}, after a shard ending at {edge}: not contiguous"
+            )
+        edge = b
+    if edge != tasks:
+        problems.append(f"the plan's shards end at task {edge}, the plan has {tasks}")
+    survivors = plan.get("survivors")
+    if survivors is not None and not (
+        isinstance(survivors, list) and len(survivors) == len(shards) and all(isinstance(x, int) for x in survivors)
+    ):
+        problems.append("the plan's survivors are not one count a shard")
+    if plan.get("kind") not in KINDS:
+        problems.append(f"the plan's kind {plan.get('kind')!r} is none of {', '.join(KINDS)}")
+    return problems
+
+
 def _previous(target: Target, spec: dict, resume: bool) -> dict | None:
     names = target.names()
     manifest = read_manifest(target) if names else None
@@ -350,6 +393,13 @@ def _previous(target: Target, spec: dict, resume: bool) -> dict | None:
     if there != here:
         why = _first_difference(there, here)
         raise field_error("resume", target.location, f"the dataset there was written with other settings ({why})")
+    problems = plan_problems(manifest.get("plan"))
+    if problems:  # nothing says which rows a part should hold: every part is untrusted
+        log.info(f"note: {target.location}: {problems[0]}; the dataset is written anew")
+        return None
+    parts = manifest.get("parts")
+    parts = parts if isinstance(parts, list) else []
+    manifest["parts"] = [p for p in parts if isinstance(p, dict) and isinstance(p.get("name"), str)]
     return manifest
 
 

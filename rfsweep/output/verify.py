@@ -392,7 +392,11 @@ def shard_record(meta: dict | None) -> dict | None:
         rec = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
-    return rec if isinstance(rec, dict) else None
+    if not isinstance(rec, dict) or not isinstance(rec.get("index"), int):
+        return None
+    tasks = rec.get("tasks")
+    ok = isinstance(tasks, list) and len(tasks) == 2 and all(isinstance(t, int) for t in tasks)
+    return rec if ok else None
 
 
 def check_part(target, name: str, want: dict[str, Any], whole: bool = True) -> tuple[str | None, str | None]:
@@ -419,8 +423,8 @@ def check_part(target, name: str, want: dict[str, Any], whole: bool = True) -> t
         if want.get("checksum") is None and dataset.PART_META not in kv:
             return "nothing ties it to its shard (no shard record: written before rfsweep-dataset/2)", None
         return "its shard record is missing or unreadable", None
-    if rec.get("index") != want["index"] or list(rec.get("tasks") or []) != list(want["tasks"]):
-        a, b = (rec.get("tasks") or ["?", "?"])[:2]
+    if rec["index"] != want["index"] or rec["tasks"] != list(want["tasks"]):
+        a, b = rec["tasks"]
         return f"it holds shard {rec.get('index')}'s rows (tasks {a}-{b}), not shard {want['index']}'s", None
     if want.get("spec") is not None:
         try:
@@ -429,11 +433,16 @@ def check_part(target, name: str, want: dict[str, Any], whole: bool = True) -> t
             spec = None
         if spec != want["spec"]:
             return "it was written with other settings (its rfsweep.spec differs)", None
-    if want.get("rows") is not None and md.num_rows != want["rows"]:
-        return f"it has {md.num_rows:,} rows, the manifest {want['rows']:,}", None
+    rows, checksum = want.get("rows"), want.get("checksum")
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
+        return f"the manifest's row count for it is {json.dumps(rows)[:40]}, not a number", None
+    if checksum is not None and not isinstance(checksum, str):
+        return f"the manifest's checksum for it is {json.dumps(checksum)[:40]}, not a hex string", None
+    if rows is not None and md.num_rows != rows:
+        return f"it has {md.num_rows:,} rows, the manifest {rows:,}", None
     digest = target.checksum(name)
-    if want.get("checksum") is not None:
-        if digest != want["checksum"]:
+    if checksum is not None:
+        if digest != checksum:
             return f"its {dataset.CHECKSUM} differs from the manifest's (changed since it was written)", digest
         return None, digest
     if not whole:
@@ -524,24 +533,12 @@ def _check_manifest(manifest: dict, parts_here: list[str], find, report: Report,
         report.notes.append(
             f"{path}: a {manifest.get('format')} manifest has no checksums: parts checked as files only"
         )
-    plan = manifest.get("plan") or {}
-    shards = plan.get("shards")
-    tasks = plan.get("tasks")
-    if not isinstance(shards, list) or not shards or not isinstance(tasks, int):
-        find("the manifest has no shard plan")
+    plan = manifest.get("plan")
+    for problem in dataset.plan_problems(plan):
+        find(problem)
+    ranges = dataset.plan_ranges(plan)
+    if ranges is None:
         return {}
-    try:
-        ranges = [(int(a), int(b)) for a, b in shards]
-    except (TypeError, ValueError):
-        find("the manifest's shard plan cannot be read")
-        return {}
-    edge = 0
-    for i, (a, b) in enumerate(ranges):
-        if a != edge or b < a:
-            find(f"the plan's shard {i} covers tasks {a}-{b}, after a shard ending at {edge}: not contiguous")
-        edge = b
-    if edge != tasks:
-        find(f"the plan's shards end at task {edge}, the plan has {tasks}")
     listed = manifest.get("parts") if isinstance(manifest.get("parts"), list) else []
     one = plan.get("kind") in ("merge", "whole")
     n = 1 if one else len(ranges)
@@ -556,23 +553,22 @@ def _check_manifest(manifest: dict, parts_here: list[str], find, report: Report,
         if not m or index >= n or dataset.part_name(index, n) != p["name"]:
             find(f"the manifest lists {p['name']}, not a part of its plan of {n}")
             continue
-        rows = p.get("rows")
         expected[p["name"]] = {
             "index": index,
             "tasks": list(whole) if one else list(ranges[index]),
-            "rows": rows if isinstance(rows, int) else None,
+            "rows": p.get("rows"),
             "checksum": None if old else p.get("checksum"),
         }
         if not old and not isinstance(p.get("checksum"), str) and manifest.get("complete") is True:
             find(f"the manifest has no checksum for {p['name']}")
-    spec = manifest.get("spec") or {}
+    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
     if manifest.get("complete") is True:
         indices = sorted(w["index"] for w in expected.values())
         want = list(range(n)) if spec.get("limit") is None or one else list(range(len(indices)))
         for i in sorted(set(want) - set(indices)):
             find(f"the manifest lists no {dataset.part_name(i, n)} (shard {i} of {n})")
-        totals = manifest.get("totals") or {}
-        listed_rows = sum(p.get("rows") or 0 for p in listed if isinstance(p, dict))
+        totals = manifest.get("totals") if isinstance(manifest.get("totals"), dict) else {}
+        listed_rows = sum(p["rows"] for p in listed if isinstance(p, dict) and isinstance(p.get("rows"), int))
         if isinstance(totals.get("rows"), int) and totals["rows"] != listed_rows:
             find(f"the manifest's total is {totals['rows']:,} rows, its parts {listed_rows:,}")
     for name in sorted(set(expected) - set(parts_here)):
