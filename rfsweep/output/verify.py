@@ -350,28 +350,31 @@ def _progress(progress, n: int) -> None:
 
 
 def _check_statistics(rg, table, leaf_paths: list[str], i: int, find) -> int:
-    """Compare each column chunk's statistics with the decoded values; returns how many chunks had none."""
+    """Compare each column chunk's statistics with the decoded values; returns how many chunks had none (a
+    chunk of nulls or NaNs only has no min and max to write: its null count is its statistics)."""
     import pyarrow.compute as pc
 
     missing = 0
     for j in range(rg.num_columns):
         col = rg.column(j)
         st = col.statistics
-        if st is None or not st.has_min_max:
-            missing += 1
-            continue
         name = leaf_paths[j].split(".")[0]
-        if name not in table.column_names:
+        if st is None or name not in table.column_names:
+            missing += st is None
             continue
         nested = leaf_paths[j] != name
         values = _leaf_values(table.column(name), leaf_paths[j].split("."))
         where = f"row group {i}, column {col.path_in_schema}"
-        mm = pc.min_max(values)
-        lo, hi = mm["min"].as_py(), mm["max"].as_py()
-        if not (_same(lo, st.min) and _same(hi, st.max)):
-            find(f"{where}: statistics say min {st.min!r}, max {st.max!r}; the data {lo!r}, {hi!r}")
         if not nested and st.has_null_count and st.null_count != values.null_count:
             find(f"{where}: statistics say {st.null_count:,} nulls; the data {values.null_count:,}")
+        mm = pc.min_max(values)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        bounded = lo is not None and lo == lo  # some value neither null nor NaN
+        if not st.has_min_max:
+            missing += bounded or not st.has_null_count
+            continue
+        if not (_same(lo, st.min) and _same(hi, st.max)):
+            find(f"{where}: statistics say min {st.min!r}, max {st.max!r}; the data {lo!r}, {hi!r}")
     return missing
 
 
