@@ -752,6 +752,7 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         "scheduler",
         "shards",
         "resume",
+        "break_lock",  # the dataset's lock (rfsweep/output/dataset.py; tests/output/test_trust.py)
     }
     for command in ("search", "count"):
         params = {p.name for p in main.commands[command].params} - {"help"}
