@@ -467,7 +467,18 @@ def owner_text(owner: dict) -> str:
     return f"pid {owner['pid']}@{owner['host']}, since {owner.get('started', '?')}"
 
 
-def _alive(pid: int) -> bool:
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux's /proc; None elsewhere or when gone):
+    with the pid it names one process, so a pid reused by another process is not taken for the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(owner: dict) -> bool:
+    pid = owner["pid"]
     if pid == os.getpid():
         return True
     try:
@@ -475,8 +486,9 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, ValueError):  # another user's process (or a pid no kernel has)
-        return True
-    return True
+        pass
+    recorded, now = owner.get("pid_start"), _process_start(pid)
+    return not (isinstance(recorded, int) and now is not None and now != recorded)
 
 
 def _create_lock(path: str, record: dict) -> bool:
@@ -509,7 +521,8 @@ def _take_over(root: str, path: str, seen: dict) -> bool:
 def locked(target: Target, break_lock: bool = False) -> Iterator[None]:
     """Hold the dataset's lock (``_rfsweep.lock``: pid, host, start time, created with O_CREAT|O_EXCL) while
     the block runs; released on exit, error and Ctrl-C. Another live writer's lock is one line naming it
-    (exit 2). A lock of this machine whose process is gone is stale: taken over, with a note. A lock from
+    (exit 2). A lock of this machine whose process is gone is stale (the pid is not alive, or on Linux it
+    now names a process started at another time than the one recorded): taken over, with a note. A lock from
     another machine cannot be checked from here: taken over only with ``break_lock``. The directory is
     created for the lock, and removed again if the run leaves it empty. Object stores (``s3://``, ...)
     have no atomic create-if-absent through pyarrow: no lock there (one writer per URL is the user's)."""
@@ -526,6 +539,8 @@ def locked(target: Target, break_lock: bool = False) -> Iterator[None]:
     host = socket.gethostname()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     mine = {"pid": os.getpid(), "host": host, "started": started, "token": secrets.token_hex(8)}
+    if (ticks := _process_start(os.getpid())) is not None:
+        mine["pid_start"] = ticks
     try:
         for _ in range(20):
             if _create_lock(path, mine):
@@ -534,7 +549,7 @@ def locked(target: Target, break_lock: bool = False) -> Iterator[None]:
             if owner is None:  # released meanwhile
                 continue
             here = owner.get("host") == host
-            if owner and here and not _alive(owner["pid"]):
+            if owner and here and not _alive(owner):
                 why = "that process is gone"
             elif break_lock and not (owner and here):
                 why = "--break-lock"

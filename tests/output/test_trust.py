@@ -264,6 +264,17 @@ def test_a_stale_lock_of_this_machine_is_taken_over_with_a_note(built, ds):
     assert_same_rows(built / "one.parquet", ds)
 
 
+def test_a_lock_whose_pid_now_names_another_process_is_stale(ds):
+    """The pid of a dead writer reused by another process (here: this one, recorded with another start)."""
+    if dataset._process_start(os.getpid()) is None:
+        pytest.skip("no /proc here: a reused pid is taken for the owner")
+    owner = _lock(ds, os.getppid())
+    owner["pid_start"] = dataset._process_start(os.getppid()) + 1
+    (ds / dataset.LOCK).write_text(json.dumps(owner))
+    code, _, err = _run(["search", *SMALL, "-o", str(ds), "--resume"])
+    assert code == 0 and f"took over the lock of pid {os.getppid()}@" in err, err
+
+
 def test_a_lock_from_another_machine_needs_break_lock(ds):
     _lock(ds, 12345, host="elsewhere.example")
     code, _, err = _run(["search", *SMALL, "-o", str(ds), "--resume"])
