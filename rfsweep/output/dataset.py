@@ -165,6 +165,15 @@ class Target:
         with self.fs.open_input_file(self.path(name)) as f:
             return pq.read_metadata(f).num_rows
 
+    def size(self, name: str) -> int:
+        """A file's size in bytes (0 when it cannot be stat'ed)."""
+        try:
+            if self.fs is None:
+                return os.path.getsize(self.path(name))
+            return self.fs.get_file_info(self.path(name)).size or 0
+        except OSError:
+            return 0
+
     def checksum(self, name: str) -> str:
         """The hex SHA-256 of a file's bytes, streamed."""
         if self.fs is None:
@@ -210,7 +219,7 @@ def part_record(index: int, tasks) -> dict[bytes, bytes]:
     return {PART_META: json.dumps({"index": int(index), "tasks": [int(t) for t in tasks]}).encode()}
 
 
-def open_target(location: str) -> Target:
+def open_target(location: str, fieldname: str = "output") -> Target:
     """The dataset directory named by ``location`` (a path or a URL), not checked (see :func:`prepare`)."""
     if is_url(location):
         import pyarrow.fs as pafs
@@ -219,7 +228,7 @@ def open_target(location: str) -> Target:
             fs, root = pafs.FileSystem.from_uri(location)
         except (ValueError, OSError, TypeError) as exc:
             why = " ".join(str(exc).split())[:200]
-            raise field_error("output", location, f"not a filesystem URL pyarrow can open ({why})") from None
+            raise field_error(fieldname, location, f"not a filesystem URL pyarrow can open ({why})") from None
         return Target(location, root.rstrip("/") or "/", fs)
     return Target(location, os.path.realpath(location))
 
@@ -439,6 +448,12 @@ def _local_root(target: Target) -> str | None:
     import pyarrow.fs as pafs
 
     return target.root if isinstance(target.fs, pafs.LocalFileSystem) else None
+
+
+def lock_owner(target: Target) -> dict | None:
+    """The owner of the dataset's lock, as :func:`read_lock` (None without a lock, or where there are none)."""
+    root = _local_root(target)
+    return None if root is None else read_lock(os.path.join(root, LOCK))
 
 
 def read_lock(path: str) -> dict | None:

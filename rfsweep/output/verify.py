@@ -223,9 +223,12 @@ def check_file(
     progress: Callable[[int], None] | None = None,
     target=None,
     label: str | None = None,
+    lone: bool | None = None,
 ) -> Report:
-    """Check one Parquet file (a local path, or ``path`` a part's name in ``target``); findings and notes
-    are prefixed with ``label`` (default: the path). ``progress(bytes)`` is told each row group's bytes."""
+    """Check one Parquet file (a local path, or ``path`` a file's name in ``target``); findings and notes
+    are prefixed with ``label`` (default: the path). ``progress(bytes)`` is told each row group's bytes.
+    A file that is not Parquet at all is bad usage when it is the one named (``lone``, default: no
+    ``target``), damage when it is a dataset's part."""
     import pyarrow.parquet as pq
 
     report = report if report is not None else Report(path)
@@ -240,7 +243,7 @@ def check_file(
         f.seek(0)
         head = f.read(4)
         if head != MAGIC:
-            if target is None:  # the file named on the command line: bad usage
+            if lone if lone is not None else target is None:  # the file named on the command line: bad usage
                 raise field_error("path", label, "is not a Parquet file (it does not start with PAR1)")
             find(f"not a Parquet file any more (it starts with {head!r}, not PAR1)")
             report.bytes += size
@@ -457,12 +460,12 @@ def check_part(target, name: str, want: dict[str, Any], whole: bool = True) -> t
 
 
 def check_dataset(
-    path: str, report: Report | None = None, progress: Callable[[int, int], None] | None = None
+    path: str, report: Report | None = None, progress: Callable[[int, int], None] | None = None, target=None
 ) -> Report:
-    """Check a dataset directory: its manifest, then each part (see the module's notes). ``progress(done,
-    total)`` in bytes."""
+    """Check a dataset directory (a path, or a URL's ``target``): its manifest, then each part (see the
+    module's notes). ``progress(done, total)`` in bytes."""
     report = report if report is not None else Report(path)
-    target = dataset.open_target(path)
+    target = target if target is not None else dataset.open_target(path, "path")
     names = target.names()
     parts_here = [n for n in names if dataset.PART_RE.match(n)]
 
@@ -483,7 +486,7 @@ def check_dataset(
         if manifest is not None and (not isinstance(manifest, dict) or manifest.get("format") not in dataset.FORMATS):
             find(f"{dataset.MANIFEST} is not an rfsweep dataset manifest")
             manifest = None
-    lock = dataset.read_lock(os.path.join(target.root, dataset.LOCK)) if dataset.LOCK in names else None
+    lock = dataset.lock_owner(target) if dataset.LOCK in names else None
     if lock is not None:
         report.notes.append(f"{path}: locked by {dataset.owner_text(lock)} (a run writing it, or one that died)")
     extra = [n for n in names if n.startswith(dataset.TEMP_PREFIX)]
@@ -492,7 +495,7 @@ def check_dataset(
     expected: dict[str, dict] = {}
     if manifest is not None:
         expected = _check_manifest(manifest, parts_here, find, report, path)
-    tick = _Tally(sum(_size(target, n) for n in parts_here), progress)
+    tick = _Tally(sum(target.size(n) for n in parts_here), progress)
     for name in parts_here:
         steer.check()
         want = expected.get(name)
@@ -504,7 +507,7 @@ def check_dataset(
             elif reason is not None:
                 report.notes.append(f"{path}/{name}: {reason}: its shard is not checked")
         check_file(name, report, tick, target=target, label=f"{path}/{name}")
-        tick(max(0, _size(target, name) - (tick.done - start)))
+        tick(max(0, target.size(name) - (tick.done - start)))
     return report
 
 
@@ -518,13 +521,6 @@ class _Tally:
         self.done += n
         if self.progress is not None:
             self.progress(self.done, self.total)
-
-
-def _size(target, name: str) -> int:
-    try:
-        return os.path.getsize(target.path(name))
-    except OSError:
-        return 0
 
 
 def _check_manifest(manifest: dict, parts_here: list[str], find, report: Report, path: str) -> dict[str, dict]:
@@ -582,8 +578,33 @@ def _check_manifest(manifest: dict, parts_here: list[str], find, report: Report,
     return expected
 
 
+def _check_url(path: str, report: Report, progress) -> Report:
+    import pyarrow.fs as pafs
+
+    target = dataset.open_target(path, "path")
+    try:
+        info = target.fs.get_file_info(target.root)
+    except OSError as exc:
+        raise field_error("path", path, f"cannot be reached ({_why(exc)})") from None
+    if info.type == pafs.FileType.Directory:
+        check_dataset(path, report, progress, target=target)
+    elif info.type == pafs.FileType.File:
+        parent = dataset.Target(path, os.path.dirname(target.root), target.fs)
+        name = os.path.basename(target.root)
+        check_file(name, report, _Tally(info.size or 0, progress), target=parent, label=path, lone=True)
+    else:
+        raise field_error("path", path, "does not exist")
+    report.note_unchecked()
+    return report
+
+
 def check(path: str, progress: Callable[[int, int], None] | None = None) -> Report:
-    """Check a Parquet file or a dataset directory (bad usage: RFSweepError naming the path)."""
+    """Check a Parquet file or a dataset directory, a path or a URL pyarrow's filesystems open (``s3://``,
+    ``gs://``, ``file://``); bad usage raises RFSweepError naming the path."""
+    from rfsweep.core.files import is_url
+
+    if is_url(path):
+        return _check_url(path, Report(path), progress)
     if not os.path.exists(path):
         raise field_error("path", path, "does not exist")
     report = Report(path)

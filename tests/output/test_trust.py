@@ -461,3 +461,18 @@ def test_files_with_crcs_and_statistics_everywhere_verify_sound_in_strict_mode(t
     assert code == 0 and lines == [] and "note:" not in err, (lines, err)
     report = verify.check(str(out))
     assert report.rows == table.num_rows and report.pages > report.row_groups * table.num_columns
+
+
+def test_verify_takes_urls_pyarrow_opens(built, ds):
+    """A dataset or a file named by a file:// URL goes through pyarrow's filesystems (as s3:// would)."""
+    code, out, err = _verify(f"file://{ds}")
+    assert code == 0 and out == [], err
+    assert _verify(f"file://{built}/one.parquet")[0] == 0
+    _damage(ds, "copied")
+    code, out, _ = _verify(f"file://{ds}")
+    a, b = _manifest(ds)["plan"]["shards"][4]
+    want = f"file://{ds}: part-00002.parquet: it holds shard 4's rows (tasks {a}-{b}), not shard 2's"
+    assert code == 1 and out == [want], out
+    for url, why in [(f"file://{ds}/nope", "does not exist"), ("zz://x/y", "not a filesystem URL")]:
+        code, _, err = _verify(url)
+        assert code == 2 and why in _one_line(err, "path"), err
