@@ -86,7 +86,7 @@ def applicable(space: Space) -> str | None:
         return "not a space of stages"
     if space.max_params is not None and space.max_macs is not None:
         return "both --max-params and --max-macs are set (the method handles one budget)"
-    if space.max_params is None and space.max_macs is None:
+    if space.max_params is None and space.max_macs is None and space.max_peak_act is None:
         return "there is no budget (the counting programme counts it)"
     if space.no_unproductive or space.levels or space.min_convs:
         return "--no-unproductive, --anchors and --min-convs need the whole prefix"
@@ -96,14 +96,15 @@ def applicable(space: Space) -> str | None:
     return None
 
 
-def position_tables(space: Space, budget_field: int):
-    """For each position: {input channels: Table} of the choices that fit, their cost the budgeted field
-    (lm.S_MACS or lm.S_PARAMS); and the final jump. The per-choice arithmetic is rfsweep.space.stage_graph's
+def position_tables(space: Space, budget_field: int | None):
+    """For each position: {input channels: Table} of the choices that fit (the peak-activation budget is a
+    filter of them: rfsweep.space.stage_graph), their cost the budgeted field (lm.S_MACS or lm.S_PARAMS;
+    None: no cost); and the final jump. The per-choice arithmetic is rfsweep.space.stage_graph's
     (the kernels' own child(), at each position's fixed input size and jump), shared with the exact
     selections and samples."""
     from rfsweep.space.stage_graph import choice_tables
 
-    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params"}[budget_field]
+    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params", None: "zero"}[budget_field]
     tables, jump = choice_tables(space)
     out = []
     for per_cin in tables:
@@ -140,8 +141,10 @@ def count(space: Space, *, threads: int | None = None, progress=None) -> int:
     why = applicable(space)
     if why is not None:
         raise field_error("method", "stages", f"cannot count this space: {why}")
-    field = lm.S_MACS if space.max_macs is not None else lm.S_PARAMS
+    field = lm.S_MACS if space.max_macs is not None else lm.S_PARAMS if space.max_params is not None else None
     budget = space.max_macs if space.max_macs is not None else space.max_params
+    if budget is None:  # --max-peak-act alone: no cost, the rf sums of the filtered tables decide
+        budget = 0
     tables, final_jump = position_tables(space, field)
     if space.jumps and final_jump not in space.jumps:
         return 0
@@ -208,6 +211,21 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     variable = [t for t in path if len(t.rf) > 1]
     if not variable:
         return const_w if lo_r <= 0 and (hi_r is None or hi_r >= 0) else 0
+    if not any(int(t.cost.max()) for t in variable):
+        # no cost budget: a convolution of the positions' rf histograms (a few hundred distinct sums), in
+        # Python integers (the products pass 2^63 on Once-for-All)
+        acc = {0: 1}
+        for t in variable:
+            hist: dict[int, int] = {}
+            for r, w in zip(t.rf.tolist(), t.weight.tolist()):
+                hist[r] = hist.get(r, 0) + w
+            nxt: dict[int, int] = {}
+            for r1, w1 in acc.items():
+                for r2, w2 in hist.items():
+                    nxt[r1 + r2] = nxt.get(r1 + r2, 0) + w1 * w2
+            acc = nxt
+            steer.check()
+        return const_w * sum(w for r, w in acc.items() if r >= lo_r and (hi_r is None or r <= hi_r))
     if len(variable) == 1:
         t = variable[0]
         ok = (t.cost <= room) & (t.rf >= lo_r) & ((t.rf <= hi_r) if hi_r is not None else True)

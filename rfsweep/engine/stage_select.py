@@ -76,6 +76,8 @@ def applicable(space: Space, selection: dict) -> str | None:
     if pareto is not None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
+        if "peak_act" in pareto:
+            return "peak_act is a largest value, not a sum over positions (the walk ranks it)"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None

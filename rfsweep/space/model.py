@@ -106,6 +106,8 @@ class Space:
     target_rf: int | None
     min_convs: int = 0
     levels: tuple[Level, ...] = ()
+    max_peak_act: int | None = None  # peak activation memory budget, elements (kernels.costs.block_peak)
+    act_bytes: int = 4  # bytes per activation element (--act-dtype)
     # roles[p][c]: bit 1, the choice may be followed by more layers; bit 2, it may be a candidate's
     # last layer. All 3 unless a head (positions index -1) gives the last layer its own choices.
     roles: list[list[int]] = field(default_factory=list)

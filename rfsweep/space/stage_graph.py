@@ -37,6 +37,7 @@ class ChoiceTable:
     macs: np.ndarray
     erf: np.ndarray  # 12 x ERF variance it adds
     cout: np.ndarray  # its output channels
+    peak: np.ndarray | None = None  # its own peak activation memory, elements (kernels.costs.block_peak)
 
     def metric(self, name: str) -> np.ndarray:
         """A per-choice additive quantity: params, macs, erf (12 x variance) or zero."""
@@ -102,6 +103,12 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
         for cin, kids in zip(sorted(inputs), children(space, p, rows)):
             kids = np.array(kids, np.int64)
             ok = kids[:, lm.S_N] >= max(1, space.min_out_size)
+            # a candidate's peak activation memory is the largest of its positions' own (no tensor lives
+            # from one position to the next but the one they pass on), and a position's own depends only
+            # on its choice and its input (size and channels, fixed here): a budget on it is exactly a
+            # filter of the choices
+            if space.max_peak_act is not None:
+                ok &= kids[:, lm.S_PEAK] <= space.max_peak_act
             if ok.any():
                 n_next = int(kids[ok][0, lm.S_N])
             per_cin[cin] = ChoiceTable(
@@ -111,6 +118,7 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
                 macs=kids[:, lm.S_MACS].copy(),
                 erf=kids[:, lm.S_ERF].copy(),
                 cout=kids[:, lm.S_CIN].copy(),
+                peak=kids[:, lm.S_PEAK].copy(),
             )
             outs |= set(kids[ok, lm.S_CIN].tolist())
         tables.append(per_cin)
