@@ -62,7 +62,9 @@ def export(file, to, output, where, ids, top, sort, act, norm, num_classes):
     A search over a space of stages (--space ofa_mbv3, ...) exports each candidate as its space
     defines it, one module a block (MBConv, Bottleneck, ...), head included: the parameters are the
     row's params, and model.features(x) is the map before the head's global pool (out_size on each
-    side). --act, --norm and --num-classes apply to chain spaces only.
+    side). --act and --norm apply to chain spaces only; --num-classes K gives a space of stages' head K
+    logits (its last linear layer, or a global pool and a linear layer added). The models come with their
+    rows' metrics (METRICS in the source, "metrics" in each JSONL line).
 
     \b
     Examples:

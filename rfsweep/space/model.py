@@ -25,6 +25,7 @@ from rfsweep.core.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import settings as st
 from rfsweep.space.blocks import expand, jump_factor, rf_step
+from rfsweep.space.ids import as_arch_id
 from rfsweep.space.packing import kernel_arrays
 
 ROLE_BODY, ROLE_HEAD = lm.ROLE_BODY, lm.ROLE_HEAD
@@ -188,8 +189,8 @@ class Space:
     # ---- arch ids ----
     def digits(self, arch_id: int) -> list[int]:
         """arch_id -> choice indices, without checking that they name a candidate."""
-        arch_id = int(arch_id)
-        if arch_id < 0 or arch_id >= self.id_space:
+        arch_id = as_arch_id(arch_id)
+        if arch_id >= self.id_space:
             raise field_error("arch_id", arch_id, f"must be in [0, {self.id_space})")
         offsets = self.depth_offsets()
         depth = max(d for d in range(self.depth_min, self.depth_max + 1) if offsets[d] <= arch_id)
