@@ -217,3 +217,47 @@ def test_analyze_takes_timm_names_when_installed():
 
     assert len(rfsweep.analyze("resnet18")) > 0  # a zoo name wins; a timm-only name:
     assert rfsweep.analyze("mobilenetv3_small_050")["params"].sum() > 0
+
+
+@pytest.mark.torch
+def test_guide_suggest_recipe_runs(monkeypatch, capsys):
+    """docs/guide/nas.md's define-by-run recipe, with optuna itself when installed, else a stand-in study
+    that drives the objective with FakeTrial (the recipe's own code either way)."""
+    pytest.importorskip("torch")
+    import sys
+    import types
+
+    import docs_pages
+
+    if importlib_util_find("optuna") is None:
+        stub = types.ModuleType("optuna")
+
+        class TrialPruned(Exception):
+            pass
+
+        class Study:
+            def __init__(self, sampler=None):
+                self.best_value, self.best_params = None, {}
+
+            def optimize(self, objective, n_trials):
+                for seed in range(n_trials):
+                    trial = FakeTrial(seed)
+                    try:
+                        value = objective(trial)
+                    except TrialPruned:
+                        continue
+                    if self.best_value is None or value < self.best_value:
+                        self.best_value, self.best_params = value, trial.params
+
+        stub.TrialPruned, stub.create_study = TrialPruned, lambda sampler=None: Study(sampler)
+        stub.samplers = types.SimpleNamespace(TPESampler=lambda seed=None: None)
+        monkeypatch.setitem(sys.modules, "optuna", stub)
+    exec(compile(docs_pages.recipe("suggest"), "nas.md:suggest", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.strip() and "stage" in out
+
+
+def importlib_util_find(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name)
