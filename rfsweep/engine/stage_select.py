@@ -83,7 +83,7 @@ def applicable(space: Space, selection: dict) -> str | None:
         return None
     if sort is None or limit is None:
         return "the walk lists survivors in order"
-    if sort not in KEYS:
+    if sort not in KEYS and sort != "peak_act":
         return f"unknown sort key {sort!r}"
     if limit > MAX_K:
         return f"--limit above {MAX_K:,}"
@@ -190,6 +190,8 @@ def top_k(
     why = applicable(space, {"limit": k, "sort": sort})
     if why is not None:
         raise field_error("sort", sort, f"the exact selection cannot take this space: {why}")
+    if sort == "peak_act":
+        return _top_k_by_peak(space, k, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     key_name, sign = KEYS[sort], (-1 if sort == "erf" else 1)
     others = [q for q in ("params", "macs") if _budget(space, q) is not None and q != sort]
@@ -222,6 +224,45 @@ def top_k(
     batch = _evaluate(space, chosen, device=device, threads=threads, stats=stats)
     top = TopK(k, space, sort)
     top.add(batch)
+    return top.result()
+
+
+def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
+    """The best ``k`` by peak activation memory, ties to the smaller arch_id. The peak is a largest value,
+    not a sum, so it is no key of the programme; but a budget on it is a filter of each position's
+    choices (rfsweep.space.stage_graph.peak_budget), and the candidates' peaks are among the choices' own.
+    With ``first(v)`` the first k candidates in arch_id order with peak <= v (the programme with a zero
+    key), a search over those values finds the least v with k of them: every candidate of peak below v
+    (fewer than k: ``first`` of the value before v gives all of them) comes first, then those of peak v
+    in arch_id order, and the first k of ``first(v)`` hold at least the k - (those below) needed."""
+    graph = stage_graph.build(space)
+    others = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+
+    def first(i: int) -> np.ndarray:
+        g = graph if i == len(values) - 1 else stage_graph.peak_budget(graph, int(values[i]))
+        if not g.final_ok.any() or not g.live[0].any():
+            return np.zeros((0, g.positions), np.int64)
+        parents, choices, it = _topk_pass(g, k, _zero, INF, others)
+        return _rebuild(parents, choices, np.argsort(it["lex"], kind="stable")[:k])
+
+    lo, hi = 0, len(values) - 1  # the least i with k candidates of peak <= values[i] (or the last)
+    found = {hi: first(hi)}
+    if len(found[hi]) >= k:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found[mid] = first(mid)
+            if len(found[mid]) >= k:
+                hi = mid
+            else:
+                lo = mid + 1
+    below = found.get(hi - 1) if hi > 0 else None
+    below = first(hi - 1) if hi > 0 and below is None else below
+    chosen = found[hi] if below is None else np.concatenate([below, found[hi]])
+    chosen = np.unique(chosen, axis=0)  # arch_id order (lexicographic choices), for evaluate
+    top = TopK(k, space, "peak_act")
+    if len(chosen):
+        top.add(_evaluate(space, chosen, **kw))
     return top.result()
 
 

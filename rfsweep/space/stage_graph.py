@@ -16,7 +16,7 @@ states can still reach one (``live``) and the least params and MACs any such com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -88,6 +88,7 @@ class Graph:
         return 1 + self.rf[-1]
 
     _cmul: int = 0
+    final_jump: int = 1  # the jump after the last position (one stride per position: the same for all)
 
 
 def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
@@ -134,6 +135,20 @@ def build(space: Space) -> Graph:
     if cached is not None:
         return cached
     tables, final_jump = choice_tables(space)
+    graph = _from_tables(space, tables, final_jump)
+    space.__dict__["_stage_graph"] = graph
+    return graph
+
+
+def peak_budget(graph: Graph, budget: int) -> Graph:
+    """The graph of the candidates whose peak activation memory is at most ``budget``: each position's
+    choices above it dropped (exact: a candidate's peak is the largest of its positions' own), the
+    states, liveness and least costs rebuilt. Not cached on the space."""
+    tables = [{cin: replace(t, ok=t.ok & (t.peak <= budget)) for cin, t in per_cin.items()} for per_cin in graph.tables]
+    return _from_tables(graph.space, tables, graph.final_jump)
+
+
+def _from_tables(space: Space, tables: list[dict[int, ChoiceTable]], final_jump: int) -> Graph:
     rf = [np.zeros(1, np.int64)]
     cin = [np.array([space.in_channels], np.int64)]
     for per_cin in tables:
@@ -150,6 +165,7 @@ def build(space: Space) -> Graph:
         rf.append(np.array([r for r, _ in ordered], np.int64))
         cin.append(np.array([c for _, c in ordered], np.int64))
     graph = Graph(space, tables, rf, cin)
+    graph.final_jump = final_jump
     graph._cmul = int(max(int(c.max(initial=0)) for c in cin)) + 1
     for r, c in zip(rf, cin):
         key = r * graph._cmul + c
@@ -164,14 +180,11 @@ def build(space: Space) -> Graph:
         ok[:] = False
     graph.final_ok = ok
     _backward(graph)
-    space.__dict__["_stage_graph"] = graph
     return graph
 
 
 def restrict(graph: Graph, final_ok: np.ndarray) -> Graph:
     """The same graph with fewer final states allowed (liveness and least costs recomputed)."""
-    from dataclasses import replace
-
     out = replace(graph, final_ok=np.asarray(final_ok, bool) & graph.final_ok, live=[], least={}, memo={})
     out._cmul = graph._cmul
     _backward(out)

@@ -172,11 +172,29 @@ def test_chain_budget_sort_and_front_equal_the_reference():
     assert sorted(front["arch_id"]) == sorted(want)
 
 
-def test_stage_sort_by_peak_equals_the_reference(brute):
+@pytest.mark.parametrize("k", [1, 9, 200, 5000])
+def test_stage_sort_by_peak_equals_the_reference(brute, k):
+    """The exact best k by peak on a space of stages (stage_select._top_k_by_peak, not the walk)."""
+    from rfsweep.engine import stage_select
+
     space, _, ref = brute
-    got = sweep.search(space, limit=9, sort="peak_act", columns="compact")
-    want = sorted(range(space.size), key=lambda a: (ref[a], a))[:9]
+    assert stage_select.applicable(space, {"limit": k, "sort": "peak_act"}) is None
+    got = sweep.search(space, limit=k, sort="peak_act", columns="compact")
+    want = sorted(range(space.size), key=lambda a: (ref[a], a))[:k]
     assert list(got["arch_id"].astype(np.int64)) == want
+
+
+@pytest.mark.parametrize("quantile", [0.05, 0.5])
+def test_stage_sort_by_peak_under_budgets_equals_the_walk(brute, quantile):
+    from rfsweep.engine import stage_select
+
+    space, df, ref = brute
+    extra = {"max_macs": int(np.quantile(df["macs"], quantile)), "max_peak_act": int(np.quantile(ref, 0.8))}
+    sp = _space(STAGES, **extra)
+    rows = sweep.search(sp, columns="compact")  # every survivor, by the walk
+    want = list(rows.sort_values(["peak_act", "arch_id"])["arch_id"][:25])
+    assert stage_select.applicable(sp, {"limit": 25, "sort": "peak_act"}) is None
+    assert list(sweep.search(sp, limit=25, sort="peak_act", columns="compact")["arch_id"]) == want
 
 
 @pytest.mark.slow  # about a minute on 2 cores: the split count under MACs, twice
@@ -193,6 +211,10 @@ def test_ofa_counts_and_samples_under_a_peak_budget():
     assert 0 < n < under
     rows = sweep.search(both, sample=20, seed=3, columns="compact")
     assert len(rows) == 20 and (rows["peak_act"] <= 1_000_000).all() and (rows["macs"] <= 300_000_000).all()
+    # docs/guide/peak-memory.md: the least peak, 802,816 elements (16 x 112^2 in + 48 x 112^2 expanded)
+    best = sweep.search(build_space(settings), limit=3, sort="peak_act", columns="compact")
+    assert list(best["peak_act"]) == [802_816] * 3 == [(16 + 48) * 112 * 112] * 3
+    assert list(best["arch_id"]) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
