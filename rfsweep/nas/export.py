@@ -347,7 +347,7 @@ class PytorchWriter:
         self.entries = tempfile.TemporaryFile("w+", encoding="utf-8")
         self.metrics = tempfile.TemporaryFile("w+", encoding="utf-8")  # METRICS entries, as MODELS'
         if space.has_blocks:
-            self._block_header(file, space, version)
+            self._block_header(file, space, version, num_classes)
             return
         extra = []
         if norm == "bn":
@@ -384,7 +384,13 @@ class PytorchWriter:
             f"# search settings: {json.dumps(space.settings, sort_keys=True)}\n"
         )
 
-    def _block_header(self, file: str, space: Space, version: str) -> None:
+    def _block_header(self, file: str, space: Space, version: str, num_classes: int | None = None) -> None:
+        params = "each row's params exactly, head included"
+        if num_classes is not None:
+            params = (
+                f"each row's params with the head's last linear layer giving {num_classes} logits (the comment "
+                "above each builder says how many)"
+            )
         paragraphs = [
             f"PyTorch models of rfsweep search candidates from {os.path.basename(file)} (rfsweep {version}, "
             "`rfsweep export --to pytorch`), a space of stages"
@@ -398,8 +404,8 @@ class PytorchWriter:
             "BatchNorm2d, squeeze-and-excitation with a hard-sigmoid gate, residual adds where the block keeps "
             "its shape, ResNet projections as 1x1 convs with the stride. Padding: 'same' (k' - 1 pixels, the "
             "odd one after).",
-            "Parameters (sum of p.numel()): each row's params exactly, head included (BatchNorm weight and "
-            "bias count; running statistics are buffers).",
+            f"Parameters (sum of p.numel()): {params} (BatchNorm weight and bias count; running statistics "
+            "are buffers). METRICS[arch_id]: the row's metrics.",
         ]
         doc = "\n\n".join(textwrap.fill(p, 100, break_on_hyphens=False) for p in paragraphs)
         self.out.write(f'"""{doc}\n"""\n\nfrom collections.abc import Callable\n')
