@@ -76,8 +76,8 @@ def applicable(space: Space, selection: dict) -> str | None:
     if pareto is not None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
-        if "peak_act" in pareto:
-            return "peak_act is a largest value, not a sum over positions (the walk ranks it)"
+        if "peak_act" in pareto and (len(pareto) != 2 or "rf_error" in pareto):
+            return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None
@@ -266,6 +266,79 @@ def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
     return top.result()
 
 
+def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
+    """The Pareto front by peak activation memory and one additive objective q (params, macs or erf).
+
+    With m(v) the least q-key among the candidates of peak <= v (the best-1 programme on the choices
+    within v: rfsweep.space.stage_graph.peak_budget), m is non-increasing in v, and a candidate x is on
+    the front exactly when its key is m(peak(x)) and m drops at peak(x) (below the value before it:
+    otherwise a candidate of smaller peak has a key no larger). So the front is, at each value v where m
+    drops, every candidate of peak <= v with key m(v) (the best-k programme with the key budgeted to
+    m(v)); the values where m drops are found by bisection (m equal at both ends: no drop between).
+    """
+    q = next(n for n in names if n != "peak_act")
+    graph = stage_graph.build(space)
+    key_name, sign = KEYS[q], (-1 if q == "erf" else 1)
+    others = [b for b in ("params", "macs") if _budget(space, b) is not None and b != q]
+    bk = _budget(space, q) if q in ("params", "macs") else None
+    bk = INF if bk is None else np.int64(bk)
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+    last = len(values) - 1
+
+    def kfun(table):
+        return sign * table.metric(key_name)
+
+    def sub(i: int) -> Graph:
+        return graph if i == last else stage_graph.peak_budget(graph, int(values[i]))
+
+    least: dict[int, int | None] = {}
+
+    def m(i: int) -> int | None:
+        if i not in least:
+            g = sub(i)
+            found = None
+            if g.final_ok.any() and g.live[0].any():
+                it = _topk_pass(g, 1, kfun, bk, others)[2]
+                found = int(it["key"].min()) if len(it["key"]) else None
+            least[i] = found
+        return least[i]
+
+    if m(last) is None:
+        return Batch.empty(space)
+    lo, hi = 0, last  # the least value with a candidate
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if m(mid) is not None else (mid + 1, hi)
+    drops = [lo]
+
+    def scan(a: int, b: int) -> None:  # m(a), m(b) known, a < b: the drops in (a, b]
+        if m(a) == m(b):
+            return
+        if b == a + 1:
+            drops.append(b)
+            return
+        mid = (a + b) // 2
+        scan(a, mid)
+        scan(mid, b)
+
+    if lo < last:
+        scan(lo, last)
+    result = Front(space, names)
+    for i in sorted(drops):
+        g = sub(i)
+        parents, choices, it = _topk_pass(g, MAX_K + 1, kfun, np.int64(m(i)), others)
+        if len(it["key"]) > MAX_K:
+            raise field_error(
+                "pareto", ",".join(names), f"more than {MAX_K:,} candidates tie at one point of the front"
+            )
+        chosen = _rebuild(parents, choices, np.arange(len(it["key"])))
+        chosen = np.unique(chosen, axis=0)
+        if len(chosen):
+            result.add(_evaluate(space, chosen, **kw))
+        steer.check()
+    return result.result()
+
+
 def _stopped() -> bool:
     """The stop flag is up: the work in the kernel thread gives up (its caller raises and discards it)."""
     return bool(steer.control()[steer.CTL_STOP])
@@ -443,6 +516,8 @@ def front(
     why = applicable(space, {"pareto": names})
     if why is not None:
         raise field_error("pareto", ",".join(names), f"the exact front cannot take this space: {why}")
+    if "peak_act" in names:
+        return _front_with_peak(space, names, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     P = graph.positions
     # tracked columns: the additive objectives (erf negated: all minimised), then budgets not among them

@@ -215,6 +215,11 @@ def test_ofa_counts_and_samples_under_a_peak_budget():
     best = sweep.search(build_space(settings), limit=3, sort="peak_act", columns="compact")
     assert list(best["peak_act"]) == [802_816] * 3 == [(16 + 48) * 112 * 112] * 3
     assert list(best["arch_id"]) == [0, 1, 2]
+    # and its front by MACs and peak: one subnet, the smallest
+    front = sweep.search(build_space(settings), pareto="macs,peak_act", columns="compact")
+    assert [(int(a), m, p) for a, m, p in zip(front["arch_id"], front["macs"], front["peak_act"])] == [
+        (0, 121_278_672, 802_816)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -252,3 +257,27 @@ def test_guide_recipe_counts_and_runs():
     assert stage_sample.counts_for(stage_graph.build(space), None, lex=False).total == got
     result = CliRunner().invoke(main, [*shlex.split(lines[2])[1:], "-q"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("names", ["macs,peak_act", "peak_act,params", "erf,peak_act"])
+@pytest.mark.parametrize("extra", [{}, {"max_macs": 0.5}, {"max_params": 0.3, "max_peak_act": 0.9}])
+def test_stage_front_with_peak_equals_the_walk(brute, names, extra):
+    """The exact front by peak and one additive objective (stage_select._front_with_peak): the walk's
+    Front over every survivor, rows and order."""
+    from rfsweep.engine import select, stage_select
+
+    space, df, ref = brute
+    settings = {}
+    for key, quantile in extra.items():
+        column = ref if key == "max_peak_act" else df[key[4:]]
+        settings[key] = int(np.quantile(column, quantile))
+    sp = _space(STAGES, **settings)
+    assert stage_select.applicable(sp, {"pareto": tuple(names.split(","))}) is None
+    got = sweep.search(sp, pareto=names, columns="compact")
+    walk = select.Front(sp, tuple(names.split(",")))
+    from rfsweep.engine.run import iter_batches
+
+    for batch in iter_batches(sp):
+        walk.add(batch.copy())
+    want = walk.result()
+    assert list(got["arch_id"]) == list(want.out[0]) and len(got) > 0
