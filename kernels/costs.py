@@ -119,3 +119,69 @@ def block_costs(op, k, s, e_num, e_den, se, bn, bias, cin, cout, n_in, n_out):
         params += cin * cout + 2 * cout
         macs += a_out * cin * cout
     return params, macs
+
+
+@register_jitable(_nrt=False)
+def block_peak(op, k, s, e_num, e_den, se, cin, cout, n_in, n_out, pooled):
+    """Peak activation memory of one block, in elements, batch 1 (MCUNet, Lin et al. 2020): run layer by
+    layer, a layer needs its input and its output alive at once, and a tensor a later layer still reads
+    (a residual's block input, the trunk an SE gate scales) stays alive across the layers between.
+    BatchNorm, activations, the SE gate's product and the residual add work in place. ``pooled``: the
+    block acts on the pooled vector (a head's linear or 1x1 conv after the global pool). The maxima:
+
+    * conv, pools: ``in + out``; global pool: ``in + cin``; linear (or any block on the pooled vector):
+      ``cin + cout``;
+    * mbconv (mid channels, keep = the block input when it is added back, else 0): expansion
+      ``in + mid x n_in^2``; depthwise ``mid x (n_in^2 + n_out^2)`` (+ keep when expanded: without an
+      expansion the block input is the depthwise input); SE ``mid x n_out^2 + mid + se_mid + keep``
+      (trunk, squeezed vector, bottleneck vector); projection ``mid x n_out^2 + out + keep``;
+    * basic: ``in + 2 out`` (the second conv's input and output with the block input kept; the
+      projection shortcut, run after the branch, needs the same);
+    * bottleneck (mid channels): ``in + mid x n_in^2``, ``mid x (n_in^2 + n_out^2) + in``,
+      ``mid x n_out^2 + out + in``, and ``in + 2 out`` with a projection shortcut;
+
+    where ``in = cin x n_in^2`` and ``out = cout x n_out^2``.
+    """
+    if pooled or op == B_LINEAR:
+        return cin + cout
+    a_in = n_in * n_in
+    a_out = n_out * n_out
+    x_in = a_in * cin
+    x_out = a_out * cout
+    if op == B_GLOBAL_POOL:
+        return x_in + cin
+    if op == B_MBCONV:
+        mid = mbconv_mid(cin, e_num, e_den)
+        keep = x_in if residual(op, s, cin, cout) else 0
+        peak = mid * a_out + x_out + keep  # the projection
+        if e_num != e_den:
+            v = x_in + mid * a_in  # the expansion (its input is the block input)
+            if v > peak:
+                peak = v
+            v = mid * (a_in + a_out) + keep
+        else:
+            v = mid * (a_in + a_out)  # the depthwise conv reads the block input itself
+        if v > peak:
+            peak = v
+        if se:
+            v = mid * a_out + mid + se_mid(mid) + keep
+            if v > peak:
+                peak = v
+        return peak
+    if op == B_BASIC:
+        return x_in + 2 * x_out
+    if op == B_BOTTLENECK:
+        mid = bottleneck_mid(cout, e_num, e_den)
+        peak = x_in + mid * a_in
+        v = mid * (a_in + a_out) + x_in
+        if v > peak:
+            peak = v
+        v = mid * a_out + x_out + x_in
+        if v > peak:
+            peak = v
+        if has_shortcut_conv(op, s, cin, cout):
+            v = x_in + 2 * x_out
+            if v > peak:
+                peak = v
+        return peak
+    return x_in + x_out  # conv, maxpool, avgpool

@@ -32,6 +32,7 @@ from rfsweep.kernels.costs import (
     B_GLOBAL_POOL,
     B_MAXPOOL,
     block_costs,
+    block_peak,
     residual,
 )
 
@@ -76,8 +77,11 @@ CH_WIDTH = -2  # conv channels from the width rule
     C_NJUMPS,
     C_NLEVELS,
     C_MIN_CONVS,
-) = range(17)
-NC = 17  # then, per depth t, the least params (cons[NC + 2t]) and MACs (cons[NC + 2t + 1]) positions t.. add
+    C_MAX_PEAK,
+    C_ACT_BYTES,
+) = range(19)
+# C_MAX_PEAK: the peak-activation budget (elements); C_ACT_BYTES: the bytes an activation element takes
+NC = 19  # then, per depth t, the least params (cons[NC + 2t]) and MACs (cons[NC + 2t + 1]) positions t.. add
 
 # detector levels (anchors[i, A_*]): a level is met by the last layer at jump A_STRIDE (its tap) when
 # A_RF_LO <= rf <= A_RF_HI and 12 x erf variance >= A_ERF12 (so 2 x erf_sigma >= the ERF minimum)
@@ -87,12 +91,13 @@ MAX_LEVELS = 8
 PAD_VALID, PAD_SAME, PAD_TF_SAME = 0, 1, 2
 
 # walk state fields
-(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX, S_JLOG, S_NCONV) = range(13)
-NS = 13  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts instead of divisions)
+(S_N, S_RF, S_JUMP, S_PAD, S_CIN, S_PARAMS, S_MACS, S_ERF, S_NDOWN, S_PID, S_IDX, S_JLOG, S_NCONV, S_PEAK) = range(14)
+NS = 14  # S_JLOG: log2(jump) when the jump is a power of two, else -1 (shifts instead of divisions);
+# S_PEAK: the peak activation memory so far, in elements (kernels.costs.layer_peak / block_peak)
 
 # output fields
-(O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF) = range(9)
-NO = 9  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf variance
+(O_ARCH, O_DEPTH, O_RF, O_JUMP, O_PAD, O_N, O_PARAMS, O_MACS, O_ERF, O_PEAK, O_PEAK_BYTES) = range(11)
+NO = 11  # then 3 per detector level: tap (layer index), tap rf, tap 12 x erf variance
 
 MAX_DEPTH = 32  # the CUDA kernels size their local state with it
 CTL_STOP = 0  # ctl[CTL_STOP] != 0: the host asks every walk to stop (Ctrl-C)
@@ -206,6 +211,12 @@ def child(st, t, choices, cons, pos, c):
     macs = st[t, S_MACS]
     nconv = st[t, S_NCONV]
     cout = layer_channels(op, choices[pos, c, F_C], cin, cons[C_WIDTH], cons[C_MAX_WIDTH], ndown)
+    # peak activation memory (MCUNet): the layer's input and output are alive together; a max over layers
+    peak = n * n * cin + n_out * n_out * cout
+    if peak < st[t, S_PEAK]:
+        peak = st[t, S_PEAK]
+    if peak > cons[C_MAX_PEAK]:
+        return False
     if op == OP_CONV:
         nconv += 1
         w = k * k * cin * cout
@@ -225,6 +236,7 @@ def child(st, t, choices, cons, pos, c):
     st[t + 1, S_NDOWN] = ndown
     st[t + 1, S_JLOG] = jlog
     st[t + 1, S_NCONV] = nconv
+    st[t + 1, S_PEAK] = peak
     # too few positions left to reach the minimum number of convs
     return nconv + cons[C_DMAX] - (t + 1) >= cons[C_MIN_CONVS]
 
@@ -247,6 +259,7 @@ def blocks_child(st, t, choices, cons, pos, c):
     erf = st[t, S_ERF]
     ndown = st[t, S_NDOWN]
     nconv = st[t, S_NCONV]
+    peak = st[t, S_PEAK]
     pooled = False
     for b in range(nb):
         base = NF + b * BF
@@ -256,6 +269,10 @@ def blocks_child(st, t, choices, cons, pos, c):
         d = choices[pos, c, base + BF_D]
         cout = choices[pos, c, base + BF_C]
         if op == B_GLOBAL_POOL:
+            if not pooled:  # the map in, its channel means out
+                local = block_peak(op, 1, 1, 1, 1, 0, cin, cin, n, 1, False)
+                if local > peak:
+                    peak = local
             pooled = True
             continue
         if op == B_MAXPOOL or op == B_AVGPOOL:
@@ -290,9 +307,13 @@ def blocks_child(st, t, choices, cons, pos, c):
             p, m = block_costs(op, k, s, choices[pos, c, base + BF_EN], choices[pos, c, base + BF_ED],
                                choices[pos, c, base + BF_SE], choices[pos, c, base + BF_BN],
                                choices[pos, c, base + BF_BIAS], cin, cout, n_in, n)  # fmt: skip
+        local = block_peak(op, k, s, choices[pos, c, base + BF_EN], choices[pos, c, base + BF_ED],
+                           choices[pos, c, base + BF_SE], cin, cout, n_in, n, pooled)  # fmt: skip
+        if local > peak:
+            peak = local
         params += p
         macs += m
-        if rf > cons[C_RF_MAX] or params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS]:
+        if rf > cons[C_RF_MAX] or params > cons[C_MAX_PARAMS] or macs > cons[C_MAX_MACS] or peak > cons[C_MAX_PEAK]:
             return False
         cin = cout
     if params + cons[NC + 2 * t + 2] > cons[C_MAX_PARAMS] or macs + cons[NC + 2 * t + 3] > cons[C_MAX_MACS]:
@@ -313,6 +334,7 @@ def blocks_child(st, t, choices, cons, pos, c):
     st[t + 1, S_NDOWN] = ndown
     st[t + 1, S_JLOG] = jlog
     st[t + 1, S_NCONV] = nconv
+    st[t + 1, S_PEAK] = peak
     return nconv + cons[C_DMAX] - (t + 1) >= cons[C_MIN_CONVS]
 
 
@@ -463,6 +485,8 @@ def emit(mode, st, t, out, out_ch, row, dep_off, anchors, cons):
     out[O_PARAMS, row] = st[t, S_PARAMS]
     out[O_MACS, row] = st[t, S_MACS]
     out[O_ERF, row] = st[t, S_ERF]
+    out[O_PEAK, row] = st[t, S_PEAK]
+    out[O_PEAK_BYTES, row] = st[t, S_PEAK] * cons[C_ACT_BYTES]
     for p in range(t):
         out_ch[p, row] = st[p + 1, S_IDX]
 
@@ -488,6 +512,7 @@ def walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch):
     st[0, S_PID] = 0
     st[0, S_JLOG] = 0
     st[0, S_NCONV] = 0
+    st[0, S_PEAK] = 0
     count = 0
     dmin = cons[C_DMIN]
     for t in range(plen):

@@ -16,13 +16,21 @@ Example::
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 from rfsweep.core.errors import field_error
-from rfsweep.nas.export import arch_id_of, candidate_network, check_block_options, load_space, network_with
+from rfsweep.nas._suggest import Candidate
+from rfsweep.nas.export import (
+    arch_id_of,
+    candidate_network,
+    check_block_options,
+    load_space,
+    network_with,
+    with_classes,
+)
 from rfsweep.nas.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
+from rfsweep.space import ids
 
 
 def build(
@@ -39,8 +47,10 @@ def build(
     Parameters
     ----------
     candidate : int, row or network spec
-        An arch_id, or a row of a search output (a dict or pandas Series with ``arch_id``; the layer
-        list columns, when present, must match the decoding), with ``space``; or a network spec of a
+        An arch_id (any int-like value: a ``Decimal`` id of a space of stages too), or a row of a search
+        output (a dict or pandas Series with ``arch_id``; the layer list columns, when present, must match
+        the decoding), or a line of ``rfsweep export --to jsonl`` (it carries its arch_id), with ``space``;
+        or a network spec of a
         chain (a dict as ``rfsweep analyze`` reads, e.g. a line of ``rfsweep export --to jsonl``, or a
         parsed :class:`rfsweep.network.spec.Network`).
     space : str, Path, dict or Space, optional
@@ -52,7 +62,9 @@ def build(
         (global average pool, flatten, Linear(C, K): C·K + K parameters). For a candidate the defaults
         are the export's (relu, none, no head), so the parameters equal the row's ``params``; for a spec
         the default is the spec as it is, and a given option adds those layers to it. A space of stages
-        takes none (its blocks carry their own BatchNorm, activations and head).
+        takes ``num_classes`` only (its head's last linear layer gets K outputs, or a global pool and a
+        linear layer are added: ``rfsweep.nas.export.with_classes``); its blocks carry their own
+        BatchNorm and activations.
 
     Returns
     -------
@@ -64,11 +76,13 @@ def build(
         each side; the row's rf and jump) and whose ``forward`` runs the head too; its parameters are the
         row's ``params`` (head included).
     """
-    if _is_row(candidate):
+    if isinstance(candidate, Candidate):  # rfsweep.nas.suggest's answer: its arch_id in its space
+        candidate, space = candidate.arch_id, candidate.space if space is None else space
+    if _is_row(candidate, space):
         sp = load_space(space)
         if sp.has_blocks:
             check_block_options(act, norm, num_classes)
-            return instantiate_blocks(block_modules(sp, sp.decode(arch_id_of(candidate))))
+            return instantiate_blocks(block_modules(with_classes(sp, num_classes), sp.decode(arch_id_of(candidate))))
         net = candidate_network(
             candidate,
             sp,
@@ -84,17 +98,21 @@ def build(
                     "inputs",
                     list(layer.inputs),
                     "a network spec with branches (residual adds, SE gates: a candidate of a space of stages) "
-                    "is built from its arch_id and search output, build(arch_id, space=FILE); specs: chains only",
+                    "is built from its arch_id and search output: build(arch_id, space=FILE), or "
+                    "build(line, space=FILE) for a line of `rfsweep export --to jsonl` (it carries its arch_id)",
                     layer.name,
                 )
     return instantiate(chain_modules(net))
 
 
-def _is_row(candidate: Any) -> bool:
-    """An arch_id, or a row (dict or pandas Series with arch_id), as opposed to a network spec."""
+def _is_row(candidate: Any, space: Any = None) -> bool:
+    """An arch_id, or a row (dict or pandas Series with arch_id), as opposed to a network spec; with a
+    ``space``, a JSONL line of ``rfsweep export`` too (a spec that carries its arch_id)."""
     if isinstance(candidate, bool):
         return False
-    if isinstance(candidate, numbers.Integral):
+    if space is not None and isinstance(candidate, Mapping) and "arch_id" in candidate:
+        return True
+    if ids.is_arch_id(candidate):  # int, numpy integer, Decimal (a space of stages' decimal128 ids), ...
         return True
     if hasattr(candidate, "to_dict") and not isinstance(candidate, Mapping):  # a pandas Series
         return "arch_id" in candidate.index

@@ -27,6 +27,16 @@ from rfsweep.kernels import layer_math as lm  # noqa: E402
 from rfsweep.space import build_space  # noqa: E402
 
 SPACES = {
+    "peak-budget": {  # --max-peak-act prunes inside the walk; peak_act_bytes at int8
+        "depth": "1-3",
+        "ops": ["conv", "maxpool"],
+        "kernels": [1, 3],
+        "strides": [1, 2],
+        "channels": [8, 16],
+        "input_size": 32,
+        "max_peak_act": 20000,
+        "act_dtype": "int8",
+    },
     "pools-valid": {
         "depth": "1-3",
         "ops": ["conv", "maxpool"],

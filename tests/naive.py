@@ -235,6 +235,7 @@ SWEEP_DEFAULTS = {
     "no_unproductive": False, "min_convs": 0, "anchors": None, "anchor_rf": "1:4", "anchor_erf": "1",
 }  # fmt: skip
 OP_ORDER = ("conv", "maxpool", "avgpool")
+ACT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int16": 2, "int8": 1, "uint8": 1}
 WIDTH = "width rule"
 
 
@@ -347,9 +348,10 @@ def evaluate_layers(layers, n, padding, in_channels, bias):
     """Per-layer metrics of one chain, or None when a layer does not fit. Plain recurrences:
     rf += (k'-1) jump, eff_padding += left pad x jump, jump *= s, 12 x erf variance += (jump d)^2 (k^2 - 1)."""
     rf, jump, pad, erf12, size = 1, 1, 0, 0, n
-    cin, params, macs = in_channels, 0, 0
+    cin, params, macs, peak = in_channels, 0, 0, 0
     per_layer = []
     for op, k, s, d, cout in layers:
+        ch_in, size_in = cin, size
         layer = {"op": op, "kernel": k, "stride": s, "dilation": d, "padding": padding}
         left, _ = padding_of(layer, size)
         out = output_units(layer, size)
@@ -365,9 +367,10 @@ def evaluate_layers(layers, n, padding, in_channels, bias):
             params += w + (cout if bias else 0)
             macs += w * out * out
             cin = cout
+        peak = max(peak, size_in * size_in * ch_in + out * out * cin)  # input and output alive together
         per_layer.append({"rf": rf, "jump": jump, "eff_padding": pad, "erf12": erf12, "out_size": size,
                           "unproductive": unproductive})  # fmt: skip
-    return per_layer, params, macs
+    return per_layer, params, macs, peak
 
 
 def _sees_whole(rf, jump, pad, size, n):
@@ -395,13 +398,13 @@ def evaluate_candidate(sp, idx):
     res = evaluate_layers(layers, sp.s["input_size"], sp.s["padding"], sp.s["in_channels"], sp.s["bias"])
     if res is None:
         return None
-    per_layer, params, macs = res
+    per_layer, params, macs, peak = res
     last = per_layer[-1]
     return {
         "layers": layers, "per_layer": per_layer, "rf": last["rf"], "jump": last["jump"],
         "eff_padding": last["eff_padding"], "center": (last["rf"] - 1) / 2 - last["eff_padding"],
         "out_size": last["out_size"], "params": params, "macs": macs, "erf_sigma": math.sqrt(last["erf12"] / 12),
-        "unproductive": any(x["unproductive"] for x in per_layer),
+        "unproductive": any(x["unproductive"] for x in per_layer), "peak_act": peak,
     }  # fmt: skip
 
 
@@ -429,6 +432,8 @@ def meets(sp, m):
     if s["max_params"] is not None and m["params"] > s["max_params"]:
         return False
     if s["max_macs"] is not None and m["macs"] > s["max_macs"]:
+        return False
+    if s.get("max_peak_act") is not None and m["peak_act"] > s["max_peak_act"]:
         return False
     if s["jump"] is not None and m["jump"] not in _ints(s["jump"]):
         return False
@@ -633,3 +638,54 @@ def naive_anchor_stats(xyxy, image, image_h, image_w, detector, config):
         "recall_medium": float(per[1]),
         "recall_large": float(per[2]),
     }
+
+
+# ---------------------------------------------------------------- peak activation memory
+
+IN_PLACE = ("bn", "relu", "relu6", "hardswish", "silu", "sigmoid", "hardsigmoid", "identity", "dropout", "add", "gate")
+
+
+def naive_peak_act(spec: dict) -> int:
+    """Peak activation memory of a network spec in elements, batch 1, by liveness over its layers run in
+    order (MCUNet's layer-by-layer execution): while a layer runs, its inputs, its output and every
+    tensor an earlier layer made that a later layer still reads are alive; the peak is the largest sum.
+    BatchNorm, activations, the residual add and the SE gate's product write into an input (in place:
+    no new tensor). Square maps, 'same'/'valid'/explicit padding per layer as :func:`output_units`."""
+    n0, c0 = spec["input"]["size"], spec["input"]["channels"]
+    shape = {"input": (n0, c0, False)}  # name -> (size, channels, pooled)
+    storage = {"input": "input"}  # name -> the tensor it lives in
+    elems = {"input": n0 * n0 * c0}
+    layers = spec["layers"]
+    prev = "input"
+    reads = []
+    for layer in layers:
+        srcs = layer.get("inputs") or [prev]
+        n, c, pooled = shape[srcs[0]]
+        op = layer["op"]
+        if op in IN_PLACE:
+            into = srcs[1] if op == "add" else srcs[0]  # the add writes into the branch, the gate into the trunk
+            shape[layer["name"]] = shape[into]
+            storage[layer["name"]] = storage[into]
+        else:
+            if op == "global_pool":
+                out = (1, c, True)
+            elif pooled:  # a 1x1 conv (linear) on the pooled vector
+                out = (1, layer["channels"], True)
+            else:
+                m = output_units(layer, n)
+                out = (m, layer["channels"] if op == "conv" else c, False)
+            shape[layer["name"]] = out
+            storage[layer["name"]] = layer["name"]
+            elems[layer["name"]] = out[0] * out[0] * out[1]
+        reads.append({storage[s] for s in srcs})
+        prev = layer["name"]
+    made_at = {}
+    for i, layer in enumerate(layers):
+        made_at.setdefault(storage[layer["name"]], i)
+    peak = 0
+    for i, layer in enumerate(layers):
+        alive = set(reads[i]) | {storage[layer["name"]]}
+        for t in range(i + 1, len(layers)):
+            alive |= {s for s in reads[t] if made_at.get(s, -1) < i}  # made before, read after
+        peak = max(peak, sum(elems[s] for s in alive))
+    return peak

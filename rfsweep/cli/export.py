@@ -29,9 +29,9 @@ from rfsweep.cli.base import friendly
 @click.option("--top", type=int, help="Keep the best N rows by --sort (after --where and --ids).")
 @click.option(
     "--sort",
-    type=click.Choice(["params", "macs", "rf_error", "erf"]),
+    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act"]),
     help="Order for --top, as in `rfsweep search`: fewest params/MACs, rf closest to the target, largest "
-    "ERF; ties by arch_id.  [default: params]",
+    "ERF, least peak activation memory; ties by arch_id.  [default: params]",
 )
 @click.option(
     "--act",
@@ -62,7 +62,9 @@ def export(file, to, output, where, ids, top, sort, act, norm, num_classes):
     A search over a space of stages (--space ofa_mbv3, ...) exports each candidate as its space
     defines it, one module a block (MBConv, Bottleneck, ...), head included: the parameters are the
     row's params, and model.features(x) is the map before the head's global pool (out_size on each
-    side). --act, --norm and --num-classes apply to chain spaces only.
+    side). --act and --norm apply to chain spaces only; --num-classes K gives a space of stages' head K
+    logits (its last linear layer, or a global pool and a linear layer added). The models come with their
+    rows' metrics (METRICS in the source, "metrics" in each JSONL line).
 
     \b
     Examples:

@@ -192,13 +192,13 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
     "--sort",
-    type=click.Choice(["params", "macs", "rf_error", "erf"]),
-    help="Order for --limit: fewest params/MACs, closest rf, or largest ERF first.",
+    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act"]),
+    help="Order for --limit: fewest params/MACs, closest rf, largest ERF, or least peak activation memory first.",
 )
 @click.option(
     "--pareto",
-    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth (fewest, closest, "
-    "largest ERF), e.g. params,macs; streamed, bounded memory.",
+    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth,peak_act (fewest, "
+    "closest, largest ERF), e.g. params,macs; streamed, bounded memory.",
 )
 @click.option("--sample", type=int, help="Write N survivors drawn uniformly at random, without replacement.")
 @click.option("--seed", type=int, help="Seed of --sample (default: fresh entropy each run).")
@@ -317,7 +317,10 @@ def search(
             cols = ["arch_id", "depths", "kernel", "expand", "channels", "rf", "jump", "out_size"]
         else:
             cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
-        click.echo(df[cols + ["params", "macs", "erf_sigma"]].to_string(index=False))
+        metrics = ["params", "macs", "erf_sigma"]
+        if space.max_peak_act is not None or sort == "peak_act" or "peak_act" in str(pareto or ""):
+            metrics.append("peak_act")
+        click.echo(df[cols + metrics].to_string(index=False))
     summary = {
         "space_size": stats.space_size,
         "evaluated": stats.evaluated,

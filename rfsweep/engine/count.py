@@ -62,6 +62,7 @@ def prefix_flags(space: Space) -> list[str]:
     flags = (
         ("--max-params", space.max_params is not None),
         ("--max-macs", space.max_macs is not None),
+        ("--max-peak-act", space.max_peak_act is not None),
         ("--no-unproductive", space.no_unproductive),
         ("--anchors", bool(space.levels)),
     )
@@ -74,6 +75,8 @@ def count_method(space: Space) -> tuple[str, str]:
     from rfsweep.engine import stage_count
 
     if space.has_blocks and stage_count.applicable(space) is None:
+        if space.max_params is None and space.max_macs is None:
+            return "stages", "per-stage tables of the choices within the peak-activation budget, rf sums convolved"
         return "stages", "per-stage tables split by cost granularity (exact meet in the middle under the budget)"
     needs = prefix_flags(space)
     if needs:

@@ -16,9 +16,10 @@ from rfsweep.core.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space.settings import INT_LIMIT
 
-SORT_KEYS = ("params", "macs", "rf_error", "erf")
-OBJECTIVES = ("params", "macs", "rf_error", "erf", "depth")  # --pareto: each minimised (erf maximised)
-KEY_COLUMNS = {"params": "params", "macs": "macs", "rf_error": "rf", "erf": "erf_sigma", "depth": "depth"}
+SORT_KEYS = ("params", "macs", "rf_error", "erf", "peak_act")
+OBJECTIVES = ("params", "macs", "rf_error", "erf", "depth", "peak_act")  # --pareto: each minimised (erf maximised)
+KEY_COLUMNS = {"params": "params", "macs": "macs", "rf_error": "rf", "erf": "erf_sigma", "depth": "depth",
+               "peak_act": "peak_act"}  # fmt: skip
 
 
 def rf_target2(space) -> int:
@@ -29,11 +30,11 @@ def rf_target2(space) -> int:
 
 
 def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.ndarray:
-    """An ascending numpy key: fewest params, MACs or layers, rf closest to the target (``|2 rf - target2|``,
-    exact), largest ERF (``-erf_sigma``)."""
+    """An ascending numpy key: fewest params, MACs, layers or peak activation elements, rf closest to the
+    target (``|2 rf - target2|``, exact), largest ERF (``-erf_sigma``)."""
     if name == "depth" and name not in cols:
         raise field_error("pareto", name, "a space of stages has no depth column (its rows have every stage)")
-    if name in ("params", "macs", "depth"):
+    if name in ("params", "macs", "depth", "peak_act"):
         return np.asarray(cols[name], dtype=np.int64)
     if name == "rf_error":
         if target2 is None:
@@ -60,6 +61,8 @@ def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
         "params": out[lm.O_PARAMS],
         "macs": out[lm.O_MACS],
         "erf_sigma": np.sqrt(out[lm.O_ERF] / 12.0),
+        "peak_act": out[lm.O_PEAK],
+        "peak_act_bytes": out[lm.O_PEAK_BYTES],
     }
     if space.id_space >= INT_LIMIT:
         del cols["arch_id"]

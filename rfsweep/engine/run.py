@@ -295,6 +295,7 @@ class _Runner:
         if (
             cons[lm.C_MAX_PARAMS] < INT_LIMIT
             or cons[lm.C_MAX_MACS] < INT_LIMIT
+            or cons[lm.C_MAX_PEAK] < INT_LIMIT
             or cons[lm.C_NO_UNPROD]
             or cons[lm.C_NLEVELS]
         ):

@@ -75,6 +75,8 @@ class TopK:
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":
             cons[lm.C_MAX_MACS] = min(cons[lm.C_MAX_MACS], worst)
+        elif self.sort == "peak_act":  # the peak only grows along a prefix, as params and MACs do
+            cons[lm.C_MAX_PEAK] = min(cons[lm.C_MAX_PEAK], worst)
         elif self.sort == "rf_error":  # |2 rf - t2| <= worst
             t2 = objectives.rf_target2(self.space)
             cons[lm.C_RF_MIN] = max(cons[lm.C_RF_MIN], -((worst - t2) // 2))

@@ -16,9 +16,10 @@ when stages offer channel choices):
 4. a G1 sum of v units fits with exactly the G2 sums whose bucket is >= v: suffix sums over buckets and
    prefix sums over rf give every G1 sum's partners in one lookup.
 
-Every count is an exact integer. The split is chosen to keep the bucket table under ~3e7 cells and the
-pair enumeration under ~3e10 steps; a space with no such split is refused with one line (or counted by
-enumeration when it is small).
+Every count is an exact integer. The split is chosen for the least work with the pair enumeration under
+~3e10 steps; the bucket table is built in bands of rows of at most 6e7 cells (480 MB), so a fine cost
+resolution (ProxylessNAS: G1 sums in units of 392 MACs) costs time, not memory. A space with no such
+split is refused with one line (or counted by enumeration when it is small).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from rfsweep.engine.run import Progress
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
 
-MAX_CELLS = 60_000_000  # the G2 bucket table (distinct rf x G1 cost units), int64: 480 MB
+MAX_CELLS = 60_000_000  # one row of the G2 bucket table (G1 cost units) at most
+BAND_CELLS = 60_000_000  # a band of rows of the bucket table (distinct rf x G1 cost units), int64: 480 MB
 MAX_PAIRS = 30_000_000_000  # G2 enumeration steps
 MAX_G1 = 50_000_000  # G1 combined table entries
 
@@ -86,7 +88,7 @@ def applicable(space: Space) -> str | None:
         return "not a space of stages"
     if space.max_params is not None and space.max_macs is not None:
         return "both --max-params and --max-macs are set (the method handles one budget)"
-    if space.max_params is None and space.max_macs is None:
+    if space.max_params is None and space.max_macs is None and space.max_peak_act is None:
         return "there is no budget (the counting programme counts it)"
     if space.no_unproductive or space.levels or space.min_convs:
         return "--no-unproductive, --anchors and --min-convs need the whole prefix"
@@ -96,14 +98,15 @@ def applicable(space: Space) -> str | None:
     return None
 
 
-def position_tables(space: Space, budget_field: int):
-    """For each position: {input channels: Table} of the choices that fit, their cost the budgeted field
-    (lm.S_MACS or lm.S_PARAMS); and the final jump. The per-choice arithmetic is rfsweep.space.stage_graph's
+def position_tables(space: Space, budget_field: int | None):
+    """For each position: {input channels: Table} of the choices that fit (the peak-activation budget is a
+    filter of them: rfsweep.space.stage_graph), their cost the budgeted field (lm.S_MACS or lm.S_PARAMS;
+    None: no cost); and the final jump. The per-choice arithmetic is rfsweep.space.stage_graph's
     (the kernels' own child(), at each position's fixed input size and jump), shared with the exact
     selections and samples."""
     from rfsweep.space.stage_graph import choice_tables
 
-    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params"}[budget_field]
+    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params", None: "zero"}[budget_field]
     tables, jump = choice_tables(space)
     out = []
     for per_cin in tables:
@@ -140,8 +143,10 @@ def count(space: Space, *, threads: int | None = None, progress=None) -> int:
     why = applicable(space)
     if why is not None:
         raise field_error("method", "stages", f"cannot count this space: {why}")
-    field = lm.S_MACS if space.max_macs is not None else lm.S_PARAMS
+    field = lm.S_MACS if space.max_macs is not None else lm.S_PARAMS if space.max_params is not None else None
     budget = space.max_macs if space.max_macs is not None else space.max_params
+    if budget is None:  # --max-peak-act alone: no cost, the rf sums of the filtered tables decide
+        budget = 0
     tables, final_jump = position_tables(space, field)
     if space.jumps and final_jump not in space.jumps:
         return 0
@@ -187,9 +192,10 @@ def _split(path: list[Table], room: int):
             pairs = math.prod(len(path[i].rf) for i in g2)  # the others' combined table x the largest
             if size1 > MAX_G1 or pairs > MAX_PAIRS:
                 continue
-            cells = len(_rf_sums(path, g2)) * (room // g + 2)
-            if cells > MAX_CELLS:
+            width = room // g + 2
+            if width > MAX_CELLS:  # one row of the bucket table (the table is built in bands of rows)
                 continue
+            cells = len(_rf_sums(path, g2)) * width
             work = pairs + size1 + cells
             if best is None or work < best[0]:
                 best = (work, g1, g2, g)
@@ -208,6 +214,21 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     variable = [t for t in path if len(t.rf) > 1]
     if not variable:
         return const_w if lo_r <= 0 and (hi_r is None or hi_r >= 0) else 0
+    if not any(int(t.cost.max()) for t in variable):
+        # no cost budget: a convolution of the positions' rf histograms (a few hundred distinct sums), in
+        # Python integers (the products pass 2^63 on Once-for-All)
+        acc = {0: 1}
+        for t in variable:
+            hist: dict[int, int] = {}
+            for r, w in zip(t.rf.tolist(), t.weight.tolist()):
+                hist[r] = hist.get(r, 0) + w
+            nxt: dict[int, int] = {}
+            for r1, w1 in acc.items():
+                for r2, w2 in hist.items():
+                    nxt[r1 + r2] = nxt.get(r1 + r2, 0) + w1 * w2
+            acc = nxt
+            steer.check()
+        return const_w * sum(w for r, w in acc.items() if r >= lo_r and (hi_r is None or r <= hi_r))
     if len(variable) == 1:
         t = variable[0]
         ok = (t.cost <= room) & (t.rf >= lo_r) & ((t.rf <= hi_r) if hi_r is not None else True)
@@ -233,31 +254,42 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     if vmin > vmax:
         return 0
     width = vmax - vmin + 2  # column 0: q < vmin; column q - vmin + 1 otherwise
-    if len(r2) * width > MAX_CELLS:
-        raise field_error("method", "stages", f"the bucket table would hold {len(r2) * width:.2g} cells")
-    hist = np.zeros((len(r2), width), np.int64)
+    if width > MAX_CELLS:
+        raise field_error("method", "stages", f"one row of the bucket table would hold {width:.2g} cells")
     from rfsweep.kernels.cpu import stage_buckets
 
     ox = np.lexsort((x.cost, x.rf))  # grouped by rf, by cost within a group
     xr_vals, x_first = np.unique(x.rf[ox], return_index=True)
     x_start = np.append(x_first, len(ox)).astype(np.int64)
-    done = np.zeros(len(r2), np.int64)  # rows of hist complete, for progress
+    x_cost, x_w = np.ascontiguousarray(x.cost[ox]), np.ascontiguousarray(x.weight[ox])
+    done = np.zeros(len(r2), np.int64)  # rows of the table complete, for progress
     tick = None if report is None else (lambda: report(float(done.mean())))
-    steer.call(
-        stage_buckets, y.rf, y.cost, y.weight, xr_vals, x_start, x.cost[ox], x.weight[ox], r2, room, g, vmin, vmax,
-        hist, steer.control(), done, threads=threads, tick=tick,
-    )  # fmt: skip
-    # in place: suffix sums over q (hist[r, c] = G2 sums of rf r2[r] leaving >= vmin + c - 1 units), then
-    # prefix sums over rf (hist[k, c] = the same over the first k + 1 rf values)
-    hist[:, ::-1] = np.cumsum(hist[:, ::-1], axis=1)
-    np.cumsum(hist, axis=0, out=hist)
     fits = v1 <= vmax
     rf1, col, w1 = t1.rf[fits], v1[fits] - vmin + 1, t1.weight[fits]
-    a = np.searchsorted(r2, lo_r - rf1, side="left")
+    a = np.searchsorted(r2, lo_r - rf1, side="left")  # G1 entry i pairs with the G2 rf rows a[i]..b[i]-1
     b = np.searchsorted(r2, hi_r - rf1, side="right") if hi_r is not None else np.full(len(rf1), len(r2))
-    upper = np.where(b > 0, hist[np.maximum(b - 1, 0), col], 0)
-    lower = np.where(a > 0, hist[np.maximum(a - 1, 0), col], 0)
-    return const_w * _dot(w1, upper - lower)
+    # the table in bands of rows that fit BAND_CELLS (one band on Once-for-All MobileNetV3; two on
+    # ProxylessNAS under 450M MACs, whose G1 sums need 1/392 of the budget's resolution): each band's
+    # partial sums give each G1 entry its partners among the band's rows, and the bands add up
+    rows = max(1, BAND_CELLS // width)
+    total = 0
+    for r0 in range(0, len(r2), rows):
+        r1 = min(len(r2), r0 + rows)
+        hist = np.zeros((r1 - r0, width), np.int64)
+        steer.call(
+            stage_buckets, y.rf, y.cost, y.weight, xr_vals, x_start, x_cost, x_w, r2[r0:r1], room, g, vmin,
+            vmax, hist, steer.control(), done[r0:r1], threads=threads, tick=tick,
+        )  # fmt: skip
+        # in place: suffix sums over q (hist[r, c] = G2 sums of rf r2[r0 + r] leaving >= vmin + c - 1 units),
+        # then prefix sums over the band's rows
+        hist[:, ::-1] = np.cumsum(hist[:, ::-1], axis=1)
+        np.cumsum(hist, axis=0, out=hist)
+        lo_k, hi_k = np.clip(a, r0, r1) - r0, np.clip(b, r0, r1) - r0  # the band's rows, relative
+        upper = np.where(hi_k > 0, hist[np.maximum(hi_k - 1, 0), col], 0)
+        lower = np.where(lo_k > 0, hist[np.maximum(lo_k - 1, 0), col], 0)
+        total += _dot(w1, upper - lower)
+        del hist
+    return const_w * total
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> int:

@@ -76,12 +76,14 @@ def applicable(space: Space, selection: dict) -> str | None:
     if pareto is not None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
+        if "peak_act" in pareto and (len(pareto) != 2 or "rf_error" in pareto):
+            return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None
     if sort is None or limit is None:
         return "the walk lists survivors in order"
-    if sort not in KEYS:
+    if sort not in KEYS and sort != "peak_act":
         return f"unknown sort key {sort!r}"
     if limit > MAX_K:
         return f"--limit above {MAX_K:,}"
@@ -188,6 +190,8 @@ def top_k(
     why = applicable(space, {"limit": k, "sort": sort})
     if why is not None:
         raise field_error("sort", sort, f"the exact selection cannot take this space: {why}")
+    if sort == "peak_act":
+        return _top_k_by_peak(space, k, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     key_name, sign = KEYS[sort], (-1 if sort == "erf" else 1)
     others = [q for q in ("params", "macs") if _budget(space, q) is not None and q != sort]
@@ -221,6 +225,118 @@ def top_k(
     top = TopK(k, space, sort)
     top.add(batch)
     return top.result()
+
+
+def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
+    """The best ``k`` by peak activation memory, ties to the smaller arch_id. The peak is a largest value,
+    not a sum, so it is no key of the programme; but a budget on it is a filter of each position's
+    choices (rfsweep.space.stage_graph.peak_budget), and the candidates' peaks are among the choices' own.
+    With ``first(v)`` the first k candidates in arch_id order with peak <= v (the programme with a zero
+    key), a search over those values finds the least v with k of them: every candidate of peak below v
+    (fewer than k: ``first`` of the value before v gives all of them) comes first, then those of peak v
+    in arch_id order, and the first k of ``first(v)`` hold at least the k - (those below) needed."""
+    graph = stage_graph.build(space)
+    others = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+
+    def first(i: int) -> np.ndarray:
+        g = graph if i == len(values) - 1 else stage_graph.peak_budget(graph, int(values[i]))
+        if not g.final_ok.any() or not g.live[0].any():
+            return np.zeros((0, g.positions), np.int64)
+        parents, choices, it = _topk_pass(g, k, _zero, INF, others)
+        return _rebuild(parents, choices, np.argsort(it["lex"], kind="stable")[:k])
+
+    lo, hi = 0, len(values) - 1  # the least i with k candidates of peak <= values[i] (or the last)
+    found = {hi: first(hi)}
+    if len(found[hi]) >= k:
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found[mid] = first(mid)
+            if len(found[mid]) >= k:
+                hi = mid
+            else:
+                lo = mid + 1
+    below = found.get(hi - 1) if hi > 0 else None
+    below = first(hi - 1) if hi > 0 and below is None else below
+    chosen = found[hi] if below is None else np.concatenate([below, found[hi]])
+    chosen = np.unique(chosen, axis=0)  # arch_id order (lexicographic choices), for evaluate
+    top = TopK(k, space, "peak_act")
+    if len(chosen):
+        top.add(_evaluate(space, chosen, **kw))
+    return top.result()
+
+
+def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
+    """The Pareto front by peak activation memory and one additive objective q (params, macs or erf).
+
+    With m(v) the least q-key among the candidates of peak <= v (the best-1 programme on the choices
+    within v: rfsweep.space.stage_graph.peak_budget), m is non-increasing in v, and a candidate x is on
+    the front exactly when its key is m(peak(x)) and m drops at peak(x) (below the value before it:
+    otherwise a candidate of smaller peak has a key no larger). So the front is, at each value v where m
+    drops, every candidate of peak <= v with key m(v) (the best-k programme with the key budgeted to
+    m(v)); the values where m drops are found by bisection (m equal at both ends: no drop between).
+    """
+    q = next(n for n in names if n != "peak_act")
+    graph = stage_graph.build(space)
+    key_name, sign = KEYS[q], (-1 if q == "erf" else 1)
+    others = [b for b in ("params", "macs") if _budget(space, b) is not None and b != q]
+    bk = _budget(space, q) if q in ("params", "macs") else None
+    bk = INF if bk is None else np.int64(bk)
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+    last = len(values) - 1
+
+    def kfun(table):
+        return sign * table.metric(key_name)
+
+    def sub(i: int) -> Graph:
+        return graph if i == last else stage_graph.peak_budget(graph, int(values[i]))
+
+    least: dict[int, int | None] = {}
+
+    def m(i: int) -> int | None:
+        if i not in least:
+            g = sub(i)
+            found = None
+            if g.final_ok.any() and g.live[0].any():
+                it = _topk_pass(g, 1, kfun, bk, others)[2]
+                found = int(it["key"].min()) if len(it["key"]) else None
+            least[i] = found
+        return least[i]
+
+    if m(last) is None:
+        return Batch.empty(space)
+    lo, hi = 0, last  # the least value with a candidate
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if m(mid) is not None else (mid + 1, hi)
+    drops = [lo]
+
+    def scan(a: int, b: int) -> None:  # m(a), m(b) known, a < b: the drops in (a, b]
+        if m(a) == m(b):
+            return
+        if b == a + 1:
+            drops.append(b)
+            return
+        mid = (a + b) // 2
+        scan(a, mid)
+        scan(mid, b)
+
+    if lo < last:
+        scan(lo, last)
+    result = Front(space, names)
+    for i in sorted(drops):
+        g = sub(i)
+        parents, choices, it = _topk_pass(g, MAX_K + 1, kfun, np.int64(m(i)), others)
+        if len(it["key"]) > MAX_K:
+            raise field_error(
+                "pareto", ",".join(names), f"more than {MAX_K:,} candidates tie at one point of the front"
+            )
+        chosen = _rebuild(parents, choices, np.arange(len(it["key"])))
+        chosen = np.unique(chosen, axis=0)
+        if len(chosen):
+            result.add(_evaluate(space, chosen, **kw))
+        steer.check()
+    return result.result()
 
 
 def _stopped() -> bool:
@@ -400,6 +516,8 @@ def front(
     why = applicable(space, {"pareto": names})
     if why is not None:
         raise field_error("pareto", ",".join(names), f"the exact front cannot take this space: {why}")
+    if "peak_act" in names:
+        return _front_with_peak(space, names, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     P = graph.positions
     # tracked columns: the additive objectives (erf negated: all minimised), then budgets not among them

@@ -3,3 +3,7 @@ built from (torch itself is imported lazily, only where a module is built).
 
 May import: rfsweep.output and everything below it. Beside rfsweep.anchors, never importing it.
 """
+
+from rfsweep.nas._suggest import Candidate, suggest
+
+__all__ = ["Candidate", "suggest"]

@@ -43,7 +43,7 @@ from rfsweep.network.analyze import LayerResult, evaluate
 from rfsweep.network.spec import Network, parse_network
 from rfsweep.output.select import Selection, rf_target2, select_file
 from rfsweep.output.sink import LIST_COLUMNS, read_spec
-from rfsweep.space import Space, build_space
+from rfsweep.space import Space, build_space, ids
 
 ACTS = ("relu", "relu6", "silu", "none")
 NORMS = ("bn", "none")
@@ -104,15 +104,50 @@ def load_space(space: Any) -> Space:
     )
 
 
-def check_block_options(act: str | None, norm: str | None, num_classes: int | None) -> None:
-    """A space of stages builds its blocks as it defines them: no export option applies."""
-    for name, value in (("act", act), ("norm", norm), ("num_classes", num_classes)):
+def check_block_options(act: str | None, norm: str | None, num_classes: int | None = None) -> None:
+    """A space of stages builds its blocks as it defines them: ``act`` and ``norm`` do not apply
+    (``num_classes`` does: :func:`with_classes`)."""
+    for name, value in (("act", act), ("norm", norm)):
         if value is not None:
             raise field_error(
                 name,
                 value,
-                "applies to chain spaces; a space of stages defines its own BatchNorm, activations and head",
+                "applies to chain spaces; a space of stages defines its own BatchNorm and activations",
             )
+    check_options(None, None, num_classes)
+
+
+def with_classes(space: Space, num_classes: int | None) -> Space:
+    """A space of stages whose head ends in a linear layer to ``num_classes`` logits: the head's last
+    linear block gets that many channels, or a global pool (when the head has none) and a linear layer
+    are added. The candidates and their arch_ids are the space's (the head is one fixed choice); the
+    params and MACs are then the new head's. None: the space itself."""
+    if num_classes is None:
+        return space
+    check_options(None, None, num_classes)
+    settings = json.loads(json.dumps(space.settings))
+    head = list(settings.get("head") or [])
+    if head and head[-1].get("op") == "linear":
+        head[-1] = {**head[-1], "channels": num_classes}
+    else:
+        if not any(b.get("op") == "global_pool" for b in head):
+            head.append({"op": "global_pool"})
+        head.append({"op": "linear", "channels": num_classes, "act": "none"})
+    settings["head"] = head
+    for key in ("max_params", "max_macs", "max_peak_act"):  # the row was selected under them already
+        settings[key] = None
+    return build_space(settings, for_search=False)
+
+
+def row_metrics(row: Mapping) -> dict:
+    """The row's scalar metrics as plain numbers (what exports carry beside each model)."""
+    out = {}
+    for key in (*METRICS, "peak_act", "peak_act_bytes"):
+        if key in row and row[key] is not None:
+            v = row[key]
+            v = v.item() if hasattr(v, "item") else v
+            out[key] = float(v) if isinstance(v, float) else int(v)
+    return out
 
 
 def candidate_spec(
@@ -126,9 +161,13 @@ def candidate_spec(
     """The network spec of one candidate with the export's layers added; ``name`` is the arch_id as a
     string. Layers are named ``l{position}_{op}`` (``l0_conv``, ``l1_maxpool``).
 
-    For a space of stages: the spec as ``Space.network_spec`` writes it (``act``, ``norm`` and
-    ``num_classes`` must be None), with ``feature_layer`` the map before the head's global pool.
+    For a space of stages: the spec as ``Space.network_spec`` writes it (``act`` and ``norm`` must be None;
+    ``num_classes`` sets the head's logits, :func:`with_classes`), with ``feature_layer`` the map before the
+    head's global pool.
     """
+    if space.has_blocks and num_classes is not None:
+        check_block_options(act, norm, num_classes)
+        return candidate_spec(with_classes(space, num_classes), arch_id, act=None, norm=None)
     idx = space.decode(arch_id)
     spec = space.network_spec(idx, name=str(int(arch_id)))
     if space.has_blocks:
@@ -154,12 +193,9 @@ def feature_layer(space: Space, idx: list[int], layers: list[dict]) -> str | Non
 
 
 def arch_id_of(candidate: Any) -> int:
-    """The arch_id of an int, or of a row (a dict or pandas Series with ``arch_id``)."""
-    row = _as_row(candidate)
-    try:
-        return int(row["arch_id"])
-    except (TypeError, ValueError):
-        raise field_error("arch_id", row["arch_id"], "must be an integer") from None
+    """The arch_id of an int-like value (int, numpy integer, ``Decimal``: rfsweep.space.ids.as_arch_id), or of a
+    row (a dict or pandas Series with ``arch_id``)."""
+    return ids.as_arch_id(_as_row(candidate)["arch_id"])
 
 
 def _as_row(candidate: Any) -> dict:
@@ -309,8 +345,9 @@ class PytorchWriter:
     def __init__(self, out: TextIO, *, file: str, space: Space, version: str, act: str, norm: str, num_classes):
         self.out = out
         self.entries = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.metrics = tempfile.TemporaryFile("w+", encoding="utf-8")  # METRICS entries, as MODELS'
         if space.has_blocks:
-            self._block_header(file, space, version)
+            self._block_header(file, space, version, num_classes)
             return
         extra = []
         if norm == "bn":
@@ -347,7 +384,13 @@ class PytorchWriter:
             f"# search settings: {json.dumps(space.settings, sort_keys=True)}\n"
         )
 
-    def _block_header(self, file: str, space: Space, version: str) -> None:
+    def _block_header(self, file: str, space: Space, version: str, num_classes: int | None = None) -> None:
+        params = "each row's params exactly, head included"
+        if num_classes is not None:
+            params = (
+                f"each row's params with the head's last linear layer giving {num_classes} logits (the comment "
+                "above each builder says how many)"
+            )
         paragraphs = [
             f"PyTorch models of rfsweep search candidates from {os.path.basename(file)} (rfsweep {version}, "
             "`rfsweep export --to pytorch`), a space of stages"
@@ -361,8 +404,8 @@ class PytorchWriter:
             "BatchNorm2d, squeeze-and-excitation with a hard-sigmoid gate, residual adds where the block keeps "
             "its shape, ResNet projections as 1x1 convs with the stride. Padding: 'same' (k' - 1 pixels, the "
             "odd one after).",
-            "Parameters (sum of p.numel()): each row's params exactly, head included (BatchNorm weight and "
-            "bias count; running statistics are buffers).",
+            f"Parameters (sum of p.numel()): {params} (BatchNorm weight and bias count; running statistics "
+            "are buffers). METRICS[arch_id]: the row's metrics.",
         ]
         doc = "\n\n".join(textwrap.fill(p, 100, break_on_hyphens=False) for p in paragraphs)
         self.out.write(f'"""{doc}\n"""\n\nfrom collections.abc import Callable\n')
@@ -376,7 +419,10 @@ class PytorchWriter:
     def write(self, row: Mapping, net: Network, modules, total_params: int) -> None:
         arch_id = int(row["arch_id"])
         comment = f"# arch_id {arch_id}: {_metrics_text(row)}"
+        self.metrics.write(f"    {arch_id}: {json.dumps(row_metrics(row))},\n")
         if isinstance(modules, BlockModel):
+            if total_params != row.get("params", total_params):
+                comment += f"; with this head {total_params:,} parameters"
             parts = [f"\n\n{comment}\ndef arch_{arch_id}() -> BlockNet:\n"]
             for what, group in (("features", modules.features), ("head", modules.head)):
                 lines = "".join(f'        ("{m.name}", {m.source()}),\n' for m in group)
@@ -401,6 +447,12 @@ class PytorchWriter:
         shutil.copyfileobj(self.entries, self.out)
         self.out.write("}\n")
         self.entries.close()
+        # the rows' metrics beside the models: a NAS loop scores MODELS[a] by METRICS[a], no join needed
+        self.out.write("\n\nMETRICS: dict[int, dict[str, float]] = {\n")
+        self.metrics.seek(0)
+        shutil.copyfileobj(self.metrics, self.out)
+        self.out.write("}\n")
+        self.metrics.close()
 
 
 class JsonlWriter:
@@ -411,6 +463,10 @@ class JsonlWriter:
 
     def write(self, row: Mapping, net: Network, modules, total_params: int) -> None:
         spec = dict(row["_spec"])
+        # the arch_id and metrics ride along (the analyzer ignores them): build(line, space=FILE) takes the
+        # line of a candidate of a space of stages, and a NAS loop scores a line without the Parquet file
+        spec["arch_id"] = int(row["arch_id"])
+        spec["metrics"] = row_metrics(row)
         spec["description"] = (
             f"rfsweep {self.version} export of {self.file}, arch_id {row['arch_id']}: {_metrics_text(row)}"
             + (f"; {total_params:,} parameters with the added layers" if total_params != row.get("params") else "")
@@ -488,10 +544,12 @@ def export(
 
 def _write(writer, tables: Iterable, space: Space, file: str, act, norm, num_classes) -> int:
     written = 0
+    built = with_classes(space, num_classes) if space.has_blocks else space  # a stage space's new head
     for table in tables:
         for row in table.to_pylist():
             try:
-                spec = candidate_spec(space, row["arch_id"], act=act, norm=norm, num_classes=num_classes)
+                options = (None, None, None) if space.has_blocks else (act, norm, num_classes)
+                spec = candidate_spec(space, row["arch_id"], act=options[0], norm=options[1], num_classes=options[2])
             except RFSweepError:
                 raise field_error(
                     "arch_id", row["arch_id"], f"is not a candidate of the space stored in {file}"
@@ -499,9 +557,12 @@ def _write(writer, tables: Iterable, space: Space, file: str, act, norm, num_cla
             net = parse_network(spec)
             results = evaluate(net)
             total = check_row(row, net, results, file, blocks=space.has_blocks)
+            if built is not space:  # the row checked as written; the model with its new head
+                spec = candidate_spec(built, row["arch_id"], act=None, norm=None, num_classes=None)
+                total = sum(r.params for r in evaluate(parse_network(spec)))
             row["_spec"] = spec
             if space.has_blocks:
-                modules = block_modules(space, space.decode(row["arch_id"]))
+                modules = block_modules(built, space.decode(row["arch_id"]))
             else:
                 modules = chain_modules(net, results)
             writer.write(row, net, modules, total)
@@ -518,6 +579,8 @@ __all__ = [
     "arch_id_of",
     "block_classes_source",
     "check_block_options",
+    "row_metrics",
+    "with_classes",
     "candidate_spec",
     "feature_layer",
     "candidate_network",

@@ -75,7 +75,8 @@ _FIELDS = {
     "affine": {"weight", "bias"},
     "pointwise": {"fn"},
 }
-_TOP_FIELDS = {"name", "source", "description", "input", "layers", "feature_layer"}
+# arch_id and metrics: what `rfsweep export --to jsonl` writes beside a candidate's spec (not read here)
+_TOP_FIELDS = {"name", "source", "description", "input", "layers", "feature_layer", "arch_id", "metrics"}
 
 Pair = tuple[int, int]
 # Padding per axis: (left, right) in pixels, or one of PADDING_MODES.

@@ -30,7 +30,10 @@ def model_data(name: str) -> dict[str, Any]:
     """The raw spec of a built-in model."""
     path = _models_dir() / f"{name}.json"
     if not path.is_file():
-        raise SpecError(f"model {name!r}: not a spec file and not a built-in model (`rfsweep zoo` lists them)")
+        raise SpecError(
+            f"model {name!r}: not a spec file, a built-in model (`rfsweep zoo` lists them), nor a torchvision or "
+            "timm model name (with torch installed)"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -60,8 +63,16 @@ def resolve(spec_or_name: Any, input_size: Any = None) -> Network:
             data = from_onnx(path, input_size=input_size)
         elif path.suffix.lower() in (".json", ".toml") or path.is_file():
             data = load_spec_data(path)
-        else:
+        elif text in list_models():
             data = model_data(text)
+        else:  # a torchvision (or timm) model name, with torch installed
+            from rfsweep.network.importers import from_torch
+            from rfsweep.network.importers.torch_module import named_module
+
+            module = named_module(text)
+            if module is None:
+                model_data(text)  # the zoo's one-line error
+            data = from_torch(module, input_size=input_size or 224)
     net = parse_network(data, input_size=input_size)
     net.extra["raw"] = data
     return net
@@ -75,7 +86,8 @@ def analyze(spec_or_name: Any, input_size: Any = None) -> pd.DataFrame:
     spec_or_name : str, path, dict or Network
         A built-in model name (``rfsweep zoo``), a JSON/TOML spec file, an ONNX model (``.onnx``, needs
         ``rfsweep[onnx]``), a spec dict, a Network, or a PyTorch ``nn.Module`` (imported through ONNX at
-        ``input_size``, default 224).
+        ``input_size``, default 224); with torch installed, any ``torchvision.models`` name
+        (``"mobilenet_v2"``, built without weights) and, with timm installed, a timm model name.
     input_size : int, (h, w) or 'HxW', optional
         Overrides the spec's input size.
 

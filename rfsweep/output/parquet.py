@@ -187,6 +187,8 @@ def plan(space, sch: pa.Schema) -> list[Column] | None:
         "out_size": lm.O_N,
         "params": lm.O_PARAMS,
         "macs": lm.O_MACS,
+        "peak_act": lm.O_PEAK,
+        "peak_act_bytes": lm.O_PEAK_BYTES,
     }
     for i, lv in enumerate(space.levels):
         scalars[f"s{lv.stride}_tap"] = lm.NO + 3 * i

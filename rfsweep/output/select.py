@@ -21,7 +21,7 @@ from rfsweep.core.errors import field_error
 from rfsweep.engine.objectives import KEY_COLUMNS, SORT_KEYS, rf_target2
 from rfsweep.engine.objectives import key as sort_key
 from rfsweep.engine.where import Where, num_rows, numpy_column, parse_where
-from rfsweep.space.ids import python_ids, sort_keys
+from rfsweep.space.ids import as_arch_id, is_arch_id, python_ids, sort_keys
 
 BATCH_ROWS = 1 << 16  # rows per Arrow batch read from the file; memory is a batch plus what is kept
 
@@ -37,16 +37,18 @@ def parse_ids(text: Any) -> list[int]:
             text = [int(p) for p in parts]
         except ValueError:
             raise field_error("ids", raw, "must be a comma-separated list of arch_ids (integers >= 0)") from None
-    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
-        text = [int(text)]
+    if is_arch_id(text):
+        text = [text]
     if not isinstance(text, (list, tuple)) or not text:
         raise field_error("ids", raw, "must be a non-empty list of arch_ids")
     out: list[int] = []
     for v in text:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise field_error("ids", raw, "every arch_id must be an integer >= 0")
-        if int(v) not in out:
-            out.append(int(v))
+        try:  # any int-like value: int, numpy integer, Decimal (the decimal128 ids of a space of stages)
+            v = as_arch_id(v)
+        except ValueError:
+            raise field_error("ids", raw, "every arch_id must be an integer >= 0") from None
+        if v not in out:
+            out.append(v)
     return out
 
 

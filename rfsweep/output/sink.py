@@ -16,9 +16,10 @@ Three layouts of the same rows (``--columns``):
   ``padding``, ``channels`` (the layout before 0.2, called ``full`` then; that name still works).
 * ``compact``: neither (``arch_id`` and ``rfsweep show`` decode the layers).
 
-Then rf, jump, eff_padding, center, out_size, params, macs, erf_sigma in the narrowest integer types the
-space's bounds allow, and per detector level its tap, rf and ERF sigma. The search settings and the
-rfsweep version are stored in the schema metadata as JSON under ``rfsweep.spec``.
+Then rf, jump, eff_padding, center, out_size, params, macs, erf_sigma, peak_act (the peak activation
+memory in elements, batch 1) and peak_act_bytes (at ``--act-dtype``) in the narrowest integer types the
+space's bounds allow (int64 for params, macs and the peaks), and per detector level its tap, rf and ERF
+sigma. The search settings and the rfsweep version are stored in the schema metadata as JSON under ``rfsweep.spec``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ def schema(space: Space, layout: str | None = None) -> pa.Schema:
         pa.field("params", pa.int64(), False),
         pa.field("macs", pa.int64(), False),
         pa.field("erf_sigma", pa.float64(), False),
+        # peak activation memory (kernels.costs.block_peak), elements and bytes at --act-dtype: int64 as
+        # params and macs
+        pa.field("peak_act", pa.int64(), False),
+        pa.field("peak_act_bytes", pa.int64(), False),
     ]
     for lv in space.levels:  # per detector level: its tap (layer index), the tap's rf and ERF sigma
         fields += [

@@ -174,6 +174,8 @@ def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
         target_rf=target,
         levels=levels,
         min_convs=min_convs,
+        max_peak_act=None if s["max_peak_act"] is None else st.parse_int("max_peak_act", s["max_peak_act"], 0),
+        act_bytes=st.parse_act_dtype(s["act_dtype"]),
         roles=roles,
         settings=resolved,
     )

@@ -11,15 +11,52 @@ its (depth, choices) lexicographic order (depths in increasing order, then the m
 
 from __future__ import annotations
 
+import numbers
+from decimal import Decimal
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
+from rfsweep.core.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space.settings import INT_LIMIT
 
 ID_LIMIT = 10**38  # decimal128(38, 0) holds 38 digits
 DECIMAL = pa.decimal128(38, 0)
 MASK64 = (1 << 64) - 1
+
+
+def is_arch_id(value: Any) -> bool:
+    """Whether ``value`` is an int-like arch_id (what :func:`as_arch_id` takes), not a row or a spec."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (numbers.Integral, np.integer, Decimal, numbers.Rational, float, np.floating))
+
+
+def as_arch_id(value: Any, field: str = "arch_id") -> int:
+    """An arch_id as a Python int from any int-like value: int, numpy integer, ``Decimal`` (what pandas reads
+    from the ``decimal128`` ids of a space of stages), an integral float or fraction, or decimal text.
+    Anything else, a fraction part, or a negative value: one line naming the field."""
+    raw = value
+    out = None
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            value = None
+    if isinstance(value, bool) or value is None:
+        out = None
+    elif isinstance(value, (numbers.Integral, np.integer)):
+        out = int(value)
+    elif isinstance(value, numbers.Rational):
+        out = int(value) if value.denominator == 1 else None
+    elif isinstance(value, (Decimal, float, np.floating)):
+        d = Decimal(float(value)) if isinstance(value, np.floating) else Decimal(value)
+        out = int(d) if d.is_finite() and d == d.to_integral_value() else None
+    if out is None or out < 0:
+        raise field_error(field, raw, "must be an integer >= 0")
+    return out
 
 
 def big(space) -> bool:

@@ -25,6 +25,7 @@ from rfsweep.core.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import settings as st
 from rfsweep.space.blocks import expand, jump_factor, rf_step
+from rfsweep.space.ids import as_arch_id
 from rfsweep.space.packing import kernel_arrays
 
 ROLE_BODY, ROLE_HEAD = lm.ROLE_BODY, lm.ROLE_HEAD
@@ -106,6 +107,8 @@ class Space:
     target_rf: int | None
     min_convs: int = 0
     levels: tuple[Level, ...] = ()
+    max_peak_act: int | None = None  # peak activation memory budget, elements (kernels.costs.block_peak)
+    act_bytes: int = 4  # bytes per activation element (--act-dtype)
     # roles[p][c]: bit 1, the choice may be followed by more layers; bit 2, it may be a candidate's
     # last layer. All 3 unless a head (positions index -1) gives the last layer its own choices.
     roles: list[list[int]] = field(default_factory=list)
@@ -186,8 +189,8 @@ class Space:
     # ---- arch ids ----
     def digits(self, arch_id: int) -> list[int]:
         """arch_id -> choice indices, without checking that they name a candidate."""
-        arch_id = int(arch_id)
-        if arch_id < 0 or arch_id >= self.id_space:
+        arch_id = as_arch_id(arch_id)
+        if arch_id >= self.id_space:
             raise field_error("arch_id", arch_id, f"must be in [0, {self.id_space})")
         offsets = self.depth_offsets()
         depth = max(d for d in range(self.depth_min, self.depth_max + 1) if offsets[d] <= arch_id)

@@ -50,6 +50,8 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
     cons[lm.C_NJUMPS] = len(space.jumps)
     cons[lm.C_NLEVELS] = len(space.levels)
     cons[lm.C_MIN_CONVS] = space.min_convs
+    cons[lm.C_MAX_PEAK] = INT_LIMIT if space.max_peak_act is None else space.max_peak_act
+    cons[lm.C_ACT_BYTES] = space.act_bytes
     anchors = np.zeros((max(1, len(space.levels)), lm.NA), np.int64)
     for i, lv in enumerate(space.levels):
         anchors[i] = (lv.stride, lv.rf_lo, lv.rf_hi, lv.erf12)
@@ -210,8 +212,8 @@ def state_row(n, jump, cin, ndown, params=0, macs=0, erf=0) -> list[int]:
 
 
 def metric_bounds(space: Space) -> dict[str, int]:
-    """Upper bounds of what any prefix reaches: params, MACs, 12 x erf variance, and the largest
-    single-choice params and MACs.
+    """Upper bounds of what any prefix reaches: params, MACs, 12 x erf variance, the largest
+    single-choice params and MACs, and the peak activation memory (elements).
 
     The kernels' own layer_math.child() runs in Python on exact integers (no int64 to wrap), from each
     prefix state summarised per (input channels, strided layers so far), the two things that fix a
@@ -220,7 +222,7 @@ def metric_bounds(space: Space) -> dict[str, int]:
     prefix has all the largest values at once (the usual case: fewest strides, most channels).
     """
     states = {(space.in_channels, 0): (space.input_size, 1, 0, 0, 0)}
-    best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0}
+    best = {"params": 0, "macs": 0, "erf12": 0, "layer_params": 0, "layer_macs": 0, "peak": 0}
     for p in range(space.depth_max):
         rows = [
             state_row(n, jump, cin, nd, params, macs, erf) for (cin, nd), (n, jump, params, macs, erf) in states.items()
@@ -236,6 +238,7 @@ def metric_bounds(space: Space) -> dict[str, int]:
                 nxt[key] = value if old is None else tuple(map(max, old, value))
                 best["layer_params"] = max(best["layer_params"], value[2] - row[lm.S_PARAMS])
                 best["layer_macs"] = max(best["layer_macs"], value[3] - row[lm.S_MACS])
+                best["peak"] = max(best["peak"], kid[lm.S_PEAK])  # rows start at peak 0: the choice's own
         states = nxt
         for _, _, params, macs, erf in states.values():
             best["params"] = max(best["params"], params)
@@ -280,7 +283,7 @@ def _open_cons(space: Space) -> list[int]:
     """Constraints that refuse only what does not fit (no budget, no rf cap), for the exact-integer twin."""
     cons = [0] * (lm.NC + 2 * (space.depth_max + 1))
     big = 1 << 400
-    cons[lm.C_RF_MAX] = cons[lm.C_MAX_PARAMS] = cons[lm.C_MAX_MACS] = big
+    cons[lm.C_RF_MAX] = cons[lm.C_MAX_PARAMS] = cons[lm.C_MAX_MACS] = cons[lm.C_MAX_PEAK] = big
     cons[lm.C_MIN_OUT] = 1
     cons[lm.C_N] = space.input_size
     cons[lm.C_PAD] = PAD_CODES[space.padding]
@@ -322,6 +325,13 @@ def check_representable(space: Space, *, for_search: bool = True) -> None:
                 f"the {name} of this space reach {b[key]:.3e}, beyond int64; set a --max-{key} budget "
                 f"below {INT_LIMIT - b['layer_' + key]:.3e}, or narrow channels or input_size",
             )
+    if b["peak"] * space.act_bytes >= INT_LIMIT:
+        raise field_error(
+            "input_size",
+            space.input_size,
+            f"the peak activation memory of this space ({b['peak']:.3e} elements) does not fit in int64; "
+            "narrow channels or input_size",
+        )
     if b["erf12"] >= INT_LIMIT and (for_search or space.levels):
         # a count needs the ERF only for detector levels (--anchor-erf); name the option the user can change
         dil = space.settings.get("dilations")

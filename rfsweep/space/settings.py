@@ -31,6 +31,9 @@ POOL_OPS = ("maxpool", "avgpool")
 OP_CODES = {"conv": lm.OP_CONV, "maxpool": lm.OP_MAXPOOL, "avgpool": lm.OP_AVGPOOL}  # the kernels' op codes
 OP_NAMES = sorted(OP_CODES, key=OP_CODES.get)  # op code -> name (the outputs' dictionaries)
 PAD_CODES = {"valid": lm.PAD_VALID, "same": lm.PAD_SAME, "tf_same": lm.PAD_TF_SAME}
+# --act-dtype: bytes per activation element (the peak_act_bytes column)
+ACT_DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int16": 2, "int8": 1,
+              "uint8": 1}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("min_out_size", 1, "Smallest final feature map size."),
     Setting("max_params", None, "Parameter budget (e.g. 5e6)."),
     Setting("max_macs", None, "MAC budget (e.g. 1e9)."),
+    Setting(
+        "max_peak_act",
+        None,
+        "Peak activation memory budget in elements, batch 1 (the peak_act column: the most that is alive "
+        "at once, layer by layer, MCUNet's definition), e.g. 2e5.",
+    ),
+    Setting(
+        "act_dtype",
+        "float32",
+        "Activation type the peak_act_bytes column counts (bytes = peak_act x its size).",
+        choices=tuple(ACT_DTYPES),
+    ),
     Setting("jump", None, "Allowed final jumps (effective strides), e.g. 16,32."),
     Setting("max_rf_ratio", None, "Largest rf / input size."),
     Setting(
@@ -198,6 +213,13 @@ def parse_str_list(name: str, value: Any, allowed: tuple[str, ...]) -> list[str]
     return out
 
 
+def parse_act_dtype(value: Any) -> int:
+    """Bytes per element of an --act-dtype name."""
+    if value not in ACT_DTYPES:
+        raise field_error("act_dtype", value, f"must be one of {', '.join(ACT_DTYPES)}")
+    return ACT_DTYPES[value]
+
+
 def parse_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise field_error(name, value, "must be true or false")
@@ -271,11 +293,13 @@ def check_keys(settings: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "ACT_DTYPES",
     "DEFAULTS",
     "INT_LIMIT",
     "SETTINGS",
     "Setting",
     "load_space_file",
+    "parse_act_dtype",
     "parse_bool",
     "parse_depth",
     "parse_fraction",

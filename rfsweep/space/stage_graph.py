@@ -16,7 +16,7 @@ states can still reach one (``live``) and the least params and MACs any such com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class ChoiceTable:
     macs: np.ndarray
     erf: np.ndarray  # 12 x ERF variance it adds
     cout: np.ndarray  # its output channels
+    peak: np.ndarray | None = None  # its own peak activation memory, elements (kernels.costs.block_peak)
 
     def metric(self, name: str) -> np.ndarray:
         """A per-choice additive quantity: params, macs, erf (12 x variance) or zero."""
@@ -87,6 +88,7 @@ class Graph:
         return 1 + self.rf[-1]
 
     _cmul: int = 0
+    final_jump: int = 1  # the jump after the last position (one stride per position: the same for all)
 
 
 def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
@@ -102,6 +104,12 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
         for cin, kids in zip(sorted(inputs), children(space, p, rows)):
             kids = np.array(kids, np.int64)
             ok = kids[:, lm.S_N] >= max(1, space.min_out_size)
+            # a candidate's peak activation memory is the largest of its positions' own (no tensor lives
+            # from one position to the next but the one they pass on), and a position's own depends only
+            # on its choice and its input (size and channels, fixed here): a budget on it is exactly a
+            # filter of the choices
+            if space.max_peak_act is not None:
+                ok &= kids[:, lm.S_PEAK] <= space.max_peak_act
             if ok.any():
                 n_next = int(kids[ok][0, lm.S_N])
             per_cin[cin] = ChoiceTable(
@@ -111,6 +119,7 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
                 macs=kids[:, lm.S_MACS].copy(),
                 erf=kids[:, lm.S_ERF].copy(),
                 cout=kids[:, lm.S_CIN].copy(),
+                peak=kids[:, lm.S_PEAK].copy(),
             )
             outs |= set(kids[ok, lm.S_CIN].tolist())
         tables.append(per_cin)
@@ -126,6 +135,20 @@ def build(space: Space) -> Graph:
     if cached is not None:
         return cached
     tables, final_jump = choice_tables(space)
+    graph = _from_tables(space, tables, final_jump)
+    space.__dict__["_stage_graph"] = graph
+    return graph
+
+
+def peak_budget(graph: Graph, budget: int) -> Graph:
+    """The graph of the candidates whose peak activation memory is at most ``budget``: each position's
+    choices above it dropped (exact: a candidate's peak is the largest of its positions' own), the
+    states, liveness and least costs rebuilt. Not cached on the space."""
+    tables = [{cin: replace(t, ok=t.ok & (t.peak <= budget)) for cin, t in per_cin.items()} for per_cin in graph.tables]
+    return _from_tables(graph.space, tables, graph.final_jump)
+
+
+def _from_tables(space: Space, tables: list[dict[int, ChoiceTable]], final_jump: int) -> Graph:
     rf = [np.zeros(1, np.int64)]
     cin = [np.array([space.in_channels], np.int64)]
     for per_cin in tables:
@@ -142,6 +165,7 @@ def build(space: Space) -> Graph:
         rf.append(np.array([r for r, _ in ordered], np.int64))
         cin.append(np.array([c for _, c in ordered], np.int64))
     graph = Graph(space, tables, rf, cin)
+    graph.final_jump = final_jump
     graph._cmul = int(max(int(c.max(initial=0)) for c in cin)) + 1
     for r, c in zip(rf, cin):
         key = r * graph._cmul + c
@@ -156,14 +180,11 @@ def build(space: Space) -> Graph:
         ok[:] = False
     graph.final_ok = ok
     _backward(graph)
-    space.__dict__["_stage_graph"] = graph
     return graph
 
 
 def restrict(graph: Graph, final_ok: np.ndarray) -> Graph:
     """The same graph with fewer final states allowed (liveness and least costs recomputed)."""
-    from dataclasses import replace
-
     out = replace(graph, final_ok=np.asarray(final_ok, bool) & graph.final_ok, live=[], least={}, memo={})
     out._cmul = graph._cmul
     _backward(out)

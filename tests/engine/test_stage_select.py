@@ -126,6 +126,8 @@ def settings(draw, name=None):
     for field, col in (("max_params", "params"), ("max_macs", "macs")):
         if draw(st.booleans()):
             extra[field] = int(np.quantile(df[col], draw(st.sampled_from([0.0, 0.02, 0.2, 0.5, 0.9]))))
+    if draw(st.booleans()):  # the peak-activation budget: a filter of each position's choices
+        extra["max_peak_act"] = int(np.quantile(df["peak_act"], draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))))
     rfs = sorted(set(df["rf"]))
     window = draw(st.sampled_from(["none", "min", "max", "both", "target"]))
     lo = draw(st.sampled_from(rfs))

@@ -49,6 +49,16 @@ SPACES = {
         depth="1-3", kernels=[2, 3], strides=[1, 2], padding="tf_same", input_size=15, rf_min=6, jump=[2, 4]
     ),
     "min_out": dict(depth="1-3", kernels=[1, 3], strides=[1, 2], input_size=16, min_out_size=4),
+    "peak_budget": dict(
+        depth="1-3",
+        kernels=[1, 3],
+        strides=[1, 2],
+        channels=[4, 16],
+        ops=["conv", "maxpool"],
+        input_size=16,
+        max_peak_act=2500,
+        act_dtype="int8",
+    ),
     "budgets": dict(
         depth="1-3",
         kernels=[1, 3, 5],
@@ -209,8 +219,9 @@ def assert_same_as_naive(settings, df, layout="lists"):
             assert row.padding == s["padding"]
         else:
             assert list(row.padding) == [s["padding"]] * len(idx)
-        for col in ("rf", "jump", "eff_padding", "out_size", "params", "macs"):
+        for col in ("rf", "jump", "eff_padding", "out_size", "params", "macs", "peak_act"):
             assert getattr(row, col) == m[col], (col, aid)
+        assert row.peak_act_bytes == m["peak_act"] * naive.ACT_BYTES[s.get("act_dtype") or "float32"]
         assert row.center == m["center"]
         assert math.isclose(row.erf_sigma, m["erf_sigma"], rel_tol=1e-12, abs_tol=1e-12)
         for anchor, stride in naive.levels(s):

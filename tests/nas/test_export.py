@@ -182,7 +182,13 @@ def test_source_is_readable(outputs, monkeypatch):
         "    return nn.Sequential(OrderedDict(layers))",
     ]
     assert all(line.startswith('        ("l') and line.endswith("),") for line in body)
-    assert lines[-3:] == ["MODELS: dict[int, Callable[..., nn.Module]] = {", f"    {arch_id}: arch_{arch_id},", "}"]
+    assert lines[-8:-5] == ["MODELS: dict[int, Callable[..., nn.Module]] = {", f"    {arch_id}: arch_{arch_id},", "}"]
+    # the row's metrics beside the model (issue 25, item 6: no join on int(arch_id) to score it)
+    assert lines[-3] == "METRICS: dict[int, dict[str, float]] = {" and lines[-1] == "}"
+    metrics = json.loads(lines[-2].split(": ", 1)[1].rstrip(","))
+    for key in ("rf", "jump", "out_size", "params", "macs", "peak_act", "peak_act_bytes"):
+        assert metrics[key] == int(row[key]), key
+    assert metrics["erf_sigma"] == row.erf_sigma
     assert "import rfsweep" not in source and "from torch import nn" in source
 
 

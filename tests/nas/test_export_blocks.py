@@ -199,11 +199,34 @@ def test_builders_read_as_blocks(output):
 
 def test_options_are_refused_for_a_space_of_stages(output):
     path, *_ = output
-    for option in (dict(act="relu"), dict(norm="bn"), dict(num_classes=3)):
+    for option in (dict(act="relu"), dict(norm="bn")):
         with pytest.raises(RFSweepError, match="applies to chain spaces"):
             _export(path, **option)
     res = CliRunner().invoke(main, ["export", path, "--norm", "bn"])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "applies to chain spaces" in res.stderr
+    res = CliRunner().invoke(main, ["export", path, "--num-classes", "0"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "num-classes" in res.stderr
+
+
+def test_num_classes_sets_the_heads_logits_and_lines_carry_their_metrics(output):
+    """Issue 25, item 6: --num-classes on a space of stages (its head's linear layer gets K outputs), and
+    each JSONL line carries its arch_id and the row's metrics."""
+    path, space, rows, ids = output
+    for line in _export(path, to="jsonl", selection=Selection(ids=ids[:3]), num_classes=7).splitlines():
+        spec = json.loads(line)
+        row = rows.loc[spec["arch_id"]]
+        assert spec["name"] == str(spec["arch_id"])
+        assert spec["metrics"] == {
+            k: (float(row[k]) if k in ("center", "erf_sigma") else int(row[k]))
+            for k in ("rf", "jump", "eff_padding", "center", "out_size", "params", "macs", "erf_sigma", "peak_act",
+                      "peak_act_bytes")
+        }  # fmt: skip
+        fc = next(layer for layer in spec["layers"] if layer["name"] == "head.3.fc")
+        assert fc["channels"] == 7
+        results = evaluate(parse_network(spec))
+        # Linear(40, 10) became Linear(40, 7): (7 - 10) x (40 + 1) parameters
+        assert sum(r.params for r in results) - row.params == (7 - 10) * (40 + 1)
+        assert "parameters with the added layers" in spec["description"]
 
 
 def test_cli_exports_a_space_of_stages(output, tmp_path):

@@ -111,6 +111,35 @@ def test_split_method_equals_brute_force_at_budget_quantiles(brute, field, quant
         assert got.count == _expected(brute, budget, rf_min, rf_max), (budget, rf_min, rf_max)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_split_method_in_bands_of_rows_equals_brute_force(brute, monkeypatch, rows):
+    """The bucket table built a few rows at a time (what ProxylessNAS's fine cost resolution needs) counts
+    the same: each band's partial sums give every G1 entry its partners among the band's rows."""
+    from rfsweep.kernels import cpu
+
+    shapes = []
+    real = cpu.stage_buckets
+
+    def spy(*args, **kw):
+        shapes.append(args[12].shape)  # hist
+        return real(*args, **kw)
+
+    monkeypatch.setattr(cpu, "stage_buckets", spy)
+    rf_mid = int(np.median(brute[:, 0]))
+    budget = {"max_macs": int(np.median(brute[:, 2]))}
+    for rf_min, rf_max in ((None, None), (rf_mid - 8, rf_mid + 8)):
+        shapes.clear()
+        monkeypatch.setattr(stage_count, "BAND_CELLS", 10**9)
+        whole = _count(budget, rf_min, rf_max)
+        assert whole.count == _expected(brute, budget, rf_min, rf_max)
+        width, calls = shapes[0][1], len(shapes)
+        shapes.clear()
+        monkeypatch.setattr(stage_count, "BAND_CELLS", rows * width)
+        got = _count(budget, rf_min, rf_max)
+        assert got.method == "stages" and got.count == whole.count, (rows, rf_min, rf_max)
+        assert len(shapes) > calls and all(r * w <= rows * width or r == 1 for r, w in shapes)  # in bands
+
+
 @given(data=st.data())
 def test_split_method_equals_brute_force_on_random_windows(brute, data):
     field = data.draw(st.sampled_from(["max_macs", "max_params"]))
@@ -212,3 +241,25 @@ def test_search_rows_and_block_lists_equal_the_analyzer(brute):
         assert list(row["channels"]) == [b.channels for _, b in blocks]
     with pytest.raises(RFSweepError, match="field 'columns'"):
         sweep.search(space, columns="wide")
+
+
+@pytest.mark.parametrize(
+    "name, budget, expected",
+    [
+        ("ofa_resnet50_v15", 4e9, 118_010_972_741),
+        pytest.param("ofa_mbv3", 300e6, 856_295_841_105_991_212, marks=pytest.mark.slow),  # ~15 s a method
+        # ProxylessNAS's G1 sums need 1/392 of the budget's resolution: the bucket table in two bands (~30 s)
+        pytest.param("ofa_proxyless", 450e6, 3_981_099_732_664_117, marks=pytest.mark.slow),
+    ],
+)
+def test_every_shipped_space_counts_and_samples_under_a_macs_budget(name, budget, expected):
+    """Issue 25, item 6: `count --space ofa_proxyless --max-macs 450e6` (and --sample) refused with 'no split of
+    the stages keeps the exact count within reach'; every shipped space is counted and sampled under a budget."""
+    from rfsweep import api as sweep
+
+    assert sorted(stages.shipped_spaces()) == ["ofa_mbv3", "ofa_proxyless", "ofa_resnet50_v15"]
+    space = build_space({**stages.load(name), "max_macs": budget})
+    details = counting.count_details(space)
+    assert details.method == "stages" and details.count == expected
+    rows = sweep.search(space, sample=5, seed=1, columns="compact")
+    assert len(rows) == 5 and (rows["macs"] <= budget).all() and rows["arch_id"].is_unique

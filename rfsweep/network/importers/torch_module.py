@@ -46,6 +46,26 @@ def is_module(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
+def named_module(name: str):
+    """The ``nn.Module`` a model name makes, without weights: a ``torchvision.models`` name, else a timm
+    name when timm is installed; None when neither knows it or torch is not installed."""
+    import importlib.util
+
+    if not isinstance(name, str) or importlib.util.find_spec("torch") is None:
+        return None
+    if importlib.util.find_spec("torchvision") is not None:
+        from torchvision import models
+
+        if name in models.list_models():
+            return models.get_model(name, weights=None).eval()
+    if importlib.util.find_spec("timm") is not None:
+        import timm
+
+        if timm.is_model(name):
+            return timm.create_model(name, pretrained=False).eval()
+    return None
+
+
 def export_onnx(module: Any, size: tuple[int, int], in_channels: int):
     """The ModelProto of ``module`` traced on a zero image of ``in_channels`` x ``size``."""
     torch = _torch()
