@@ -185,13 +185,14 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
     "--sort",
-    type=click.Choice(["params", "macs", "rf_error", "erf"]),
-    help="Order for --limit: fewest params/MACs, closest rf, or largest ERF first.",
+    type=click.Choice(["params", "macs", "rf_error", "erf", "latency_ms"]),
+    help="Order for --limit: fewest params/MACs, closest rf, largest ERF or least predicted latency "
+    "(--latency-lut) first.",
 )
 @click.option(
     "--pareto",
-    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth (fewest, closest, "
-    "largest ERF), e.g. params,macs; streamed, bounded memory.",
+    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth,latency_ms (fewest, "
+    "closest, largest ERF), e.g. params,macs; streamed, bounded memory.",
 )
 @click.option("--sample", type=int, help="Write N survivors drawn uniformly at random, without replacement.")
 @click.option("--seed", type=int, help="Seed of --sample (default: fresh entropy each run).")

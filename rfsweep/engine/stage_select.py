@@ -68,6 +68,8 @@ def applicable(space: Space, selection: dict) -> str | None:
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
     if where is not None:
         return "--where filters the walk's rows"
+    if space.max_latency is not None or sort == "latency_ms" or "latency_ms" in (pareto or ()):
+        return "latency (--latency-lut) is counted exactly, but selected by the walk"
     budgets = [q for q in ("params", "macs") if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:

@@ -94,6 +94,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("min_out_size", 1, "Smallest final feature map size."),
     Setting("max_params", None, "Parameter budget (e.g. 5e6)."),
     Setting("max_macs", None, "MAC budget (e.g. 1e9)."),
+    Setting(
+        "latency_lut",
+        None,
+        "Latency table (rfsweep latency measure's JSON, or Once-for-All's LUT YAML) of a space of stages: adds "
+        "the latency_ms column (the sum of the candidate's blocks' entries, each in whole microseconds).",
+    ),
+    Setting("max_latency_ms", None, "Latency budget in ms, predicted by --latency-lut (e.g. 25)."),
     Setting("jump", None, "Allowed final jumps (effective strides), e.g. 16,32."),
     Setting("max_rf_ratio", None, "Largest rf / input size."),
     Setting(

@@ -37,9 +37,10 @@ class ChoiceTable:
     macs: np.ndarray
     erf: np.ndarray  # 12 x ERF variance it adds
     cout: np.ndarray  # its output channels
+    latency: np.ndarray | None = None  # whole microseconds of --latency-lut (rfsweep.space.latency), if any
 
     def metric(self, name: str) -> np.ndarray:
-        """A per-choice additive quantity: params, macs, erf (12 x variance) or zero."""
+        """A per-choice additive quantity: params, macs, erf (12 x variance), latency (microseconds) or zero."""
         if name == "zero":
             return np.zeros(len(self.ok), np.int64)
         return getattr(self, name)
@@ -111,6 +112,7 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
                 macs=kids[:, lm.S_MACS].copy(),
                 erf=kids[:, lm.S_ERF].copy(),
                 cout=kids[:, lm.S_CIN].copy(),
+                latency=None if space.latency is None else space.latency.units[p][cin],
             )
             outs |= set(kids[ok, lm.S_CIN].tolist())
         tables.append(per_cin)
