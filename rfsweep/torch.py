@@ -22,7 +22,8 @@ from typing import Any
 
 from rfsweep.core.errors import field_error
 from rfsweep.nas.export import arch_id_of, candidate_network, check_block_options, load_space, network_with
-from rfsweep.nas.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
+from rfsweep.nas.torch_build import instantiate_blocks
+from rfsweep.nas.torch_modules import TorchModule, block_modules, chain_modules
 
 
 def build(
@@ -99,18 +100,6 @@ def _is_row(candidate: Any) -> bool:
     if hasattr(candidate, "to_dict") and not isinstance(candidate, Mapping):  # a pandas Series
         return "arch_id" in candidate.index
     return isinstance(candidate, Mapping) and "arch_id" in candidate and "layers" not in candidate
-
-
-def instantiate_blocks(model: BlockModel):
-    """``BlockNet(features, head)`` of rfsweep/nas/torch_blocks.py's classes and torch.nn modules."""
-    from torch import nn
-
-    from rfsweep.nas import torch_blocks
-
-    def make(m: TorchModule):
-        return getattr(torch_blocks if m.block else nn, m.cls)(*m.args, **dict(m.kwargs))
-
-    return torch_blocks.BlockNet([(m.name, make(m)) for m in model.features], [(m.name, make(m)) for m in model.head])
 
 
 def instantiate(modules: list[TorchModule]):
