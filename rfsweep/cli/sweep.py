@@ -306,7 +306,8 @@ def search(
             cols = ["arch_id", "depths", "kernel", "expand", "channels", "rf", "jump", "out_size"]
         else:
             cols = ["arch_id", "depth", "op", "kernel", "stride", "dilation", "channels", "rf", "jump", "out_size"]
-        click.echo(df[cols + ["params", "macs", "erf_sigma"]].to_string(index=False))
+        extra = ["latency_ms"] if "latency_ms" in df else []
+        click.echo(df[cols + ["params", "macs", "erf_sigma"] + extra].to_string(index=False))
     summary = {
         "space_size": stats.space_size,
         "evaluated": stats.evaluated,

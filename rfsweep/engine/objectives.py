@@ -37,9 +37,11 @@ def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.nd
     if name in ("params", "macs", "depth"):
         return np.asarray(cols[name], dtype=np.int64)
     if name == "latency_ms":
-        if "latency_us" not in cols:
-            raise field_error("sort", name, "needs a latency table (--latency-lut FILE, a space of stages)")
-        return np.asarray(cols["latency_us"], dtype=np.int64)  # whole microseconds: exact ties
+        if "latency_us" in cols:
+            return np.asarray(cols["latency_us"], dtype=np.int64)  # whole microseconds: exact ties
+        if "latency_ms" in cols:  # a written file's column: back to the whole microseconds it was summed in
+            return np.rint(np.asarray(cols["latency_ms"], dtype=np.float64) * 1000).astype(np.int64)
+        raise field_error("sort", name, "needs a latency table (--latency-lut FILE, a space of stages)")
     if name == "rf_error":
         if target2 is None:
             raise field_error("sort", name, "needs the space's target rf or rf window")

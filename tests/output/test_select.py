@@ -215,7 +215,10 @@ def test_unknown_ids_name_the_missing_ones(outputs):
     [
         (dict(sort="params"), "field 'sort': value \"params\": orders the --top N rows; give --top"),
         (dict(top=0), "field 'top': value 0: must be an integer >= 1"),
-        (dict(top=3, sort="depth"), "field 'sort': value \"depth\": must be one of params, macs, rf_error, erf, latency_ms"),
+        (
+            dict(top=3, sort="depth"),
+            "field 'sort': value \"depth\": must be one of params, macs, rf_error, erf, latency_ms",
+        ),
     ],
 )
 def test_bad_selection_is_one_line(kw, message):

@@ -197,3 +197,21 @@ def test_bad_yaml_and_other_space_and_chain_are_refused(tmp_path, tiny):
     code, out = _run("search", "--space", _toml(tmp_path), "--latency-lut", tiny[2], "--max-latency-ms", "x",
                      "-o", str(tmp_path / "x.parquet"))  # fmt: skip
     assert code == 2 and "max_latency_ms" in out and not (tmp_path / "x.parquet").exists()
+
+
+def test_export_carries_the_predicted_latency_and_sorts_by_it(tiny, tmp_path):
+    base, entries, path, rows = tiny
+    pool = tmp_path / "pool.parquet"
+    code, out = _run("search", "--space", _toml(tmp_path), "--latency-lut", path, "-o", str(pool), "-q")
+    assert code == 0, out
+    Path(path).rename(path + ".moved")  # exporting needs no table: the rows carry latency_ms
+    try:
+        code, out = _run("export", str(pool), "--to", "jsonl", "--top", "2", "--sort", "latency_ms")
+    finally:
+        Path(path + ".moved").rename(path)
+    assert code == 0, out
+    specs = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    best = rows.sort_values(["latency_ms", "arch_id"]).head(2)
+    assert [s["name"] for s in specs] == [str(a) for a in best["arch_id"]]
+    for s, ms in zip(specs, best["latency_ms"]):
+        assert f"latency_ms {ms:.6g}" in s["description"]
