@@ -23,6 +23,7 @@ from naive import naive_latency_keys, naive_latency_us
 from rfsweep.cli.main import main
 from rfsweep.core.errors import RFSweepError
 from rfsweep.engine import count as counting
+from rfsweep.engine import stage_select
 from rfsweep.space import build_space, latency, stages
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
@@ -113,8 +114,18 @@ def test_search_under_a_latency_budget_keeps_exactly_those_rows(tiny, tmp_path):
     want = rows[rows["latency_ms"] <= budget]
     assert kept["arch_id"].tolist() == want["arch_id"].tolist()
     assert json.loads(res.output)["kept"] == len(want)
-    top = rfsweep.search({**TINY, "latency_lut": path}, sort="latency_ms", limit=5)
-    assert top["latency_ms"].tolist() == sorted(rows["latency_ms"])[:5]
+    # the best k by latency: the exact selection on the state graph (no walk), ties to the smaller arch_id
+    sp = build_space({**TINY, "latency_lut": path})
+    assert stage_select.applicable(sp, {"limit": 7, "sort": "latency_ms"}) is None
+    for macs in (None, 250_000):
+        top = rfsweep.search({**TINY, "latency_lut": path, "max_macs": macs}, sort="latency_ms", limit=7)
+        pool = rows if macs is None else rows[rows["macs"] <= macs]
+        want = pool.sort_values(["latency_ms", "arch_id"]).head(7)
+        assert top["arch_id"].tolist() == want["arch_id"].tolist()
+    front = rfsweep.search({**TINY, "latency_lut": path}, pareto=("latency_ms", "params"))
+    assert len(front) and all(((rows["latency_ms"] <= r.latency_ms) & (rows["params"] < r.params)).sum() == 0
+                              and ((rows["latency_ms"] < r.latency_ms) & (rows["params"] <= r.params)).sum() == 0
+                              for r in front.itertuples())  # fmt: skip
 
 
 def _toml(tmp_path) -> str:
