@@ -68,14 +68,14 @@ def applicable(space: Space, selection: dict) -> str | None:
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
     if where is not None:
         return "--where filters the walk's rows"
-    if space.max_latency is not None or "latency_ms" in (pareto or ()):
-        return "a latency budget or a latency objective of --pareto is selected by the walk"
+    if (space.max_latency is not None and sample is None) or "latency_ms" in (pareto or ()):
+        return "a latency budget (but for --sample) or a latency objective of --pareto is selected by the walk"
     if sort == "latency_ms" and space.latency is None:
         return "--sort latency_ms needs --latency-lut"
-    budgets = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:
-            return "both --max-params and --max-macs are set (the exact count handles one budget)"
+            return "two of --max-params, --max-macs, --max-latency-ms are set (the exact count handles one budget)"
         return None
     if pareto is not None:
         if "depth" in pareto:
@@ -108,7 +108,7 @@ def _space_reason(space: Space) -> str | None:
 
 
 def _budget(space: Space, q: str) -> int | None:
-    return {"params": space.max_params, "macs": space.max_macs}.get(q)
+    return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}.get(q)
 
 
 def _erf_bound(space: Space) -> int:

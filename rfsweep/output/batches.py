@@ -66,8 +66,9 @@ def _batches(
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
     filtered = where is not None or space.max_latency is not None  # rows the kernels keep are dropped after
     if sample is not None and space.max_latency is not None:
-        raise field_error("sample", sample, "with --max-latency-ms draws on spaces of stages' exact selections "
-                          "only, which cannot take this space or selection")  # fmt: skip
+        why = stage_select.applicable(space, dict(sample=sample, seed=seed, where=where)) or "a shard's range"
+        raise field_error("sample", sample, f"with --max-latency-ms draws by the exact sampler of spaces of "
+                          f"stages only, which cannot take this: {why}")  # fmt: skip
     if sample is not None:
         kw.pop("reuse_buffers")
         kw.pop("slab_rows", None)

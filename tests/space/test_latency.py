@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rfsweep
+import rfsweep.engine.run
 from naive import naive_latency_keys, naive_latency_us
 from rfsweep.cli.main import main
 from rfsweep.core.errors import RFSweepError
@@ -226,3 +227,17 @@ def test_export_carries_the_predicted_latency_and_sorts_by_it(tiny, tmp_path):
     assert [s["name"] for s in specs] == [str(a) for a in best["arch_id"]]
     for s, ms in zip(specs, best["latency_ms"]):
         assert f"latency_ms {ms:.6g}" in s["description"]
+
+
+def test_sample_under_a_latency_budget_draws_only_survivors(tiny):
+    base, entries, path, rows = tiny
+    for budget in (0.9, 1.05):
+        ok = set(rows.loc[rows["naive_us"] <= budget * 1000, "arch_id"])
+        stats = rfsweep.engine.run.Stats()
+        drawn = rfsweep.search({**TINY, "latency_lut": path, "max_latency_ms": budget}, sample=40, seed=1,
+                               stats=stats)  # fmt: skip
+        assert len(drawn) == 40 and set(drawn["arch_id"]) <= ok and stats.extra["sampled_from"] == len(ok)
+        every = rfsweep.search({**TINY, "latency_lut": path, "max_latency_ms": budget}, sample=10**4, seed=1)
+        assert set(every["arch_id"]) == ok and len(every) == len(ok)
+    with pytest.raises(RFSweepError, match="two of --max-params, --max-macs, --max-latency-ms are set"):
+        rfsweep.search({**TINY, "latency_lut": path, "max_latency_ms": 1, "max_macs": 10**6}, sample=3)
