@@ -75,7 +75,9 @@ def applicable(space: Space, selection: dict) -> str | None:
     budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:
-            return "two of --max-params, --max-macs, --max-latency-ms are set (the exact count handles one budget)"
+            flags = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
+            named = " and ".join(flags[q] for q in budgets)
+            return f"both {named} are set (the exact count handles one budget)"
         return None
     if pareto is not None:
         if "depth" in pareto:
