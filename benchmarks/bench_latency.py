@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--caches", default="warm,cold", help="the tables to measure: warm, cold or both (rfsweep "
                     "latency measure --cache)")  # fmt: skip
+    ap.add_argument("--clock", choices=list(latency_measure.CLOCKS), default="wall",
+                    help="wall time, or (--threads 1) the CPU time of the thread running the model")  # fmt: skip
     ap.add_argument("--keep", default="/tmp/rfsweep_bench_latency", help="where the tables measured here go")
     args = ap.parse_args()
 
@@ -91,7 +93,7 @@ def main() -> None:
         t0 = time.perf_counter()
         luts[cache] = f"{args.keep}_{cache}.json"
         latency_measure.measure(space, luts[cache], backend=args.backend, threads=args.threads, warmup=args.warmup,
-                                repeats=args.repeats, cache=cache)  # fmt: skip
+                                repeats=args.repeats, cache=cache, clock=args.clock)  # fmt: skip
         t_table[cache] = time.perf_counter() - t0
     rows = rfsweep.search({**settings, "max_macs": args.max_macs}, sample=args.n, seed=args.seed)
     measured = {"median": [], "p10": []}
@@ -99,7 +101,7 @@ def main() -> None:
     for arch_id in rows["arch_id"]:
         model = rfsweep.torch.build(int(arch_id), space=settings)
         res = latency_measure.time_model(model, (1, 3, 224, 224), args.backend, args.threads, args.warmup,
-                                         args.repeats)  # fmt: skip
+                                         args.repeats, clock=args.clock)  # fmt: skip
         for stat in measured:
             measured[stat].append(res[f"{stat}_ms"])
     t_e2e = time.perf_counter() - t0
@@ -107,7 +109,7 @@ def main() -> None:
     macs = rows["macs"].to_numpy(float)
     print(f"bench_latency: ofa_mbv3, {len(rows)} uniform subnets under {args.max_macs:.3g} MACs (seed {args.seed}), "
           f"{args.backend} {torch.__version__}, {args.threads} thread(s), batch 1, {args.warmup} warm-up + "
-          f"{args.repeats} timed runs per block and per subnet")  # fmt: skip
+          f"{args.repeats} timed runs per block and per subnet, {args.clock} clock")  # fmt: skip
     m = latency_measure.machine()
     now = datetime.datetime.now(datetime.UTC)
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; {now:%Y-%m-%d %H:%M} UTC; "

@@ -35,12 +35,20 @@ def latency():
     help="warm: the block runs again and again on the same input (weights stay in cache); cold: a 64 MiB "
     "buffer is written before each timed run (the weights leave the cache) and the input read back in.",
 )
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "cpu"]),
+    default="wall",
+    show_default=True,
+    help="wall: elapsed time; cpu: the CPU time of the one thread that runs the block (--threads 1), which "
+    "leaves out the time other processes hold the core: for a shared machine.",
+)
 @click.option("-o", "--output", required=True, help="The table (.json), rewritten atomically as entries come.")
 @click.option("--resume", is_flag=True, help="Keep the entries already in -o (same backend and threads).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line or summary on stderr.")
 @friendly
-def measure(space_file, backend, threads, warmup, repeats, cache, output, resume, as_json, quiet):
+def measure(space_file, backend, threads, warmup, repeats, cache, clock, output, resume, as_json, quiet):
     """Time every distinct block of a space of stages (stem and head too) on this machine.
 
     Each block is built exactly as `rfsweep export` / rfsweep.torch.build builds it, at the input
@@ -68,7 +76,7 @@ def measure(space_file, backend, threads, warmup, repeats, cache, output, resume
     try:
         table = latency_measure.measure(
             space, output, backend=backend, threads=threads, warmup=warmup, repeats=repeats, resume=resume,
-            cache=cache, progress=progress, inputs=(space_file,),
+            cache=cache, clock=clock, progress=progress, inputs=(space_file,),
         )  # fmt: skip
     finally:
         bar.done()

@@ -33,6 +33,10 @@ from rfsweep.space.model import Choice
 
 BACKENDS = ("torch", "onnxruntime")
 CACHES = ("warm", "cold")
+# wall: time.perf_counter_ns; cpu: time.thread_time_ns, the CPU time of this thread alone, which leaves out the
+# time other processes hold the core (one thread only: torch with 1 intra-op thread and onnxruntime with 1
+# run the operators in the calling thread)
+CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
 FLUSH_BYTES = 64 << 20  # written before each timed run with cache 'cold': twice the 32 MiB L3 measured here
 SAVE_EVERY = 8  # entries between rewrites of the file (a rewrite takes milliseconds)
 
@@ -117,12 +121,15 @@ def runner(model, shape: tuple[int, ...], backend: str, threads: int) -> tuple[C
     return run, lambda: float(feed["x"].sum())
 
 
-def time_model(model, shape, backend: str, threads: int, warmup: int, repeats: int, cache: str = "warm") -> dict:
+def time_model(
+    model, shape, backend: str, threads: int, warmup: int, repeats: int, cache: str = "warm", clock: str = "wall"
+) -> dict:
     """Median, p10, p90 (ms) of ``repeats`` timed forward passes after ``warmup`` untimed ones. ``cache``
     'cold': before each timed pass a buffer larger than the caches is written (the weights leave the
-    cache) and the input is read (it is back in cache, as a block's input is inside the whole model)."""
-    if cache not in CACHES:
-        raise field_error("cache", cache, f"must be one of {', '.join(CACHES)}")
+    cache) and the input is read (it is back in cache, as a block's input is inside the whole model).
+    ``clock`` 'cpu': this thread's CPU time (``threads`` must be 1), else wall time."""
+    _check_mode(cache, clock, threads)
+    now = CLOCKS[clock]
     run, touch = runner(model, shape, backend, threads)
     flush = np.zeros(FLUSH_BYTES // 8) if cache == "cold" else None
     for _ in range(warmup):
@@ -133,13 +140,22 @@ def time_model(model, shape, backend: str, threads: int, warmup: int, repeats: i
         if flush is not None:
             flush += 1.0
             touch()
-        t0 = time.perf_counter_ns()
+        t0 = now()
         run()
-        times[i] = (time.perf_counter_ns() - t0) / 1e6
+        times[i] = (now() - t0) / 1e6
         steer.check()
     p10, med, p90 = np.percentile(times, [10, 50, 90])
     return {"median_ms": round(float(med), 6), "p10_ms": round(float(p10), 6), "p90_ms": round(float(p90), 6),
             "repeats": repeats}  # fmt: skip
+
+
+def _check_mode(cache: str, clock: str, threads: int) -> None:
+    if cache not in CACHES:
+        raise field_error("cache", cache, f"must be one of {', '.join(CACHES)}")
+    if clock not in CLOCKS:
+        raise field_error("clock", clock, f"must be one of {', '.join(CLOCKS)}")
+    if clock == "cpu" and threads != 1:
+        raise field_error("clock", clock, f"times one thread's CPU: --threads 1, not {threads}")
 
 
 def _previous(path: str, head: dict) -> dict:
@@ -147,7 +163,7 @@ def _previous(path: str, head: dict) -> dict:
     if not os.path.exists(path):
         return {}
     table = latency.parse_json(read_text(path, "output"), path)
-    for k in ("backend", "threads", "cache"):
+    for k in ("backend", "threads", "cache", "clock"):
         if table.info.get(k) != head[k]:
             raise field_error(
                 "resume", path, f"was measured with {k} {table.info.get(k)!r}, not {head[k]!r}: measure into a new file"
@@ -166,6 +182,7 @@ def measure(
     repeats: int = 50,
     resume: bool = False,
     cache: str = "warm",
+    clock: str = "wall",
     progress: Callable[[int, int, float], None] | None = None,
     inputs: tuple = (),
 ) -> dict:
@@ -173,11 +190,10 @@ def measure(
     ``progress(done, total, elapsed)`` is called after each entry."""
     if backend not in BACKENDS:
         raise field_error("backend", backend, f"must be one of {', '.join(BACKENDS)}")
-    if cache not in CACHES:
-        raise field_error("cache", cache, f"must be one of {', '.join(CACHES)}")
     for name, v, lo in (("threads", threads, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise field_error(name, v, f"must be an integer >= {lo}")
+    _check_mode(cache, clock, threads)
     latency.check_space(space)
     out = check_output(output, "output", suffixes=(".json",), inputs=inputs)
     head = {
@@ -190,6 +206,7 @@ def measure(
         "repeats": repeats,
         "batch": 1,
         "cache": cache,
+        "clock": clock,
         "versions": versions(backend),
         "machine": machine(),
     }
@@ -208,7 +225,7 @@ def measure(
     try:
         for i, b in enumerate(blocks):
             model, shape = block_model(b)
-            entries[b.key] = time_model(model, shape, backend, threads, warmup, repeats, cache)
+            entries[b.key] = time_model(model, shape, backend, threads, warmup, repeats, cache, clock)
             if (i + 1) % SAVE_EVERY == 0:
                 save()
             if progress is not None:

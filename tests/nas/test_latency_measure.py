@@ -23,7 +23,7 @@ def fake_timer(monkeypatch):
     """No torch: every block 'takes' 1 ms, and the run stops (as Ctrl-C would) at block ``stop``."""
     calls = {"n": 0, "stop": None}
 
-    def time_model(model, shape, backend, threads, warmup, repeats, cache="warm"):
+    def time_model(model, shape, backend, threads, warmup, repeats, cache="warm", clock="wall"):
         calls["n"] += 1
         if calls["stop"] is not None and calls["n"] > calls["stop"]:
             raise KeyboardInterrupt
