@@ -2,8 +2,12 @@
 as the exported model builds it (rfsweep.nas.torch_modules.block_modules, rfsweep.nas.torch_build), at the
 input shape the space gives it, and timed on this machine with torch or onnxruntime.
 
-Per entry: ``warmup`` untimed runs, then ``repeats`` timed runs of batch 1 (``time.perf_counter_ns``
-around one forward pass); the median is the entry's time, p10, p90 and the repeats are kept beside it. The
+Per entry: ``warmup`` untimed runs, then ``repeats`` timed runs of batch 1 (``time.perf_counter_ns``, or
+the thread's CPU time, around one forward pass); the median is the entry's time, p10, p90 and the repeats
+are kept beside it. Each is net of the call overhead: the median time of an empty model timed the same
+way (``call_overhead_ms`` in the file, the raw median kept as ``raw_median_ms``), so that a sum over a
+subnet's blocks does not count the cost of calling a model once per block (small with torch eager: 8 us
+of CPU on the 2-core EPYC of benchmarks/README.md). The
 file records the machine (platform, CPU model, cores, load average before and after), the backend, the
 threads, the library versions and the counts. It is rewritten (temporary file, renamed) every few
 entries and when the run stops, Ctrl-C included, so it is always a valid, partial table; ``resume`` keeps
@@ -149,6 +153,29 @@ def time_model(
             "repeats": repeats}  # fmt: skip
 
 
+def call_overhead(backend: str, threads: int, warmup: int, repeats: int, cache: str, clock: str) -> float:
+    """The median time (ms) of an empty model (BlockNet with no block) on a 1x1x1 input, timed as the
+    blocks are: what calling a model costs whatever is in it."""
+    from rfsweep.nas import torch_blocks
+
+    _need("torch", "pip install torch")
+    empty = torch_blocks.BlockNet([], [])
+    return time_model(empty, (1, 1, 1, 1), backend, threads, warmup, repeats, cache, clock)["median_ms"]
+
+
+def _net_of(entry: dict, overhead: float) -> dict:
+    """An entry less the call overhead (never below 0), the raw median kept beside it."""
+    out = {k: (round(max(0.0, v - overhead), 6) if k in latency.TIME_FIELDS else v) for k, v in entry.items()}
+    out["raw_median_ms"] = entry["median_ms"]
+    return out
+
+
+def _previous_overhead(path: str) -> float | None:
+    raw = json.loads(read_text(path, "output"))
+    v = raw.get("call_overhead_ms")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
 def _check_mode(cache: str, clock: str, threads: int) -> None:
     if cache not in CACHES:
         raise field_error("cache", cache, f"must be one of {', '.join(CACHES)}")
@@ -211,6 +238,10 @@ def measure(
         "machine": machine(),
     }
     entries = _previous(out.real, head) if resume else {}
+    previous = _previous_overhead(out.real) if resume and entries else None
+    head["call_overhead_ms"] = (
+        previous if previous is not None else call_overhead(backend, threads, warmup, repeats, cache, clock)
+    )
     blocks = [b for b in latency.distinct_blocks(space) if b.key not in entries]
     head["machine"]["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -225,7 +256,8 @@ def measure(
     try:
         for i, b in enumerate(blocks):
             model, shape = block_model(b)
-            entries[b.key] = time_model(model, shape, backend, threads, warmup, repeats, cache, clock)
+            raw = time_model(model, shape, backend, threads, warmup, repeats, cache, clock)
+            entries[b.key] = _net_of(raw, head["call_overhead_ms"])
             if (i + 1) % SAVE_EVERY == 0:
                 save()
             if progress is not None:

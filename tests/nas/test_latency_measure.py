@@ -32,6 +32,7 @@ def fake_timer(monkeypatch):
     monkeypatch.setattr(latency_measure, "time_model", time_model)
     monkeypatch.setattr(latency_measure, "block_model", lambda b: (None, None))
     monkeypatch.setattr(latency_measure, "versions", lambda backend: {"rfsweep": "test"})
+    monkeypatch.setattr(latency_measure, "call_overhead", lambda *a: 0.25)
     return calls
 
 
