@@ -190,7 +190,7 @@ def _previous(path: str, head: dict) -> dict:
     if not os.path.exists(path):
         return {}
     table = latency.parse_json(read_text(path, "output"), path)
-    for k in ("backend", "threads", "cache", "clock"):
+    for k in ("backend", "threads", "cache", "clock", "warmup", "repeats"):
         if table.info.get(k) != head[k]:
             raise field_error(
                 "resume", path, f"was measured with {k} {table.info.get(k)!r}, not {head[k]!r}: measure into a new file"
