@@ -29,7 +29,8 @@ from rfsweep.nas.export import (
     network_with,
     with_classes,
 )
-from rfsweep.nas.torch_modules import BlockModel, TorchModule, block_modules, chain_modules
+from rfsweep.nas.torch_build import instantiate_blocks
+from rfsweep.nas.torch_modules import TorchModule, block_modules, chain_modules
 from rfsweep.space import ids
 
 
@@ -117,18 +118,6 @@ def _is_row(candidate: Any, space: Any = None) -> bool:
     if hasattr(candidate, "to_dict") and not isinstance(candidate, Mapping):  # a pandas Series
         return "arch_id" in candidate.index
     return isinstance(candidate, Mapping) and "arch_id" in candidate and "layers" not in candidate
-
-
-def instantiate_blocks(model: BlockModel):
-    """``BlockNet(features, head)`` of rfsweep/nas/torch_blocks.py's classes and torch.nn modules."""
-    from torch import nn
-
-    from rfsweep.nas import torch_blocks
-
-    def make(m: TorchModule):
-        return getattr(torch_blocks if m.block else nn, m.cls)(*m.args, **dict(m.kwargs))
-
-    return torch_blocks.BlockNet([(m.name, make(m)) for m in model.features], [(m.name, make(m)) for m in model.head])
 
 
 def instantiate(modules: list[TorchModule]):

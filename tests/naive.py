@@ -689,3 +689,50 @@ def naive_peak_act(spec: dict) -> int:
             alive |= {s for s in reads[t] if made_at.get(s, -1) < i}  # made before, read after
         peak = max(peak, sum(elems[s] for s in alive))
     return peak
+
+
+# ---------------------------------------------------------------- latency tables (issue 25)
+
+
+def naive_latency_keys(sp, idx) -> list[str]:
+    """The latency-table keys of one candidate of a space of stages, written out block by block from the
+    block fields and Once-for-All's key format (MBv3LatencyTable.query), shapes from ceil(n / stride)."""
+    from fractions import Fraction
+
+    def divisible(v):  # make_divisible(v, 8): round to the nearest multiple of 8, never below 90 %
+        new = max(8, int(v + 4) // 8 * 8)
+        return new + 8 if new < 0.9 * v else new
+
+    n, cin, pooled, keys = sp.input_size, sp.in_channels, False, []
+    for p, c in enumerate(idx):
+        where = sp.names[p]
+        for b in sp.positions[p][c].blocks:
+            cout = cin if b.op in ("maxpool", "avgpool", "global_pool") else b.channels
+            io = f"-input:{n}x{n}x{cin}"
+            if b.op == "mbconv":
+                m = -(-n // b.stride)
+                e = Fraction(b.expand)
+                mid = cin if e == 1 else divisible(round(cin * e))
+                skip = int(b.stride == 1 and cin == cout)
+                keys.append(f"expanded_conv{io}-output:{m}x{m}x{cout}-expand:{mid}-kernel:{b.kernel}-stride:{b.stride}"
+                            f"-idskip:{skip}-se:{int(b.se)}-hs:{int(b.act == 'hardswish')}")  # fmt: skip
+            elif b.op == "conv":
+                m = -(-n // b.stride)
+                name = "Conv_2" if pooled else ("Conv_1" if where == "head" else "Conv")
+                keys.append(f"{name}{io}-output:{m}x{m}x{cout}-kernel:{b.kernel}-stride:{b.stride}-dilation:1"
+                            f"-act:{b.act}-bn:{int(b.bn)}-bias:{int(b.bias)}")  # fmt: skip
+            elif b.op == "global_pool":
+                m, pooled = 1, True
+                keys.append(f"AvgPool2D{io}-output:1x1x{cout}")
+            elif b.op == "linear":
+                keys.append(f"Logits-input:1x1x{cin}-output:{cout}" + ("" if b.bias else "-bias:0"))
+                m = 1
+            else:
+                raise NotImplementedError(b.op)
+            n, cin = m, cout
+    return keys
+
+
+def naive_latency_us(sp, idx, entries: dict[str, float]) -> int:
+    """A candidate's predicted latency in whole microseconds: each entry (ms) rounded once, then summed."""
+    return sum(round(entries[k] * 1000) for k in naive_latency_keys(sp, idx))

@@ -29,9 +29,10 @@ from rfsweep.cli.base import friendly
 @click.option("--top", type=int, help="Keep the best N rows by --sort (after --where and --ids).")
 @click.option(
     "--sort",
-    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act"]),
+    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act", "latency_ms"]),
     help="Order for --top, as in `rfsweep search`: fewest params/MACs, rf closest to the target, largest "
-    "ERF, least peak activation memory; ties by arch_id.  [default: params]",
+    "ERF, least peak activation memory, least predicted latency (a search with --latency-lut); ties by "
+    "arch_id.  [default: params]",
 )
 @click.option(
     "--act",

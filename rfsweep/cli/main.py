@@ -11,6 +11,7 @@ import click
 
 from rfsweep.cli import anchors as cli_anchors
 from rfsweep.cli import export as cli_export
+from rfsweep.cli import latency as cli_latency
 from rfsweep.cli import network as cli_network
 from rfsweep.cli import sweep as cli_sweep
 from rfsweep.cli import verify as cli_verify
@@ -43,6 +44,7 @@ for _command in (
     cli_sweep.show,
     cli_verify.verify,
     cli_export.export,
+    cli_latency.latency,
 ):
     main.add_command(_command)
 

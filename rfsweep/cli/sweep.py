@@ -192,12 +192,13 @@ def _estimate_note(space, columns: str) -> str | None:
 @click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
 @click.option(
     "--sort",
-    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act"]),
-    help="Order for --limit: fewest params/MACs, closest rf, largest ERF, or least peak activation memory first.",
+    type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act", "latency_ms"]),
+    help="Order for --limit: fewest params/MACs, closest rf, largest ERF, least peak activation memory or least "
+    "predicted latency (--latency-lut) first.",
 )
 @click.option(
     "--pareto",
-    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth,peak_act (fewest, "
+    help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth,peak_act,latency_ms (fewest, "
     "closest, largest ERF), e.g. params,macs; streamed, bounded memory.",
 )
 @click.option("--sample", type=int, help="Write N survivors drawn uniformly at random, without replacement.")
@@ -320,6 +321,8 @@ def search(
         metrics = ["params", "macs", "erf_sigma"]
         if space.max_peak_act is not None or sort == "peak_act" or "peak_act" in str(pareto or ""):
             metrics.append("peak_act")
+        if "latency_ms" in df:
+            metrics.append("latency_ms")
         click.echo(df[cols + metrics].to_string(index=False))
     summary = {
         "space_size": stats.space_size,

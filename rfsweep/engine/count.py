@@ -63,6 +63,7 @@ def prefix_flags(space: Space) -> list[str]:
         ("--max-params", space.max_params is not None),
         ("--max-macs", space.max_macs is not None),
         ("--max-peak-act", space.max_peak_act is not None),
+        ("--max-latency-ms", space.max_latency is not None),
         ("--no-unproductive", space.no_unproductive),
         ("--anchors", bool(space.levels)),
     )
@@ -75,9 +76,13 @@ def count_method(space: Space) -> tuple[str, str]:
     from rfsweep.engine import stage_count
 
     if space.has_blocks and stage_count.applicable(space) is None:
-        if space.max_params is None and space.max_macs is None:
+        if space.max_params is None and space.max_macs is None and space.max_latency is None:
             return "stages", "per-stage tables of the choices within the peak-activation budget, rf sums convolved"
         return "stages", "per-stage tables split by cost granularity (exact meet in the middle under the budget)"
+    if space.max_latency is not None:  # the kernels' walk does not know latency: only the split method counts it
+        raise field_error("max_latency_ms", space.settings.get("max_latency_ms"),
+                          f"is counted by the stages method only, which cannot count this space: "
+                          f"{stage_count.applicable(space)}")  # fmt: skip
     needs = prefix_flags(space)
     if needs:
         return "enumerate", f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} the whole prefix"

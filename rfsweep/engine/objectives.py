@@ -16,10 +16,10 @@ from rfsweep.core.errors import field_error
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space.settings import INT_LIMIT
 
-SORT_KEYS = ("params", "macs", "rf_error", "erf", "peak_act")
-OBJECTIVES = ("params", "macs", "rf_error", "erf", "depth", "peak_act")  # --pareto: each minimised (erf maximised)
+SORT_KEYS = ("params", "macs", "rf_error", "erf", "peak_act", "latency_ms")
+OBJECTIVES = ("params", "macs", "rf_error", "erf", "depth", "peak_act", "latency_ms")  # --pareto: minimised (erf max)
 KEY_COLUMNS = {"params": "params", "macs": "macs", "rf_error": "rf", "erf": "erf_sigma", "depth": "depth",
-               "peak_act": "peak_act"}  # fmt: skip
+               "peak_act": "peak_act", "latency_ms": "latency_ms"}  # fmt: skip
 
 
 def rf_target2(space) -> int:
@@ -36,6 +36,12 @@ def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.nd
         raise field_error("pareto", name, "a space of stages has no depth column (its rows have every stage)")
     if name in ("params", "macs", "depth", "peak_act"):
         return np.asarray(cols[name], dtype=np.int64)
+    if name == "latency_ms":
+        if "latency_us" in cols:
+            return np.asarray(cols["latency_us"], dtype=np.int64)  # whole microseconds: exact ties
+        if "latency_ms" in cols:  # a written file's column: back to the whole microseconds it was summed in
+            return np.rint(np.asarray(cols["latency_ms"], dtype=np.float64) * 1000).astype(np.int64)
+        raise field_error("sort", name, "needs a latency table (--latency-lut FILE, a space of stages)")
     if name == "rf_error":
         if target2 is None:
             raise field_error("sort", name, "needs the space's target rf or rf window")
@@ -45,9 +51,11 @@ def key(cols: Mapping[str, Any], name: str, target2: int | None = None) -> np.nd
     raise field_error("sort", name, f"must be one of {', '.join(OBJECTIVES)}")
 
 
-def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
+def survivor_columns(out: np.ndarray, space, choice: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The scalar output columns of a block of survivors (``out[O_*, :]``, column-major), as numpy arrays
-    (views of ``out`` where no arithmetic is needed)."""
+    (views of ``out`` where no arithmetic is needed). With a latency table (``space.latency``) and the
+    survivors' choices (``choice[p, i]``), also ``latency_ms`` (and ``latency_us``, its whole microseconds,
+    which keys compare: not an output column)."""
     rf = out[lm.O_RF]
     pad = out[lm.O_PAD]
     cols = {
@@ -73,6 +81,12 @@ def survivor_columns(out: np.ndarray, space) -> dict[str, np.ndarray]:
         cols[f"s{lv.stride}_tap"] = out[base]
         cols[f"s{lv.stride}_rf"] = out[base + 1]
         cols[f"s{lv.stride}_erf_sigma"] = np.sqrt(out[base + 2] / 12.0)
+    if getattr(space, "latency", None) is not None and choice is not None:
+        from rfsweep.space.latency import RESOLUTION_US
+
+        units = space.latency.row_units(choice, space.in_channels)
+        cols["latency_ms"] = units / (1000 // RESOLUTION_US)  # the nearest double to the exact ms
+        cols["latency_us"] = units
     return cols
 
 

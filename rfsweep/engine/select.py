@@ -18,8 +18,10 @@ from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, ids
 
 
-def _sort_key(out: np.ndarray, space: Space, sort: str) -> np.ndarray:
-    return objectives.key(objectives.survivor_columns(out, space), sort, objectives.rf_target2(space))
+def _sort_key(out: np.ndarray, space: Space, sort: str, choice: np.ndarray | None = None) -> np.ndarray:
+    if choice is None and sort == "latency_ms" and space.latency is not None:
+        choice = np.zeros((max(1, space.depth_max), out.shape[1]), np.int16)  # only empty probes come here
+    return objectives.key(objectives.survivor_columns(out, space, choice), sort, objectives.rf_target2(space))
 
 
 class TopK:
@@ -38,7 +40,7 @@ class TopK:
 
     def add(self, batch: Batch) -> None:
         batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
-        key = _sort_key(batch.out, self.space, self.sort)
+        key = _sort_key(batch.out, self.space, self.sort, batch.choice)
         order = np.lexsort((*ids.order_keys(batch.out, batch.choice, self.space), key))[: self.k]
         self.best = batch.take(order)
 
@@ -50,13 +52,13 @@ class TopK:
         for batch in batches:
             probe.add(batch)
         if probe.best is not None and len(probe.best) == self.k:
-            self.bound = int(_sort_key(probe.best.out[:, -1:], self.space, self.sort)[0])
+            self.bound = int(_sort_key(probe.best.out[:, -1:], self.space, self.sort, probe.best.choice[:, -1:])[0])
 
     def tighten(self, cons: np.ndarray) -> None:
         """Narrow the run's constraints to what can still enter the top k (called between chunks, so every
         candidate still to come is later in depth-first order than the rows held)."""
-        if self.sort == "erf":
-            return  # the ERF only grows along a prefix: nothing to prune by
+        if self.sort in ("erf", "latency_ms"):
+            return  # the ERF only grows along a prefix; the kernels do not see latency: nothing to prune by
         if self.best is None or len(self.best) < self.k:
             if self.bound is not None:
                 self._narrow(cons, self.bound)
@@ -131,7 +133,7 @@ class Front:
             return
         if self.best is not None:
             batch = Batch.concat([self.best, batch])
-        cols = objectives.survivor_columns(batch.out, self.space)
+        cols = objectives.survivor_columns(batch.out, self.space, batch.choice)
         t2 = objectives.rf_target2(self.space)
         keep = objectives.front_mask([objectives.key(cols, name, t2) for name in self.names])
         self.best = batch.take(keep)
@@ -140,7 +142,7 @@ class Front:
         """The front, ordered by the objectives in turn, ties by arch_id."""
         if self.best is None:
             return Batch.empty(self.space)
-        cols = objectives.survivor_columns(self.best.out, self.space)
+        cols = objectives.survivor_columns(self.best.out, self.space, self.best.choice)
         t2 = objectives.rf_target2(self.space)
         keys = [objectives.key(cols, name, t2) for name in self.names]
         order = np.lexsort([*ids.order_keys(self.best.out, self.best.choice, self.space), *reversed(keys)])

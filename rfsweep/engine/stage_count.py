@@ -82,13 +82,22 @@ def _aggregate(rf, cost, weight) -> Table:
     return Table(uniq[:, 0].copy(), uniq[:, 1].copy(), w, np.zeros(len(uniq), np.int64))
 
 
+BUDGETS = (("--max-params", "params"), ("--max-macs", "macs"), ("--max-latency-ms", "latency"))
+
+
+def budget_of(space: Space, q: str) -> int | None:
+    """The budget on a per-choice cost: params, macs, or latency (whole microseconds, rfsweep.space.latency)."""
+    return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}[q]
+
+
 def applicable(space: Space) -> str | None:
     """None when the split method can count the space, else why not (one clause)."""
     if not space.has_blocks or space.depth_min != space.depth_max:
         return "not a space of stages"
-    if space.max_params is not None and space.max_macs is not None:
-        return "both --max-params and --max-macs are set (the method handles one budget)"
-    if space.max_params is None and space.max_macs is None and space.max_peak_act is None:
+    set_ = [flag for flag, q in BUDGETS if budget_of(space, q) is not None]
+    if len(set_) > 1:
+        return f"both {' and '.join(set_)} are set (the method handles one budget)"
+    if not set_ and space.max_peak_act is None:
         return "there is no budget (the counting programme counts it)"
     if space.no_unproductive or space.levels or space.min_convs:
         return "--no-unproductive, --anchors and --min-convs need the whole prefix"
@@ -98,15 +107,15 @@ def applicable(space: Space) -> str | None:
     return None
 
 
-def position_tables(space: Space, budget_field: int | None):
+def position_tables(space: Space, budget_field: int | str | None):
     """For each position: {input channels: Table} of the choices that fit (the peak-activation budget is a
-    filter of them: rfsweep.space.stage_graph), their cost the budgeted field (lm.S_MACS or lm.S_PARAMS;
-    None: no cost); and the final jump. The per-choice arithmetic is rfsweep.space.stage_graph's
-    (the kernels' own child(), at each position's fixed input size and jump), shared with the exact
-    selections and samples."""
+    filter of them: rfsweep.space.stage_graph), their cost the budgeted field (lm.S_MACS or lm.S_PARAMS, or
+    "latency": whole microseconds; None: no cost); and the final jump. The per-choice arithmetic is
+    rfsweep.space.stage_graph's (the kernels' own child(), at each position's fixed input size and jump),
+    shared with the exact selections and samples."""
     from rfsweep.space.stage_graph import choice_tables
 
-    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params", None: "zero"}[budget_field]
+    name = {lm.S_MACS: "macs", lm.S_PARAMS: "params", "latency": "latency", None: "zero"}[budget_field]
     tables, jump = choice_tables(space)
     out = []
     for per_cin in tables:
@@ -143,10 +152,9 @@ def count(space: Space, *, threads: int | None = None, progress=None) -> int:
     why = applicable(space)
     if why is not None:
         raise field_error("method", "stages", f"cannot count this space: {why}")
-    field = lm.S_MACS if space.max_macs is not None else lm.S_PARAMS if space.max_params is not None else None
-    budget = space.max_macs if space.max_macs is not None else space.max_params
-    if budget is None:  # --max-peak-act alone: no cost, the rf sums of the filtered tables decide
-        budget = 0
+    q = next((q for _, q in BUDGETS if budget_of(space, q) is not None), None)
+    field = {"macs": lm.S_MACS, "params": lm.S_PARAMS, "latency": "latency", None: None}[q]
+    budget = 0 if q is None else budget_of(space, q)  # --max-peak-act alone: no cost, the filtered tables decide
     tables, final_jump = position_tables(space, field)
     if space.jumps and final_jump not in space.jumps:
         return 0
@@ -307,4 +315,4 @@ def _sum_exact(x: np.ndarray) -> int:
     return (int(np.sum(x >> 32)) << 32) + int(np.sum(x & 0xFFFFFFFF))
 
 
-__all__ = ["applicable", "count", "position_tables"]
+__all__ = ["BUDGETS", "applicable", "budget_of", "count", "position_tables"]

@@ -66,9 +66,11 @@ def sample(
     stats = stats if stats is not None else Stats()
     rng = np.random.default_rng(seed)
     graph = stage_graph.build(space)
-    budgets = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
     if len(budgets) > 1:
-        raise field_error("sample", n, "takes one budget on a space of stages (--max-params or --max-macs)")
+        raise field_error(
+            "sample", n, "takes one budget on a space of stages (--max-params, --max-macs or --max-latency-ms)"
+        )
     kw = dict(device=device, threads=threads)
     if not budgets:
         counts = counts_for(graph, None, lex=True, threads=threads)
@@ -83,6 +85,9 @@ def sample(
     stats.extra["sampled_from"] = total
     if total == 0:
         return
+    if budgets[0] == "latency":  # the walk's kernels do not see latency: rejection, which checks it
+        yield from _by_rejection(space, graph, "latency", min(n, total), rng, stats, **kw)
+        return
     if n >= total or total <= ENUM_SMALL or ENUM_SHARE * n >= total:
         if total > ENUM_MAX:
             raise field_error(
@@ -96,7 +101,7 @@ def sample(
 
 
 def _budget(space: Space, q: str) -> int | None:
-    return {"params": space.max_params, "macs": space.max_macs}[q]
+    return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}[q]
 
 
 def _evaluate(space: Space, choice: np.ndarray, **kw) -> Batch:
@@ -428,6 +433,10 @@ def _by_rejection(space: Space, graph: Graph, quantity: str, n: int, rng, stats:
         size = int(min(1 << 18, max(1024, math.ceil(1.3 * want / max(rate, 1e-3)))))
         proposals = counts.unrank(uniform_ranks(rng, counts.total, size))
         _, mask = evaluate(space, proposals, stats=stats, strict=False, **kw)
+        if space.max_latency is not None:  # the kernels accept by the rest; the budget on latency is checked here
+            fits = space.latency.row_units(proposals.T, space.in_channels) <= space.max_latency
+            stats.kept -= int((mask & ~fits).sum())
+            mask &= fits
         rate = max(float(mask.mean()), 1e-6)
         accepted = np.concatenate([accepted, proposals[mask].astype(np.int16)])
         _, first = np.unique(accepted, axis=0, return_index=True)

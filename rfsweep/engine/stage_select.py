@@ -56,7 +56,7 @@ ERF_EXACT = 1 << 50  # below this, 12 x variance -> sqrt(v / 12) keeps distinct 
 # one, so a flag left up by an earlier signal cannot cut them short. Work on a level's prefixes (seconds at
 # MAX_PAIRS) runs in steer's kernel thread with steer.control(), so Ctrl-C stays live.
 NEVER = np.zeros(steer.NCTL, np.int64)
-KEYS = {"params": "params", "macs": "macs", "erf": "erf", "rf_error": "zero"}
+KEYS = {"params": "params", "macs": "macs", "erf": "erf", "rf_error": "zero", "latency_ms": "latency"}
 
 
 def applicable(space: Space, selection: dict) -> str | None:
@@ -68,10 +68,16 @@ def applicable(space: Space, selection: dict) -> str | None:
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
     if where is not None:
         return "--where filters the walk's rows"
-    budgets = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    if (space.max_latency is not None and sample is None) or "latency_ms" in (pareto or ()):
+        return "a latency budget (but for --sample) or a latency objective of --pareto is selected by the walk"
+    if sort == "latency_ms" and space.latency is None:
+        return "--sort latency_ms needs --latency-lut"
+    budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:
-            return "both --max-params and --max-macs are set (the exact count handles one budget)"
+            flags = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
+            named = " and ".join(flags[q] for q in budgets)
+            return f"both {named} are set (the exact count handles one budget)"
         return None
     if pareto is not None:
         if "depth" in pareto:
@@ -106,7 +112,7 @@ def _space_reason(space: Space) -> str | None:
 
 
 def _budget(space: Space, q: str) -> int | None:
-    return {"params": space.max_params, "macs": space.max_macs}.get(q)
+    return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}.get(q)
 
 
 def _erf_bound(space: Space) -> int:

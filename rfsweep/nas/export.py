@@ -48,7 +48,7 @@ from rfsweep.space import Space, build_space, ids
 ACTS = ("relu", "relu6", "silu", "none")
 NORMS = ("bn", "none")
 FORMATS = ("pytorch", "jsonl")
-METRICS = ("rf", "jump", "eff_padding", "center", "out_size", "params", "macs", "erf_sigma")
+METRICS = ("rf", "jump", "eff_padding", "center", "out_size", "params", "macs", "erf_sigma", "latency_ms")
 
 
 # ------------------------------------------------------------------ specs
@@ -91,14 +91,20 @@ def with_layers(spec: dict, act: str | None = None, norm: str | None = None, num
     return out
 
 
+def _without_latency(settings: dict) -> dict:
+    """The settings without the latency table: building a candidate needs no table (the rows carry
+    latency_ms), and a table moved since the search must not stop an export."""
+    return {k: v for k, v in settings.items() if k not in ("latency_lut", "max_latency_ms")}
+
+
 def load_space(space: Any) -> Space:
     """A Space from a search output's path, its ``rfsweep.spec`` metadata, search settings or a Space."""
     if isinstance(space, Space):
         return space
     if isinstance(space, (str, PathLike)):
-        return build_space(read_spec(os.fspath(space))["space"])
+        return build_space(_without_latency(read_spec(os.fspath(space))["space"]))
     if isinstance(space, Mapping):
-        return build_space(dict(space["space"] if "space" in space else space))
+        return build_space(_without_latency(dict(space["space"] if "space" in space else space)))
     raise field_error(
         "space", None if space is None else type(space).__name__, "give the search output (its path) the row is from"
     )
@@ -511,7 +517,7 @@ def export(
         raise field_error("to", to, f"must be one of {', '.join(FORMATS)}")
     check_options(act, norm, num_classes)
     meta = read_spec(file)
-    space = build_space(meta["space"])
+    space = build_space(_without_latency(meta["space"]))
     if space.has_blocks:
         check_block_options(act, norm, num_classes)
     else:

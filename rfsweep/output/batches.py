@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from rfsweep.core.errors import field_error
 from rfsweep.engine import objectives, stage_select
 from rfsweep.engine import run as engine
 from rfsweep.engine.run import Batch
@@ -21,14 +22,24 @@ from rfsweep.output import sink
 from rfsweep.space import Space
 
 
-def _filtered(batches: Iterator[Batch], space: Space, where: str | None) -> Iterator[Batch]:
-    """Only the survivors passing ``--where`` (evaluated on the batch's scalar columns)."""
-    if where is None:
+def _filtered(batches: Iterator[Batch], space: Space, where: str | None, stats=None) -> Iterator[Batch]:
+    """Only the survivors passing ``--where`` (evaluated on the batch's scalar columns) and within
+    ``--max-latency-ms`` (which the kernels do not see: the rows over it are not survivors, and leave
+    ``stats.kept``)."""
+    if where is None and space.max_latency is None:
         yield from batches
         return
-    cond = parse_where(where, sink.schema(space, layout="compact"))
+    cond = parse_where(where, sink.schema(space, layout="compact")) if where is not None else None
     for batch in batches:
-        yield batch.take(cond.mask(objectives.survivor_columns(batch.out, space)))
+        cols = objectives.survivor_columns(batch.out, space, batch.choice)
+        keep = np.ones(len(batch), bool)
+        if space.max_latency is not None:
+            keep = cols["latency_us"] <= space.max_latency
+            if stats is not None:
+                stats.kept -= int(len(batch) - keep.sum())
+        if cond is not None:
+            keep &= cond.mask(cols)
+        yield batch.take(keep)
 
 
 def _batches(
@@ -53,6 +64,11 @@ def _batches(
                                    stats=kw.get("stats"))  # fmt: skip
             return
     kw["reuse_buffers"] = True  # every consumer below copies a batch before asking for the next
+    filtered = where is not None or space.max_latency is not None  # rows the kernels keep are dropped after
+    if sample is not None and space.max_latency is not None:
+        why = stage_select.applicable(space, dict(sample=sample, seed=seed, where=where)) or "a shard's range"
+        raise field_error("sample", sample, f"with --max-latency-ms draws by the exact sampler of spaces of "
+                          f"stages only, which cannot take this: {why}")  # fmt: skip
     if sample is not None:
         kw.pop("reuse_buffers")
         kw.pop("slab_rows", None)
@@ -63,16 +79,16 @@ def _batches(
         return
     if pareto is not None:
         front = Front(space, pareto)
-        for batch in _filtered(engine.iter_batches(space, **kw), space, where):
+        for batch in _filtered(engine.iter_batches(space, **kw), space, where, kw.get("stats")):
             front.add(batch)
         yield front.result()
         return
     if sort is None:
-        if where is None:
+        if not filtered:
             yield from engine.iter_batches(space, limit=limit, **kw)
             return
         left = limit
-        for batch in _filtered(engine.iter_batches(space, **kw), space, where):
+        for batch in _filtered(engine.iter_batches(space, **kw), space, where, kw.get("stats")):
             take = len(batch) if left is None else min(left, len(batch))
             yield batch.take(slice(0, take))
             if left is not None:
@@ -81,11 +97,11 @@ def _batches(
                     return
         return
     top = TopK(limit, space, sort)
-    if where is None and sort != "erf" and kw.get("device", "cpu") == "cpu":
+    if not filtered and sort not in ("erf", "latency_ms") and kw.get("device", "cpu") == "cpu":
         # the walk's first k rows (each task capped at k: cheap) bound the k-th best from the start
         probe = {k: kw[k] for k in ("threads", "q", "task_range", "slab_rows") if k in kw}
         top.seed(engine.iter_batches(space, limit=limit, reuse_buffers=True, **probe))
-    for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where):
+    for batch in _filtered(engine.iter_batches(space, tighten=top.tighten, **kw), space, where, kw.get("stats")):
         top.add(batch)
     yield top.result()
 

@@ -146,6 +146,8 @@ def schema(space: Space, layout: str | None = None) -> pa.Schema:
             pa.field(f"s{lv.stride}_rf", rf_t, False),
             pa.field(f"s{lv.stride}_erf_sigma", pa.float64(), False),
         ]
+    if space.latency is not None:  # --latency-lut: the sum of the blocks' entries (rfsweep.space.latency)
+        fields.append(pa.field("latency_ms", pa.float64(), False))
     return pa.schema(fields)
 
 
@@ -324,7 +326,7 @@ def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     elif "op_0" in names:
         cols.update(tables.wide(batch.choice, depth))
         cols["padding"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), tables.padding)
-    for name, values in survivor_columns(out, space).items():
+    for name, values in survivor_columns(out, space, batch.choice).items():
         if name not in names or name == "arch_id":
             continue
         typ = sch.field(name).type

@@ -125,6 +125,9 @@ def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
     st.check_keys(settings)
     if settings.get("stages") is not None:
         return build_stage_space({**DEFAULTS, **settings}, for_search=for_search)
+    for key in ("latency_lut", "max_latency_ms"):
+        if settings.get(key) is not None:
+            raise field_error(key, settings[key], "applies to spaces of stages (a chain space has no blocks to key)")
     for key in st.STAGE_KEYS:
         if settings.get(key) is not None and key not in ("name", "source", "description"):
             raise field_error(key, settings[key], "belongs to a space of stages, which needs 'stages'")

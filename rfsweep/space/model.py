@@ -115,6 +115,8 @@ class Space:
     settings: dict[str, Any] = field(default_factory=dict)
     names: list[str] | None = None  # the positions' names in written-out layers (a space of stages' stages)
     stage_positions: tuple[int, ...] = ()  # a space of stages: the positions its [[stages]] fill
+    latency: Any = None  # rfsweep.space.latency.Costs of --latency-lut (spaces of stages)
+    max_latency: int | None = None  # --max-latency-ms in whole microseconds (rfsweep.space.latency)
 
     def __post_init__(self):
         if not self.roles:

@@ -109,6 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Activation type the peak_act_bytes column counts (bytes = peak_act x its size).",
         choices=tuple(ACT_DTYPES),
     ),
+    Setting(
+        "latency_lut",
+        None,
+        "Latency table (rfsweep latency measure's JSON, or Once-for-All's LUT YAML) of a space of stages: adds "
+        "the latency_ms column (the sum of the candidate's blocks' entries, each in whole microseconds).",
+    ),
+    Setting("max_latency_ms", None, "Latency budget in ms, predicted by --latency-lut (e.g. 25)."),
     Setting("jump", None, "Allowed final jumps (effective strides), e.g. 16,32."),
     Setting("max_rf_ratio", None, "Largest rf / input size."),
     Setting(

@@ -38,9 +38,10 @@ class ChoiceTable:
     erf: np.ndarray  # 12 x ERF variance it adds
     cout: np.ndarray  # its output channels
     peak: np.ndarray | None = None  # its own peak activation memory, elements (kernels.costs.block_peak)
+    latency: np.ndarray | None = None  # whole microseconds of --latency-lut (rfsweep.space.latency), if any
 
     def metric(self, name: str) -> np.ndarray:
-        """A per-choice additive quantity: params, macs, erf (12 x variance) or zero."""
+        """A per-choice additive quantity: params, macs, erf (12 x variance), latency (microseconds) or zero."""
         if name == "zero":
             return np.zeros(len(self.ok), np.int64)
         return getattr(self, name)
@@ -120,6 +121,7 @@ def choice_tables(space: Space) -> tuple[list[dict[int, ChoiceTable]], int]:
                 erf=kids[:, lm.S_ERF].copy(),
                 cout=kids[:, lm.S_CIN].copy(),
                 peak=kids[:, lm.S_PEAK].copy(),
+                latency=None if space.latency is None else space.latency.units[p][cin],
             )
             outs |= set(kids[ok, lm.S_CIN].tolist())
         tables.append(per_cin)

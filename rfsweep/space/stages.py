@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rfsweep.core.errors import field_error
+from rfsweep.space import latency
 from rfsweep.space import settings as st
 from rfsweep.space.blocks import Block, check_block_in_space, parse_block
 from rfsweep.space.model import Choice, Space, parse_levels, rf_window
@@ -220,6 +221,7 @@ def build_stage_space(s: dict[str, Any], *, for_search: bool = True):
     )
 
     check_representable(space, for_search=for_search)
+    latency.attach(space, s)
     return space
 
 

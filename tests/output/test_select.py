@@ -217,7 +217,7 @@ def test_unknown_ids_name_the_missing_ones(outputs):
         (dict(top=0), "field 'top': value 0: must be an integer >= 1"),
         (
             dict(top=3, sort="depth"),
-            "field 'sort': value \"depth\": must be one of params, macs, rf_error, erf, peak_act",
+            "field 'sort': value \"depth\": must be one of params, macs, rf_error, erf, peak_act, latency_ms",
         ),
     ],
 )
