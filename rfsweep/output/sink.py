@@ -2,8 +2,9 @@
 
 The ``wide`` and ``compact`` layouts of a chain are encoded straight from the batches by
 :mod:`rfsweep.output.parquet` (:meth:`ParquetSink.write_batch`); the ``lists`` layout, spaces of stages and
-ids past int64 go through Arrow tables (:func:`to_table`) and pyarrow's writer. Both write the schema
-below.
+ids past int64 go through Arrow tables (:func:`to_table`) and :class:`rfsweep.output.writer.TableWriter`.
+Both follow the one writer policy of rfsweep's files (:mod:`rfsweep.output.writer`: statistics, page
+index, page CRC32s, sorting_columns, 512K-row row groups, encodings every reader decodes).
 
 Three layouts of the same rows (``--columns``):
 
@@ -44,13 +45,7 @@ from rfsweep.space import Space, ids
 from rfsweep.space.settings import OP_NAMES
 
 META_KEY = b"rfsweep.spec"
-# Row groups of 512K rows: the writer holds a row group's encoded levels in memory (measured: 1M-row
-# groups put the R7 search with list columns at 944 MiB peak RSS, against 1 GB allowed)
-ROW_GROUP_ROWS = 1 << 19
 GROUPS_PER_CALL = 4  # row groups rfsweep.output.parquet encodes at once (a slab of ~1M rows holds 2-3)
-# dictionary encoding only where the values are strings: for the small integers of the per-layer
-# columns it cost 50% more CPU than plain + zstd for the same file size (measured on R7 [223, 225])
-DICTIONARY_COLUMNS = ["op", "padding"] + [f"op_{p}" for p in range(32)]
 LAYER_FIELDS = ("op", "kernel", "stride", "dilation", "channels")
 LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
 LAYOUTS = ("wide", "lists", "compact")
@@ -329,15 +324,32 @@ def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
+def in_id_order(space: Space | None, meta: dict[bytes, bytes]) -> bool:
+    """Whether a search's rows come in ascending arch_id order (declared as the file's sorting_columns): every
+    survivor, or the first ``limit``, or those a ``where`` keeps, of a space whose candidates all have the
+    same number of positions (the depth-first walk then visits them in mixed-radix order, ids below 2^63).
+    Variable depth interleaves depths; sort, Pareto and sample selections order rows otherwise."""
+    if space is None or ids.big(space):
+        return False
+    if not space.has_blocks and space.depth_min != space.depth_max:
+        return False
+    try:
+        spec = json.loads(meta.get(META_KEY, b"{}"))
+    except ValueError:
+        return False
+    return not any(spec.get(k) for k in ("sort", "pareto", "sample"))
+
+
 class ParquetSink:
     """Write tables to ``path`` by the output rule of :mod:`rfsweep.core.files`: atomically (a temporary file
     beside it, renamed on success, removed on any error or signal), or straight into a device or FIFO.
 
     Batches of ``space`` (:meth:`write_batch`) in the wide or compact layout are encoded here by
-    :class:`rfsweep.output.parquet.Encoder`; the writer thread compresses and writes the pages (zstd and
-    the file releasing the GIL, as the kernels do), so that overlaps with computing the next batch.
-    Anything else becomes an Arrow table for pyarrow's writer, on the same thread (:meth:`write`). At
-    most one job waits in the queue.
+    :class:`rfsweep.output.parquet.Encoder`, in row groups of ``writer.ROW_GROUP_ROWS`` (rows left over
+    from one batch open the next batch's first group); the writer thread compresses and writes the pages
+    (zstd and the file releasing the GIL, as the kernels do), so that overlaps with computing the next
+    batch. Anything else becomes an Arrow table for :class:`rfsweep.output.writer.TableWriter`, on the same
+    thread (:meth:`write`). At most one job waits in the queue.
     """
 
     def __init__(
@@ -350,6 +362,7 @@ class ParquetSink:
         threads: int | None = None,
     ):
         from rfsweep.output import parquet as parquet_out
+        from rfsweep.output import writer
 
         self.target = check_output(path, "output", suffixes=(".parquet",), inputs=inputs)
         self.path = self.target.path
@@ -357,30 +370,21 @@ class ParquetSink:
         self.schema = sch.with_metadata(meta)
         self.space = space
         self.stream = self.file = self.writer = self.encoder = None
+        self.group_rows = writer.ROW_GROUP_ROWS  # read here: tests set small groups
+        self.held: Batch | None = None  # rows short of a whole row group, copied (encoder path)
+        sorted_by_id = in_id_order(space, meta)
         # batches (write_batch) of a chain's wide or compact layout: encoded by rfsweep.output.parquet,
         # straight from the kernels' output; anything else through Arrow tables and pyarrow's writer
         cols = parquet_out.plan(space, sch) if space is not None else None
         try:
             if cols is not None:
                 self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
-                self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads)
+                self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads, sorted_by_id=sorted_by_id)
                 self.file.write(self.encoder.header())
             else:
                 if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
                     self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
-                self.writer = pq.ParquetWriter(
-                    self.stream or self.tmp,
-                    self.schema,
-                    compression="zstd",
-                    compression_level=1,
-                    use_dictionary=DICTIONARY_COLUMNS,
-                    write_statistics=False,
-                    # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
-                    # plain values 0.22 s and 14 MB
-                    column_encoding={"arch_id": "DELTA_BINARY_PACKED"}
-                    if sch.field("arch_id").type == pa.int64()
-                    else None,
-                )
+                self.writer = writer.TableWriter(self.stream or self.tmp, self.schema, sorted_by_id=sorted_by_id)
         except (OSError, pa.ArrowException) as exc:
             self._close_stream()
             self._remove()
@@ -412,8 +416,7 @@ class ParquetSink:
         self._check()
         if self.writer is None:
             raise TypeError("this sink encodes batches: use write_batch")
-        table = table.replace_schema_metadata(self.schema.metadata)
-        self.queue.put(functools.partial(self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS))
+        self.queue.put(functools.partial(self.writer.write, table))
         self.rows += table.num_rows
 
     def write_batch(self, batch: Batch) -> None:
@@ -424,7 +427,22 @@ class ParquetSink:
             return
         self._check()
         n = len(batch)
-        bounds = [(lo, min(n, lo + ROW_GROUP_ROWS)) for lo in range(0, n, ROW_GROUP_ROWS)]
+        if n == 0:
+            return
+        start = 0
+        if self.held is not None:  # complete the row group the last batches began
+            start = min(n, self.group_rows - len(self.held))
+            self.held = Batch.concat([self.held, batch.take(slice(0, start))])
+            if len(self.held) < self.group_rows:
+                return
+            self._encode(self.held, [(0, len(self.held))])
+            self.held = None
+        whole = start + (n - start) // self.group_rows * self.group_rows
+        if whole < n:  # the rest waits for the next batch (a copy: the engine reuses its buffers)
+            self.held = batch.take(slice(whole, n)).copy()
+        self._encode(batch, [(lo, lo + self.group_rows) for lo in range(start, whole, self.group_rows)])
+
+    def _encode(self, batch: Batch, bounds: list[tuple[int, int]]) -> None:
         for first in range(0, len(bounds), GROUPS_PER_CALL):  # the encoder's buffers grow with the groups
             for job in self.encoder.encode(batch.out, batch.choice, bounds[first : first + GROUPS_PER_CALL]):
                 self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
@@ -449,14 +467,19 @@ class ParquetSink:
             os.unlink(self.tmp)
 
     def close(self) -> None:
+        if self.held is not None and self.error is None:  # the last, smaller row group
+            self._encode(self.held, [(0, len(self.held))])
+            self.held = None
         self._stop()
         try:
             if self.encoder is not None:
                 if self.error is None:
                     self.file.write(self.encoder.footer())
                 self.file.close()
-            else:
+            elif self.error is None:
                 self.writer.close()
+            else:
+                self.writer.abort()
             if self.stream is not None:
                 self.stream.close()
         except (OSError, pa.ArrowException) as exc:
@@ -472,7 +495,7 @@ class ParquetSink:
             self._stop()
             if self.writer is not None:
                 with contextlib.suppress(OSError, pa.ArrowException):
-                    self.writer.close()
+                    self.writer.abort()
             self._close_stream()
         finally:
             self._remove()
