@@ -32,6 +32,7 @@ from rfsweep.core.errors import RFSweepError, field_error
 from rfsweep.engine import run as engine
 from rfsweep.engine import select
 from rfsweep.output import dataset, sink
+from rfsweep.output import parquet as parquet_out
 from rfsweep.output.batches import selected_batches
 
 # Many more shards than workers: subtrees differ in size by orders of magnitude even after balancing by
@@ -202,9 +203,14 @@ def warm(job: dict) -> dict:
         space = space_of(dict(depth="1-2", kernels=[1, 3], strides=[1, 2], input_size=8))
         stats = engine.Stats()
         sch = sink.schema(space, layout=job["columns"])
+        cols = parquet_out.plan(space, sch)
+        encoder = parquet_out.Encoder(space, sch, cols) if cols is not None else None
         tables = sink.tables_for(space)
         for batch in engine.iter_batches(space, device=job["device"], stats=stats, q=1, task_range=(0, 2)):
-            sink.to_table(batch, space, tables, sch)
+            if encoder is not None:  # the writer of the wide and compact layouts (rfsweep.output.parquet)
+                encoder.encode(batch.out, batch.choice, [(0, len(batch))])
+            else:
+                sink.to_table(batch, space, tables, sch)
         engine.CountedPlan(space, device=job["device"], q=1).rows_at(np.array([0], np.int64))
         engine.count_by_enumeration(space, device=job["device"], q=1)
     return {
