@@ -100,7 +100,10 @@ def _layer_fields(space: Space, layout: str) -> list[pa.Field]:
     fields = []
     if layout == "lists":
         for name in LIST_COLUMNS:
-            typ = types.get(name, types["op"])  # padding: a dictionary of strings, as op
+            # strings in lists, not dictionaries: pyarrow cannot read a list of dictionaries back from more
+            # than one row group ("Nested data conversions not implemented for chunked array outputs"); the
+            # file still stores them dictionary-encoded (rfsweep.output.writer)
+            typ = pa.string() if name in ("op", "padding") else types[name]
             fields.append(pa.field(name, pa.list_(pa.field("item", typ, nullable=False)), False))
     elif layout == "wide":
         for f in LAYER_FIELDS:
@@ -202,7 +205,7 @@ def block_fields(space: Space) -> list[pa.Field]:
     """A space of stages' list columns: ``depths`` (blocks per stage), then one entry per block of the
     stages, in order (stem and head are the same in every row: the file's metadata holds them)."""
     types = {
-        "op": pa.dictionary(pa.int8(), pa.string()),
+        "op": pa.string(),  # not a dictionary: as the chains' lists layout (_layer_fields)
         "kernel": pa.uint8(),
         "stride": pa.uint8(),
         "dilation": pa.uint8(),
@@ -272,7 +275,7 @@ class BlockTables:
         for name in BLOCK_LIST_FIELDS:
             arr = values.get(name, np.zeros(0, np.int8 if name == "op" else np.int32))
             if name == "op":
-                data = pa.DictionaryArray.from_arrays(pa.array(arr.astype(np.int8)), self.op_names)
+                data = self.op_names.take(pa.array(arr.astype(np.int8)))
             elif name == "se":
                 data = pa.array(arr.astype(np.bool_))
             else:
@@ -300,9 +303,9 @@ def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     elif "op" in names:
         offsets, op, kernel, stride, dilation, channels = tables.flatten(batch.choice, depth)
         offsets = pa.array(offsets)  # int32 already
-        pad = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), tables.padding)
+        pad = tables.padding.take(pa.array(np.zeros(len(op), np.int8)))
         for name, values in (
-            ("op", pa.DictionaryArray.from_arrays(pa.array(op), tables.op_names)),
+            ("op", tables.op_names.take(pa.array(op))),
             ("kernel", kernel),
             ("stride", stride),
             ("dilation", dilation),

@@ -25,6 +25,13 @@ Never DELTA_BINARY_PACKED, and it would save space (arch_id: 1.5 MiB instead of 
     (deltas of 30+ bits) and ``arch_id`` (gaps between survivors) hit it: 99.99 % of macs were wrong in
     0.3.0's files. BYTE_STREAM_SPLIT is no way out: fastparquet refuses it (NotImplementedError: Encoding 9).
 
+    Upstream report 2 (same versions): a list<string> column whose strings are PLAIN-encoded reads back as
+    None in every row: ``pq.write_table(pa.table({"op": [["conv", "max"], ["conv"], []]}), f,
+    use_dictionary=False)``, then ``fastparquet.ParquetFile(f).to_pandas()["op"]`` is [None, None, None]
+    (seen on files of one row group; dictionary-encoded strings read right). So the strings of the lists
+    layout's ``op`` and ``padding`` are always dictionary-encoded (a handful of distinct values: the
+    dictionary never falls back to PLAIN).
+
 Dictionary encoding of the small integer columns was measured and not taken: on R7 [223, 225] the wide
 layout's 35 per-layer columns took 8.7 s to write with it against 3.3 s PLAIN + zstd for 17 % less file
 (benchmarks/README.md, bench_parquet.py).
@@ -48,8 +55,16 @@ def _is_text(typ: pa.DataType) -> bool:
 
 
 def dictionary_columns(sch: pa.Schema) -> list[str]:
-    """The columns written with a dictionary: those holding strings (the rest are PLAIN)."""
-    return [f.name for f in sch if _is_text(f.type)]
+    """The columns written with a dictionary: those holding strings (the rest are PLAIN), by their leaf's
+    path (a list column's strings are ``name.list.element``)."""
+    paths = []
+    for f in sch:
+        if _is_text(f.type):
+            path, typ = f.name, f.type
+            while pa.types.is_list(typ) or pa.types.is_large_list(typ):
+                path, typ = f"{path}.list.element", typ.value_type
+            paths.append(path)
+    return paths
 
 
 def options(sch: pa.Schema, sorted_by_id: bool = False) -> dict:
