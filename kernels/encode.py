@@ -505,6 +505,39 @@ def _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext, fext):
     return total
 
 
+@njit(cache=True, nogil=True)
+def _present(desc, c, out, depth_row, lo, hi):
+    """How many rows of lo:hi have a value in column c (all, unless it is null past a row's depth)."""
+    if desc[c, D_NULL] == 0:
+        return hi - lo
+    p = desc[c, D_POS]
+    m = 0
+    for r in range(lo, hi):
+        if out[depth_row, r] > p:
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _key_extremes(kind, keys, count, ext, fext):
+    """Min and max of a hashed or ranged dictionary's keys, as values (center: key / 2; an ERF sigma:
+    sqrt(key / 12), as rfsweep.output.parquet._dictionary_page makes them), into ext or fext."""
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(1, count):
+        lo = min(lo, keys[i])
+        hi = max(hi, keys[i])
+    if kind == K_CENTER:
+        fext[0] = lo / 2.0
+        fext[1] = hi / 2.0
+    elif kind == K_SIGMA:
+        fext[0] = np.sqrt(lo / 12.0)
+        fext[1] = np.sqrt(hi / 12.0)
+    else:
+        ext[0] = lo
+        ext[1] = hi
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def encode_groups(
     desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys, scratch, ext, present
@@ -537,7 +570,14 @@ def encode_groups(
             scratch[2 * me],
             scratch[2 * me + 1],
         )
-        if desc[c, D_KIND] != K_CONST:
+        kind = desc[c, D_KIND]
+        if kind != K_CONST:
             lo, hi = bounds[g, 0], bounds[g, 1]
             fext = ext[t].view(np.float64)
-            present[t] = _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext[t], fext)
+            if (used[t] == M_RANGE or used[t] == M_HASH) and counts[t] > 0:
+                # the dictionary holds exactly the values present: its extremes are the page's (the
+                # float columns' keys map to their values monotonically, by _dictionary_page's operations)
+                present[t] = _present(desc, c, out, depth_row, lo, hi)
+                _key_extremes(kind, dict_keys[t], counts[t], ext[t], fext)
+            else:
+                present[t] = _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext[t], fext)
