@@ -119,6 +119,19 @@ def test_spaces_of_stages_read_the_same_in_every_engine(tmp_path, layout):
     assert_readers_agree(path)
 
 
+@pytest.mark.parametrize("layout", ["wide", "compact", "lists"])
+def test_every_leaf_column_has_a_type_defined_order(tmp_path, layout):
+    """column_orders (pyarrow does not show it; fastparquet keeps the raw FileMetaData): one TypeDefinedOrder
+    a leaf column, in the encoder's files (wide, compact) and pyarrow's (lists)."""
+    fastparquet = pytest.importorskip("fastparquet")
+    path = tmp_path / "out.parquet"
+    sweep.search_to_parquet(str(path), build_space({**CHAIN, "depth": "1-3"}), columns=layout)
+    fmd = fastparquet.ParquetFile(str(path)).fmd
+    leaves = [el for el in fmd.schema if not el.num_children]
+    assert len(fmd.column_orders) == len(leaves) > 5
+    assert all(order.TYPE_ORDER is not None for order in fmd.column_orders)
+
+
 def test_dataset_parts_read_the_same_in_every_engine(tmp_path):
     out = tmp_path / "ds"
     sweep.search_to_parquet(str(out) + "/", build_space({**CHAIN, "depth": "1-3"}), shards=2)
