@@ -548,7 +548,8 @@ def encode_groups(
     (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain;
     used[t] the encoding it took (an M_*: a range may have gone on to a hash, either to plain).
     ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs. ``ext[t]``
-    and ``present[t]``: the page's statistics (:func:`_extremes`; not for a constant column, K_CONST)."""
+    and ``present[t]``: the page's statistics (:func:`_extremes`, or a dictionary's keys; not for a
+    constant column, K_CONST, nor a per-layer lookup, K_LAYER: see :func:`choices_present`)."""
     ncol = desc.shape[0]
     for t in prange(bounds.shape[0] * ncol):
         g = t // ncol
@@ -574,10 +575,31 @@ def encode_groups(
         if kind != K_CONST:
             lo, hi = bounds[g, 0], bounds[g, 1]
             fext = ext[t].view(np.float64)
-            if (used[t] == M_RANGE or used[t] == M_HASH) and counts[t] > 0:
+            if kind == K_LAYER:  # a lookup of the choice: from the choices present (choices_present)
+                present[t] = 0
+            elif (used[t] == M_RANGE or used[t] == M_HASH) and counts[t] > 0:
                 # the dictionary holds exactly the values present: its extremes are the page's (the
                 # float columns' keys map to their values monotonically, by _dictionary_page's operations)
                 present[t] = _present(desc, c, out, depth_row, lo, hi)
                 _key_extremes(kind, dict_keys[t], counts[t], ext[t], fext)
             else:
                 present[t] = _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext[t], fext)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def choices_present(out, depth_row, choice, bounds, seen, count):
+    """Per row group g and position p (task ``t = g * positions + p``): which choices rows
+    bounds[g, 0]:bounds[g, 1] take there (seen[t, choice] = True; rows that reach p only) and how many
+    rows reach it (count[t]). A per-layer column is a lookup of the choice, so its page's min and max are
+    those of the choices present: one pass per position serves its four or five columns."""
+    npos = choice.shape[0]
+    for t in prange(bounds.shape[0] * npos):
+        g = t // npos
+        p = t - g * npos
+        seen[t, :] = False
+        m = 0
+        for r in range(bounds[g, 0], bounds[g, 1]):
+            if out[depth_row, r] > p:
+                seen[t, choice[p, r]] = True
+                m += 1
+        count[t] = m

@@ -369,6 +369,10 @@ class Encoder:
             self.present,
             threads=self.threads,
         )
+        npos = self.seen_positions = choice.shape[0]
+        self.seen = np.zeros((len(spans) * npos, self.tables.shape[2]), np.bool_)
+        self.reach = np.zeros(len(spans) * npos, np.int64)
+        steer.call(enc.choices_present, out, lm.O_DEPTH, choice, spans, self.seen, self.reach, threads=self.threads)
         ncol = len(self.cols)
         counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
         self.desc[:, enc.D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
@@ -408,6 +412,19 @@ class Encoder:
             t = g * len(self.cols) + c
             if col.kind == enc.K_CONST:
                 stats.append((col.values[0], col.values[0], 0))
+                continue
+            if col.kind == enc.K_LAYER:  # a lookup of the choice: the values of the choices present
+                task = g * self.seen_positions + col.pos
+                present = int(self.reach[task])
+                if present == 0:
+                    stats.append((None, None, rows))
+                    continue
+                values = self.tables[col.src, col.pos][self.seen[task]]
+                if col.physical == T_BYTE_ARRAY:  # op codes: their names, in byte order
+                    names = sorted(OP_NAMES[int(k)] for k in np.unique(values))
+                    stats.append((names[0], names[-1], rows - present))
+                else:
+                    stats.append((int(values.min()), int(values.max()), rows - present))
                 continue
             present = int(self.present[t])
             if present == 0:
