@@ -292,6 +292,8 @@ class Encoder:
     def __init__(
         self, space, sch: pa.Schema, cols: list[Column], threads: int | None = None, sorted_by_id: bool = False
     ):
+        from rfsweep.kernels import encode as enc
+
         self.space = space
         self.schema = sch
         self.cols = cols
@@ -301,6 +303,7 @@ class Encoder:
         fields = (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)  # encode._value's field tables, in this order
         self.tables = np.ascontiguousarray(np.stack([choices[:, :, f] for f in fields]), dtype=np.int64)
         self.cons = space.kernel.cons
+        self.lookups = any(c.kind == enc.K_LAYER for c in cols)
         self.rows_cap = self.groups_cap = 0
         self.buf = self.lens = self.counts = self.keys = None
         self.codec = pa.Codec("zstd", ZSTD_LEVEL)
@@ -369,10 +372,11 @@ class Encoder:
             self.present,
             threads=self.threads,
         )
-        npos = self.seen_positions = choice.shape[0]
-        self.seen = np.zeros((len(spans) * npos, self.tables.shape[2]), np.bool_)
-        self.reach = np.zeros(len(spans) * npos, np.int64)
-        steer.call(enc.choices_present, out, lm.O_DEPTH, choice, spans, self.seen, self.reach, threads=self.threads)
+        if self.lookups:  # the wide layout: its per-layer columns' statistics
+            npos = self.seen_positions = choice.shape[0]
+            self.seen = np.zeros((len(spans) * npos, self.tables.shape[2]), np.bool_)
+            self.reach = np.zeros(len(spans) * npos, np.int64)
+            steer.call(enc.choices_present, out, lm.O_DEPTH, choice, spans, self.seen, self.reach, threads=self.threads)
         ncol = len(self.cols)
         counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
         self.desc[:, enc.D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess
