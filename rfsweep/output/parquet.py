@@ -15,8 +15,8 @@ DELTA_BINARY_PACKED (fastparquet misreads it: see rfsweep.output.writer). pyarro
 and fastparquet read the same columns and types; tests/output/test_parquet_out.py checks that against
 pyarrow's own writer, and tests/output/test_interop.py against every reader.
 
-Kept because it measurably wins (benchmarks/README.md, bench_parquet.py, R7 [223, 225]): 2.3x faster
-than pyarrow's writer with the same policy on the wide layout, 2.4x on compact, files a third the size.
+Kept because it measurably wins (benchmarks/README.md, bench_parquet.py, R7 [223, 225]): 1.7-1.9x as fast
+as pyarrow's writer with the same policy on the wide layout, 1.3x on compact, files 33-41 % smaller.
 
 Spaces of stages, ids past int64 and the ``lists`` layout keep pyarrow's writer (:mod:`rfsweep.output.sink`).
 """
