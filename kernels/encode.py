@@ -12,8 +12,10 @@ Encodings, by column (``desc``):
   min..max and a value's index is ``value - min``; wider ones go on to
 * ``M_HASH``: a dictionary in first-seen order by open addressing, while it holds at most ``DICT_MAX``
   values; then plain;
-* ``M_DELTA``: DELTA_BINARY_PACKED (arch_id, increasing within a depth);
 * ``M_PLAIN``.
+
+No DELTA_BINARY_PACKED: fastparquet misreads it (rfsweep.output.writer), and rfsweep writes nothing a
+common reader gets wrong.
 
 Layouts follow the Parquet format specification (Encodings.md):
 
@@ -21,8 +23,6 @@ Layouts follow the Parquet format specification (Encodings.md):
     definition levels:   <length: 4 bytes LE> <rle/bit-packed hybrid runs, bit width 1>
     hybrid run:          varint(n << 1) value (ceil(bw/8) bytes LE)   -- n repeats of one value
                          varint(g << 1 | 1) g*bw bytes                 -- g groups of 8 bit-packed values
-    delta:               varint(128) varint(4) varint(count) zigzag(first value), then per 128 deltas:
-                         zigzag(min delta) 4 bit widths, 4 miniblocks of 32 (delta - min) bit-packed
 """
 
 import numba
@@ -33,7 +33,7 @@ from rfsweep.kernels.layer_math import C_CIN, C_MAX_WIDTH, C_WIDTH, O_PAD, O_RF,
 
 # value kinds (desc[c, D_KIND]) and encodings (desc[c, D_MODE])
 K_OUT, K_CENTER, K_SIGMA, K_LAYER, K_CHANNELS, K_CONST = range(6)
-M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE, M_DELTA = range(6)
+M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE = range(5)
 # desc columns: kind, source row of out (or field table of a K_LAYER), layer position, encoding, nullable
 # (null past a row's depth), value bytes in plain encoding (4 or 8), dictionary size of an M_LUT
 # and the dictionary size of the row group before (D_HINT: a hashed dictionary's first table size)
@@ -42,8 +42,7 @@ ND = 8
 DICT_MAX = 1 << 16  # distinct values a hashed dictionary may hold (index bit width <= 16)
 RANGE_MAX = 1 << 12  # the most values an M_RANGE dictionary spans
 MAX_GROUPS = 63  # bit-packed groups per run header: one header byte, as Arrow writes them
-CHUNK = 4096  # rows whose values are computed at a time, then encoded (a multiple of DELTA_BLOCK)
-DELTA_BLOCK, DELTA_MINI = 128, 32
+CHUNK = 4096  # rows whose values are computed at a time, then encoded
 DENSE_RUN = 4  # a column whose value changes every 4 rows or more often is bit-packed whole, not as runs
 
 
@@ -219,118 +218,6 @@ def _fill(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, fl
 
 
 @njit(cache=True, nogil=True)
-def _uvarint(buf, pos, v):
-    """An int64 taken as unsigned, as a ULEB128 varint."""
-    while True:
-        b = v & 0x7F
-        v = (v >> 7) & 0x01FFFFFFFFFFFFFF
-        if v == 0:
-            buf[pos] = b
-            return pos + 1
-        buf[pos] = b | 0x80
-        pos += 1
-
-
-@njit(cache=True, nogil=True)
-def _zigzag(v):
-    return (v << 1) ^ (v >> 63)
-
-
-@njit(cache=True, nogil=True)
-def _delta_block(d, k, buf, pos):
-    """One block of k <= 128 deltas; -1 where a miniblock would need more than 56 bits (then plain)."""
-    mn = d[0]
-    for i in range(1, k):
-        mn = min(mn, d[i])
-    pos = _uvarint(buf, pos, _zigzag(mn))
-    widths = pos
-    pos += DELTA_BLOCK // DELTA_MINI
-    for mb in range(DELTA_BLOCK // DELTA_MINI):
-        a = mb * DELTA_MINI
-        if a >= k:  # a last block's unneeded miniblocks: width 0, no body
-            buf[widths + mb] = 0
-            continue
-        b = min(k, a + DELTA_MINI)
-        mx = 0
-        for i in range(a, b):
-            x = d[i] - mn
-            if x < 0:  # past 63 bits
-                return -1
-            mx = max(mx, x)
-        bw = 0
-        while (mx >> bw) != 0:
-            bw += 1
-        if bw > 56:
-            return -1
-        buf[widths + mb] = bw
-        if bw > 16:  # wide deltas: value by value
-            acc = 0
-            nb = 0
-            for i in range(a, a + DELTA_MINI):
-                x = d[i] - mn if i < b else 0
-                acc |= x << nb
-                nb += bw
-                while nb >= 8:
-                    buf[pos] = acc & 0xFF
-                    pos += 1
-                    acc >>= 8
-                    nb -= 8
-            continue
-        for g in range(a, a + DELTA_MINI, 8):  # 8 values are bw <= 16 bytes: two 64-bit words, no branches
-            lo = 0
-            hi = 0
-            for i in range(8):
-                x = d[g + i] - mn if g + i < b else 0
-                sh = i * bw
-                if sh < 64:
-                    lo |= x << sh
-                    if sh + bw > 64:
-                        hi |= x >> (64 - sh)
-                else:
-                    hi |= x << (sh - 64)
-            for q in range(bw):
-                buf[pos + q] = ((lo >> (8 * q)) if q < 8 else (hi >> (8 * (q - 8)))) & 0xFF
-            pos += bw
-    return pos
-
-
-@njit(cache=True, nogil=True)
-def _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals):
-    """DELTA_BINARY_PACKED values of column c; -1 where a delta does not fit (the caller goes plain)."""
-    d = np.empty(DELTA_BLOCK, np.int64)
-    k = 0
-    last = 0
-    first = True
-    for a in range(lo, hi, CHUNK):
-        n = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
-        for j in range(n):
-            v = vals[j]
-            if first:
-                pos = _uvarint(page, pos, DELTA_BLOCK)
-                pos = _uvarint(page, pos, DELTA_BLOCK // DELTA_MINI)
-                pos = _uvarint(page, pos, present)
-                pos = _uvarint(page, pos, _zigzag(v))
-                first = False
-            else:
-                d[k] = v - last
-                k += 1
-                if k == DELTA_BLOCK:
-                    pos = _delta_block(d, k, page, pos)
-                    if pos < 0:
-                        return -1
-                    k = 0
-            last = v
-    if first:  # no values
-        pos = _uvarint(page, pos, DELTA_BLOCK)
-        pos = _uvarint(page, pos, DELTA_BLOCK // DELTA_MINI)
-        pos = _uvarint(page, pos, 0)
-        pos = _uvarint(page, pos, 0)
-    elif k:
-        pos = _delta_block(d, k, page, pos)
-    return pos
-
-
-@njit(cache=True, nogil=True)
 def _bit_width(count):
     bw = 1
     while (1 << bw) < count:
@@ -497,7 +384,7 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
 @njit(cache=True, nogil=True)
 def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, page, dk, rv, rl):
     """Column c of rows lo:hi into ``page``, a hashed or ranged dictionary into ``dk``; returns (bytes,
-    dictionary size, or -1: plain, -2: delta; the encoding used, an M_*).
+    dictionary size, or -1: plain; the encoding used, an M_*).
     ``rv`` and ``rl`` are scratch for runs, of at least hi - lo values (fresh arrays per column cost
     ~1 ms each in page faults, a third of the encoding: measured)."""
     p = desc[c, D_POS]
@@ -545,10 +432,6 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         n = 1 if present else 0
         count = 1
         used = M_CONST
-    elif mode == M_DELTA:
-        end = _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals)
-        if end >= 0:
-            return end, -2, M_DELTA
     elif mode == M_RANGE:
         n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk)
         used = M_RANGE
@@ -581,16 +464,92 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
     return pos, -1, M_PLAIN
 
 
+@njit(cache=True, nogil=True)
+def _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext, fext):
+    """The statistics of column c in rows lo:hi, from the values as written (kernels.encode._fill): min and
+    max in ext[0], ext[1] (floats: fext[0], fext[1], a float64 view; the op column: a bit mask of its
+    codes in ext[1], the caller orders their names); returns how many values are present."""
+    kind = desc[c, D_KIND]
+    floats = kind == K_CENTER or kind == K_SIGMA
+    op = kind == K_LAYER and desc[c, D_SRC] == 0
+    vals = np.empty(CHUNK, np.int64)
+    fvals = vals.view(np.float64)
+    imin = np.iinfo(np.int64).max
+    imax = np.iinfo(np.int64).min
+    fmin = np.inf
+    fmax = -np.inf
+    mask = 0
+    total = 0
+    for a in range(lo, hi, CHUNK):
+        m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, floats)
+        total += m
+        if floats:
+            for j in range(m):
+                fmin = min(fmin, fvals[j])
+                fmax = max(fmax, fvals[j])
+        elif op:
+            for j in range(m):
+                mask |= 1 << vals[j]
+        else:
+            for j in range(m):
+                imin = min(imin, vals[j])
+                imax = max(imax, vals[j])
+    if floats:
+        fext[0] = fmin
+        fext[1] = fmax
+    elif op:
+        ext[1] = mask
+    else:
+        ext[0] = imin
+        ext[1] = imax
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _present(desc, c, out, depth_row, lo, hi):
+    """How many rows of lo:hi have a value in column c (all, unless it is null past a row's depth)."""
+    if desc[c, D_NULL] == 0:
+        return hi - lo
+    p = desc[c, D_POS]
+    m = 0
+    for r in range(lo, hi):
+        if out[depth_row, r] > p:
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _key_extremes(kind, keys, count, ext, fext):
+    """Min and max of a hashed or ranged dictionary's keys, as values (center: key / 2; an ERF sigma:
+    sqrt(key / 12), as rfsweep.output.parquet._dictionary_page makes them), into ext or fext."""
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(1, count):
+        lo = min(lo, keys[i])
+        hi = max(hi, keys[i])
+    if kind == K_CENTER:
+        fext[0] = lo / 2.0
+        fext[1] = hi / 2.0
+    elif kind == K_SIGMA:
+        fext[0] = np.sqrt(lo / 12.0)
+        fext[1] = np.sqrt(hi / 12.0)
+    else:
+        ext[0] = lo
+        ext[1] = hi
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def encode_groups(
-    desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys, scratch
+    desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys, scratch, ext, present
 ):
     """Every column of every row group (rows bounds[g, 0]:bounds[g, 1]), one task each, in parallel (a
     batch's groups at once: the columns alone left a core idle behind the slowest, measured). Task
     ``t = g * columns + c`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size
-    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded;
+    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain;
     used[t] the encoding it took (an M_*: a range may have gone on to a hash, either to plain).
-    ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs."""
+    ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs. ``ext[t]``
+    and ``present[t]``: the page's statistics (:func:`_extremes`, or a dictionary's keys; not for a
+    constant column, K_CONST, nor a per-layer lookup, K_LAYER: see :func:`choices_present`)."""
     ncol = desc.shape[0]
     for t in prange(bounds.shape[0] * ncol):
         g = t // ncol
@@ -612,3 +571,35 @@ def encode_groups(
             scratch[2 * me],
             scratch[2 * me + 1],
         )
+        kind = desc[c, D_KIND]
+        if kind != K_CONST:
+            lo, hi = bounds[g, 0], bounds[g, 1]
+            fext = ext[t].view(np.float64)
+            if kind == K_LAYER:  # a lookup of the choice: from the choices present (choices_present)
+                present[t] = 0
+            elif (used[t] == M_RANGE or used[t] == M_HASH) and counts[t] > 0:
+                # the dictionary holds exactly the values present: its extremes are the page's (the
+                # float columns' keys map to their values monotonically, by _dictionary_page's operations)
+                present[t] = _present(desc, c, out, depth_row, lo, hi)
+                _key_extremes(kind, dict_keys[t], counts[t], ext[t], fext)
+            else:
+                present[t] = _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext[t], fext)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def choices_present(out, depth_row, choice, bounds, seen, count):
+    """Per row group g and position p (task ``t = g * positions + p``): which choices rows
+    bounds[g, 0]:bounds[g, 1] take there (seen[t, choice] = True; rows that reach p only) and how many
+    rows reach it (count[t]). A per-layer column is a lookup of the choice, so its page's min and max are
+    those of the choices present: one pass per position serves its four or five columns."""
+    npos = choice.shape[0]
+    for t in prange(bounds.shape[0] * npos):
+        g = t // npos
+        p = t - g * npos
+        seen[t, :] = False
+        m = 0
+        for r in range(bounds[g, 0], bounds[g, 1]):
+            if out[depth_row, r] > p:
+                seen[t, choice[p, r]] = True
+                m += 1
+        count[t] = m

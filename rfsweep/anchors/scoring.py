@@ -754,23 +754,27 @@ def table_of(space: AnchorSpace, chunk: Scored):
     return pa.Table.from_pylist(recs, schema=sch)
 
 
-def write_parquet(out, space: AnchorSpace, data: BoxSet, chunks, selection: dict, row_group: int = 1 << 16) -> int:
+def write_parquet(out, space: AnchorSpace, data: BoxSet, chunks, selection: dict, row_group: int | None = None) -> int:
     """Stream the chunks to a checked output (:func:`rfsweep.core.files.check_output`) atomically, the
-    settings in the file's metadata under ``rfsweep.anchor_search``; the rows written."""
-    import pyarrow.parquet as pq
-
+    settings in the file's metadata under ``rfsweep.anchor_search``, by rfsweep's writer policy
+    (:mod:`rfsweep.output.writer`: statistics, page index, CRC32s, row groups of ``row_group`` rows,
+    512K by default); the rows written."""
     from rfsweep.core.files import atomic
+    from rfsweep.output.writer import ROW_GROUP_ROWS, TableWriter
 
     sch = schema(space).with_metadata({b"rfsweep.anchor_search": json.dumps(settings_of(space, data, selection))})
-    rows = 0
+    step = 1 << 16  # records built at a time (table_of goes through Python dicts)
     with atomic(out, ".tmp.parquet") as name:
-        with pq.ParquetWriter(name, sch, compression="zstd") as w:
+        w = TableWriter(name, sch, row_group_rows=row_group or ROW_GROUP_ROWS)
+        try:
             for chunk in chunks:
-                for start in range(0, len(chunk), row_group):
-                    part = chunk.take(slice(start, start + row_group))
-                    w.write_table(table_of(space, part), row_group_size=row_group)
-                    rows += len(part)
-    return rows
+                for start in range(0, len(chunk), step):
+                    w.write(table_of(space, chunk.take(slice(start, start + step))))
+        except BaseException:
+            w.abort()
+            raise
+        w.close()
+    return w.rows
 
 
 # ---------------------------------------------------------------- the Python API

@@ -28,7 +28,7 @@ from rfsweep.space.settings import INT_LIMIT
 
 log = logging.getLogger("rfsweep")
 
-SLAB_ROWS = 1 << 20  # ~1M rows a slab; the sink cuts it into Parquet row groups of 512K (sink.ROW_GROUP_ROWS)
+SLAB_ROWS = 1 << 20  # ~1M rows a slab; the sink cuts it into row groups of 512K (output.writer.ROW_GROUP_ROWS)
 CHUNK_TASKS = 1 << 16  # first-cut tasks per count pass
 TASKS_PER_THREAD = 512  # first-cut tasks wanted per thread, for balance
 MAX_FIRST_TASKS = 1 << 20  # ... but no more than this (their counts are kept for the whole run)

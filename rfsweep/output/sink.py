@@ -2,8 +2,9 @@
 
 The ``wide`` and ``compact`` layouts of a chain are encoded straight from the batches by
 :mod:`rfsweep.output.parquet` (:meth:`ParquetSink.write_batch`); the ``lists`` layout, spaces of stages and
-ids past int64 go through Arrow tables (:func:`to_table`) and pyarrow's writer. Both write the schema
-below.
+ids past int64 go through Arrow tables (:func:`to_table`) and :class:`rfsweep.output.writer.TableWriter`.
+Both follow the one writer policy of rfsweep's files (:mod:`rfsweep.output.writer`: statistics, page
+index, page CRC32s, sorting_columns, 512K-row row groups, encodings every reader decodes).
 
 Three layouts of the same rows (``--columns``):
 
@@ -45,13 +46,7 @@ from rfsweep.space import Space, ids
 from rfsweep.space.settings import OP_NAMES
 
 META_KEY = b"rfsweep.spec"
-# Row groups of 512K rows: the writer holds a row group's encoded levels in memory (measured: 1M-row
-# groups put the R7 search with list columns at 944 MiB peak RSS, against 1 GB allowed)
-ROW_GROUP_ROWS = 1 << 19
 GROUPS_PER_CALL = 4  # row groups rfsweep.output.parquet encodes at once (a slab of ~1M rows holds 2-3)
-# dictionary encoding only where the values are strings: for the small integers of the per-layer
-# columns it cost 50% more CPU than plain + zstd for the same file size (measured on R7 [223, 225])
-DICTIONARY_COLUMNS = ["op", "padding"] + [f"op_{p}" for p in range(32)]
 LAYER_FIELDS = ("op", "kernel", "stride", "dilation", "channels")
 LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
 LAYOUTS = ("wide", "lists", "compact")
@@ -106,7 +101,10 @@ def _layer_fields(space: Space, layout: str) -> list[pa.Field]:
     fields = []
     if layout == "lists":
         for name in LIST_COLUMNS:
-            typ = types.get(name, types["op"])  # padding: a dictionary of strings, as op
+            # strings in lists, not dictionaries: pyarrow cannot read a list of dictionaries back from more
+            # than one row group ("Nested data conversions not implemented for chunked array outputs"); the
+            # file still stores them dictionary-encoded (rfsweep.output.writer)
+            typ = pa.string() if name in ("op", "padding") else types[name]
             fields.append(pa.field(name, pa.list_(pa.field("item", typ, nullable=False)), False))
     elif layout == "wide":
         for f in LAYER_FIELDS:
@@ -214,7 +212,7 @@ def block_fields(space: Space) -> list[pa.Field]:
     """A space of stages' list columns: ``depths`` (blocks per stage), then one entry per block of the
     stages, in order (stem and head are the same in every row: the file's metadata holds them)."""
     types = {
-        "op": pa.dictionary(pa.int8(), pa.string()),
+        "op": pa.string(),  # not a dictionary: as the chains' lists layout (_layer_fields)
         "kernel": pa.uint8(),
         "stride": pa.uint8(),
         "dilation": pa.uint8(),
@@ -284,7 +282,7 @@ class BlockTables:
         for name in BLOCK_LIST_FIELDS:
             arr = values.get(name, np.zeros(0, np.int8 if name == "op" else np.int32))
             if name == "op":
-                data = pa.DictionaryArray.from_arrays(pa.array(arr.astype(np.int8)), self.op_names)
+                data = self.op_names.take(pa.array(arr.astype(np.int8)))
             elif name == "se":
                 data = pa.array(arr.astype(np.bool_))
             else:
@@ -312,9 +310,9 @@ def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     elif "op" in names:
         offsets, op, kernel, stride, dilation, channels = tables.flatten(batch.choice, depth)
         offsets = pa.array(offsets)  # int32 already
-        pad = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(op), np.int8)), tables.padding)
+        pad = tables.padding.take(pa.array(np.zeros(len(op), np.int8)))
         for name, values in (
-            ("op", pa.DictionaryArray.from_arrays(pa.array(op), tables.op_names)),
+            ("op", tables.op_names.take(pa.array(op))),
             ("kernel", kernel),
             ("stride", stride),
             ("dilation", dilation),
@@ -336,15 +334,32 @@ def to_table(batch: Batch, space: Space, tables, sch: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
+def in_id_order(space: Space | None, meta: dict[bytes, bytes]) -> bool:
+    """Whether a search's rows come in ascending arch_id order (declared as the file's sorting_columns): every
+    survivor, or the first ``limit``, or those a ``where`` keeps, of a space whose candidates all have the
+    same number of positions (the depth-first walk then visits them in mixed-radix order, ids below 2^63).
+    Variable depth interleaves depths; sort, Pareto and sample selections order rows otherwise."""
+    if space is None or ids.big(space):
+        return False
+    if not space.has_blocks and space.depth_min != space.depth_max:
+        return False
+    try:
+        spec = json.loads(meta.get(META_KEY, b"{}"))
+    except ValueError:
+        return False
+    return not any(spec.get(k) for k in ("sort", "pareto", "sample"))
+
+
 class ParquetSink:
     """Write tables to ``path`` by the output rule of :mod:`rfsweep.core.files`: atomically (a temporary file
     beside it, renamed on success, removed on any error or signal), or straight into a device or FIFO.
 
     Batches of ``space`` (:meth:`write_batch`) in the wide or compact layout are encoded here by
-    :class:`rfsweep.output.parquet.Encoder`; the writer thread compresses and writes the pages (zstd and
-    the file releasing the GIL, as the kernels do), so that overlaps with computing the next batch.
-    Anything else becomes an Arrow table for pyarrow's writer, on the same thread (:meth:`write`). At
-    most one job waits in the queue.
+    :class:`rfsweep.output.parquet.Encoder`, in row groups of ``writer.ROW_GROUP_ROWS`` (rows left over
+    from one batch open the next batch's first group); the writer thread compresses and writes the pages
+    (zstd and the file releasing the GIL, as the kernels do), so that overlaps with computing the next
+    batch. Anything else becomes an Arrow table for :class:`rfsweep.output.writer.TableWriter`, on the same
+    thread (:meth:`write`). At most one job waits in the queue.
     """
 
     def __init__(
@@ -357,6 +372,7 @@ class ParquetSink:
         threads: int | None = None,
     ):
         from rfsweep.output import parquet as parquet_out
+        from rfsweep.output import writer
 
         self.target = check_output(path, "output", suffixes=(".parquet",), inputs=inputs)
         self.path = self.target.path
@@ -364,30 +380,21 @@ class ParquetSink:
         self.schema = sch.with_metadata(meta)
         self.space = space
         self.stream = self.file = self.writer = self.encoder = None
+        self.group_rows = writer.ROW_GROUP_ROWS  # read here: tests set small groups
+        self.held: Batch | None = None  # rows short of a whole row group, copied (encoder path)
+        sorted_by_id = in_id_order(space, meta)
         # batches (write_batch) of a chain's wide or compact layout: encoded by rfsweep.output.parquet,
         # straight from the kernels' output; anything else through Arrow tables and pyarrow's writer
         cols = parquet_out.plan(space, sch) if space is not None else None
         try:
             if cols is not None:
                 self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
-                self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads)
+                self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads, sorted_by_id=sorted_by_id)
                 self.file.write(self.encoder.header())
             else:
                 if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
                     self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
-                self.writer = pq.ParquetWriter(
-                    self.stream or self.tmp,
-                    self.schema,
-                    compression="zstd",
-                    compression_level=1,
-                    use_dictionary=DICTIONARY_COLUMNS,
-                    write_statistics=False,
-                    # arch_id runs up within each depth: deltas take 0.10 s and 3 MB on R7 [223, 225],
-                    # plain values 0.22 s and 14 MB
-                    column_encoding={"arch_id": "DELTA_BINARY_PACKED"}
-                    if sch.field("arch_id").type == pa.int64()
-                    else None,
-                )
+                self.writer = writer.TableWriter(self.stream or self.tmp, self.schema, sorted_by_id=sorted_by_id)
         except (OSError, pa.ArrowException) as exc:
             self._close_stream()
             self._remove()
@@ -419,19 +426,38 @@ class ParquetSink:
         self._check()
         if self.writer is None:
             raise TypeError("this sink encodes batches: use write_batch")
-        table = table.replace_schema_metadata(self.schema.metadata)
-        self.queue.put(functools.partial(self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS))
+        self.queue.put(functools.partial(self.writer.write, table))
         self.rows += table.num_rows
 
     def write_batch(self, batch: Batch) -> None:
         """Queue a batch of survivors of the sink's space: encoded here, row group by row group, and
         compressed and written by the writer thread (or made an Arrow table for pyarrow's writer)."""
         if self.encoder is None:
-            self.write(to_table(batch, self.space, self.tables, self.schema))
+            # quarter row groups: three tables are in flight (being built, queued, being written), and the
+            # lists layout's strings take ~170 MB a million rows (R7 [223, 225] in 1M-row tables: 1.36 GB
+            # peak RSS)
+            step = max(1, self.group_rows // 4)
+            for lo in range(0, len(batch), step):
+                self.write(to_table(batch.take(slice(lo, lo + step)), self.space, self.tables, self.schema))
             return
         self._check()
         n = len(batch)
-        bounds = [(lo, min(n, lo + ROW_GROUP_ROWS)) for lo in range(0, n, ROW_GROUP_ROWS)]
+        if n == 0:
+            return
+        start = 0
+        if self.held is not None:  # complete the row group the last batches began
+            start = min(n, self.group_rows - len(self.held))
+            self.held = Batch.concat([self.held, batch.take(slice(0, start))])
+            if len(self.held) < self.group_rows:
+                return
+            self._encode(self.held, [(0, len(self.held))])
+            self.held = None
+        whole = start + (n - start) // self.group_rows * self.group_rows
+        if whole < n:  # the rest waits for the next batch (a copy: the engine reuses its buffers)
+            self.held = batch.take(slice(whole, n)).copy()
+        self._encode(batch, [(lo, lo + self.group_rows) for lo in range(start, whole, self.group_rows)])
+
+    def _encode(self, batch: Batch, bounds: list[tuple[int, int]]) -> None:
         for first in range(0, len(bounds), GROUPS_PER_CALL):  # the encoder's buffers grow with the groups
             for job in self.encoder.encode(batch.out, batch.choice, bounds[first : first + GROUPS_PER_CALL]):
                 self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
@@ -456,14 +482,19 @@ class ParquetSink:
             os.unlink(self.tmp)
 
     def close(self) -> None:
+        if self.held is not None and self.error is None:  # the last, smaller row group
+            self._encode(self.held, [(0, len(self.held))])
+            self.held = None
         self._stop()
         try:
             if self.encoder is not None:
                 if self.error is None:
                     self.file.write(self.encoder.footer())
                 self.file.close()
-            else:
+            elif self.error is None:
                 self.writer.close()
+            else:
+                self.writer.abort()
             if self.stream is not None:
                 self.stream.close()
         except (OSError, pa.ArrowException) as exc:
@@ -479,7 +510,7 @@ class ParquetSink:
             self._stop()
             if self.writer is not None:
                 with contextlib.suppress(OSError, pa.ArrowException):
-                    self.writer.close()
+                    self.writer.abort()
             self._close_stream()
         finally:
             self._remove()

@@ -76,16 +76,16 @@ def test_signal_while_the_writer_finishes_waits_for_it_and_leaves_no_file(tmp_pa
     table = pa.table({"arch_id": pa.array(np.arange(10, dtype=np.int64))})
     out = tmp_path / "o.parquet"
     sink = ParquetSink(str(out), table.schema, {})
-    slow = sink.writer.write_table
+    slow = sink.writer.write
 
     ended = threading.Event()
 
-    def write_table(*args, **kw):
+    def write(*args, **kw):
         time.sleep(0.6)  # the last slab still encoding when the signal comes
         slow(*args, **kw)
         ended.set()
 
-    monkeypatch.setattr(sink.writer, "write_table", write_table)
+    monkeypatch.setattr(sink.writer, "write", write)
     with steer.handle_signals():
         sink.write(table)
         _, timer = _interrupt_after(0.2)

@@ -1,8 +1,9 @@
 """rfsweep.output.parquet, the Parquet writer of the wide and compact layouts: its files hold exactly the
 rows and types pyarrow's own writer writes from the same batches (random spaces, row groups of every
-size), and the naive enumerator's values; every encoding it uses (dictionaries looked up, ranged and
-hashed, their fallback to plain, deltas and their fallback) reads back exactly in pyarrow, and the
-files read the same in pandas, polars and duckdb."""
+size), and the naive enumerator's values, with the writer policy's footer (exact statistics, page index,
+CRCs, sorting_columns: tests/parquet_check.py); every encoding it uses (dictionaries looked up, ranged and
+hashed, their fallback to plain) reads back exactly in pyarrow, and the files read the same in pandas,
+polars and duckdb (every reader: tests/output/test_interop.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_sweep import assert_same_as_naive
 
+from parquet_check import assert_policy
 from rfsweep import api as sweep
 from rfsweep.engine.run import Batch
 from rfsweep.kernels import encode as enc
 from rfsweep.kernels import layer_math as lm
 from rfsweep.output import parquet as parquet_out
-from rfsweep.output import sink
+from rfsweep.output import sink, writer
 from rfsweep.output.batches import selected_batches
 from rfsweep.space import build_space
 
@@ -44,7 +46,7 @@ def _reference(space, layout) -> pa.Table:
 
 def _write(path, space, layout, group_rows=None, monkeypatch=None):
     if group_rows is not None:
-        monkeypatch.setattr(sink, "ROW_GROUP_ROWS", group_rows)
+        monkeypatch.setattr(writer, "ROW_GROUP_ROWS", group_rows)
     sweep.search_to_parquet(str(path), space, columns=layout)
     return pq.read_table(path)
 
@@ -96,13 +98,13 @@ def test_random_spaces_equal_pyarrow_and_naive(depth, kernels, strides, dilation
     # a row group per row costs a page per column in Python: small spaces only there
     assume(sweep.count(space) <= (2_000 if group < 64 else 20_000))
     path = tmp_path_factory.mktemp("fast") / "out.parquet"
-    before = sink.ROW_GROUP_ROWS
-    sink.ROW_GROUP_ROWS = group
+    before = writer.ROW_GROUP_ROWS
+    writer.ROW_GROUP_ROWS = group
     try:
         sweep.search_to_parquet(str(path), space, columns=layout)
+        got = assert_policy(path, sorted_by_id=space.depth_min == space.depth_max)
     finally:
-        sink.ROW_GROUP_ROWS = before
-    got = pq.read_table(path)
+        writer.ROW_GROUP_ROWS = before
     assert_same_file(got, space, layout)
     if layout == "wide":
         assert_same_as_naive(settings, got.to_pandas(), "wide")
@@ -126,15 +128,15 @@ def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], mod
         fields.append(pa.field(name, types[name], False))
     sch = pa.schema(fields)
     path = tmp_path / "synthetic.parquet"
-    writer = parquet_out.Encoder(space, sch, cols)
+    encoder = parquet_out.Encoder(space, sch, cols)
     modes = {}
     with open(path, "wb") as fh:
-        fh.write(writer.header())
+        fh.write(encoder.header())
         for lo in range(0, n, group):  # one batch a group: what a group fell back to, the next starts from
-            for job in writer.encode(out, choice, [(lo, min(n, lo + group))]):
-                writer.write_group(fh, job)
-            modes.update((c.name, int(writer.desc[i, enc.D_MODE])) for i, c in enumerate(cols))
-        fh.write(writer.footer())
+            for job in encoder.encode(out, choice, [(lo, min(n, lo + group))]):
+                encoder.write_group(fh, job)
+            modes.update((c.name, int(encoder.desc[i, enc.D_MODE])) for i, c in enumerate(cols))
+        fh.write(encoder.footer())
     return pq.read_table(path), pq.ParquetFile(path).metadata, modes
 
 
@@ -143,11 +145,11 @@ def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], mod
     n=st.integers(1, 3000),
     spread=st.sampled_from([0, 1, 5, 100, 5000, 2**40, 2**62]),
     runs=st.integers(1, 40),
-    mode=st.sampled_from([enc.M_RANGE, enc.M_HASH, enc.M_DELTA, enc.M_PLAIN]),
+    mode=st.sampled_from([enc.M_RANGE, enc.M_HASH, enc.M_PLAIN]),
 )
 def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, runs, mode):
     """Random int64 values (negative too, runs of repeats of random lengths, spreads past every
-    dictionary and delta limit) in each encoding, and int8/int16/int32 columns, read back equal."""
+    dictionary limit) in each encoding, and int8/int16/int32 columns, read back equal, with exact statistics."""
     rng = np.random.default_rng(seed)
     base = rng.integers(-(2**62), 2**62) if spread < 2**40 else 0
     distinct = base + rng.integers(-spread, spread + 1, size=max(1, n // runs + 1), dtype=np.int64)
@@ -156,28 +158,30 @@ def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, ru
     small = rng.integers(-100, 100, size=n)
     values = {"a": v64, "b": small, "c": small * 300, "d": np.abs(small) * 10_000}
     types = {"a": pa.int64(), "b": pa.int8(), "c": pa.int16(), "d": pa.uint32()}
-    got, _, _ = _synthetic(values, types, dict.fromkeys(values, mode), tmp_path_factory.mktemp("enc"), group=700)
+    path = tmp_path_factory.mktemp("enc")
+    got, _, _ = _synthetic(values, types, dict.fromkeys(values, mode), path, group=700)
     for name, v in values.items():
         assert got.column(name).to_numpy().tolist() == v.astype(types[name].to_pandas_dtype()).tolist(), name
+    assert_policy(path / "synthetic.parquet", sorted_by_id=False, group_rows=700)
 
 
-def test_dictionaries_past_their_limit_and_wild_deltas_go_plain(tmp_path):
+def test_dictionaries_past_their_limit_go_plain(tmp_path):
     n = 200_000
     rng = np.random.default_rng(1)
     values = {
         "many": rng.permutation(n).astype(np.int64) * 7,  # 100,000 distinct a group, past DICT_MAX: plain
-        "wild": rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64),  # deltas past 56 bits: plain
+        "wild": rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64),  # every value distinct: plain
         "wide": np.arange(n, dtype=np.int64) // 2 * 3,  # past RANGE_MAX, 50,000 distinct: hashed
     }
     types = dict.fromkeys(values, pa.int64())
-    modes = {"many": enc.M_RANGE, "wild": enc.M_DELTA, "wide": enc.M_RANGE}
+    modes = {"many": enc.M_RANGE, "wild": enc.M_HASH, "wide": enc.M_RANGE}
     got, meta, after = _synthetic(values, types, dict(modes), tmp_path, group=100_000)
     for name, v in values.items():
         assert np.array_equal(got.column(name).to_numpy(), v), name
     for g in range(2):
         rg = meta.row_group(g)
         encodings = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(3)}
-        assert "RLE_DICTIONARY" not in encodings["many"] and "DELTA_BINARY_PACKED" not in encodings["wild"]
+        assert "RLE_DICTIONARY" not in encodings["many"] and "RLE_DICTIONARY" not in encodings["wild"]
         assert "RLE_DICTIONARY" in encodings["wide"]
     # the second group started where the first fell back to
     assert after == {"many": enc.M_PLAIN, "wild": enc.M_PLAIN, "wide": enc.M_HASH}
@@ -231,26 +235,10 @@ def test_batches_are_encoded_before_the_engine_reuses_them(tmp_path):
     assert_same_file(pq.read_table(path), space, "compact")
 
 
-@pytest.mark.parametrize("kind, encoding", [(parquet_out.PAGE_DATA, parquet_out.E_RLE_DICTIONARY),
-                                            (parquet_out.PAGE_DICTIONARY, parquet_out.E_PLAIN)])  # fmt: skip
-@pytest.mark.parametrize("sizes", [(0, 0, 0), (5, 3, 1), (1 << 20, 12345, 524288), (2**31 - 1, 2**30, 2**31 - 1)])
-def test_page_headers_are_the_thrift_encoding(kind, encoding, sizes):
-    """The writer's hand-rolled PageHeader equals the general Thrift compact encoder's."""
-    po = parquet_out
-    usize, csize, values = sizes
-    if kind == po.PAGE_DATA:
-        sub = (5, po.TT_STRUCT, [(1, po.TT_I32, values), (2, po.TT_I32, encoding), (3, po.TT_I32, po.E_RLE),
-                                 (4, po.TT_I32, po.E_RLE)])  # fmt: skip
-    else:
-        sub = (7, po.TT_STRUCT, [(1, po.TT_I32, values), (2, po.TT_I32, encoding)])
-    want = po.thrift([(1, po.TT_I32, kind), (2, po.TT_I32, usize), (3, po.TT_I32, csize), sub])
-    assert po.page_header(kind, usize, csize, values, encoding) == want
-
-
 def test_empty_groups_are_not_encoded(tmp_path):
     space = build_space(MIXED)
     sch = sink.schema(space, "wide")
-    writer = parquet_out.Encoder(space, sch, parquet_out.plan(space, sch))
+    encoder = parquet_out.Encoder(space, sch, parquet_out.plan(space, sch))
     out = np.zeros((space.out_width, 0), np.int64)
     choice = np.zeros((space.depth_max, 0), np.int16)
-    assert writer.encode(out, choice, []) == [] and writer.encode(out, choice, [(0, 0)]) == []
+    assert encoder.encode(out, choice, []) == [] and encoder.encode(out, choice, [(0, 0)]) == []
