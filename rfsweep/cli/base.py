@@ -93,6 +93,27 @@ class OneLineErrors(click.Group):
             sys.exit(130)
 
 
+class Text(click.ParamType):
+    """A value handed on as text to the parser that owns it (rfsweep.space.settings: ``5e6`` and ``1_000``
+    are integers there, and a bad value is one line naming the setting), shown in --help by its kind:
+    ``INTEGER``, ``FLOAT``, ``N|HxW``, ..."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return self.name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+def shown(help_text: str, default: str | None = None, bounds: str | None = None) -> str:
+    """``help [default: D; BOUNDS]``, as click writes the default and range of its own types."""
+    extra = "; ".join(x for x in ((f"default: {default}" if default else None), bounds) if x)
+    return help_text + (f"  [{extra}]" if extra else "")
+
+
 def diagnostics_to_stderr() -> None:
     """The library's notes (logger 'rfsweep', e.g. a first-run compile) go to stderr as plain lines."""
     import logging
