@@ -118,3 +118,22 @@ def test_search_prints_the_first_rows_it_writes(tmp_path):
     shown = [int(line.split()[0]) for line in res.stdout.splitlines()[1:]]
     res = CliRunner().invoke(main, [*sorted_flags, "-o", str(out)])
     assert pq.read_table(out).column("arch_id").to_pylist() == shown
+
+
+def test_quiet_silences_the_librarys_notes():
+    """-q: no progress line, notes or summary on stderr; the notes of logger 'rfsweep' (a first-run
+    compile) included, and only for that command."""
+    import logging
+
+    from rfsweep.cli.base import diagnostics_to_stderr, friendly
+
+    @click.command()
+    @click.option("-q", "--quiet", is_flag=True)
+    @friendly
+    def noisy(quiet):
+        logging.getLogger("rfsweep").info("compiling the numba kernels ...")
+
+    diagnostics_to_stderr()
+    assert CliRunner().invoke(noisy, []).stderr == "compiling the numba kernels ...\n"
+    assert CliRunner().invoke(noisy, ["-q"]).stderr == ""
+    assert CliRunner().invoke(noisy, []).stderr == "compiling the numba kernels ...\n"

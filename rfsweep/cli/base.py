@@ -23,7 +23,7 @@ def friendly(fn):
 
         steer.clear()  # a signal left from before this command (library use in the same process) is not its
         try:
-            with steer.handle_signals():
+            with steer.handle_signals(), _notes(not kwargs.get("quiet")):
                 result = fn(*args, **kwargs)
                 steer.check()  # a signal a foreign callback swallowed still ends the command
                 return result
@@ -45,6 +45,21 @@ def friendly(fn):
             _output_failed(exc)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _notes(enabled: bool):
+    """The library's notes (logger 'rfsweep': a first-run compile, ...) on stderr, or none under -q."""
+    import logging
+
+    log = logging.getLogger("rfsweep")
+    level = log.level
+    if not enabled:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _output_failed(exc: OSError) -> None:
