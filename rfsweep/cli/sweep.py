@@ -117,7 +117,40 @@ def _space(kwargs, for_search: bool = True):
     for name in DEFAULTS:  # every setting has a flag of the same name, but positions (TOML only)
         if kwargs.get(name) is not None:
             settings[name] = kwargs[name]
+    if kwargs.get("measure_missing"):
+        _measure_missing(settings, quiet=bool(kwargs.get("quiet")))
     return build_space(settings, for_search=for_search)
+
+
+def _measure_missing(settings: dict, quiet: bool) -> None:
+    """--measure-missing: the latency table gains the space's blocks it lacks, measured here as it was."""
+    from rfsweep.engine import steer
+    from rfsweep.nas import latency_measure
+    from rfsweep.space import build_space
+
+    lut = settings.get("latency_lut")
+    if lut is None:
+        raise field_error("measure_missing", True, "needs --latency-lut FILE (the table to complete)")
+    bare = {k: v for k, v in settings.items() if k not in ("latency_lut", "max_latency_ms")}
+    bar = steer.Progress(enabled=False if quiet else None)
+
+    def progress(done, total, elapsed):
+        bar.update(lambda now: f"latency {done}/{total} missing blocks | {steer.eta(elapsed, done / total)}")
+
+    try:
+        added = latency_measure.complete(build_space(bare, for_search=False), lut, progress=progress)
+    finally:
+        bar.done()
+    if added and not quiet:
+        click.echo(f"note: {added} block(s) missing from {lut} measured on this machine and added to it", err=True)
+
+
+MEASURE_MISSING = click.option(
+    "--measure-missing",
+    is_flag=True,
+    help="With --latency-lut: measure the blocks the table lacks on this machine (its backend, threads, "
+    "repeats, cache and clock; torch needed) and add them to it, instead of refusing.",
+)
 
 
 def _human(n: float) -> str:
@@ -182,6 +215,7 @@ def _estimate_note(space, columns: str) -> str | None:
 
 @click.command()
 @space_options
+@MEASURE_MISSING
 @click.option(
     "-o",
     "--output",
@@ -281,7 +315,7 @@ def search(
         limit = 20  # the first 20 rows that -o would write for the same flags, in the same order
     sweep.check_selection(limit, sort, pareto, sample, where, seed)
     selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
-    space = _space(kwargs)
+    space = _space({**kwargs, "quiet": quiet or as_json})
     from rfsweep.output import sink
 
     columns = sink.layout_name(columns, space)
@@ -435,6 +469,7 @@ def _nothing(space) -> dict:
 
 @click.command()
 @space_options
+@MEASURE_MISSING
 @click.option(
     "--method",
     type=click.Choice(["auto", "dp", "stages", "enumerate"]),
@@ -463,7 +498,7 @@ def count(method, device, threads, as_json, quiet, cluster, scheduler, shards, *
     """
     from rfsweep.engine import count as counting
 
-    space = _space(kwargs, for_search=False)
+    space = _space({**kwargs, "quiet": quiet or as_json}, for_search=False)
     if device != "cpu":
         from rfsweep.engine import device as gpu
 

@@ -267,4 +267,32 @@ def measure(
     return table
 
 
-__all__ = ["BACKENDS", "block_model", "machine", "measure", "runner", "time_model", "versions"]
+def complete(space, path: str, *, progress: Callable[[int, int, float], None] | None = None) -> int:
+    """``--measure-missing``: measure the blocks of ``space`` that the table ``path`` lacks, on this machine, with
+    the backend, threads, warm-up, repeats, cache and clock the table was measured with, into the same file
+    (:func:`measure` with ``resume``); returns how many entries were added. Refused with one line: a table
+    that is not rfsweep's JSON (Once-for-All's YAML was measured elsewhere), one measured for another space
+    or on another machine (its entries and the new ones would not add up)."""
+    if str(path).lower().endswith((".yaml", ".yml")):
+        raise field_error("measure_missing", path, "completes a table rfsweep measured (JSON), not a YAML table "
+                          "measured elsewhere: rfsweep latency measure --space ... -o lut.json")  # fmt: skip
+    table = latency.read_table(path)
+    measured_for = (table.info.get("space") or {}).get("name")
+    here = space.settings.get("name")
+    if measured_for is not None and here is not None and measured_for != here:
+        raise field_error("latency_lut", path, f"was measured for space {measured_for!r}, not {here!r}")
+    then, now = table.info.get("machine") or {}, machine()
+    for k in ("cpu", "cores", "platform"):
+        if then.get(k) != now[k]:
+            raise field_error(
+                "measure_missing", path, f"was measured on another machine ({k} {then.get(k)!r}, here {now[k]!r}): "
+                "its entries and this machine's would not add up; measure the whole table here"
+            )  # fmt: skip
+    missing = [b for b in latency.distinct_blocks(space) if b.key not in table.entries]
+    if missing:
+        mode = {k: table.info.get(k) for k in ("backend", "threads", "warmup", "repeats", "cache", "clock")}
+        measure(space, path, resume=True, progress=progress, **mode)
+    return len(missing)
+
+
+__all__ = ["BACKENDS", "block_model", "complete", "machine", "measure", "runner", "time_model", "versions"]

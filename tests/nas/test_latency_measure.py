@@ -115,3 +115,51 @@ def _toml(tmp_path):
     from test_latency import _toml as write
 
     return write(tmp_path)
+
+
+def test_measure_missing_completes_the_table_here_and_the_count_goes_on(tmp_path, fake_timer):
+    """A table lacking blocks: one line naming a key, exit 2; with --measure-missing the missing blocks (only
+    they) are measured with the table's own mode and added, and the command runs on the completed table."""
+    from test_latency import _toml
+
+    space = build_space(dict(TINY), for_search=False)
+    lut = tmp_path / "lut.json"
+    fake_timer["stop"] = 5
+    with pytest.raises(KeyboardInterrupt):
+        latency_measure.measure(space, str(lut), repeats=3)
+    fake_timer["stop"], fake_timer["n"] = None, 0
+    args = ["count", "--space", _toml(tmp_path), "--latency-lut", str(lut), "--max-latency-ms", "100"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "has no entry for block" in res.output and "--measure-missing" in res.output
+    assert fake_timer["n"] == 0
+    res = CliRunner().invoke(main, [*args, "--measure-missing"])
+    missing = len(latency.distinct_blocks(space)) - 5
+    assert res.exit_code == 0, res.output
+    assert f"note: {missing} block(s) missing from" in res.output and fake_timer["n"] == missing
+    table = json.loads(lut.read_text())
+    assert set(table["entries"]) == {b.key for b in latency.distinct_blocks(space)} and table["repeats"] == 3
+    total = int(res.stdout.strip().splitlines()[0])
+    assert total == space.size  # every block 1 ms less the 0.25 ms overhead: all within 100 ms
+    fake_timer["n"] = 0
+    res = CliRunner().invoke(main, [*args, "--measure-missing"])  # complete: nothing measured, no note
+    assert res.exit_code == 0 and fake_timer["n"] == 0 and "note:" not in res.output
+
+
+def test_measure_missing_refuses_what_it_cannot_complete(tmp_path, fake_timer):
+    from test_latency import _toml
+
+    space = build_space(dict(TINY), for_search=False)
+    lut = tmp_path / "lut.json"
+    latency_measure.measure(space, str(lut), repeats=3)
+    raw = json.loads(lut.read_text())
+    raw["machine"]["cpu"] = "another cpu"
+    lut.write_text(json.dumps(raw))
+    base = ["count", "--space", _toml(tmp_path), "--measure-missing"]
+    for extra, words in [
+        ([], "needs --latency-lut FILE"),
+        (["--latency-lut", str(lut)], "was measured on another machine (cpu 'another cpu'"),
+        (["--latency-lut", str(tmp_path / "ofa.yaml")], "not a YAML table"),
+    ]:
+        res = CliRunner().invoke(main, [*base, *extra])
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and words in res.output, res.output
