@@ -320,7 +320,10 @@ def _missing(space, table: Table, key: str):
     if measured_for is not None and here is not None and measured_for != here:
         why = f"was measured for space {measured_for!r}, not {here!r} (it has no entry {key!r})"
     else:
-        why = f"has no entry for block {key!r} (measure it: --measure-missing, or rfsweep latency measure --space ... --resume)"
+        why = (
+            f"has no entry for block {key!r} (measure it: --measure-missing, or rfsweep latency measure "
+            "--space ... --resume)"
+        )
     return field_error("latency_lut", table.path, why)
 
 
