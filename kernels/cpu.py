@@ -38,6 +38,15 @@ from rfsweep.kernels.layer_math import (
 )
 
 
+# The walk is compiled once, as a plain dispatcher the parallel kernel calls once a task: inlined into a
+# prange body it was typed and compiled twice (numba compiles the loop body again as a gufunc). A call a
+# task, not a node, costs nothing measurable. First-run compile times: benchmarks/README.md (bench_cold.py).
+@njit(cache=True, nogil=True)
+def task_walk(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
+    """:func:`rfsweep.kernels.layer_math.walk_task`, compiled once."""
+    return walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     """Walk every task's subtree; mode 0 counts the survivors of each task, mode 1 also writes them.
@@ -55,7 +64,7 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     dmax = K.cons[C_DMAX]
     for i in prange(ntask):
         st = np.empty((dmax + 1, NS), np.int64)
-        counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], K, ctl, st, out, out_ch)
+        counts[i] = task_walk(mode, tasks[i], plens[i], rows0[i], K, ctl, st, out, out_ch)
         evals[i] = st[0, S_IDX]
 
 
@@ -293,20 +302,24 @@ def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
                     table[t, j, rf, m] = total
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals):
     """Survivors of each task from its prefix walk and one lookup in :func:`suffix_table` (spaces whose
-    constraints the counting programme tracks). ``evals[i]`` gets the prefix nodes the walk evaluated."""
+    constraints the counting programme tracks). ``evals[i]`` gets the prefix nodes the walk evaluated.
+
+    One thread: a task costs a walk of its prefix (a few layer updates) and a lookup, so the parallel
+    version saved nothing measurable at the engine's first cut and cost a second parallel compile on the
+    first run (parfor lowering: ~5 s of 2 cores)."""
     ntask = tasks.shape[0]
     cons = K.cons
     dmax = cons[C_DMAX]
     min_convs = cons[C_MIN_CONVS]
     dummy = np.zeros((1, 1), np.int64)
     dummy_ch = np.zeros((1, 1), np.int16)
-    for i in prange(ntask):
+    st = np.empty((dmax + 1, NS), np.int64)
+    for i in range(ntask):
         if ctl[0] != 0:
-            continue
-        st = np.empty((dmax + 1, NS), np.int64)
+            break
         st[0, S_IDX] = 0
         count, below = walk_prefix(0, tasks[i], plens[i], 0, K, st, dummy, dummy_ch)
         if below:

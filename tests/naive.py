@@ -232,7 +232,7 @@ SWEEP_DEFAULTS = {
     "max_width": 512, "padding": "same", "input_size": 224, "in_channels": 3, "bias": True,
     "positions": [], "target_rf": None, "tolerance": 0, "rf_min": None, "rf_max": None,
     "min_out_size": 1, "max_params": None, "max_macs": None, "jump": None, "max_rf_ratio": None,
-    "no_unproductive": False, "min_convs": 0, "anchors": None, "anchor_rf": "1:4", "anchor_erf": "1",
+    "no_unproductive": False, "min_convs": None, "anchors": None, "anchor_rf": "1:4", "anchor_erf": "1",
 }  # fmt: skip
 OP_ORDER = ("conv", "maxpool", "avgpool")
 ACT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int16": 2, "int8": 1, "uint8": 1}
@@ -306,6 +306,8 @@ class NaiveSpace:
                 positions[p] = union
                 self.roles.append([(c in body, c in head) for c in union])
         self.positions = positions
+        if s["min_convs"] is None:  # by default a chain with pools needs one conv (pool-only: --min-convs 0)
+            s["min_convs"] = int(any(c[0] != "conv" for p in positions for c in p))
 
     def candidates(self):
         """Choice-index lists of every candidate, in depth-first (pre-)order."""

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rfsweep.cli.base import friendly
+from rfsweep.cli.base import Text, friendly
 
 
 @click.command()
@@ -19,7 +19,9 @@ from rfsweep.cli.base import friendly
     show_default=True,
     help="Anchor rule: s3fd 4*stride, fpn 8*stride, retinanet 4*2^(i/3)*stride, ssd linear scales.",
 )
-@click.option("--ratios", help="Aspect ratios w/h, e.g. 0.5,1,2 (default: 1 for s3fd, 0.5,1,2 otherwise).")
+@click.option(
+    "--ratios", type=Text("FLOAT,..."), help="Aspect ratios w/h, e.g. 0.5,1,2 (default: 1 for s3fd, 0.5,1,2 otherwise)."
+)
 @click.option(
     "--center-offset",
     type=click.Choice(["0", "0.5"]),
@@ -27,7 +29,7 @@ from rfsweep.cli.base import friendly
     show_default=True,
     help="Anchor centres at (i + offset)*stride, as mmdetection's center_offset.",
 )
-@click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
+@click.option("--input-size", type=Text("N|HxW"), help="Input size N or HxW (overrides the spec's).")
 @click.option(
     "--boxes",
     type=click.Path(dir_okay=False),
@@ -115,7 +117,9 @@ SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_p
     "--boxes-format", type=click.Choice(["coco", "voc", "yolo", "csv", "parquet"]), help="Default: from the path."
 )
 @click.option("--voc-difficult", type=click.Choice(["include", "skip"]), default="include", show_default=True)
-@click.option("--image-size", help="YOLO labels without images beside them: every image's size, N or HxW.")
+@click.option(
+    "--image-size", type=Text("N|HxW"), help="YOLO labels without images beside them: every image's size, N or HxW."
+)
 @click.option(
     "--detector",
     type=click.Choice(["faster_rcnn", "retinanet", "ssd300"]),
@@ -123,19 +127,35 @@ SHOWN = ("config", "recall_iou50", "recall_iou70", "best_iou_mean", "positives_p
     show_default=True,
     help="torchvision's fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn or ssd300_vgg16.",
 )
-@click.option("--sizes", help="Base sizes to choose one per level from, increasing with the level (grid presets).")
-@click.option("--scales", help="ssd300: scales to choose the levels' s_k (and the last) from, e.g. 0.05,0.1,...")
-@click.option("--ratios", help="Aspect ratios h/w (torchvision's) to choose from, e.g. 0.25,0.5,1,2,4.")
+@click.option(
+    "--sizes",
+    type=Text("INTEGER,..."),
+    help="Base sizes to choose one per level from, increasing with the level (grid presets).",
+)
+@click.option(
+    "--scales",
+    type=Text("FLOAT,..."),
+    help="ssd300: scales to choose the levels' s_k (and the last) from, e.g. 0.05,0.1,...",
+)
+@click.option(
+    "--ratios", type=Text("FLOAT,..."), help="Aspect ratios h/w (torchvision's) to choose from, e.g. 0.25,0.5,1,2,4."
+)
 @click.option("--ratio-count", type=click.IntRange(min=1), help="Ratios a configuration takes (default: all).")
 @click.option("--per-level-ratios", is_flag=True, help="Each level chooses its own ratios (default: shared).")
-@click.option("--scales-per-octave", help="RetinaNet-style sizes per level x 2^(k/n), k < n: n to choose from.")
+@click.option(
+    "--scales-per-octave",
+    type=Text("INTEGER,..."),
+    help="RetinaNet-style sizes per level x 2^(k/n), k < n: n to choose from.",
+)
 @click.option("--min-size", type=click.IntRange(min=1), help="The transform's min_size (800; ssd300: its side).")
 @click.option("--max-size", type=click.IntRange(min=1), help="The transform's max_size (1333).")
-@click.option("--strides", help="Level strides of another backbone, e.g. 8,16,32,64,128.")
+@click.option("--strides", type=Text("INTEGER,..."), help="Level strides of another backbone, e.g. 8,16,32,64,128.")
 @click.option("--fg-iou", type=click.FloatRange(0, 1, min_open=True), help="Foreground IoU (0.7 RPN, 0.5 else).")
 @click.option("--model", help="A network (zoo name, spec, ONNX) whose levels limit the anchors, with --taps.")
 @click.option("--taps", help="The model's layers, one a level (as rfsweep anchors --taps).")
-@click.option("--input-size", "model_input", help="The model's input size N or HxW (default: its spec's).")
+@click.option(
+    "--input-size", "model_input", type=Text("N|HxW"), help="The model's input size N or HxW (default: its spec's)."
+)
 @click.option("--max-anchor-rf", type=click.FloatRange(0, min_open=True), help="No anchor side above K x its tap's rf.")
 @click.option(
     "--max-anchor-erf",

@@ -23,7 +23,7 @@ def friendly(fn):
 
         steer.clear()  # a signal left from before this command (library use in the same process) is not its
         try:
-            with steer.handle_signals():
+            with steer.handle_signals(), _notes(not kwargs.get("quiet")):
                 result = fn(*args, **kwargs)
                 steer.check()  # a signal a foreign callback swallowed still ends the command
                 return result
@@ -45,6 +45,21 @@ def friendly(fn):
             _output_failed(exc)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _notes(enabled: bool):
+    """The library's notes (logger 'rfsweep': a first-run compile, ...) on stderr, or none under -q."""
+    import logging
+
+    log = logging.getLogger("rfsweep")
+    level = log.level
+    if not enabled:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _output_failed(exc: OSError) -> None:
@@ -91,6 +106,27 @@ class OneLineErrors(click.Group):
         except click.Abort:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+class Text(click.ParamType):
+    """A value handed on as text to the parser that owns it (rfsweep.space.settings: ``5e6`` and ``1_000``
+    are integers there, and a bad value is one line naming the setting), shown in --help by its kind:
+    ``INTEGER``, ``FLOAT``, ``N|HxW``, ..."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return self.name
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+def shown(help_text: str, default: str | None = None, bounds: str | None = None) -> str:
+    """``help [default: D; BOUNDS]``, as click writes the default and range of its own types."""
+    extra = "; ".join(x for x in ((f"default: {default}" if default else None), bounds) if x)
+    return help_text + (f"  [{extra}]" if extra else "")
 
 
 def diagnostics_to_stderr() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rfsweep.cli.base import friendly
+from rfsweep.cli.base import friendly, shown
 
 
 @click.command()
@@ -26,7 +26,7 @@ from rfsweep.cli.base import friendly
 )
 @click.option("--where", help="Keep rows meeting a filter over the file's columns, e.g. 'params < 2e6 and depth >= 5'.")
 @click.option("--ids", help="Keep these arch_ids, e.g. 12,40,408793350 (each must be a row of the file).")
-@click.option("--top", type=int, help="Keep the best N rows by --sort (after --where and --ids).")
+@click.option("--top", type=int, help=shown("Keep the best N rows by --sort (after --where and --ids).", bounds="x>=1"))
 @click.option(
     "--sort",
     type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act", "latency_ms"]),
@@ -48,7 +48,9 @@ from rfsweep.cli.base import friendly
 @click.option(
     "--num-classes",
     type=int,
-    help="Add a head: global average pool, flatten, Linear(C, K): +C·K+K parameters; chain spaces only.",
+    help=shown(
+        "Add a head: global average pool, flatten, Linear(C, K): +C·K+K parameters; chain spaces only.", bounds="x>=1"
+    ),
 )
 @friendly
 def export(file, to, output, where, ids, top, sort, act, norm, num_classes):

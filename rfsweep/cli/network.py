@@ -6,12 +6,12 @@ import json
 
 import click
 
-from rfsweep.cli.base import friendly
+from rfsweep.cli.base import Text, friendly
 
 
 @click.command()
 @click.argument("model")
-@click.option("--input-size", help="Input size N or HxW (overrides the spec's).")
+@click.option("--input-size", type=Text("N|HxW"), help="Input size N or HxW (overrides the spec's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option(
     "--plot",
@@ -95,7 +95,9 @@ def zoo(as_json):
     type=click.Path(dir_okay=False),
     help="Write the spec to this .json or .toml file (atomically); default: JSON on stdout.",
 )
-@click.option("--input-size", help="Re-run ONNX shape inference at N or HxW instead of the model's own size.")
+@click.option(
+    "--input-size", type=Text("N|HxW"), help="Re-run ONNX shape inference at N or HxW instead of the model's own size."
+)
 @friendly
 def import_model(model, output, input_size):
     """Translate an ONNX model into a network spec you can read, edit and analyze.

@@ -11,29 +11,28 @@ import json
 
 import click
 
-from rfsweep.cli.base import friendly
+from rfsweep.cli.base import Text, friendly, shown
 from rfsweep.core.errors import RFSweepError, field_error
 from rfsweep.space.settings import SETTINGS
 
 # Measured end to end on 2 cores (benchmarks/README.md): what a "this will take a while" note assumes.
 # measured on R7 [200, 250] (145.6M rows, 2 cores, benchmarks/README.md): rows/s end to end, file bytes a row
-WRITE_RATE = {"wide": 1.1e7, "lists": 1.3e6, "full": 1.3e6, "compact": 1.4e7}
-ROW_BYTES = {"wide": 1.7, "lists": 6.3, "full": 6.3, "compact": 1.6}
+WRITE_RATE = {"wide": 1.1e7, "lists": 1.3e6, "compact": 1.4e7}
+ROW_BYTES = {"wide": 1.7, "lists": 6.3, "compact": 1.6}
 NOTE_ROWS = 5_000_000  # say what is coming when a search writes more rows than this
 ENUMERATE_RATE = 3e8  # candidates/s of the pruned enumeration (R7 count)
 NOTE_CANDIDATES = 10**9  # announce an enumeration over more candidates than this
 
 
 def _setting_option(s):
-    default = s.default_text()
-    help_text = s.help + (f"  [default: {default}]" if default else "")
+    help_text = shown(s.help, s.default_text(), s.bounds)
     if s.kind == "bool":
         return click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None, help=help_text)
     if s.kind == "switch":
         return click.option(s.flag, s.name, is_flag=True, default=None, help=help_text)
     if s.choices:
         return click.option(s.flag, s.name, type=click.Choice(s.choices), help=help_text)
-    return click.option(s.flag, s.name, help=help_text)
+    return click.option(s.flag, s.name, type=Text(s.metavar), help=help_text)
 
 
 SPACE_OPTIONS = (
@@ -55,37 +54,50 @@ SPACE_OPTIONS = (
             show_default=True,
             help="Where the kernels run; auto takes the GPU when numba.cuda sees one.",
         ),
-        click.option("--threads", type=int, help="CPU threads (default: all cores)."),
+        click.option(
+            "--threads", type=int, help=shown("CPU threads (default: all cores numba may use).", bounds="x>=1")
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (no progress)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress line, notes or summary on stderr."),
     ]
 )
 
 
-CLUSTER_OPTIONS = [
-    click.option(
-        "--cluster",
-        help="Shard the run over a Dask LocalCluster of N worker processes here: local:N (needs "
-        "pip install 'rfsweep[dask]'; a search writes a dataset directory, -o DIR).",
-    ),
-    click.option(
-        "--scheduler",
-        help="Shard the run over a running Dask cluster: its scheduler's address (tcp://host:8786) or "
-        "scheduler file; the workers need this rfsweep version and the output directory.",
-    ),
-    click.option(
-        "--shards",
-        type=int,
-        help="How many shards (contiguous ranges of prefixes) to cut the run into (default: 8 per worker, "
-        "and parts of at most ~8M rows).",
-    ),
-]
+def cluster_options(for_search: bool):
+    """--cluster, --scheduler and --shards; a search's shards write parts of a dataset directory, a count's
+    only add up."""
+    output = "; the survivors go to a dataset directory, -o DIR" if for_search else "; the shards' counts are added up"
+    options = [
+        click.option(
+            "--cluster",
+            metavar="local:N",
+            help=f"Shard the run over a Dask LocalCluster of N worker processes here (needs pip install "
+            f"'rfsweep[dask]'){output}.",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS|FILE",
+            help="Shard the run over a running Dask cluster: its scheduler's address (tcp://host:8786) or "
+            "scheduler file; the workers need this rfsweep version"
+            + (" and the output directory." if for_search else "."),
+        ),
+        click.option(
+            "--shards",
+            type=int,
+            help=shown(
+                "How many shards (contiguous ranges of prefixes) to cut the run into (default: 8 per worker"
+                + (", and parts of at most ~8M rows)." if for_search else ")."),
+                bounds="x>=1",
+            ),
+        ),
+    ]
 
+    def add(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
 
-def cluster_options(fn):
-    for opt in reversed(CLUSTER_OPTIONS):
-        fn = opt(fn)
-    return fn
+    return add
 
 
 def space_options(fn):
@@ -176,7 +188,7 @@ def _estimate_note(space, columns: str) -> str | None:
     help="Parquet file for the survivors (replaced atomically if it exists); a name without extension, a "
     "trailing / or a URL (s3://...) is a dataset directory of parts (see README: datasets).",
 )
-@cluster_options
+@cluster_options(for_search=True)
 @click.option(
     "--resume",
     is_flag=True,
@@ -189,7 +201,7 @@ def _estimate_note(space, columns: str) -> str | None:
     help="Take over the lock of -o DIR left by a run on another machine (a lock of this machine whose "
     "process is gone is taken over without it).",
 )
-@click.option("--limit", type=int, help="Keep only the best N (with --sort) or the first N.")
+@click.option("--limit", type=int, help=shown("Keep only the best N (with --sort) or the first N.", bounds="x>=1"))
 @click.option(
     "--sort",
     type=click.Choice(["params", "macs", "rf_error", "erf", "peak_act", "latency_ms"]),
@@ -201,14 +213,16 @@ def _estimate_note(space, columns: str) -> str | None:
     help="Keep only the Pareto front by two or three of params,macs,rf_error,erf,depth,peak_act,latency_ms (fewest, "
     "closest, largest ERF), e.g. params,macs; streamed, bounded memory.",
 )
-@click.option("--sample", type=int, help="Write N survivors drawn uniformly at random, without replacement.")
-@click.option("--seed", type=int, help="Seed of --sample (default: fresh entropy each run).")
+@click.option(
+    "--sample", type=int, help=shown("Write N survivors drawn uniformly at random, without replacement.", bounds="x>=1")
+)
+@click.option("--seed", type=int, help=shown("Seed of --sample (default: fresh entropy each run).", bounds="0<=x<2^63"))
 @click.option("--where", help='Keep survivors passing a filter, e.g. "params < 2e6 and depth >= 5".')
 @click.option(
     "--columns",
-    type=click.Choice(["wide", "lists", "compact", "full"]),
+    type=click.Choice(["wide", "lists", "compact"]),
     help="Layout of the per-layer values: wide (a chain's default), one column per position (op_0, kernel_0, "
-    "...); lists, list columns (op, kernel, ...; 'full' is its 0.1 name), ~3x slower to write, and a space of "
+    "...); lists, list columns (op, kernel, ...), ~3x slower to write, and a space of "
     "stages' default (depths per stage, then per block); compact, none (arch_id and `rfsweep show` decode them).",
 )
 @friendly
@@ -235,13 +249,15 @@ def search(
     """Enumerate candidate stacks and keep those meeting the constraints.
 
     Survivors stream to a Parquet file (-o), written under a temporary name and renamed when
-    complete; without -o the best 20 by params are printed. A summary goes to stderr (or to stdout
-    as JSON with --json), with progress and an ETA on a terminal.
+    complete; without -o the rows -o would write come to stdout as a table (the first 20 unless
+    --limit says otherwise). A summary goes to stderr (or to stdout as JSON with --json), with
+    progress and an ETA on a terminal. Candidates have at least one conv unless --min-convs 0.
 
     \b
     Examples:
-      rfsweep search --target-rf 224 -o candidates.parquet
+      rfsweep search --target-rf 224 --min-convs 5 --sort params --limit 10   # the 10 smallest, printed
       rfsweep search --target-rf 224 --min-convs 5 --sort params --limit 1000 -o best.parquet
+      rfsweep search --target-rf 224 -o candidates.parquet   # every stack with rf 224 at input 224
       rfsweep search --depth 7 --ops conv --kernels 1,3,5,7 --strides 1,2 --dilations 1,2,3 \\
           --channels 32 --rf-min 223 --rf-max 225 -o r7.parquet
       rfsweep search --target-rf 224 --tolerance 4 --max-params 2e6 --jump 32 --limit 100 --sort params
@@ -261,9 +277,8 @@ def search(
 
     if pareto is not None:
         pareto = objectives.parse_objectives(pareto)
-    if output is None and pareto is None and sample is None:
-        limit = 20 if limit is None else limit
-        sort = sort or "params"
+    if output is None and pareto is None and sample is None and limit is None:
+        limit = 20  # the first 20 rows that -o would write for the same flags, in the same order
     sweep.check_selection(limit, sort, pareto, sample, where, seed)
     selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
     space = _space(kwargs)
@@ -429,7 +444,7 @@ def _nothing(space) -> dict:
     "a space of stages under one budget exactly (per-stage tables, meet in the middle); enumerate walks the "
     "pruned tree (needed for --max-params, --max-macs, --no-unproductive and --anchors on chains).",
 )
-@cluster_options
+@cluster_options(for_search=False)
 @friendly
 def count(method, device, threads, as_json, quiet, cluster, scheduler, shards, **kwargs):
     """Exact number of candidates meeting the constraints, without writing them.

@@ -222,8 +222,6 @@ class _Runner:
         self.stats = stats
         self.threads = threads
         self.backend, stats.device = _backend(device)
-        if stats.device == "cpu" and not kernels_cached():
-            log.info("compiling the numba kernels (once per install, about 10 s)...")
         # a private copy of the constraints: a top-N search narrows them between chunks
         self.K = space.kernel._replace(cons=space.kernel.cons.copy())
         # count passes look survivors up in the counting programme's table when the constraints allow:

@@ -172,6 +172,32 @@ def _worker() -> _Worker:
     return _State.worker
 
 
+_compile_noted = False
+
+
+def note_compile(fn: Callable[..., Any]) -> None:
+    """Say on stderr (logger 'rfsweep', once a process) that a kernel is about to be compiled: one that
+    numba has neither compiled in this process nor cached on disk. The first run after an install
+    compiles for seconds to tens of seconds (benchmarks/README.md, bench_cold.py); later runs load the
+    cache in milliseconds and say nothing."""
+    global _compile_noted
+    overloads = getattr(fn, "overloads", None)
+    if _compile_noted or overloads is None or overloads:
+        return
+    try:
+        cached = os.path.exists(fn._cache._cache_file._index_path)
+    except AttributeError:  # not a cached dispatcher, or numba's cache internals moved: say nothing
+        return
+    if not cached:
+        import logging
+
+        _compile_noted = True
+        logging.getLogger("rfsweep").info(
+            "compiling the numba kernels this command needs (first run after an install only; "
+            "up to a minute on 2 cores)..."
+        )
+
+
 def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: Callable[[], None] | None = None):
     """``fn(*args)`` in the kernel thread, the main thread polling signals (and ``tick``) meanwhile.
 
@@ -189,6 +215,7 @@ def call(fn: Callable[..., Any], *args: Any, threads: int | None = None, tick: C
         numba.set_parallel_chunksize(1)
         return fn(*args)
 
+    note_compile(fn)
     with steering():
         box, done = _worker().submit(run, ())
         try:

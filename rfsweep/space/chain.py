@@ -151,12 +151,17 @@ def build_space(settings: dict[str, Any], *, for_search: bool = True) -> Space:
     max_params = None if s["max_params"] is None else st.parse_int("max_params", s["max_params"], 0)
     max_macs = None if s["max_macs"] is None else st.parse_int("max_macs", s["max_macs"], 0)
     no_unproductive = st.parse_bool("no_unproductive", s["no_unproductive"])
-    min_convs = st.parse_int("min_convs", s["min_convs"], 0, st.MAX_DEPTH)
+    if s["min_convs"] is None:  # a pool-only stack is no answer unless asked for (--min-convs 0)
+        pools = any(c.op != "conv" for p in positions for c in p)
+        min_convs = 1 if pools else 0
+    else:
+        min_convs = st.parse_int("min_convs", s["min_convs"], 0, st.MAX_DEPTH)
     min_out = st.parse_int("min_out_size", s["min_out_size"], 1, st.MAX_CHANNELS)
     levels = parse_levels(s["anchors"], s["anchor_rf"], s["anchor_erf"])
 
     resolved = {k: s[k] for k in DEFAULTS}
     resolved["depth"] = [dmin, dmax]
+    resolved["min_convs"] = min_convs
     space = Space(
         depth_min=dmin,
         depth_max=dmax,

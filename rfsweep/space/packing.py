@@ -173,14 +173,20 @@ def _crude_bound(space: Space) -> int:
     return bound
 
 
+# Below this many (state, choice) pairs a call runs child() in Python (~8 us a pair): the main job's
+# bounds take 27 ms so, where the compiled step_all costs 2-5 s to compile on a first run and ~0.1 s to
+# load from the cache after (measured, 2 cores; bench_cold.py).
+COMPILED_PAIRS = 4096
+
+
 def children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]]]:
     """children[i][c]: the state row after choice c at position p from state row i (S_N 0: it does not
-    fit), by the kernels' own child() on open constraints: compiled where no int64 can wrap, else run in
-    Python on exact integers."""
+    fit), by the kernels' own child() on open constraints: compiled where no int64 can wrap and the call
+    is large (``COMPILED_PAIRS``), else run in Python on exact integers."""
     if not rows:
         return []
     table = choice_table(space)
-    if _crude_bound(space) < INT_LIMIT:
+    if len(rows) * space.radices[p] >= COMPILED_PAIRS and _crude_bound(space) < INT_LIMIT:
         from rfsweep.kernels.cpu import step_all
 
         cons = np.array([min(v, INT_LIMIT) for v in _open_cons(space)], np.int64)
@@ -198,7 +204,7 @@ def children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]
         kids = []
         for c in range(space.radices[p]):
             st = _Nested([list(row), [0] * lm.NS])
-            lm.child(st, 0, choices, cons, p, c)
+            lm.any_child(st, 0, choices, cons, p, c)
             kids.append(st.rows[1])
         result.append(kids)
     return result

@@ -34,13 +34,18 @@ PAD_CODES = {"valid": lm.PAD_VALID, "same": lm.PAD_SAME, "tf_same": lm.PAD_TF_SA
 # --act-dtype: bytes per activation element (the peak_act_bytes column)
 ACT_DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int16": 2, "int8": 1,
               "uint8": 1}  # fmt: skip
+# how --help names a setting's value (integers are read by parse_int: 5e6 and 1_000 work too)
+INT, INTS = "INTEGER", "INTEGER,..."
+KERNEL_BOUNDS = f"1<=x<={MAX_KERNEL}"
+CHANNEL_BOUNDS = "1<=x<=2^31-1"
 
 
 @dataclass(frozen=True)
 class Setting:
     """One search setting. ``kind``: 'value' (the flag takes text), 'bool' (--x/--no-x), 'switch' (a flag
     that sets true), 'toml' (a TOML key only). ``shown``: the default as --help says it, when the value
-    itself would not read well."""
+    itself would not read well. ``metavar`` and ``bounds``: the value's kind and range as --help shows
+    them (``INTEGER``, ``x>=1``); the parsers below enforce the same bounds."""
 
     name: str
     default: Any
@@ -48,6 +53,8 @@ class Setting:
     kind: str = "value"
     shown: str | None = None
     choices: tuple[str, ...] = ()
+    metavar: str = "TEXT"
+    bounds: str | None = None
 
     @property
     def flag(self) -> str:
@@ -67,19 +74,31 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # the space
-    Setting("depth", "1-8", "Layers per candidate: N or MIN-MAX."),
-    Setting("ops", ["conv", "maxpool"], "Layer ops to choose from: conv,maxpool,avgpool."),
-    Setting("kernels", [1, 3, 5, 7], "Conv kernel sizes."),
-    Setting("pool_kernels", [2, 3], "Pool kernel sizes."),
-    Setting("strides", [1, 2], "Strides."),
-    Setting("pool_strides", None, "Pool strides.", shown="--strides"),
-    Setting("dilations", [1], "Conv dilations (only for kernels > 1)."),
-    Setting("channels", None, "Conv output channels to choose from, instead of the width rule."),
-    Setting("width", 32, "Width rule: conv channels = width x 2^(strided layers so far)."),
-    Setting("max_width", 512, "Cap of the width rule."),
+    Setting("depth", "1-8", "Layers per candidate: N or MIN-MAX.", metavar="N|MIN-MAX", bounds=f"1<=N<={MAX_DEPTH}"),
+    Setting("ops", ["conv", "maxpool"], "Layer ops to choose from: conv,maxpool,avgpool.", metavar="OP,..."),
+    Setting("kernels", [1, 3, 5, 7], "Conv kernel sizes.", metavar=INTS, bounds=KERNEL_BOUNDS),
+    Setting("pool_kernels", [2, 3], "Pool kernel sizes.", metavar=INTS, bounds=KERNEL_BOUNDS),
+    Setting("strides", [1, 2], "Strides.", metavar=INTS, bounds=KERNEL_BOUNDS),
+    Setting("pool_strides", None, "Pool strides.", shown="--strides", metavar=INTS, bounds=KERNEL_BOUNDS),
+    Setting("dilations", [1], "Conv dilations (only for kernels > 1).", metavar=INTS, bounds=KERNEL_BOUNDS),
+    Setting(
+        "channels",
+        None,
+        "Conv output channels to choose from, instead of the width rule.",
+        metavar=INTS,
+        bounds=CHANNEL_BOUNDS,
+    ),
+    Setting(
+        "width",
+        32,
+        "Width rule: conv channels = width x 2^(strided layers so far).",
+        metavar=INT,
+        bounds=CHANNEL_BOUNDS,
+    ),
+    Setting("max_width", 512, "Cap of the width rule.", metavar=INT, bounds=CHANNEL_BOUNDS),
     Setting("padding", "same", "Padding of every layer.", choices=PADDINGS),
-    Setting("input_size", 224, "Square input size."),
-    Setting("in_channels", 3, "Input channels."),
+    Setting("input_size", 224, "Square input size.", metavar=INT, bounds=CHANNEL_BOUNDS),
+    Setting("in_channels", 3, "Input channels.", metavar=INT, bounds=CHANNEL_BOUNDS),
     Setting("bias", True, "Conv bias in the parameter count.", kind="bool"),
     Setting("positions", [], "Per-position choices ([[positions]] tables with an index).", kind="toml"),
     # a space of stages (rfsweep.space.stages): these keys instead of the chain's ops, kernels, ...
@@ -90,18 +109,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("source", None, "Where the space comes from.", kind="toml"),
     Setting("description", None, "What the space is.", kind="toml"),
     # constraints
-    Setting("target_rf", None, "Target receptive field (with --tolerance)."),
-    Setting("tolerance", 0, "Allowed |rf - target| (needs --target-rf)."),
-    Setting("rf_min", None, "Smallest rf kept."),
-    Setting("rf_max", None, "Largest rf kept."),
-    Setting("min_out_size", 1, "Smallest final feature map size."),
-    Setting("max_params", None, "Parameter budget (e.g. 5e6)."),
-    Setting("max_macs", None, "MAC budget (e.g. 1e9)."),
+    Setting("target_rf", None, "Target receptive field (with --tolerance).", metavar=INT, bounds="x>=1"),
+    Setting("tolerance", 0, "Allowed |rf - target| (needs --target-rf).", metavar=INT, bounds="x>=0"),
+    Setting("rf_min", None, "Smallest rf kept.", metavar=INT, bounds="x>=1"),
+    Setting("rf_max", None, "Largest rf kept.", metavar=INT, bounds="x>=1"),
+    Setting("min_out_size", 1, "Smallest final feature map size.", metavar=INT, bounds=CHANNEL_BOUNDS),
+    Setting("max_params", None, "Parameter budget (e.g. 5e6).", metavar=INT, bounds="x>=0"),
+    Setting("max_macs", None, "MAC budget (e.g. 1e9).", metavar=INT, bounds="x>=0"),
     Setting(
         "max_peak_act",
         None,
         "Peak activation memory budget in elements, batch 1 (the peak_act column: the most that is alive "
         "at once, layer by layer, MCUNet's definition), e.g. 2e5.",
+        metavar=INT,
+        bounds="x>=0",
     ),
     Setting(
         "act_dtype",
@@ -114,10 +135,17 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Latency table (rfsweep latency measure's JSON, or Once-for-All's LUT YAML) of a space of stages: adds "
         "the latency_ms column (the sum of the candidate's blocks' entries, each in whole microseconds).",
+        metavar="FILE",
     ),
-    Setting("max_latency_ms", None, "Latency budget in ms, predicted by --latency-lut (e.g. 25)."),
-    Setting("jump", None, "Allowed final jumps (effective strides), e.g. 16,32."),
-    Setting("max_rf_ratio", None, "Largest rf / input size."),
+    Setting(
+        "max_latency_ms",
+        None,
+        "Latency budget in ms, predicted by --latency-lut (e.g. 25).",
+        metavar="FLOAT",
+        bounds="0<=x<=1e12",
+    ),
+    Setting("jump", None, "Allowed final jumps (effective strides), e.g. 16,32.", metavar=INTS, bounds="x>=1"),
+    Setting("max_rf_ratio", None, "Largest rf / input size.", metavar="FLOAT", bounds="x>0"),
     Setting(
         "no_unproductive",
         False,
@@ -126,26 +154,34 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "min_convs",
-        0,
-        "Fewest conv layers in a candidate (pools alone have no parameters, so --sort params without it "
-        "favours pool-only stacks).",
+        None,
+        "Fewest conv layers in a candidate. Pool-only stacks have no parameters and would lead every "
+        "--sort params: a chain whose ops include a pool needs one conv unless this says 0.",
+        shown="1 (0 for conv-only chains and spaces of stages)",
+        metavar=INT,
+        bounds=f"0<=x<={MAX_DEPTH}",
     ),
     Setting(
         "anchors",
         None,
         "Detector levels SIZE@STRIDE, e.g. 32@8,64@16,128@32: each needs a tap (the last layer at that "
         "jump) whose rf and ERF suit the anchor.",
+        metavar="SIZE@STRIDE,...",
     ),
     Setting(
         "anchor_rf",
         "1:4",
         "Tap rf / anchor window MIN:MAX (S3FD's taps have RFs 1.4-3.6x their anchors, LFFD sizes RFs "
         "2-4x its objects).",
+        metavar="MIN:MAX",
+        bounds="MIN, MAX >= 0; MAX may be empty",
     ),
     Setting(
         "anchor_erf",
         "1",
         "Smallest 2 x erf_sigma / anchor at the tap (S3FD: anchors should sit inside the effective RF).",
+        metavar="FLOAT",
+        bounds="x>=0",
     ),
 )
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}

@@ -152,7 +152,8 @@ def test_count_works_at_every_depth_the_help_allows():
     the user gave, not --dilations."""
     res = CliRunner().invoke(main, ["count", "--depth", "32", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["count"] == 12**32  # every candidate: 12 choices a layer, no constraint
+    # every candidate but the pool-only ones: 12 choices a layer (4 of them pools), one conv needed by default
+    assert json.loads(res.stdout)["count"] == 12**32 - 4**32
     res = CliRunner().invoke(main, ["search", "--depth", "32", "--limit", "1"])
     assert res.exit_code == 2
     assert res.stderr.startswith("error: field 'depth'") and "effective-RF variance" in res.stderr

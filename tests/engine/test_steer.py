@@ -386,3 +386,24 @@ def test_ctrl_c_always_stops_a_count_of_stages_under_load(tmp_path):
         for b in burners:
             b.kill()
             b.wait()
+
+
+def test_a_compile_is_announced_once_before_it_starts(monkeypatch, caplog, tmp_path):
+    """A kernel neither compiled in this process nor in numba's on-disk cache gets one stderr line (logger
+    'rfsweep') before the call; a cached or compiled one, or a second kernel, none."""
+    from types import SimpleNamespace
+
+    def kernel(index_path, overloads):
+        cache = SimpleNamespace(_cache_file=SimpleNamespace(_index_path=str(index_path)))
+        return SimpleNamespace(overloads=overloads, _cache=cache)
+
+    (tmp_path / "cached.nbi").write_bytes(b"")
+    monkeypatch.setattr(steer, "_compile_noted", False)
+    with caplog.at_level("INFO", logger="rfsweep"):
+        steer.note_compile(kernel(tmp_path / "cached.nbi", {}))  # on disk: loads in milliseconds
+        steer.note_compile(kernel(tmp_path / "missing.nbi", {"sig": 1}))  # compiled in this process
+        assert caplog.messages == []
+        steer.note_compile(kernel(tmp_path / "missing.nbi", {}))
+        steer.note_compile(kernel(tmp_path / "other.nbi", {}))
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith("compiling the numba kernels")
+    steer.note_compile(print)  # not a dispatcher: nothing to say

@@ -222,3 +222,30 @@ def test_sweep_rows_of_the_other_spaces_are_the_analyzers(spaces, name, stage):
     assert (row.params, row.macs) == totals(space.network_spec(idx + [0]))
     if name == "ofa_resnet50_v15":
         assert (row.params, row.macs, row.rf, row.jump, row.out_size) == (25_557_032, 4_089_184_256, 427, 32, 7)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"target_rf": 224, "min_convs": 5},
+        {"depth": "2-5", "ops": "conv,avgpool", "kernels": "1,3,5", "dilations": "1,2", "padding": "valid",
+         "input_size": 64, "max_params": 5e5},
+        {"space": "ofa_mbv3"},
+    ],
+    ids=["default", "valid-budget", "ofa_mbv3"],
+)  # fmt: skip
+def test_bounds_are_the_same_compiled_or_in_python(settings, monkeypatch):
+    """packing.children runs the kernels' child() compiled (step_all) for large calls and in Python for
+    small ones (no compile on a first run): both give the same rows."""
+    from rfsweep.space import packing
+    from rfsweep.space.stages import load
+
+    if "space" in settings:
+        settings = load(settings["space"])
+    results = []
+    for pairs in (0, 1 << 62):  # everything compiled, then everything in Python
+        monkeypatch.setattr(packing, "COMPILED_PAIRS", pairs)
+        space = build_space(dict(settings))
+        rows = [packing.state_row(space.input_size, 1, space.in_channels, 0)]
+        results.append([packing.children(space, p, rows) for p in range(min(3, space.depth_max))])
+    assert results[0] == results[1]
