@@ -52,6 +52,10 @@ GROUPS_PER_CALL = 4  # row groups rfsweep.output.parquet encodes at once (a slab
 LAYER_FIELDS = ("op", "kernel", "stride", "dilation", "channels")
 LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
 LAYOUTS = ("wide", "lists", "compact")
+# Below this many (row, position) cells a batch's wide columns are made in Python (~1 us a cell: the main
+# job's 1,000 rows take 8 ms) instead of compiling kernels.cpu.wide_layers (~1.6-2 s on a first run; a
+# small output is written by pyarrow's writer, ParquetSink._write_small, and compiles nothing else here)
+COMPILED_CELLS = 1 << 15
 ALIASES = {"full": "lists"}  # 0.1's name of the list layout
 
 
@@ -181,11 +185,13 @@ class LayerTables:
         return flatten_layers(np.ascontiguousarray(choice), np.ascontiguousarray(depth, np.int64), *self._tables())
 
     def wide(self, choice: np.ndarray, depth: np.ndarray) -> dict[str, pa.Array]:
-        """The wide layout's per-position columns of a batch (kernels.cpu.wide_layers), nulls beyond depth."""
+        """The wide layout's per-position columns of a batch (kernels.cpu.wide_layers), nulls beyond depth:
+        compiled for batches of ``COMPILED_CELLS`` (row, position) cells or more, in Python below."""
         from rfsweep.kernels.cpu import wide_layers
 
         depth = np.ascontiguousarray(depth, np.int64)
-        arrays = wide_layers(np.ascontiguousarray(choice), depth, *self._tables())
+        kernel = wide_layers if choice.size >= COMPILED_CELLS else wide_layers.py_func
+        arrays = kernel(np.ascontiguousarray(choice), depth, *self._tables())
         types = _layer_types()
         n = len(depth)
         cols: dict[str, pa.Array] = {}

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,8 +18,11 @@ from test_writer_policy import CHAIN, IN_ID_ORDER, PATHS
 
 from parquet_check import assert_policy
 from rfsweep import api as sweep
+from rfsweep.kernels import layer_math as lm
+from rfsweep.kernels.cpu import wide_layers
 from rfsweep.output import parquet as parquet_out
-from rfsweep.output import writer
+from rfsweep.output import sink, writer
+from rfsweep.output.batches import selected_batches
 from rfsweep.space import build_space
 
 
@@ -96,8 +100,8 @@ def test_an_output_of_a_whole_row_group_or_more_is_encoded(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_a_first_small_run_does_not_compile_the_encoder(tmp_path):
-    """From an empty numba cache, a --limit search to a file compiles no encoder kernel and prints no
-    encoder note."""
+    """From an empty numba cache, a --limit search to a file compiles neither the encoder's kernels nor
+    wide_layers (rows made in Python, sink.COMPILED_CELLS), and prints no encoder note."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     cli = [sys.executable, "-c", "from rfsweep.cli.main import run; run()"]
     small = [*cli, "search", "--depth", "1-4", "--kernels", "1,3,5", "--strides", "1,2", "--input-size", "32",
@@ -107,5 +111,21 @@ def test_a_first_small_run_does_not_compile_the_encoder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Parquet encoder" not in proc.stderr
     compiled = [f for _, _, files in os.walk(tmp_path / "cache") for f in files]
-    assert compiled and not [f for f in compiled if f.startswith("encode.")], compiled
+    assert compiled and not [f for f in compiled if f.startswith(("encode.", "cpu.wide_layers"))], compiled
     assert not _by_encoder(tmp_path / "s.parquet")
+
+
+def test_wide_columns_are_the_same_compiled_or_in_python():
+    """LayerTables.wide runs kernels.cpu.wide_layers in Python below COMPILED_CELLS cells: same arrays
+    (the width rule's channels included)."""
+    space = build_space({**CHAIN, "depth": "1-4", "width": 4, "max_width": 16})
+    tables = sink.tables_for(space)
+    batches = list(selected_batches(space))
+    assert sum(len(b) for b in batches) > 100
+    for batch in batches:
+        depth = np.ascontiguousarray(batch.out[lm.O_DEPTH], np.int64)
+        choice = np.ascontiguousarray(batch.choice)
+        compiled = wide_layers(choice, depth, *tables._tables())
+        python = wide_layers.py_func(choice, depth, *tables._tables())
+        for a, b in zip(compiled, python):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
