@@ -18,7 +18,8 @@ pyarrow's own writer, and tests/output/test_interop.py against every reader.
 Kept because it measurably wins (benchmarks/README.md, bench_parquet.py, R7 [223, 225]): 1.7-1.9x as fast
 as pyarrow's writer with the same policy on the wide layout, 1.3x on compact, files 33-41 % smaller.
 
-Spaces of stages, ids past int64 and the ``lists`` layout keep pyarrow's writer (:mod:`rfsweep.output.sink`).
+Spaces of stages, ids past int64, the ``lists`` layout and outputs smaller than one row group (which would
+not pay for the kernel's compile) keep pyarrow's writer (:mod:`rfsweep.output.sink`).
 """
 
 from __future__ import annotations

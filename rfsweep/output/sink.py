@@ -1,8 +1,10 @@
 """Survivor batches -> Parquet, written under a temporary name and renamed when complete.
 
 The ``wide`` and ``compact`` layouts of a chain are encoded straight from the batches by
-:mod:`rfsweep.output.parquet` (:meth:`ParquetSink.write_batch`); the ``lists`` layout, spaces of stages and
-ids past int64 go through Arrow tables (:func:`to_table`) and :class:`rfsweep.output.writer.TableWriter`.
+:mod:`rfsweep.output.parquet` (:meth:`ParquetSink.write_batch`) once a whole row group is there; an output
+that ends before (``--limit``, ``--sample``, small spaces), the ``lists`` layout, spaces of stages and
+ids past int64 go through Arrow tables (:func:`to_table`) and :class:`rfsweep.output.writer.TableWriter`
+(so that a small output never compiles the encoder: :meth:`ParquetSink._write_small`).
 Both follow the one writer policy of rfsweep's files (:mod:`rfsweep.output.writer`: statistics, page
 index, page CRC32s, sorting_columns, 512K-row row groups, encodings every reader decodes).
 
@@ -50,6 +52,10 @@ GROUPS_PER_CALL = 4  # row groups rfsweep.output.parquet encodes at once (a slab
 LAYER_FIELDS = ("op", "kernel", "stride", "dilation", "channels")
 LIST_COLUMNS = ("op", "kernel", "stride", "dilation", "padding", "channels")
 LAYOUTS = ("wide", "lists", "compact")
+# Below this many (row, position) cells a batch's wide columns are made in Python (~1 us a cell: the main
+# job's 1,000 rows take 8 ms) instead of compiling kernels.cpu.wide_layers (~1.6-2 s on a first run; a
+# small output is written by pyarrow's writer, ParquetSink._write_small, and compiles nothing else here)
+COMPILED_CELLS = 1 << 15
 ALIASES = {"full": "lists"}  # 0.1's name of the list layout
 
 
@@ -179,11 +185,13 @@ class LayerTables:
         return flatten_layers(np.ascontiguousarray(choice), np.ascontiguousarray(depth, np.int64), *self._tables())
 
     def wide(self, choice: np.ndarray, depth: np.ndarray) -> dict[str, pa.Array]:
-        """The wide layout's per-position columns of a batch (kernels.cpu.wide_layers), nulls beyond depth."""
+        """The wide layout's per-position columns of a batch (kernels.cpu.wide_layers), nulls beyond depth:
+        compiled for batches of ``COMPILED_CELLS`` (row, position) cells or more, in Python below."""
         from rfsweep.kernels.cpu import wide_layers
 
         depth = np.ascontiguousarray(depth, np.int64)
-        arrays = wide_layers(np.ascontiguousarray(choice), depth, *self._tables())
+        kernel = wide_layers if choice.size >= COMPILED_CELLS else wide_layers.py_func
+        arrays = kernel(np.ascontiguousarray(choice), depth, *self._tables())
         types = _layer_types()
         n = len(depth)
         cols: dict[str, pa.Array] = {}
@@ -197,9 +205,15 @@ class LayerTables:
                     valid = pa.py_buffer(np.packbits(present, bitorder="little"))
             for f, values in zip(LAYER_FIELDS, arrays):
                 data = pa.py_buffer(values[p])
-                if f == "op":
+                if f == "op":  # a dictionary of the ops present only: pyarrow's writer takes a dictionary
+                    # column's statistics from its dictionary (all ops: a min of "avgpool" where none is)
+                    codes = values[p] if valid is None else values[p][present]
+                    used = np.flatnonzero(np.bincount(codes, minlength=len(self.op_names)))
+                    lut = np.zeros(len(self.op_names), np.int8)
+                    lut[used] = np.arange(len(used))
+                    data = pa.py_buffer(lut[values[p]])
                     codes = pa.Array.from_buffers(pa.int8(), n, [valid, data], null_count=nulls)
-                    cols[f"op_{p}"] = pa.DictionaryArray.from_arrays(codes, self.op_names)
+                    cols[f"op_{p}"] = pa.DictionaryArray.from_arrays(codes, self.op_names.take(pa.array(used)))
                 else:
                     cols[f"{f}_{p}"] = pa.Array.from_buffers(types[f], n, [valid, data], null_count=nulls)
         return cols
@@ -358,7 +372,9 @@ class ParquetSink:
     :class:`rfsweep.output.parquet.Encoder`, in row groups of ``writer.ROW_GROUP_ROWS`` (rows left over
     from one batch open the next batch's first group); the writer thread compresses and writes the pages
     (zstd and the file releasing the GIL, as the kernels do), so that overlaps with computing the next
-    batch. Anything else becomes an Arrow table for :class:`rfsweep.output.writer.TableWriter`, on the same
+    batch. Rows are held until the first row group is whole: an output that ends before is written by
+    pyarrow's writer instead (:meth:`_write_small`), which spares its first run the encoder's compile.
+    Anything else becomes an Arrow table for :class:`rfsweep.output.writer.TableWriter`, on the same
     thread (:meth:`write`). At most one job waits in the queue.
     """
 
@@ -387,10 +403,9 @@ class ParquetSink:
         # straight from the kernels' output; anything else through Arrow tables and pyarrow's writer
         cols = parquet_out.plan(space, sch) if space is not None else None
         try:
-            if cols is not None:
+            if cols is not None:  # the header is written with the first row group (_encode)
                 self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
                 self.encoder = parquet_out.Encoder(space, self.schema, cols, threads=threads, sorted_by_id=sorted_by_id)
-                self.file.write(self.encoder.header())
             else:
                 if self.target.direct:  # a FIFO cannot seek: a Python file object streams into anything
                     self.stream = pa.output_stream(open(self.tmp, "wb"))  # noqa: SIM115 (closed in close/abort)
@@ -400,6 +415,8 @@ class ParquetSink:
             self._remove()
             raise field_error("output", self.path, f"cannot write there ({exc})") from None
         self.tables = tables_for(space) if space is not None and self.encoder is None else None
+        self.sorted_by_id = sorted_by_id
+        self.encoded = False  # whether the encoder has written a row group (and the file's header)
         self.rows = 0
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
@@ -458,6 +475,9 @@ class ParquetSink:
         self._encode(batch, [(lo, lo + self.group_rows) for lo in range(start, whole, self.group_rows)])
 
     def _encode(self, batch: Batch, bounds: list[tuple[int, int]]) -> None:
+        if bounds and not self.encoded:  # a whole first row group: the encoder writes this file
+            self.encoded = True
+            self.file.write(self.encoder.header())
         for first in range(0, len(bounds), GROUPS_PER_CALL):  # the encoder's buffers grow with the groups
             for job in self.encoder.encode(batch.out, batch.choice, bounds[first : first + GROUPS_PER_CALL]):
                 self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
@@ -481,13 +501,39 @@ class ParquetSink:
         if not self.target.direct and os.path.exists(self.tmp):
             os.unlink(self.tmp)
 
+    def _write_small(self) -> None:
+        """Write an output the stream ended before its first row group filled (a ``--limit`` run, a small
+        space, a sample: the rows held, none encoded) as that one row group with pyarrow's writer under the
+        same policy, so that the encoder's kernel is not compiled for it (about 60 % of a first run's
+        compile, even for 1,000 rows). With :meth:`_encode`'s first call, the one rule choosing the writer
+        of a chain's wide and compact layouts: the encoder once a whole row group is there."""
+        from rfsweep.output import writer
+
+        held, self.held = self.held, None
+        self.stream = pa.output_stream(self.file)  # the file opened already (a FIFO is opened once)
+        small = writer.TableWriter(self.stream, self.schema, self.sorted_by_id, row_group_rows=self.group_rows)
+        try:
+            if held is not None:
+                small.write(to_table(held, self.space, tables_for(self.space), self.schema))
+                self.rows += len(held)
+            small.close()
+        except BaseException:
+            small.abort()
+            raise
+
     def close(self) -> None:
-        if self.held is not None and self.error is None:  # the last, smaller row group
+        small = self.encoder is not None and not self.encoded
+        if self.held is not None and self.error is None and not small:  # the last, smaller row group
             self._encode(self.held, [(0, len(self.held))])
             self.held = None
         self._stop()
         try:
-            if self.encoder is not None:
+            if small:
+                if self.error is None:
+                    self._write_small()
+                self._close_stream()
+                self.stream = None
+            elif self.encoder is not None:
                 if self.error is None:
                     self.file.write(self.encoder.footer())
                 self.file.close()

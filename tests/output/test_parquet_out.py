@@ -59,9 +59,9 @@ def assert_same_file(got: pa.Table, space, layout):
 
 
 @pytest.mark.parametrize("layout", ["wide", "compact"])
-def test_the_fast_writer_is_used_and_equals_pyarrow(tmp_path, layout):
-    space = build_space(MIXED)
-    got = _write(tmp_path / "a.parquet", space, layout)
+def test_the_fast_writer_is_used_and_equals_pyarrow(tmp_path, monkeypatch, layout):
+    space = build_space(MIXED)  # more rows than a row group: the encoder (smaller outputs: pyarrow's writer)
+    got = _write(tmp_path / "a.parquet", space, layout, group_rows=50, monkeypatch=monkeypatch)
     assert pq.ParquetFile(tmp_path / "a.parquet").metadata.created_by.startswith("rfsweep version")
     assert got.num_rows > 50
     assert_same_file(got, space, layout)
