@@ -315,6 +315,10 @@ def search(
         limit = 20  # the first 20 rows that -o would write for the same flags, in the same order
     sweep.check_selection(limit, sort, pareto, sample, where, seed)
     selection = dict(limit=limit, sort=sort, pareto=pareto, sample=sample, seed=seed, where=where)
+    if device == "cuda":
+        from rfsweep.engine import device as gpu
+
+        gpu.backend(device)  # refuse a missing GPU before anything else is said (a compile note included)
     space = _space({**kwargs, "quiet": quiet or as_json})
     from rfsweep.output import sink
 
@@ -498,11 +502,11 @@ def count(method, device, threads, as_json, quiet, cluster, scheduler, shards, *
     """
     from rfsweep.engine import count as counting
 
-    space = _space({**kwargs, "quiet": quiet or as_json}, for_search=False)
     if device != "cpu":
         from rfsweep.engine import device as gpu
 
-        gpu.backend(device)  # refuse a missing GPU before anything else is said
+        gpu.backend(device)  # refuse a missing GPU before anything else is said (a compile note included)
+    space = _space({**kwargs, "quiet": quiet or as_json}, for_search=False)
     talk = not (as_json or quiet)
     chosen, why = counting.count_method(space)
     if talk and method == "auto" and chosen == "enumerate" and space.size >= NOTE_CANDIDATES:

@@ -765,6 +765,7 @@ def test_every_setting_has_a_flag_and_every_flag_reaches_the_space():
         "shards",
         "resume",
         "break_lock",  # the dataset's lock (rfsweep/output/dataset.py; tests/output/test_trust.py)
+        "measure_missing",  # completes --latency-lut's table (tests/nas/test_latency_measure.py)
     }
     for command in ("search", "count"):
         params = {p.name for p in main.commands[command].params} - {"help"}
