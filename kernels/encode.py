@@ -12,10 +12,11 @@ Encodings, by column (``desc``):
   min..max and a value's index is ``value - min``; wider ones go on to
 * ``M_HASH``: a dictionary in first-seen order by open addressing, while it holds at most ``DICT_MAX``
   values; then plain;
+* ``M_DELTA``: DELTA_BINARY_PACKED (arch_id, in increasing order), only where every miniblock's bit width
+  is at most ``DELTA_MAX_BITS``: fastparquet misreads miniblocks of 28 bits or more (rfsweep.output.writer),
+  so a row group with a wider gap between ids is written plain, and rfsweep writes nothing a common reader
+  gets wrong;
 * ``M_PLAIN``.
-
-No DELTA_BINARY_PACKED: fastparquet misreads it (rfsweep.output.writer), and rfsweep writes nothing a
-common reader gets wrong.
 
 Layouts follow the Parquet format specification (Encodings.md):
 
@@ -23,6 +24,8 @@ Layouts follow the Parquet format specification (Encodings.md):
     definition levels:   <length: 4 bytes LE> <rle/bit-packed hybrid runs, bit width 1>
     hybrid run:          varint(n << 1) value (ceil(bw/8) bytes LE)   -- n repeats of one value
                          varint(g << 1 | 1) g*bw bytes                 -- g groups of 8 bit-packed values
+    delta:               varint(128) varint(4) varint(count) zigzag(first value), then per 128 deltas:
+                         zigzag(min delta) 4 bit widths, 4 miniblocks of 32 (delta - min) bit-packed
 """
 
 import numba
@@ -33,7 +36,7 @@ from rfsweep.kernels.layer_math import C_CIN, C_MAX_WIDTH, C_WIDTH, O_PAD, O_RF,
 
 # value kinds (desc[c, D_KIND]) and encodings (desc[c, D_MODE])
 K_OUT, K_CENTER, K_SIGMA, K_LAYER, K_CHANNELS, K_CONST = range(6)
-M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE = range(5)
+M_PLAIN, M_HASH, M_LUT, M_CONST, M_RANGE, M_DELTA = range(6)
 # desc columns: kind, source row of out (or field table of a K_LAYER), layer position, encoding, nullable
 # (null past a row's depth), value bytes in plain encoding (4 or 8), dictionary size of an M_LUT
 # and the dictionary size of the row group before (D_HINT: a hashed dictionary's first table size)
@@ -43,6 +46,10 @@ DICT_MAX = 1 << 16  # distinct values a hashed dictionary may hold (index bit wi
 RANGE_MAX = 1 << 12  # the most values an M_RANGE dictionary spans
 MAX_GROUPS = 63  # bit-packed groups per run header: one header byte, as Arrow writes them
 CHUNK = 4096  # rows whose values are computed at a time, then encoded
+DELTA_BLOCK, DELTA_MINI = 128, 32
+# the widest miniblock written as a delta: fastparquet 2026.9 reads widths up to 28 right and 30 wrong
+# (tests/output/test_interop.py reads ours back with it), so 4 bits to spare; R7 [223, 225]'s ids need 22
+DELTA_MAX_BITS = 24
 DENSE_RUN = 4  # a column whose value changes every 4 rows or more often is bit-packed whole, not as runs
 
 
@@ -218,6 +225,100 @@ def _fill(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, fl
 
 
 @njit(cache=True, nogil=True)
+def _uvarint(buf, pos, v):
+    """An int64 taken as unsigned, as a ULEB128 varint."""
+    while True:
+        b = v & 0x7F
+        v = (v >> 7) & 0x01FFFFFFFFFFFFFF
+        if v == 0:
+            buf[pos] = b
+            return pos + 1
+        buf[pos] = b | 0x80
+        pos += 1
+
+
+@njit(cache=True, nogil=True)
+def _zigzag(v):
+    return (v << 1) ^ (v >> 63)
+
+
+@njit(cache=True, nogil=True)
+def _delta_block(d, k, buf, pos):
+    """One block of k <= 128 deltas at buf[pos:]; -1 where a miniblock would be wider than DELTA_MAX_BITS
+    (or a delta overflows int64): the caller writes the page plain."""
+    mn = d[0]
+    for i in range(1, k):
+        mn = min(mn, d[i])
+    pos = _uvarint(buf, pos, _zigzag(mn))
+    widths = pos
+    pos += DELTA_BLOCK // DELTA_MINI
+    for mb in range(DELTA_BLOCK // DELTA_MINI):
+        a = mb * DELTA_MINI
+        if a >= k:  # a last block's unneeded miniblocks: width 0, no body
+            buf[widths + mb] = 0
+            continue
+        b = min(k, a + DELTA_MINI)
+        mx = 0
+        for i in range(a, b):
+            x = d[i] - mn
+            if x < 0:  # past 63 bits
+                return -1
+            mx = max(mx, x)
+        bw = 0
+        while (mx >> bw) != 0:
+            bw += 1
+        if bw > DELTA_MAX_BITS:
+            return -1
+        buf[widths + mb] = bw
+        acc = 0  # values of bw <= 24 bits, little-endian, least significant bit first
+        nb = 0
+        for i in range(a, a + DELTA_MINI):
+            x = d[i] - mn if i < b else 0
+            acc |= x << nb
+            nb += bw
+            while nb >= 8:
+                buf[pos] = acc & 0xFF
+                pos += 1
+                acc >>= 8
+                nb -= 8
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals):
+    """DELTA_BINARY_PACKED values of column c into page[pos:]; returns the end, or -1 where a miniblock
+    would be too wide (the caller goes plain)."""
+    d = np.empty(DELTA_BLOCK, np.int64)
+    pos = _uvarint(page, pos, DELTA_BLOCK)
+    pos = _uvarint(page, pos, DELTA_BLOCK // DELTA_MINI)
+    pos = _uvarint(page, pos, present)
+    k = 0
+    last = 0
+    first = True
+    for a in range(lo, hi, CHUNK):
+        n = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        for j in range(n):
+            v = vals[j]
+            if first:
+                pos = _uvarint(page, pos, _zigzag(v))
+                first = False
+            else:
+                d[k] = v - last
+                k += 1
+                if k == DELTA_BLOCK:
+                    pos = _delta_block(d, k, page, pos)
+                    if pos < 0:
+                        return -1
+                    k = 0
+            last = v
+    if first:  # no values
+        pos = _uvarint(page, pos, 0)
+    elif k:
+        pos = _delta_block(d, k, page, pos)
+    return pos
+
+
+@njit(cache=True, nogil=True)
 def _bit_width(count):
     bw = 1
     while (1 << bw) < count:
@@ -384,7 +485,7 @@ def _choice_runs(c, desc, out, depth_row, choice, luts, lo, hi, rv, rl):
 @njit(cache=True, nogil=True)
 def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, page, dk, rv, rl):
     """Column c of rows lo:hi into ``page``, a hashed or ranged dictionary into ``dk``; returns (bytes,
-    dictionary size, or -1: plain; the encoding used, an M_*).
+    dictionary size, or -1: plain, -2: delta; the encoding used, an M_*).
     ``rv`` and ``rl`` are scratch for runs, of at least hi - lo values (fresh arrays per column cost
     ~1 ms each in page faults, a third of the encoding: measured)."""
     p = desc[c, D_POS]
@@ -432,6 +533,10 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         n = 1 if present else 0
         count = 1
         used = M_CONST
+    elif mode == M_DELTA:
+        end = _delta(desc, c, out, depth_row, choice, tables, cons, lo, hi, present, page, pos, vals, fvals)
+        if end >= 0:
+            return end, -2, M_DELTA
     elif mode == M_RANGE:
         n, count, dense = _ranged(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk)
         used = M_RANGE
@@ -545,7 +650,7 @@ def encode_groups(
     """Every column of every row group (rows bounds[g, 0]:bounds[g, 1]), one task each, in parallel (a
     batch's groups at once: the columns alone left a core idle behind the slowest, measured). Task
     ``t = g * columns + c`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size
-    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain;
+    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded;
     used[t] the encoding it took (an M_*: a range may have gone on to a hash, either to plain).
     ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs. ``ext[t]``
     and ``present[t]``: the page's statistics (:func:`_extremes`, or a dictionary's keys; not for a

@@ -10,8 +10,9 @@ thread. The file is ordinary Parquet (format 2.6: PLAIN dictionary pages; RLE_DI
 pages with v1 headers; one page a column chunk) with the same Arrow schema as pyarrow would write
 (``ARROW:schema``), and rfsweep's writer policy (:mod:`rfsweep.output.writer`): exact statistics (min,
 max, null_count) on every page and column chunk, the page index (ColumnIndex, OffsetIndex),
-column_orders, sorting_columns where the rows are in arch_id order, a CRC32 on every page, and never
-DELTA_BINARY_PACKED (fastparquet misreads it: see rfsweep.output.writer). pyarrow, pandas, polars, duckdb
+column_orders, sorting_columns where the rows are in arch_id order, a CRC32 on every page, and
+DELTA_BINARY_PACKED ids only where fastparquet reads them right (narrow miniblocks: see
+rfsweep.output.writer). pyarrow, pandas, polars, duckdb
 and fastparquet read the same columns and types; tests/output/test_parquet_out.py checks that against
 pyarrow's own writer, and tests/output/test_interop.py against every reader.
 
@@ -37,7 +38,7 @@ from rfsweep.kernels import layer_math as lm
 # Parquet enums (parquet.thrift)
 T_INT32, T_INT64, T_DOUBLE, T_BYTE_ARRAY = 1, 2, 5, 6
 REQUIRED, OPTIONAL = 0, 1
-E_PLAIN, E_RLE, E_RLE_DICTIONARY = 0, 3, 8
+E_PLAIN, E_RLE, E_DELTA, E_RLE_DICTIONARY = 0, 3, 5, 8
 C_UNCOMPRESSED, C_ZSTD = 0, 6
 PAGE_DATA, PAGE_DICTIONARY = 0, 2
 CONVERTED = {
@@ -197,10 +198,10 @@ def plan(space, sch: pa.Schema) -> list[Column] | None:
         lut: tuple[int, ...] = ()
         values: tuple = ()
         src = pos = 0
-        if f.name == "arch_id":  # distinct in every row. Not DELTA_BINARY_PACKED, though it took 3 MB on R7
-            # [223, 225] against 13 MB plain + zstd: fastparquet misreads deltas of 28 bits or more
-            # (rfsweep.output.writer), and gaps between survivors reach that
-            kind, mode, src = enc.K_OUT, enc.M_PLAIN, scalars[f.name]
+        if f.name == "arch_id":  # distinct in every row: DELTA_BINARY_PACKED (R7 [223, 225]: 3 MB against
+            # 13 MB plain + zstd, and 92 MB less to compress), but plain in a row group where a gap between
+            # ids would make a miniblock wider than fastparquet reads right (kernels.encode.DELTA_MAX_BITS)
+            kind, mode, src = enc.K_OUT, enc.M_DELTA, scalars[f.name]
         elif f.name == "depth" and space.depth_min == space.depth_max:
             kind, mode, src, values = enc.K_OUT, enc.M_CONST, lm.O_DEPTH, (space.depth_min,)
         elif f.name in scalars:
@@ -403,7 +404,7 @@ class Encoder:
                 t = g * ncol + c
                 count = int(self.counts[t])
                 dict_page = _dictionary_page(col, col.values or self.keys[t, :count]) if count >= 0 else None
-                encoding = E_RLE_DICTIONARY if count >= 0 else E_PLAIN
+                encoding = E_RLE_DICTIONARY if count >= 0 else (E_DELTA if count == -2 else E_PLAIN)
                 pages.append((dict_page, max(count, 0), encoding, self.buf[t, : self.lens[t]].tobytes(), stats[c]))
             jobs.append((int(hi - lo), pages))
         return jobs

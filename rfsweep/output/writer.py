@@ -14,7 +14,10 @@ What every file carries, so that a query engine can trust and prune it:
   handed in (a ``--where`` search hands in a few thousand rows at a time): at most one row group is held.
 
 Encodings: dictionary for string columns (``op``, ``padding``, ``op_p``, ...), PLAIN for every number.
-Never DELTA_BINARY_PACKED, and it would save space (arch_id: 1.5 MiB instead of 13-19 MiB on R7 [223, 225]):
+Never DELTA_BINARY_PACKED here; rfsweep's own encoder (rfsweep.output.parquet, the wide and compact layouts
+past one row group) delta-codes ``arch_id`` only where every miniblock is at most
+kernels.encode.DELTA_MAX_BITS = 24 bits wide, which fastparquet reads right (1.6 MiB instead of 13 MiB
+on R7 [223, 225], and 92 MB less to compress), and writes a row group with a wider gap PLAIN:
 
     Upstream report (fastparquet 2026.9.0, numpy 2.4): an INT64 column written with DELTA_BINARY_PACKED
     (pyarrow 26: ``pq.write_table(t, f, use_dictionary=False, column_encoding="DELTA_BINARY_PACKED")``)

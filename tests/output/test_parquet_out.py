@@ -145,7 +145,7 @@ def _synthetic(values: dict[str, np.ndarray], types: dict[str, pa.DataType], mod
     n=st.integers(1, 3000),
     spread=st.sampled_from([0, 1, 5, 100, 5000, 2**40, 2**62]),
     runs=st.integers(1, 40),
-    mode=st.sampled_from([enc.M_RANGE, enc.M_HASH, enc.M_PLAIN]),
+    mode=st.sampled_from([enc.M_RANGE, enc.M_HASH, enc.M_PLAIN, enc.M_DELTA]),
 )
 def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, runs, mode):
     """Random int64 values (negative too, runs of repeats of random lengths, spreads past every
@@ -162,7 +162,7 @@ def test_every_encoding_reads_back_exactly(tmp_path_factory, seed, n, spread, ru
     got, _, _ = _synthetic(values, types, dict.fromkeys(values, mode), path, group=700)
     for name, v in values.items():
         assert got.column(name).to_numpy().tolist() == v.astype(types[name].to_pandas_dtype()).tolist(), name
-    assert_policy(path / "synthetic.parquet", sorted_by_id=False, group_rows=700)
+    assert_policy(path / "synthetic.parquet", sorted_by_id=False, group_rows=700, delta_columns=tuple(values))
 
 
 def test_dictionaries_past_their_limit_go_plain(tmp_path):
@@ -185,6 +185,27 @@ def test_dictionaries_past_their_limit_go_plain(tmp_path):
         assert "RLE_DICTIONARY" in encodings["wide"]
     # the second group started where the first fell back to
     assert after == {"many": enc.M_PLAIN, "wild": enc.M_PLAIN, "wide": enc.M_HASH}
+
+
+def test_ids_are_delta_coded_only_where_every_reader_decodes_them(tmp_path):
+    """Increasing ids are DELTA_BINARY_PACKED in a group whose gaps fit DELTA_MAX_BITS (the widest
+    fastparquet reads right, with 4 bits to spare) and PLAIN in a group with one wider gap; both read back
+    exactly, in every engine installed (fastparquet's defect: rfsweep.output.writer)."""
+    from test_interop import assert_readers_agree
+
+    rng = np.random.default_rng(3)
+    group = 4096
+    widths = np.concatenate([rng.integers(0, enc.DELTA_MAX_BITS + 1, group), rng.integers(0, 8, group)])
+    gaps = 1 + rng.integers(0, 1 << widths)  # 1 .. 2**DELTA_MAX_BITS: miniblocks up to DELTA_MAX_BITS wide
+    gaps[group + 5] = 1 << (enc.DELTA_MAX_BITS + 1)  # the second group has one gap one bit too wide
+    ids = np.cumsum(gaps) + (1 << 40)
+    got, meta, _ = _synthetic({"arch_id": ids}, {"arch_id": pa.int64()}, {"arch_id": enc.M_DELTA}, tmp_path, group)
+    assert np.array_equal(got.column("arch_id").to_numpy(), ids)
+    assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(0).encodings
+    assert "DELTA_BINARY_PACKED" not in meta.row_group(1).column(0).encodings
+    assert_policy(tmp_path / "synthetic.parquet", sorted_by_id=False, group_rows=group)
+    if any(__import__("importlib").util.find_spec(e) for e in ("duckdb", "polars", "fastparquet")):
+        assert_readers_agree(tmp_path / "synthetic.parquet")
 
 
 def test_readers_agree(tmp_path):
