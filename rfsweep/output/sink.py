@@ -172,8 +172,16 @@ class LayerTables:
         self.op, self.kernel, self.stride, self.dilation, self.channels = (
             np.ascontiguousarray(choices[:, :, f]) for f in (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)
         )
-        self.op_names = pa.array(OP_NAMES)
-        self.padding = pa.array([space.padding])
+
+    # Arrow arrays made when first used: pa.array imports pandas (pyarrow's pandas shim, ~0.2 s of a
+    # process's start), which a search written by the encoder (rfsweep.output.parquet) never needs
+    @functools.cached_property
+    def op_names(self) -> pa.Array:
+        return pa.array(OP_NAMES)
+
+    @functools.cached_property
+    def padding(self) -> pa.Array:
+        return pa.array([self.space.padding])
 
     def _tables(self):
         return self.op, self.kernel, self.stride, self.dilation, self.channels, self.space.kernel.cons
