@@ -349,43 +349,52 @@ def step_all(choices, nch, cons, pos, states, out):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def stage_buckets(y_rf, y_cost, y_w, xr_vals, x_start, x_cost, x_w, r2, room, g, vmin, vmax, hist, ctl, done):
+def stage_buckets(y_rfv, y_start, y_left, y_q, y_r, y_w, xr_vals, x_start, x_cost, x_q, x_r, x_w, x_wsum, r2, g, vmin,
+                  vmax, hist, ctl, done):  # fmt: skip
     """hist[r, min(q, vmax) - vmin + 1] += y_w * x_w (column 0 when q < vmin) for every pair (y, x) with rf
-    r2[r] = y_rf + x_rf and cost c = y_cost + x_cost <= room, q = (room - c) // g: the G2 sums of
-    rfsweep.engine.stage_count, bucketed by the G1 units they leave. ``x`` is grouped by rf (values ``xr_vals``,
-    group k at x_start[k]:x_start[k + 1]) and sorted by cost within a group, so each (y, x) pair is
-    visited once, in the row of its rf, and a y's scan stops at the first x over the room. Rows of
-    ``hist`` belong to one rf each: the parallel loop runs over them; ``done[r]`` is set when row r is
-    complete (progress), and a raised ``ctl[CTL_STOP]`` stops every row within 4096 y values."""
+    r2[r] = y_rf + x_rf and cost y_cost + x_cost <= room, q = (room - y_cost - x_cost) // g: the G2 sums of
+    rfsweep.engine.stage_count, bucketed by the G1 units they leave. No division per pair: with
+    ``y_left = room - y_cost = g * y_q + y_r`` and ``x_cost = g * x_q + x_r`` (0 <= remainders < g),
+    q = y_q - x_q - (1 if x_r > y_r else 0); the x whose q is at least vmax (one cell) or below vmin
+    (column 0) are found by binary search and added from ``x_wsum`` (x_w's running sums, x_wsum[0] = 0).
+    ``y`` is grouped by rf (values ``y_rfv``, group m at y_start[m]:y_start[m + 1]; only y_left >= 0), ``x``
+    by rf (``xr_vals``, x_start) and by cost within a group, so each (y, x) pair is visited once, in the row
+    of its rf, one lookup of the x group per y group, and a y's scan stops at the first x over its room.
+    Rows of ``hist`` belong to one rf each: the parallel loop runs over them; ``done[r]`` is set when row r
+    is complete (progress), and a raised ``ctl[CTL_STOP]`` stops every row within 4096 y values."""
     nr = r2.shape[0]
-    ny = y_rf.shape[0]
-    inv = 1.0 / g
+    nk = xr_vals.shape[0]
     for r in prange(nr):
         target = r2[r]
-        for i in range(ny):
-            if (i & 4095) == 0 and ctl[CTL_STOP] != 0:
-                break
-            left = room - y_cost[i]
-            if left < 0:
+        row = hist[r]
+        stop = False
+        for m in range(y_rfv.shape[0]):
+            need = target - y_rfv[m]
+            k = np.searchsorted(xr_vals, need)
+            if k >= nk or xr_vals[k] != need:
                 continue
-            k = np.searchsorted(xr_vals, target - y_rf[i])
-            if k >= xr_vals.shape[0] or xr_vals[k] != target - y_rf[i]:
-                continue
-            wy = y_w[i]
-            for j in range(x_start[k], x_start[k + 1]):
-                c = x_cost[j]
-                if c > left:
+            xa = x_start[k]
+            xb = x_start[k + 1]
+            for i in range(y_start[m], y_start[m + 1]):
+                if (i & 4095) == 0 and ctl[CTL_STOP] != 0:
+                    stop = True
                     break
-                rest = left - c
-                q = np.int64(rest * inv)
-                while q * g > rest:
-                    q -= 1
-                while (q + 1) * g <= rest:
-                    q += 1
-                if q > vmax:
-                    q = vmax
-                if q < vmin:
-                    hist[r, 0] += wy * x_w[j]
-                else:
-                    hist[r, q - vmin + 1] += wy * x_w[j]
+                left = y_left[i]
+                qy = y_q[i]
+                ry = y_r[i]
+                wy = y_w[i]
+                # q falls as the cost rises: x[xa:j1] leave >= vmax units (one cell), x[j1:j2] a unit each,
+                # x[j2:j3] fewer than vmin (column 0), and x[j3:] more than the room (none)
+                j3 = xa + np.searchsorted(x_cost[xa:xb], left, side="right")
+                j1 = xa + np.searchsorted(x_cost[xa:j3], left - vmax * g, side="right")
+                j2 = j1 + np.searchsorted(x_cost[j1:j3], left - vmin * g, side="right")
+                if j1 > xa:
+                    row[vmax - vmin + 1] += wy * (x_wsum[j1] - x_wsum[xa])
+                if j3 > j2:
+                    row[0] += wy * (x_wsum[j3] - x_wsum[j2])
+                base = qy - vmin + 1
+                for j in range(j1, j2):  # no branch: the cell of q = qy - x_q - (x_r > ry)
+                    row[base - x_q[j] - (x_r[j] > ry)] += wy * x_w[j]
+            if stop:
+                break
         done[r] = 1

@@ -270,6 +270,17 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
     xr_vals, x_first = np.unique(x.rf[ox], return_index=True)
     x_start = np.append(x_first, len(ox)).astype(np.int64)
     x_cost, x_w = np.ascontiguousarray(x.cost[ox]), np.ascontiguousarray(x.weight[ox])
+    x_q, x_r = np.divmod(x_cost, g)  # costs >= 0: floor division
+    x_wsum = np.concatenate([[0], np.cumsum(x_w)]).astype(np.int64)
+    # y grouped by rf, those with room left only; its room as g units and a remainder (the kernel's q)
+    y_left = room - y.cost
+    oy = np.flatnonzero(y_left >= 0)
+    oy = oy[np.lexsort((y_left[oy], y.rf[oy]))]  # by room within a group: the next y's writes hit the same
+    # cache lines of the row (its columns shifted by a unit or two), not 1.4 MB apart (OFA: 2x faster)
+    y_rfv, y_first = np.unique(y.rf[oy], return_index=True)
+    y_start = np.append(y_first, len(oy)).astype(np.int64)
+    y_left, y_w = np.ascontiguousarray(y_left[oy]), np.ascontiguousarray(y.weight[oy])
+    y_q, y_r = np.divmod(y_left, g)
     done = np.zeros(len(r2), np.int64)  # rows of the table complete, for progress
     tick = None if report is None else (lambda: report(float(done.mean())))
     fits = v1 <= vmax
@@ -285,8 +296,8 @@ def _count_fixed(path: list[Table], lo: int, hi: int | None, budget: int, thread
         r1 = min(len(r2), r0 + rows)
         hist = np.zeros((r1 - r0, width), np.int64)
         steer.call(
-            stage_buckets, y.rf, y.cost, y.weight, xr_vals, x_start, x_cost, x_w, r2[r0:r1], room, g, vmin,
-            vmax, hist, steer.control(), done[r0:r1], threads=threads, tick=tick,
+            stage_buckets, y_rfv, y_start, y_left, y_q, y_r, y_w, xr_vals, x_start, x_cost, x_q, x_r, x_w, x_wsum,
+            r2[r0:r1], g, vmin, vmax, hist, steer.control(), done[r0:r1], threads=threads, tick=tick,
         )  # fmt: skip
         # in place: suffix sums over q (hist[r, c] = G2 sums of rf r2[r0 + r] leaving >= vmin + c - 1 units),
         # then prefix sums over the band's rows
