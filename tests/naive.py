@@ -735,6 +735,33 @@ def naive_latency_keys(sp, idx) -> list[str]:
     return keys
 
 
+def naive_proxyless_keys(sp, idx) -> list[str]:
+    """The keys Once-for-All's ProxylessNASLatencyTable.query builds for one candidate (predict_network_latency:
+    ``Conv`` and ``Conv_1`` by their shapes, each MBConv by its expand ratio and identity skip, and one
+    ``Logits`` for everything after ``Conv_1``: the global pool and the linear layer), shapes from
+    ceil(n / stride). For spaces without SE, in ReLU6."""
+    n, cin, keys = sp.input_size, sp.in_channels, []
+    for p, c in enumerate(idx):
+        where = sp.names[p]
+        for b in sp.positions[p][c].blocks:
+            cout = cin if b.op == "global_pool" else b.channels
+            m = 1 if b.op == "global_pool" else -(-n // b.stride)
+            io = f"-input:{n}x{n}x{cin}-output:{m}x{m}x{cout}"
+            if b.op == "mbconv":
+                skip = int(b.stride == 1 and cin == cout)
+                keys.append(f"expanded_conv{io}-expand:{b.expand}-kernel:{b.kernel}-stride:{b.stride}-idskip:{skip}")
+            elif b.op == "conv":
+                keys.append(("Conv_1" if where == "head" else "Conv") + io)
+            elif b.op == "global_pool":
+                keys.append(f"Logits-input:{n}x{n}x{cin}-output:")  # completed by the linear layer
+            elif b.op == "linear":
+                keys[-1] += str(cout)
+            else:
+                raise NotImplementedError(b.op)
+            n, cin = m, cout
+    return keys
+
+
 def naive_latency_us(sp, idx, entries: dict[str, float]) -> int:
     """A candidate's predicted latency in whole microseconds: each entry (ms) rounded once, then summed."""
     return sum(round(entries[k] * 1000) for k in naive_latency_keys(sp, idx))

@@ -13,6 +13,9 @@ at the resolution the space gives it:
   without those fields (OFA's own YAML) is read by the shapes alone;
 * ``AvgPool2D-input:7x7x960-output:1x1x960`` (the global pool), ``Logits-input:1x1x1280-output:1000`` (a
   linear layer);
+* OFA's ``ProxylessNASLatencyTable`` keys, read too: an MBConv without SE in ReLU6/ReLU as
+  ``expanded_conv-input:56x56x32-output:56x56x32-expand:3-kernel:3-stride:1-idskip:1`` (the expand *ratio*),
+  and the global pool with the linear layer after it as one ``Logits-input:7x7x1280-output:1000``;
 * ResNet blocks and pools (not in OFA's tables): ``basic``/``bottleneck``/``maxpool``/``avgpool`` with the
   shapes, kernel, stride, dilation (and the projection or inner width).
 
@@ -184,6 +187,19 @@ def block_key(block: Block, cin: int, n: int | None, role: str) -> tuple[str, st
     return key, None, cout, m
 
 
+def proxyless_key(b: BlockAt) -> str:
+    """An MBConv's key in OFA's ProxylessNASLatencyTable: the shapes, its expand *ratio*, kernel, stride and
+    identity skip, no se/hs/act fields (that table's blocks are ReLU6 MBConvs without SE)."""
+    block = b.block
+    cout = block.out_channels(b.cin)
+    m = -(-b.n // block.stride)
+    skip = int(costs.residual(block.code, block.stride, b.cin, cout))
+    e = block.expand
+    ratio = str(e.numerator) if e.denominator == 1 else f"{float(e):g}"
+    return (f"expanded_conv-input:{_shape(b.n, b.cin)}-output:{_shape(m, cout)}-expand:{ratio}"
+            f"-kernel:{block.kernel}-stride:{block.stride}-idskip:{skip}")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BlockAt:
     """One block at the shape it sees: its key, OFA's shorter key (conv blocks), input channels and size."""
@@ -300,13 +316,26 @@ def costs_of(space, table: Table) -> Costs:
         for cin, row in per_cin.items():
             vals = np.zeros(len(row), np.int64)
             for c, (blocks, _) in enumerate(row):
-                for b in blocks:
+                i = 0
+                while i < len(blocks):
+                    b = blocks[i]
                     v = table.units(b.key)
                     if v is None and b.short is not None:
                         v = table.units(b.short)
+                    if v is None and b.block.op == "mbconv":
+                        v = table.units(proxyless_key(b))
+                    if v is None and b.block.op == "global_pool" and i + 1 < len(blocks):
+                        # OFA's ProxylessNAS table: one 'Logits' entry for the pool and the linear layer after it
+                        nxt = blocks[i + 1]
+                        if nxt.block.op == "linear":
+                            both = f"Logits-input:{_shape(b.n, b.cin)}-output:{nxt.block.out_channels(nxt.cin)}"
+                            v = table.units(both)
+                            if v is not None:
+                                i += 1
                     if v is None:
                         raise _missing(space, table, b.key)
                     vals[c] += v
+                    i += 1
             u[cin] = vals
             co[cin] = np.array([cout for _, cout in row], np.int64)
         units.append(u)

@@ -7,6 +7,7 @@ The reference (tests/naive.py: naive_latency_keys) writes each candidate's keys 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 import rfsweep
 import rfsweep.engine.run
-from naive import naive_latency_keys, naive_latency_us
+from naive import naive_latency_keys, naive_latency_us, naive_proxyless_keys
 from rfsweep.cli.main import main
 from rfsweep.core.errors import RFSweepError
 from rfsweep.engine import count as counting
@@ -165,6 +166,46 @@ def test_ofa_yaml_counts_ofa_mbv3_under_a_budget():
     least = sum(int(min(u.min() for u in per.values())) for per in sp.latency.units)
     assert counting.count({**space, "max_latency_ms": (least - 1) / 1000}) == 0
     assert counting.count({**space, "max_latency_ms": least / 1000}) >= 1
+
+
+PROXYLESS_LIKE = {
+    "name": "proxyless_like",
+    "input_size": 32,
+    "in_channels": 3,
+    "stem": [{"op": "conv", "kernel": 3, "stride": 2, "channels": 8, "act": "relu6"},
+             {"op": "mbconv", "kernel": 3, "expand": 1, "channels": 8, "act": "relu6"}],
+    "head": [
+        {"op": "conv", "kernel": 1, "channels": 32, "act": "relu6"},
+        {"op": "global_pool"},
+        {"op": "linear", "channels": 10, "act": "none"},
+    ],
+    "stages": [
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [3, 6], "channels": 16, "stride": 2,
+         "act": "relu6"},
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [3, 4], "channels": 24, "stride": 2,
+         "act": "relu6"},
+    ],
+}  # fmt: skip
+
+
+def test_ofa_proxylessnas_yaml_keys_predict_every_candidate(tmp_path):
+    """A table in the format of OFA's ProxylessNASLatencyTable (expand ratios, no se/hs; one Logits entry for
+    the pool and the classifier) prices every candidate of a ProxylessNAS-like space as the sum of the
+    entries OFA's own query would look up for it (tests/naive.py, written from OFA's key format)."""
+    sp = build_space(dict(PROXYLESS_LIKE))
+    everyone = list(itertools.product(*[range(len(pos)) for pos in sp.positions]))
+    keys = sorted({k for idx in everyone for k in naive_proxyless_keys(sp, idx)})
+    assert "expanded_conv-input:16x16x8-output:8x8x16-expand:3-kernel:3-stride:2-idskip:0" in keys
+    assert "Logits-input:4x4x32-output:10" in keys
+    rng = np.random.default_rng(11)
+    entries = {k: round(float(rng.uniform(0.01, 0.3)), 4) for k in keys}
+    path = tmp_path / "proxyless.yaml"
+    path.write_text("".join(f"{k}:\n  count: 1\n  mean: {v}\n  std: 0.0\n" for k, v in entries.items()))
+    costs = latency.costs_of(sp, latency.read_table(str(path)))
+    choice = np.array(everyone, np.int64).T
+    got = costs.row_units(choice, sp.in_channels)
+    want = [sum(round(entries[k] * 1000) for k in naive_proxyless_keys(sp, idx)) for idx in everyone]
+    assert got.tolist() == want
 
 
 def _run(*args):
