@@ -10,19 +10,21 @@ get their rows from :func:`rfsweep.engine.run.evaluate`: the kernels' own rows, 
 
 Why each is exact:
 
-* **best k** by a key (params, MACs, 12 x ERF variance negated, or for ``rf_error`` the constant 0 with
-  the final rf deciding at the end), ties to the smaller arch_id = the lexicographically smaller choice
-  tuple. Candidates are ordered by (key, prefix) inside a state. If a prefix x of a top-k candidate
-  x + y had k prefixes before it in its state, each of them with the suffix y would be a candidate
-  (same state: same rf, same costs added, same constraints) before x + y: so only the first k prefixes
-  of each state are needed. With a budget on another quantity o (top k by MACs under --max-params), a
-  prefix is only beaten by those before it with no larger o (they stay within the budget wherever x
-  does), so each state keeps the prefixes that have fewer than k such prefixes before them. A budget on
-  the key itself, and every budget with the least cost a completion still adds, drops prefixes that
-  cannot finish inside it. Extending a state's list by a group of choices (one rf increment, one output:
-  one next state), pair (i, j) has at least (d_i + 1)(d_j + 1) - 1 pairs before it with no larger o, so
-  only pairs with (d_i + 1)(d_j + 1) <= k are formed.
-* **Pareto front** by 2-3 of params, MACs, rf_error, ERF: per state, the distinct vectors of the
+* **best k** by a key (params, MACs, 12 x ERF variance negated, latency in whole microseconds of the
+  --latency-lut table, or for ``rf_error`` the constant 0 with the final rf deciding at the end), ties
+  to the smaller arch_id = the lexicographically smaller choice tuple. Candidates are ordered by (key,
+  prefix) inside a state. If a prefix x of a top-k candidate x + y had k prefixes before it in its
+  state, each of them with the suffix y would be a candidate (same state: same rf, same costs added,
+  same constraints) before x + y: so only the first k prefixes of each state are needed. With a budget
+  on another quantity o (top k by MACs under --max-params), a prefix is only beaten by those before it
+  with no larger o (they stay within the budget wherever x does), so each state keeps the prefixes that
+  have fewer than k such prefixes before them (up to two such budgeted quantities among params, MACs and
+  latency; a third goes to the walk). A budget on the key itself, and every budget with the least cost a
+  completion still adds, drops prefixes that cannot finish inside it. Extending a state's list by a
+  group of choices (one rf increment, one output: one next state), pair (i, j) has at least
+  (d_i + 1)(d_j + 1) - 1 pairs before it with no larger o, so only pairs with (d_i + 1)(d_j + 1) <= k
+  are formed.
+* **Pareto front** by 2-3 of params, MACs, rf_error, ERF, latency_ms: per state, the distinct vectors of the
   additive objectives (and of the budgeted quantities that are not objectives) that no other vector of
   the state beats (no worse everywhere, better in an objective); a beaten prefix's every completion is
   beaten by the same completion of the prefix that beats it. Equal vectors are one node with every
@@ -57,6 +59,8 @@ ERF_EXACT = 1 << 50  # below this, 12 x variance -> sqrt(v / 12) keeps distinct 
 # MAX_PAIRS) runs in steer's kernel thread with steer.control(), so Ctrl-C stays live.
 NEVER = np.zeros(steer.NCTL, np.int64)
 KEYS = {"params": "params", "macs": "macs", "erf": "erf", "rf_error": "zero", "latency_ms": "latency"}
+BUDGETED = ("params", "macs", "latency")  # the per-choice costs a budget can bound (latency: whole microseconds)
+FLAGS = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
 
 
 def applicable(space: Space, selection: dict) -> str | None:
@@ -68,22 +72,25 @@ def applicable(space: Space, selection: dict) -> str | None:
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
     if where is not None:
         return "--where filters the walk's rows"
-    if (space.max_latency is not None and sample is None) or "latency_ms" in (pareto or ()):
-        return "a latency budget (but for --sample) or a latency objective of --pareto is selected by the walk"
     if sort == "latency_ms" and space.latency is None:
         return "--sort latency_ms needs --latency-lut"
-    budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
+    if "latency_ms" in (pareto or ()) and space.latency is None:
+        return "--pareto latency_ms needs --latency-lut"
+    budgets = [q for q in BUDGETED if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:
-            flags = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
-            named = " and ".join(flags[q] for q in budgets)
+            named = " and ".join(FLAGS[q] for q in budgets)
             return f"both {named} are set (the exact count handles one budget)"
         return None
     if pareto is not None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
-        if "peak_act" in pareto and (len(pareto) != 2 or "rf_error" in pareto):
-            return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf"
+        if "peak_act" in pareto:
+            if len(pareto) == 2 and "rf_error" in pareto:
+                return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf, " \
+                       "latency_ms, or beside two objectives"  # fmt: skip
+            if len(pareto) == 2 and len(_others(budgets, next(n for n in pareto if n != "peak_act"))) > 2:
+                return "three budgets besides the other objective are selected by the walk"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None
@@ -93,6 +100,8 @@ def applicable(space: Space, selection: dict) -> str | None:
         return f"unknown sort key {sort!r}"
     if limit > MAX_K:
         return f"--limit above {MAX_K:,}"
+    if len(_others(budgets, sort)) > 2:
+        return "three budgets besides the sort key are selected by the walk"
     if sort == "erf" and _erf_bound(space) >= ERF_EXACT:
         return "the ERF variances are too large to compare exactly as sigmas"
     return None
@@ -113,6 +122,15 @@ def _space_reason(space: Space) -> str | None:
 
 def _budget(space: Space, q: str) -> int | None:
     return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}.get(q)
+
+
+def _others(budgets: list[str], key: str) -> list[str]:
+    """The budgeted quantities besides a sort key or objective (``key``: a --sort/--pareto name)."""
+    return [q for q in budgets if q != KEYS.get(key)]
+
+
+def _budgets(space: Space) -> list[str]:
+    return [q for q in BUDGETED if _budget(space, q) is not None]
 
 
 def _erf_bound(space: Space) -> int:
@@ -185,8 +203,8 @@ def _evaluate(space: Space, choice: np.ndarray, **kw) -> Batch:
 def top_k(
     space: Space, k: int, sort: str, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None
 ) -> Batch:
-    """The best ``k`` survivors by ``sort`` (params, macs, rf_error, erf), ties to the smaller arch_id:
-    the rows and order of the walk's TopK (see the module docstring for why it is exact).
+    """The best ``k`` survivors by ``sort`` (params, macs, rf_error, erf, latency_ms, peak_act), ties to the
+    smaller arch_id: the rows and order of the walk's TopK (see the module docstring for why it is exact).
 
     For rf_error the key is the final state's: the programme first allows only the final rfs of the
     smallest errors and widens them until k candidates are found (every candidate left out has a larger
@@ -200,8 +218,8 @@ def top_k(
         return _top_k_by_peak(space, k, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     key_name, sign = KEYS[sort], (-1 if sort == "erf" else 1)
-    others = [q for q in ("params", "macs") if _budget(space, q) is not None and q != sort]
-    bk = _budget(space, sort) if sort in ("params", "macs") else None
+    others = _others(_budgets(space), sort)
+    bk = _budget(space, key_name)
     bk = INF if bk is None else np.int64(bk)
 
     def kfun(table):
@@ -242,7 +260,7 @@ def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
     (fewer than k: ``first`` of the value before v gives all of them) comes first, then those of peak v
     in arch_id order, and the first k of ``first(v)`` hold at least the k - (those below) needed."""
     graph = stage_graph.build(space)
-    others = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    others = _budgets(space)
     values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
 
     def first(i: int) -> np.ndarray:
@@ -273,7 +291,8 @@ def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
 
 
 def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
-    """The Pareto front by peak activation memory and one additive objective q (params, macs or erf).
+    """The Pareto front by peak activation memory and one additive objective q (params, macs, erf or
+    latency_ms).
 
     With m(v) the least q-key among the candidates of peak <= v (the best-1 programme on the choices
     within v: rfsweep.space.stage_graph.peak_budget), m is non-increasing in v, and a candidate x is on
@@ -285,8 +304,8 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
     q = next(n for n in names if n != "peak_act")
     graph = stage_graph.build(space)
     key_name, sign = KEYS[q], (-1 if q == "erf" else 1)
-    others = [b for b in ("params", "macs") if _budget(space, b) is not None and b != q]
-    bk = _budget(space, q) if q in ("params", "macs") else None
+    others = _others(_budgets(space), q)
+    bk = _budget(space, key_name)
     bk = INF if bk is None else np.int64(bk)
     values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
     last = len(values) - 1
@@ -516,7 +535,8 @@ def front(
     threads: int | None = None,
     stats: Stats | None = None,
 ) -> Batch:
-    """The Pareto front of the survivors by ``names`` (2-3 of params, macs, rf_error, erf), ties kept,
+    """The Pareto front of the survivors by ``names`` (2-3 of params, macs, rf_error, erf, latency_ms, with
+    peak_act beside one or two of them), ties kept,
     ordered by the objectives then arch_id: the walk's Front (see the module docstring)."""
 
     why = applicable(space, {"pareto": names})
@@ -527,12 +547,11 @@ def front(
     graph = stage_graph.build(space)
     P = graph.positions
     # tracked columns: the additive objectives (erf negated: all minimised), then budgets not among them
-    objs = [n for n in names if n != "rf_error"]
-    dims = objs + [q for q in ("params", "macs") if _budget(space, q) is not None and q not in objs]
+    objs = [KEYS[n] for n in names if n != "rf_error"]  # per-choice quantities: params, macs, erf, latency
+    dims = objs + [q for q in _budgets(space) if q not in objs]
     nobj = len(objs)
     sign = np.array([-1 if d == "erf" else 1 for d in dims], np.int64)
-    bud = np.array([_budget(space, d) if d in ("params", "macs") and _budget(space, d) is not None else INF
-                    for d in dims], np.int64)  # fmt: skip
+    bud = np.array([INF if _budget(space, d) is None else _budget(space, d) for d in dims], np.int64)
     K = _kernels()
 
     def groups_of(table):
@@ -614,7 +633,7 @@ def front(
         if name == "rf_error":
             keys.append(np.abs(2 * graph.final_rf()[seg_state] - t2))
         else:
-            keys.append(vec[:, dims.index(name)])
+            keys.append(vec[:, dims.index(KEYS[name])])
     on_front = objectives.front_mask(keys) if len(seg_state) else np.zeros(0, bool)
     chosen = _paths(edges, np.nonzero(on_front)[0], names)
     if len(chosen) == 0:

@@ -11,10 +11,14 @@ chi-square test.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
 import math
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +32,7 @@ from rfsweep.core.errors import RFSweepError
 from rfsweep.engine import run as engine
 from rfsweep.engine import stage_sample, stage_select
 from rfsweep.kernels import layer_math as lm
-from rfsweep.space import build_space, stage_graph, stages
+from rfsweep.space import build_space, latency, stage_graph, stages
 
 # channel choices between stages (a bottleneck stage outputs 16 or 32), SE on and off in one stage:
 # (8 + 64) x (2 + 4) x 2 x 2 = 1,728 candidates
@@ -224,6 +228,108 @@ def test_front_too_large_is_one_line(monkeypatch):
     monkeypatch.setattr(stage_select, "MAX_PAIRS", 10)
     with pytest.raises(RFSweepError, match="partial"):
         stage_select.top_k(_space("mini_ofa"), 50, "macs")
+
+
+# ---------------------------------------------------------------- latency tables (issue 25)
+
+_LUTS: dict[str, str] = {}
+
+
+def _lut(name: str) -> str:
+    """A latency table for a test space: made-up times (ms, 4 decimals, so the rounding to whole
+    microseconds matters) for every distinct block, written once per session."""
+    if name not in _LUTS:
+        base = _space(name)
+        rng = np.random.default_rng(len(name))
+        entries = {b.key: {"median_ms": round(float(rng.uniform(0.01, 0.3)), 4)} for b in latency.distinct_blocks(base)}
+        folder = Path(tempfile.mkdtemp(prefix="rfsweep-lut-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps({"format": latency.FORMAT, "entries": entries}))
+        _LUTS[name] = str(path)
+    return _LUTS[name]
+
+
+_ALL_LAT: dict[str, object] = {}
+
+
+def everything_with_latency(name: str):
+    if name not in _ALL_LAT:
+        df, _ = walk(_space(name, latency_lut=_lut(name)), sample=10**6, seed=0)
+        _ALL_LAT[name] = df
+    return _ALL_LAT[name]
+
+
+@st.composite
+def latency_settings(draw):
+    """settings() with a latency table, and a --max-latency-ms at a quantile of the candidates' or none."""
+    name, extra = draw(settings())
+    extra = {**extra, "latency_lut": _lut(name)}
+    if draw(st.booleans()):
+        ms = everything_with_latency(name)["latency_ms"]
+        extra["max_latency_ms"] = float(np.quantile(ms, draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))))
+    return name, extra
+
+
+def _rf_error_needs_a_window(space, names):
+    """rf_error needs a target or a window: without one, macs in its place."""
+    if "rf_error" not in names or space.rf_min != 1 or space.rf_max is not None:
+        return names
+    return tuple(dict.fromkeys(n if n != "rf_error" else "macs" for n in names))
+
+
+@given(case=latency_settings(), sort=st.sampled_from(["latency_ms", "params", "macs", "erf", "rf_error", "peak_act"]),
+       k=st.integers(1, 60))  # fmt: skip
+def test_best_k_with_latency_equals_the_walk(case, sort, k):
+    name, extra = case
+    space = _space(name, **extra)
+    if sort == "rf_error" and space.rf_min == 1 and space.rf_max is None:
+        sort = "latency_ms"
+    budgets = [q for q in ("max_params", "max_macs", "max_latency_ms") if q in extra]
+    if len(budgets) == 3 and sort not in ("params", "macs", "latency_ms"):
+        assert "three budgets" in stage_select.applicable(space, {"limit": k, "sort": sort})
+        return
+    expected, _ = walk(space, limit=k, sort=sort)
+    got, stats = exact(space, limit=k, sort=sort)
+    assert got.equals(expected), (extra, sort, k)
+    assert stats.kept == len(got)
+
+
+_ADDITIVE = ["params", "macs", "rf_error", "erf", "latency_ms"]
+LATENCY_NAMES = [c for r in (2, 3) for c in itertools.combinations(_ADDITIVE, r) if "latency_ms" in c]
+LATENCY_NAMES += [("params", "latency_ms", "macs"), ("latency_ms", "peak_act")]
+
+
+@given(case=latency_settings(), names=st.sampled_from(LATENCY_NAMES))
+def test_front_with_latency_equals_the_walk(case, names):
+    name, extra = case
+    space = _space(name, **extra)
+    names = _rf_error_needs_a_window(space, names)
+    expected, _ = walk(space, pareto=",".join(names))
+    got, stats = exact(space, pareto=",".join(names))
+    assert got.equals(expected), (extra, names)
+    assert stats.kept == len(got)
+
+
+def test_latency_budget_with_three_budgets_and_pairs_past_the_cap(monkeypatch):
+    df = everything_with_latency("mini_ofa")
+    extra = {"latency_lut": _lut("mini_ofa"), "max_latency_ms": float(np.quantile(df["latency_ms"], 0.6)),
+             "max_macs": int(np.quantile(df["macs"], 0.7)),
+             "max_params": int(np.quantile(df["params"], 0.8))}  # fmt: skip
+    space = _space("mini_ofa", **extra)
+    # a budget on the key and two others: the programme; a third besides the key: the walk
+    for sort in ("latency_ms", "macs"):
+        expected, _ = walk(space, limit=30, sort=sort)
+        assert exact(space, limit=30, sort=sort)[0].equals(expected)
+    assert "three budgets" in stage_select.applicable(space, {"limit": 5, "sort": "erf"})
+    assert "three budgets" in stage_select.applicable(space, {"pareto": ("erf", "peak_act")})
+    expected, _ = walk(space, pareto="erf,latency_ms")
+    assert exact(space, pareto="erf,latency_ms")[0].equals(expected) and len(expected) > 1
+    plain = _space("mini_ofa")
+    assert "--latency-lut" in stage_select.applicable(plain, {"pareto": ("macs", "latency_ms")})
+    monkeypatch.setattr(stage_select, "MAX_PAIRS", 10)
+    with pytest.raises(RFSweepError, match="partial vectors"):
+        stage_select.front(space, ("macs", "latency_ms"))
 
 
 # ---------------------------------------------------------------- samples
@@ -429,6 +535,20 @@ def test_cli_search_equals_the_walk(tmp_path, args):
     assert got.stdout == expected.stdout and got.stdout.count("\n") >= 3
     summary = json.loads(_cli([*args, "--json", "-o", str(tmp_path / "o.parquet")], tmp_path).stdout)
     assert summary["space_size"] == 1728 and summary["pruned"] == 1728 - summary["evaluated"]
+
+
+def test_cli_latency_budget_beside_another_equals_the_walk(tmp_path):
+    # two budgets, one of them on latency: the summary has no 'matching' count (no method counts this
+    # exactly) instead of the count's refusal
+    ms = float(np.quantile(everything_with_latency("channels")["latency_ms"], 0.5))
+    for args in (["--sort", "latency_ms", "--limit", "6"], ["--pareto", "macs,latency_ms"]):
+        args = [*args, "--latency-lut", _lut("channels"), "--max-latency-ms", str(ms), "--max-macs", "2e6"]
+        got = _cli(args, tmp_path)
+        with walk_only():
+            expected = _cli(args, tmp_path)
+        assert got.stdout == expected.stdout and got.stdout.count("\n") >= 3
+        summary = json.loads(_cli([*args, "--json", "-o", str(tmp_path / "o.parquet")], tmp_path).stdout)
+        assert summary["kept"] >= 1 and "matching" not in summary
 
 
 # ---------------------------------------------------------------- Once-for-All
