@@ -70,6 +70,8 @@ def applicable(space: Space, selection: dict) -> str | None:
     if why is not None:
         return why
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
+    if isinstance(pareto, str):
+        pareto = tuple(n.strip() for n in pareto.split(","))
     if where is not None:
         return "--where filters the walk's rows"
     if sort == "latency_ms" and space.latency is None:
@@ -86,10 +88,9 @@ def applicable(space: Space, selection: dict) -> str | None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
         if "peak_act" in pareto:
-            if len(pareto) == 2 and "rf_error" in pareto:
-                return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf, " \
-                       "latency_ms, or beside two objectives"  # fmt: skip
-            if len(pareto) == 2 and len(_others(budgets, next(n for n in pareto if n != "peak_act"))) > 2:
+            if len(pareto) > 3:
+                return "peak_act is a largest value: the exact front takes it beside one or two objectives"
+            if _by_least_key(pareto) and len(_others(budgets, next(n for n in pareto if n != "peak_act"))) > 2:
                 return "three budgets besides the other objective are selected by the walk"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
@@ -122,6 +123,12 @@ def _space_reason(space: Space) -> str | None:
 
 def _budget(space: Space, q: str) -> int | None:
     return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}.get(q)
+
+
+def _by_least_key(names) -> bool:
+    """A front by peak_act and one additive objective: by the least key per peak (else by the fronts of
+    the other objectives per peak)."""
+    return len(names) == 2 and "peak_act" in names and "rf_error" not in names
 
 
 def _others(budgets: list[str], key: str) -> list[str]:
@@ -328,26 +335,9 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
             least[i] = found
         return least[i]
 
-    if m(last) is None:
+    drops = _changes(last, lambda i: m(i) is not None, lambda a, b: m(a) == m(b))
+    if not drops:
         return Batch.empty(space)
-    lo, hi = 0, last  # the least value with a candidate
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if m(mid) is not None else (mid + 1, hi)
-    drops = [lo]
-
-    def scan(a: int, b: int) -> None:  # m(a), m(b) known, a < b: the drops in (a, b]
-        if m(a) == m(b):
-            return
-        if b == a + 1:
-            drops.append(b)
-            return
-        mid = (a + b) // 2
-        scan(a, mid)
-        scan(mid, b)
-
-    if lo < last:
-        scan(lo, last)
     result = Front(space, names)
     for i in sorted(drops):
         g = sub(i)
@@ -362,6 +352,113 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
             result.add(_evaluate(space, chosen, **kw))
         steer.check()
     return result.result()
+
+
+def _front_by_peak_levels(space: Space, names: tuple[str, ...], **kw) -> Batch:
+    """The Pareto front by peak activation memory and two other objectives (a, b: two of params, macs,
+    erf, latency_ms, rf_error), or rf_error alone (b = 0 for all).
+
+    With F(v) the (a, b) front of the candidates of peak <= v (the front programme on the choices within
+    v: rfsweep.space.stage_graph.peak_budget), a candidate x of peak v is on the three-objective front
+    exactly when it is on F(v) (no candidate of peak <= v beats it in (a, b)) and no vector of F(u), u the
+    value before v, is no larger than its (a, b) in both (a candidate of smaller peak with (a, b) no
+    worse beats it; every such candidate's (a, b) is matched or beaten by F(u)'s). The set of F's vectors
+    only changes where new candidates beat or extend it; where it is the same at u and v no candidate of
+    peak in (u, v] can be on the front (its (a, b) is matched by F(u)), so the values where F changes are
+    found by bisection, and at each the nodes of F(v) that F(value before v) does not match are taken
+    whole (every path into them has peak v: one of smaller peak would be matched by F(value before v)).
+    """
+    rest = tuple(n for n in names if n != "peak_act")
+    graph = stage_graph.build(space)
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+    last = len(values) - 1
+
+    def sub(i: int) -> Graph:
+        return graph if i == last else stage_graph.peak_budget(graph, int(values[i]))
+
+    def nonempty(g: Graph) -> bool:
+        return bool(g.final_ok.any() and g.live[0].any())
+
+    vectors: dict[int, np.ndarray] = {}
+
+    def front_vectors(i: int) -> np.ndarray:
+        """F(values[i])'s distinct (a, b) vectors, sorted."""
+        if i not in vectors:
+            g = sub(i)
+            if not nonempty(g):
+                vectors[i] = np.zeros((0, 2), np.int64)
+            else:
+                _, keys, on_front = _front_nodes(g, rest)
+                vectors[i] = np.unique(_two(keys[on_front]), axis=0)
+            steer.check()
+        return vectors[i]
+
+    changes = _changes(
+        last, lambda i: nonempty(sub(i)), lambda a, b: np.array_equal(front_vectors(a), front_vectors(b))
+    )
+    if not changes:
+        return Batch.empty(space)
+    lo = changes[0]
+    parts, total = [], 0
+    for i in changes:
+        edges, keys, on_front = _front_nodes(sub(i), rest)
+        take = on_front & ~_matched(_two(keys), front_vectors(i - 1) if i > lo else np.zeros((0, 2), np.int64))
+        chosen = _paths(edges, np.nonzero(take)[0], names)
+        total += len(chosen)
+        if total > MAX_FRONT_ROWS:
+            raise field_error(
+                "pareto", ",".join(names), f"more than {MAX_FRONT_ROWS:,} candidates lie on the front (ties "
+                f"included): add a budget or another objective",
+            )  # fmt: skip
+        parts.append(chosen)
+        steer.check()
+    chosen = np.concatenate(parts) if parts else np.zeros((0, graph.positions), np.int64)
+    if len(chosen) == 0:
+        return Batch.empty(space)
+    return _checked_front(space, names, chosen, **kw)
+
+
+def _changes(last: int, has, same) -> list[int]:
+    """For a quantity of the peak levels 0..last that only improves with the level: the least level i
+    with ``has(i)`` (a candidate of peak <= values[i]), then, in order, every later level where it
+    differs from the level before (``same(a, b)``: equal at a < b, so at every level between). Empty
+    when ``has(last)`` is false. Found by bisection: a few evaluations per change."""
+    if not has(last):
+        return []
+    lo, hi = 0, last
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if has(mid) else (mid + 1, hi)
+    found = [lo]
+
+    def scan(a: int, b: int) -> None:  # the changes in (a, b]
+        if same(a, b):
+            return
+        if b == a + 1:
+            found.append(b)
+            return
+        mid = (a + b) // 2
+        scan(a, mid)
+        scan(mid, b)
+
+    if lo < last:
+        scan(lo, last)
+    return sorted(found)
+
+
+def _two(keys: np.ndarray) -> np.ndarray:
+    """Two key columns: one objective with a zero beside it."""
+    return keys if keys.shape[1] == 2 else np.concatenate([keys, np.zeros((len(keys), 1), np.int64)], axis=1)
+
+
+def _matched(keys: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """Per row of ``keys`` (two columns), whether some row of ``front`` is no larger in both."""
+    if len(front) == 0 or len(keys) == 0:
+        return np.zeros(len(keys), bool)
+    order = np.lexsort((front[:, 1], front[:, 0]))
+    a, least_b = front[order, 0], np.minimum.accumulate(front[order, 1])
+    at = np.searchsorted(a, keys[:, 0], side="right") - 1  # the front rows with a no larger: order[:at + 1]
+    return (at >= 0) & (least_b[np.maximum(at, 0)] <= keys[:, 1])
 
 
 def _stopped() -> bool:
@@ -542,13 +639,40 @@ def front(
     why = applicable(space, {"pareto": names})
     if why is not None:
         raise field_error("pareto", ",".join(names), f"the exact front cannot take this space: {why}")
+    kw = dict(device=device, threads=threads, stats=stats)
     if "peak_act" in names:
-        return _front_with_peak(space, names, device=device, threads=threads, stats=stats)
-    graph = stage_graph.build(space)
+        if _by_least_key(names):
+            return _front_with_peak(space, names, **kw)
+        return _front_by_peak_levels(space, names, **kw)
+    edges, keys, on_front = _front_nodes(stage_graph.build(space), names)
+    chosen = _paths(edges, np.nonzero(on_front)[0], names)
+    if len(chosen) == 0:
+        return Batch.empty(space)
+    return _checked_front(space, names, chosen, **kw)
+
+
+def _checked_front(space: Space, names: tuple[str, ...], chosen: np.ndarray, **kw) -> Batch:
+    """The rows of the chosen candidates (choice tuples) in the walk's Front order; every one must be on it."""
+    chosen = chosen[np.lexsort(chosen.T[::-1])]
+    batch = _evaluate(space, chosen, **kw)
+    result = Front(space, names)
+    result.add(batch)
+    out = result.result()
+    if len(out) != len(batch):
+        raise RuntimeError(
+            "a candidate of the programme's front is dominated: rfsweep.engine.stage_select is wrong here"
+        )
+    return out
+
+
+def _front_nodes(graph: Graph, names: tuple[str, ...]):
+    """The programme of the module docstring on ``graph``: (edges per level, the final nodes' objective
+    keys (one row per node, all minimised: erf negated), which of them are on the front)."""
+    space = graph.space
     P = graph.positions
     # tracked columns: the additive objectives (erf negated: all minimised), then budgets not among them
     objs = [KEYS[n] for n in names if n != "rf_error"]  # per-choice quantities: params, macs, erf, latency
-    dims = objs + [q for q in _budgets(space) if q not in objs]
+    dims = objs + [q for q in _budgets(space) if q not in objs] or ["zero"]  # rf_error alone: one node per state
     nobj = len(objs)
     sign = np.array([-1 if d == "erf" else 1 for d in dims], np.int64)
     bud = np.array([INF if _budget(space, d) is None else _budget(space, d) for d in dims], np.int64)
@@ -634,20 +758,13 @@ def front(
             keys.append(np.abs(2 * graph.final_rf()[seg_state] - t2))
         else:
             keys.append(vec[:, dims.index(KEYS[name])])
-    on_front = objectives.front_mask(keys) if len(seg_state) else np.zeros(0, bool)
-    chosen = _paths(edges, np.nonzero(on_front)[0], names)
-    if len(chosen) == 0:
-        return Batch.empty(space)
-    chosen = chosen[np.lexsort(chosen.T[::-1])]
-    batch = _evaluate(space, chosen, device=device, threads=threads, stats=stats)
-    result = Front(space, names)
-    result.add(batch)
-    out = result.result()
-    if len(out) != len(batch):
-        raise RuntimeError(
-            "a candidate of the programme's front is dominated: rfsweep.engine.stage_select is wrong here"
-        )
-    return out
+    if len(seg_state) == 0:
+        on_front = np.zeros(0, bool)
+    elif len(keys) == 1:  # one objective (rf_error per peak level): its least value
+        on_front = keys[0] == keys[0].min()
+    else:
+        on_front = objectives.front_mask(keys)
+    return edges, np.stack(keys, axis=1).astype(np.int64), on_front
 
 
 def _concat_vectors(payloads, dims: int):

@@ -78,12 +78,26 @@ MINI_OFA = {
     ],
 }  # fmt: skip
 
-SPACES = {"channels": CHANNELS, "mini_ofa": MINI_OFA}
-SIZES = {"channels": 1728, "mini_ofa": 4800}
+# peaks set by the stages (a small stem, expansions and channels to choose), 16 distinct: fronts with
+# peak_act spread over several peak values: 26,208 candidates
+PEAKY = {
+    "input_size": 16,
+    "in_channels": 3,
+    "stem": [{"op": "conv", "kernel": 3, "stride": 1, "channels": 4}],
+    "head": [{"op": "global_pool"}, {"op": "linear", "channels": 10, "act": "none"}],
+    "stages": [
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [1, 3, 6], "channels": [8, 16], "stride": 1},
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [2, 4, 6], "channels": [16, 24], "stride": 2,
+         "se": [False, True]},
+    ],
+}  # fmt: skip
+
+SPACES = {"channels": CHANNELS, "mini_ofa": MINI_OFA}  # the spaces the random settings draw from
+SIZES = {"channels": 1728, "mini_ofa": 4800, "peaky": 26208}
 
 
 def _space(name: str, **extra) -> object:
-    return build_space({**json.loads(json.dumps(SPACES[name])), **extra})
+    return build_space({**json.loads(json.dumps({**SPACES, "peaky": PEAKY}[name])), **extra})
 
 
 @contextlib.contextmanager
@@ -147,7 +161,7 @@ def settings(draw, name=None):
 
 def test_spaces_are_the_sizes_their_comments_say():
     for name, size in SIZES.items():
-        assert _space(name).size == size == len(everything(name))
+        assert _space(name).size == size == (len(everything(name)) if name in SPACES else size)
     assert everything("channels")["params"].nunique() > 50 and everything("mini_ofa")["macs"].nunique() > 500
 
 
@@ -309,6 +323,41 @@ def test_front_with_latency_equals_the_walk(case, names):
     got, stats = exact(space, pareto=",".join(names))
     assert got.equals(expected), (extra, names)
     assert stats.kept == len(got)
+
+
+PEAK_NAMES = [("peak_act", *c) for c in itertools.combinations(_ADDITIVE, 2)] + [("rf_error", "peak_act")]
+
+
+@given(case=latency_settings(), names=st.sampled_from(PEAK_NAMES))
+def test_front_with_peak_and_two_objectives_equals_the_walk(case, names):
+    # by the fronts of the other two per peak level (and rf_error beside peak_act alone)
+    name, extra = case
+    space = _space(name, **extra)
+    names = _rf_error_needs_a_window(space, names)
+    if len(names) == 2 and "rf_error" not in names:
+        names = ("peak_act", "erf", "params")
+    expected, _ = walk(space, pareto=",".join(names))
+    got, stats = exact(space, pareto=",".join(names))
+    assert got.equals(expected), (extra, names)
+    assert stats.kept == len(got)
+
+
+def test_front_with_peak_and_two_objectives_has_many_peak_levels():
+    # fronts spread over several peak values (16 in the space), with and without budgets
+    df = everything_with_latency("peaky")
+    assert df["peak_act"].nunique() == 16
+    budgets = {
+        "max_latency_ms": float(np.quantile(df["latency_ms"], 0.6)),
+        "max_macs": int(np.quantile(df["macs"], 0.8)),
+    }
+    cases = [({}, "peak_act,macs,latency_ms", 3), ({}, "erf,latency_ms,peak_act", 5),
+             (budgets, "erf,latency_ms,peak_act", 2), ({"rf_min": 20}, "peak_act,rf_error", 1)]  # fmt: skip
+    for extra, names, levels in cases:
+        space = _space("peaky", latency_lut=_lut("peaky"), **extra)
+        expected, _ = walk(space, pareto=names)
+        got, _ = exact(space, pareto=names)
+        assert got.equals(expected), names
+        assert expected["peak_act"].nunique() >= levels, (names, extra, expected["peak_act"].nunique())
 
 
 def test_latency_budget_with_three_budgets_and_pairs_past_the_cap(monkeypatch):
