@@ -18,8 +18,8 @@ Why each is exact:
   same constraints) before x + y: so only the first k prefixes of each state are needed. With a budget
   on another quantity o (top k by MACs under --max-params), a prefix is only beaten by those before it
   with no larger o (they stay within the budget wherever x does), so each state keeps the prefixes that
-  have fewer than k such prefixes before them (up to two such budgeted quantities among params, MACs and
-  latency; a third goes to the walk). A budget on the key itself, and every budget with the least cost a
+  have fewer than k such prefixes before them (no larger in every budgeted quantity among params, MACs
+  and latency). A budget on the key itself, and every budget with the least cost a
   completion still adds, drops prefixes that cannot finish inside it. Extending a state's list by a
   group of choices (one rf increment, one output: one next state), pair (i, j) has at least
   (d_i + 1)(d_j + 1) - 1 pairs before it with no larger o, so only pairs with (d_i + 1)(d_j + 1) <= k
@@ -90,8 +90,6 @@ def applicable(space: Space, selection: dict) -> str | None:
         if "peak_act" in pareto:
             if len(pareto) > 3:
                 return "peak_act is a largest value: the exact front takes it beside one or two objectives"
-            if _by_least_key(pareto) and len(_others(budgets, next(n for n in pareto if n != "peak_act"))) > 2:
-                return "three budgets besides the other objective are selected by the walk"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None
@@ -101,8 +99,6 @@ def applicable(space: Space, selection: dict) -> str | None:
         return f"unknown sort key {sort!r}"
     if limit > MAX_K:
         return f"--limit above {MAX_K:,}"
-    if len(_others(budgets, sort)) > 2:
-        return "three budgets besides the sort key are selected by the walk"
     if sort == "erf" and _erf_bound(space) >= ERF_EXACT:
         return "the ERF variances are too large to compare exactly as sigmas"
     return None
@@ -472,7 +468,7 @@ def _zero(table) -> np.ndarray:
 
 def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     """The k-best programme (module docstring) over ``graph``: key ``kfun`` (its budget ``bk``, INF when
-    none) and budgets on the quantities ``others`` besides the key (0 to 2). Per level, each state's
+    none) and budgets on the quantities ``others`` besides the key (0 to 3). Per level, each state's
     prefixes that can still be among the k best, in (key, prefix) order. Returns (parents, choices,
     final items).
 
@@ -484,40 +480,41 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     """
     space = graph.space
     P = graph.positions
-    ofuns = [lambda t, q=q: t.metric(q) for q in others] + [_zero] * (2 - len(others))
-    bo = [np.int64(_budget(space, q)) for q in others] + [INF] * (2 - len(others))
+    m = len(others)
+    ofuns = [lambda t, q=q: t.metric(q) for q in others]
+    bo = np.array([_budget(space, q) for q in others], np.int64)
     suf_k = stage_graph.completion(graph, [kfun])[0]
     suf_o = [stage_graph.completion(graph, [f])[0] for f in ofuns]
-    witnesses = _witnesses(graph, kfun, ofuns[: len(others)])
+    witnesses = _witnesses(graph, kfun, ofuns)
     bound = bk
     K = _kernels()
 
-    def dominated_by(starts, seg_ids, o1, o2, ctl):
+    def dominated_by(starts, seg_ids, o, ctl):
         """Per item, the items before it in its segment with no larger other costs (see the kernels)."""
-        d = np.empty(len(o1), np.int64)
-        if not others:
-            d[:] = np.arange(len(o1)) - starts[seg_ids]
-        elif len(others) == 1:
-            K.dominators(starts, _dense_rank(seg_ids, o1), d, ctl)
+        d = np.empty(len(o), np.int64)
+        if m == 0:
+            d[:] = np.arange(len(o)) - starts[seg_ids]
+        elif m == 1:
+            K.dominators(starts, _dense_rank(seg_ids, o[:, 0]), d, ctl)
         else:
-            K.dominators2(starts, o1, o2, np.int64(k), d, ctl)
+            K.dominators_n(starts, o, np.int64(k), d, ctl)
         return d
 
     def groups_of(table):
         c = np.nonzero(table.ok)[0]
-        kinc, o1, o2 = kfun(table)[c], ofuns[0](table)[c], ofuns[1](table)[c]
+        kinc, o = kfun(table)[c], _columns([f(table)[c] for f in ofuns], len(c))
         drf, cout = table.drf[c], table.cout[c]
         order = np.lexsort((c, kinc, cout, drf))
-        c, kinc, o1, o2, drf, cout = c[order], kinc[order], o1[order], o2[order], drf[order], cout[order]
+        c, kinc, o, drf, cout = c[order], kinc[order], o[order], drf[order], cout[order]
         start = np.ones(len(c), bool)
         start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
         gid = np.cumsum(start) - 1
         starts = np.append(np.nonzero(start)[0], len(c)).astype(np.int64)
-        d = dominated_by(starts, gid, o1, o2, NEVER)
+        d = dominated_by(starts, gid, o, NEVER)
         keep = d < k  # a member with k members before it of no larger other costs never pairs
-        gid, c, kinc, o1, o2, d = gid[keep], c[keep], kinc[keep], o1[keep], o2[keep], d[keep]
+        gid, c, kinc, o, d = gid[keep], c[keep], kinc[keep], o[keep], d[keep]
         off = np.searchsorted(gid, np.arange(len(starts)))
-        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o1, o2, d)
+        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o, d)
 
     def settle(out, n_states):
         """A level's pairs by state, key, then prefix, less those with k pairs before them of no larger
@@ -525,47 +522,50 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
         None once the stop flag is up (steer.call raises)."""
         if _stopped():
             return None
-        order = np.lexsort((out[5], out[4], out[1], out[0]))  # by state, key, then prefix (parent, choice)
-        v, key, o1, o2, plex, c, parent = (x[order] for x in out)
+        out_v, out_key, out_o, out_plex, out_c, out_parent = out
+        order = np.lexsort((out_c, out_plex, out_key, out_v))  # by state, key, then prefix (parent, choice)
+        v, key, o, plex, c, parent = (x[order] for x in out)
         starts = _segments(v, n_states)
-        d = dominated_by(starts, v, o1, o2, steer.control())
+        d = dominated_by(starts, v, o, steer.control())
         if _stopped():  # d is partly written
             return None
         keep = d < k
-        v, key, o1, o2, plex, c, parent, d = (x[keep] for x in (v, key, o1, o2, plex, c, parent, d))
+        v, key, o, plex, c, parent, d = (x[keep] for x in (v, key, o, plex, c, parent, d))
         lex = np.empty(len(v), np.int64)
         lex[np.lexsort((c, plex))] = np.arange(len(v))
-        return v, key, o1, o2, plex, c, parent, d, lex
+        return v, key, o, plex, c, parent, d, lex
 
     one = np.zeros(1, np.int64)
-    it = dict(state=one, key=one, o1=one, o2=one, d=one, lex=one)  # level 0: the empty prefix
+    it = dict(state=one, key=one, o=np.zeros((1, m), np.int64), d=one, lex=one)  # level 0: the empty prefix
     parents, choices = [], []
     for p in range(P):
         tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, groups_of)
-        gm_off, m_c, m_k, m_o1, m_o2, m_d = _concat_members(payloads)
+        gm_off, m_c, m_k, m_o, m_d = _concat_members(payloads, m)
         seg = _segments(it["state"], len(graph.rf[p]))
+        suf = _columns([x[p + 1] for x in suf_o], len(graph.rf[p + 1]))
         args = (
-            seg, it["key"], it["o1"], it["o2"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k,
-            m_o1, m_o2, m_d, suf_k[p + 1], suf_o[0][p + 1], suf_o[1][p + 1], np.int64(bound), bo[0], bo[1],
-            np.int64(k),
+            seg, it["key"], it["o"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d,
+            suf_k[p + 1], suf, np.int64(bound), bo, np.int64(k),
         )  # fmt: skip
-        empty = np.zeros(0, np.int64)
-        n = steer.call(K.topk_expand, False, *args, *([empty] * 7), steer.control())
+        empty, empty_o = np.zeros(0, np.int64), np.zeros((0, m), np.int64)
+        n = steer.call(K.topk_expand, False, *args, empty, empty, empty_o, empty, empty, empty, steer.control())
         if n > MAX_PAIRS:
             raise field_error(
                 "limit", k, f"the exact best {k:,} would form {n:,} partial candidates at position {p}; lower --limit"
             )
-        out = [np.empty(n, np.int64) for _ in range(7)]
+        out = [np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, m), np.int64)]
+        out += [np.empty(n, np.int64) for _ in range(3)]
         steer.call(K.topk_expand, True, *args, *out, steer.control())
-        v, key, o1, o2, plex, c, parent, d, lex = steer.call(settle, out, len(graph.rf[p + 1]))
-        it = dict(state=v, key=key, o1=o1, o2=o2, d=d, lex=lex)
+        v, key, o, plex, c, parent, d, lex = steer.call(settle, out, len(graph.rf[p + 1]))
+        it = dict(state=v, key=key, o=o, d=d, lex=lex)
         parents.append(parent)
         choices.append(c)
         best_key = np.full(len(v), INF)  # each prefix's best known completion within the budgets
-        for kw_, ow1, ow2 in witnesses:
+        for kw_, ows in witnesses:
             k_end = key + kw_[p + 1][v]
-            fits = (kw_[p + 1][v] < INF) & (o1 + ow1[p + 1][v] <= bo[0]) & (o2 + ow2[p + 1][v] <= bo[1])
-            fits &= k_end <= bk
+            fits = (kw_[p + 1][v] < INF) & (k_end <= bk)
+            for q, ow in enumerate(ows):
+                fits &= o[:, q] + ow[p + 1][v] <= bo[q]
             best_key = np.where(fits, np.minimum(best_key, k_end), best_key)
         if np.count_nonzero(best_key < INF) >= k:
             bound = min(bound, int(np.partition(best_key, k - 1)[k - 1]))
@@ -573,20 +573,25 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     return parents, choices, it
 
 
+def _columns(cols: list[np.ndarray], n: int) -> np.ndarray:
+    """Per-item columns side by side (n rows; no columns: shape (n, 0))."""
+    return np.ascontiguousarray(np.stack(cols, axis=1)) if cols else np.zeros((n, 0), np.int64)
+
+
 def _witnesses(graph: Graph, kfun, ofuns: list) -> list:
-    """Known completions per state, as (key, o1, o2) sums: the least in the other costs (each first, in
-    turn), and, with budgets besides the key, the least in key + lam x (other costs) for a few lam (a
-    large ERF under a MACs budget lies near the budget, far from the cheapest completion)."""
-    zeros = [np.zeros(len(r), np.int64) for r in graph.rf]
-    pad = (zeros,) * (2 - len(ofuns))
+    """Known completions per state, as (key sums, [sums of each other cost]): the least in the other
+    costs (each first, in turn), and, with budgets besides the key, the least in key + lam x (other
+    costs) for a few lam (a large ERF under a MACs budget lies near the budget, far from the cheapest
+    completion)."""
     if not ofuns:
-        return [(stage_graph.completion(graph, [kfun])[0], zeros, zeros)]
+        return [(stage_graph.completion(graph, [kfun])[0], [])]
     funcs = [kfun, *ofuns]
     out = []
-    for first in range(len(ofuns)):  # least in one other cost, then in the other, then in the key
+    for first in range(len(ofuns)):  # least in one other cost, then in the others, then in the key
         order = [1 + first, *[1 + i for i in range(len(ofuns)) if i != first], 0]
         sums = stage_graph.completion(graph, [funcs[i] for i in order])
-        out.append(tuple(sums[order.index(i)] for i in range(len(funcs))) + pad)
+        ordered = [sums[order.index(i)] for i in range(len(funcs))]
+        out.append((ordered[0], ordered[1:]))
 
     def spread(f):
         return sum(float(np.ptp(f(t)[t.ok])) if t.ok.any() else 0.0 for per in graph.tables for t in per.values())
@@ -595,24 +600,29 @@ def _witnesses(graph: Graph, kfun, ofuns: list) -> list:
     if sk > 0 and all(x > 0 for x in so):
         for j in range(-3, 4):
             weights = [1.0] + [4.0**j * sk / x / len(so) for x in so]
-            out.append(tuple(stage_graph.completion(graph, funcs, weights)) + pad)
+            sums = stage_graph.completion(graph, funcs, weights)
+            out.append((sums[0], sums[1:]))
     return out
 
 
-def _concat_members(payloads):
-    """Flatten per-table member lists (offsets relative to each table's groups) into global arrays."""
-    offs, cols = [np.zeros(1, np.int64)], [[] for _ in range(5)]
+def _concat_members(payloads, m: int):
+    """Flatten per-table member lists (offsets relative to each table's groups) into global arrays: the
+    groups' offsets, then members' choices, key increments, other costs (m columns), dominator counts."""
+    offs, cs, ks, os_, ds = [np.zeros(1, np.int64)], [], [], [], []
     base = 0
-    for off, *arrays in payloads:
+    for off, c, kinc, o, d in payloads:
         offs.append(np.asarray(off[1:], np.int64) + base)
-        for col, a in zip(cols, arrays):
-            col.append(a)
-        base += len(arrays[0])
+        cs.append(c)
+        ks.append(kinc)
+        os_.append(o)
+        ds.append(d)
+        base += len(c)
 
     def cat(parts):
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    return (cat(offs), *[cat(col) for col in cols])
+    o = np.ascontiguousarray(np.concatenate(os_).astype(np.int64)) if os_ else np.zeros((0, m), np.int64)
+    return cat(offs), cat(cs), cat(ks), o, cat(ds)
 
 
 def _kernels():

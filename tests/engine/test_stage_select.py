@@ -299,10 +299,6 @@ def test_best_k_with_latency_equals_the_walk(case, sort, k):
     space = _space(name, **extra)
     if sort == "rf_error" and space.rf_min == 1 and space.rf_max is None:
         sort = "latency_ms"
-    budgets = [q for q in ("max_params", "max_macs", "max_latency_ms") if q in extra]
-    if len(budgets) == 3 and sort not in ("params", "macs", "latency_ms"):
-        assert "three budgets" in stage_select.applicable(space, {"limit": k, "sort": sort})
-        return
     expected, _ = walk(space, limit=k, sort=sort)
     got, stats = exact(space, limit=k, sort=sort)
     assert got.equals(expected), (extra, sort, k)
@@ -360,18 +356,19 @@ def test_front_with_peak_and_two_objectives_has_many_peak_levels():
         assert expected["peak_act"].nunique() >= levels, (names, extra, expected["peak_act"].nunique())
 
 
-def test_latency_budget_with_three_budgets_and_pairs_past_the_cap(monkeypatch):
+def test_three_budgets_and_pairs_past_the_cap(monkeypatch):
     df = everything_with_latency("mini_ofa")
-    extra = {"latency_lut": _lut("mini_ofa"), "max_latency_ms": float(np.quantile(df["latency_ms"], 0.6)),
-             "max_macs": int(np.quantile(df["macs"], 0.7)),
-             "max_params": int(np.quantile(df["params"], 0.8))}  # fmt: skip
-    space = _space("mini_ofa", **extra)
-    # a budget on the key and two others: the programme; a third besides the key: the walk
-    for sort in ("latency_ms", "macs"):
-        expected, _ = walk(space, limit=30, sort=sort)
-        assert exact(space, limit=30, sort=sort)[0].equals(expected)
-    assert "three budgets" in stage_select.applicable(space, {"limit": 5, "sort": "erf"})
-    assert "three budgets" in stage_select.applicable(space, {"pareto": ("erf", "peak_act")})
+    for q in (0.3, 0.6, 0.9):
+        extra = {"latency_lut": _lut("mini_ofa"), "max_latency_ms": float(np.quantile(df["latency_ms"], q)),
+                 "max_macs": int(np.quantile(df["macs"], q + 0.05)),
+                 "max_params": int(np.quantile(df["params"], q + 0.1))}  # fmt: skip
+        space = _space("mini_ofa", **extra)
+        # a budget on the key and two others, or three budgets besides the key (dominance in three columns)
+        for sort, k in (("latency_ms", 30), ("macs", 30), ("erf", 40), ("peak_act", 7), ("erf", 1)):
+            expected, _ = walk(space, limit=k, sort=sort)
+            assert exact(space, limit=k, sort=sort)[0].equals(expected), (q, sort, k)
+        expected, _ = walk(space, pareto="erf,peak_act")
+        assert exact(space, pareto="erf,peak_act")[0].equals(expected), q
     expected, _ = walk(space, pareto="erf,latency_ms")
     assert exact(space, pareto="erf,latency_ms")[0].equals(expected) and len(expected) > 1
     plain = _space("mini_ofa")
