@@ -90,6 +90,7 @@ def topk_expand(
     Returns the number of pairs (written when ``fill``); -1 when stopped.
     """
     m = it_o.shape[1]
+    room = np.empty(m, np.int64)  # per item: what its other costs leave of each budget after the least completion
     n = 0
     steps = 0
     for s in range(seg.shape[0] - 1):
@@ -110,13 +111,20 @@ def topk_expand(
                 if lim == 0:
                     continue
                 ki = it_key[i]
+                for q in range(m):
+                    room[q] = bo[q] - suf_o[v, q] - it_o[i, q]
                 for j in range(gm_off[g], gm_off[g + 1]):
                     if m_d[j] >= lim:
                         continue
                     key = ki + m_k[j]
                     if key + sk > bk:
                         break  # members are in key order
-                    if not within(it_o, i, m_o, j, suf_o, v, bo):
+                    fits = True
+                    for q in range(m):
+                        if m_o[j, q] > room[q]:
+                            fits = False
+                            break
+                    if not fits:
                         continue
                     if fill:
                         out_v[n] = v
@@ -163,7 +171,7 @@ def dominators_n(starts, o, k, out, ctl):
     """out[i]: the items before i in its segment with every column of ``o`` no larger, counted up to k
     among the items kept so far (those with fewer than k): an item with k such items before it has k
     among the kept ones (the first of them not kept has k before it, all kept and all before i), so the
-    count decides alike. Items are in order within segments at ``starts``; two or more columns (one:
+    count decides alike. Items are in order within segments at ``starts``; two or three columns (one:
     :func:`dominators`)."""
     m = o.shape[1]
     size = 1
@@ -176,14 +184,10 @@ def dominators_n(starts, o, k, out, ctl):
             if ctl[CTL_STOP] != 0:  # one load an item: each scans up to the segment's kept items
                 return
             c = 0
+            a0, a1, a2 = o[i, 0], o[i, 1], o[i, m - 1]  # two or three columns (m - 1 = 1: the second again)
             for q in range(nk):
                 y = kept[q]
-                le = True
-                for col in range(m):
-                    if o[y, col] > o[i, col]:
-                        le = False
-                        break
-                if le:
+                if o[y, 0] <= a0 and o[y, 1] <= a1 and o[y, m - 1] <= a2:
                     c += 1
                     if c >= k:
                         break
