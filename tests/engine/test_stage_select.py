@@ -595,6 +595,14 @@ def test_cli_latency_budget_beside_another_equals_the_walk(tmp_path):
         assert got.stdout == expected.stdout and got.stdout.count("\n") >= 3
         summary = json.loads(_cli([*args, "--json", "-o", str(tmp_path / "o.parquet")], tmp_path).stdout)
         assert summary["kept"] >= 1 and "matching" not in summary
+    # latency_ms without a table: one line naming the option, before any walk
+    from rfsweep.network.spec_io import to_toml
+
+    (tmp_path / "plain.toml").write_text(to_toml(CHANNELS))
+    for args in (["--pareto", "macs,latency_ms"], ["--sort", "latency_ms", "--limit", "3"]):
+        res = CliRunner().invoke(main, ["search", "--space", str(tmp_path / "plain.toml"), *args])
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert f"field '{args[0][2:]}'" in res.output and "--latency-lut" in res.output
 
 
 # ---------------------------------------------------------------- Once-for-All
