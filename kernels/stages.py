@@ -63,23 +63,34 @@ def lt128(h1, l1, h2, l2):
 # ---------------------------------------------------------------- top k
 
 
+@njit(cache=True, inline="always")
+def within(a, i, b, j, suf, v, bud):
+    """a[i] + b[j] plus the least completion suf[v] is within the budget ``bud`` in every column."""
+    for d in range(bud.shape[0]):
+        if a[i, d] + b[j, d] + suf[v, d] > bud[d]:
+            return False
+    return True
+
+
 @njit(cache=True, nogil=True)
 def topk_expand(
-    fill, seg, it_key, it_o1, it_o2, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o1, m_o2, m_d,
-    suf_k, suf_o1, suf_o2, bk, bo1, bo2, k, out_v, out_key, out_o1, out_o2, out_plex, out_c, out_parent, ctl,
+    fill, seg, it_key, it_o, it_d, it_lex, tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d, suf_k, suf_o, bk,
+    bo, k, out_v, out_key, out_o, out_plex, out_c, out_parent, ctl,
 ):  # fmt: skip
     """Extend the kept prefixes of every state by every choice group (choices of one rf increment and one
     output: they lead to one state), keeping only pairs that can be among the k best there.
 
     Items of state s are it[seg[s]:seg[s + 1]], in their state's order (key, then lexicographic); a
     group's members are in (key, choice) order with ``m_d`` the members before them whose other costs
-    (o1, o2: the budgeted quantities that are not the key; 0 when none) are no larger. A pair (item i,
-    member j) has at least (d_i + 1)(d_j + 1) - 1 pairs of the same state before it in (key, prefix)
-    order with no larger other costs (each earlier-or-equal item with each earlier-or-equal member), so
-    it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget (bk, bo1, bo2) with the least
-    completion cost added (suf_* at the next state) are dropped. Returns the number of pairs (written
-    when ``fill``); -1 when stopped.
+    (the columns of ``it_o`` / ``m_o``: the budgeted quantities that are not the key, none or more) are
+    no larger. A pair (item i, member j) has at least (d_i + 1)(d_j + 1) - 1 pairs of the same state
+    before it in (key, prefix) order with no larger other costs (each earlier-or-equal item with each
+    earlier-or-equal member), so it is kept only when (d_i + 1)(d_j + 1) <= k. Pairs over a budget (bk,
+    bo[q]) with the least completion cost added (suf_k, suf_o[:, q] at the next state) are dropped.
+    Returns the number of pairs (written when ``fill``); -1 when stopped.
     """
+    m = it_o.shape[1]
+    room = np.empty(m, np.int64)  # per item: what its other costs leave of each budget after the least completion
     n = 0
     steps = 0
     for s in range(seg.shape[0] - 1):
@@ -91,7 +102,7 @@ def topk_expand(
             v = nxt[ns_off[s] + g - gt_off[t]]
             if v < 0:
                 continue
-            sk, so1, so2 = suf_k[v], suf_o1[v], suf_o2[v]
+            sk = suf_k[v]
             for i in range(a0, a1):
                 if (steps & 4095) == 0 and ctl[CTL_STOP] != 0:
                     return -1
@@ -99,22 +110,27 @@ def topk_expand(
                 lim = k // (it_d[i] + 1)
                 if lim == 0:
                     continue
-                ki, o1i, o2i = it_key[i], it_o1[i], it_o2[i]
+                ki = it_key[i]
+                for q in range(m):
+                    room[q] = bo[q] - suf_o[v, q] - it_o[i, q]
                 for j in range(gm_off[g], gm_off[g + 1]):
                     if m_d[j] >= lim:
                         continue
                     key = ki + m_k[j]
                     if key + sk > bk:
                         break  # members are in key order
-                    o1 = o1i + m_o1[j]
-                    o2 = o2i + m_o2[j]
-                    if o1 + so1 > bo1 or o2 + so2 > bo2:
+                    fits = True
+                    for q in range(m):
+                        if m_o[j, q] > room[q]:
+                            fits = False
+                            break
+                    if not fits:
                         continue
                     if fill:
                         out_v[n] = v
                         out_key[n] = key
-                        out_o1[n] = o1
-                        out_o2[n] = o2
+                        for q in range(m):
+                            out_o[n, q] = it_o[i, q] + m_o[j, q]
                         out_plex[n] = it_lex[i]
                         out_c[n] = m_c[j]
                         out_parent[n] = i
@@ -151,11 +167,13 @@ def dominators(starts, rank, out, ctl):
 
 
 @njit(cache=True, nogil=True)
-def dominators2(starts, o1, o2, k, out, ctl):
-    """out[i]: the items before i in its segment with o1 and o2 both no larger, counted up to k among the
-    items kept so far (those with fewer than k): an item with k such items before it has k among the kept
-    ones (the first of them not kept has k before it, all kept and all before i), so the count decides
-    alike. Items are in order within segments at ``starts``."""
+def dominators_n(starts, o, k, out, ctl):
+    """out[i]: the items before i in its segment with every column of ``o`` no larger, counted up to k
+    among the items kept so far (those with fewer than k): an item with k such items before it has k
+    among the kept ones (the first of them not kept has k before it, all kept and all before i), so the
+    count decides alike. Items are in order within segments at ``starts``; two or three columns (one:
+    :func:`dominators`)."""
+    m = o.shape[1]
     size = 1
     for s in range(starts.shape[0] - 1):
         size = max(size, starts[s + 1] - starts[s])
@@ -166,9 +184,10 @@ def dominators2(starts, o1, o2, k, out, ctl):
             if ctl[CTL_STOP] != 0:  # one load an item: each scans up to the segment's kept items
                 return
             c = 0
+            a0, a1, a2 = o[i, 0], o[i, 1], o[i, m - 1]  # two or three columns (m - 1 = 1: the second again)
             for q in range(nk):
                 y = kept[q]
-                if o1[y] <= o1[i] and o2[y] <= o2[i]:
+                if o[y, 0] <= a0 and o[y, 1] <= a1 and o[y, m - 1] <= a2:
                     c += 1
                     if c >= k:
                         break
@@ -240,12 +259,7 @@ def front_expand(fill, seg, vec, tid, gt_off, ns_off, nxt, gv_off, gvec, suf, bu
                     return -1
                 steps += 1
                 for f in range(gv_off[g], gv_off[g + 1]):
-                    ok = True
-                    for d in range(dims):
-                        if vec[u, d] + gvec[f, d] + suf[v, d] > bud[d]:
-                            ok = False
-                            break
-                    if not ok:
+                    if not within(vec, u, gvec, f, suf, v, bud):
                         continue
                     if fill:
                         out_v[n] = v
@@ -452,7 +466,7 @@ __all__ = [
     "add128",
     "count_level",
     "dominators",
-    "dominators2",
+    "dominators_n",
     "enumerate_lex",
     "front_expand",
     "front_keep",
@@ -461,4 +475,5 @@ __all__ = [
     "sub128",
     "topk_expand",
     "unrank",
+    "within",
 ]

@@ -391,7 +391,9 @@ def search(
     }
     if dataset_out:
         summary.update({k: stats.extra[k] for k in ("parts", "cluster", "workers", "shards_run", "shards_reused")})
-    if (sort is not None or pareto is not None or where is not None) and counting.count_method(space)[0] == "dp":
+    # (a latency budget is never counted by the programme: count_method refuses what the split method cannot count)
+    selected = sort is not None or pareto is not None or where is not None
+    if selected and space.max_latency is None and counting.count_method(space)[0] == "dp":
         summary["matching"] = counting.window_count(space)
     if sample is not None:
         summary["sampled_from"] = stats.extra.get("sampled_from", stats.kept)

@@ -125,6 +125,9 @@ class Front:
     only the front and one batch."""
 
     def __init__(self, space: Space, names: tuple[str, ...]):
+        if "latency_ms" in names and getattr(space, "latency", None) is None:  # before the walk starts
+            raise field_error("pareto", ",".join(names), "latency_ms needs a latency table (--latency-lut FILE, a "
+                              "space of stages)")  # fmt: skip
         self.space, self.names = space, names
         self.best: Batch | None = None
 

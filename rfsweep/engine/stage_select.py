@@ -10,19 +10,21 @@ get their rows from :func:`rfsweep.engine.run.evaluate`: the kernels' own rows, 
 
 Why each is exact:
 
-* **best k** by a key (params, MACs, 12 x ERF variance negated, or for ``rf_error`` the constant 0 with
-  the final rf deciding at the end), ties to the smaller arch_id = the lexicographically smaller choice
-  tuple. Candidates are ordered by (key, prefix) inside a state. If a prefix x of a top-k candidate
-  x + y had k prefixes before it in its state, each of them with the suffix y would be a candidate
-  (same state: same rf, same costs added, same constraints) before x + y: so only the first k prefixes
-  of each state are needed. With a budget on another quantity o (top k by MACs under --max-params), a
-  prefix is only beaten by those before it with no larger o (they stay within the budget wherever x
-  does), so each state keeps the prefixes that have fewer than k such prefixes before them. A budget on
-  the key itself, and every budget with the least cost a completion still adds, drops prefixes that
-  cannot finish inside it. Extending a state's list by a group of choices (one rf increment, one output:
-  one next state), pair (i, j) has at least (d_i + 1)(d_j + 1) - 1 pairs before it with no larger o, so
-  only pairs with (d_i + 1)(d_j + 1) <= k are formed.
-* **Pareto front** by 2-3 of params, MACs, rf_error, ERF: per state, the distinct vectors of the
+* **best k** by a key (params, MACs, 12 x ERF variance negated, latency in whole microseconds of the
+  --latency-lut table, or for ``rf_error`` the constant 0 with the final rf deciding at the end), ties
+  to the smaller arch_id = the lexicographically smaller choice tuple. Candidates are ordered by (key,
+  prefix) inside a state. If a prefix x of a top-k candidate x + y had k prefixes before it in its
+  state, each of them with the suffix y would be a candidate (same state: same rf, same costs added,
+  same constraints) before x + y: so only the first k prefixes of each state are needed. With a budget
+  on another quantity o (top k by MACs under --max-params), a prefix is only beaten by those before it
+  with no larger o (they stay within the budget wherever x does), so each state keeps the prefixes that
+  have fewer than k such prefixes before them (no larger in every budgeted quantity among params, MACs
+  and latency). A budget on the key itself, and every budget with the least cost a
+  completion still adds, drops prefixes that cannot finish inside it. Extending a state's list by a
+  group of choices (one rf increment, one output: one next state), pair (i, j) has at least
+  (d_i + 1)(d_j + 1) - 1 pairs before it with no larger o, so only pairs with (d_i + 1)(d_j + 1) <= k
+  are formed.
+* **Pareto front** by 2-3 of params, MACs, rf_error, ERF, latency_ms: per state, the distinct vectors of the
   additive objectives (and of the budgeted quantities that are not objectives) that no other vector of
   the state beats (no worse everywhere, better in an objective); a beaten prefix's every completion is
   beaten by the same completion of the prefix that beats it. Equal vectors are one node with every
@@ -57,6 +59,8 @@ ERF_EXACT = 1 << 50  # below this, 12 x variance -> sqrt(v / 12) keeps distinct 
 # MAX_PAIRS) runs in steer's kernel thread with steer.control(), so Ctrl-C stays live.
 NEVER = np.zeros(steer.NCTL, np.int64)
 KEYS = {"params": "params", "macs": "macs", "erf": "erf", "rf_error": "zero", "latency_ms": "latency"}
+BUDGETED = ("params", "macs", "latency")  # the per-choice costs a budget can bound (latency: whole microseconds)
+FLAGS = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
 
 
 def applicable(space: Space, selection: dict) -> str | None:
@@ -66,24 +70,26 @@ def applicable(space: Space, selection: dict) -> str | None:
     if why is not None:
         return why
     limit, sort, pareto, sample, where = (selection.get(k) for k in ("limit", "sort", "pareto", "sample", "where"))
+    if isinstance(pareto, str):
+        pareto = tuple(n.strip() for n in pareto.split(","))
     if where is not None:
         return "--where filters the walk's rows"
-    if (space.max_latency is not None and sample is None) or "latency_ms" in (pareto or ()):
-        return "a latency budget (but for --sample) or a latency objective of --pareto is selected by the walk"
     if sort == "latency_ms" and space.latency is None:
         return "--sort latency_ms needs --latency-lut"
-    budgets = [q for q in ("params", "macs", "latency") if _budget(space, q) is not None]
+    if "latency_ms" in (pareto or ()) and space.latency is None:
+        return "--pareto latency_ms needs --latency-lut"
+    budgets = [q for q in BUDGETED if _budget(space, q) is not None]
     if sample is not None:
         if len(budgets) > 1:
-            flags = {"params": "--max-params", "macs": "--max-macs", "latency": "--max-latency-ms"}
-            named = " and ".join(flags[q] for q in budgets)
+            named = " and ".join(FLAGS[q] for q in budgets)
             return f"both {named} are set (the exact count handles one budget)"
         return None
     if pareto is not None:
         if "depth" in pareto:
             return "a space of stages has no depth objective"
-        if "peak_act" in pareto and (len(pareto) != 2 or "rf_error" in pareto):
-            return "peak_act is a largest value: the exact front takes it beside one of params, macs, erf"
+        if "peak_act" in pareto:
+            if len(pareto) > 3:
+                return "peak_act is a largest value: the exact front takes it beside one or two objectives"
         if "erf" in pareto and _erf_bound(space) >= ERF_EXACT:
             return "the ERF variances are too large to compare exactly as sigmas"
         return None
@@ -113,6 +119,21 @@ def _space_reason(space: Space) -> str | None:
 
 def _budget(space: Space, q: str) -> int | None:
     return {"params": space.max_params, "macs": space.max_macs, "latency": space.max_latency}.get(q)
+
+
+def _by_least_key(names) -> bool:
+    """A front by peak_act and one additive objective: by the least key per peak (else by the fronts of
+    the other objectives per peak)."""
+    return len(names) == 2 and "peak_act" in names and "rf_error" not in names
+
+
+def _others(budgets: list[str], key: str) -> list[str]:
+    """The budgeted quantities besides a sort key or objective (``key``: a --sort/--pareto name)."""
+    return [q for q in budgets if q != KEYS.get(key)]
+
+
+def _budgets(space: Space) -> list[str]:
+    return [q for q in BUDGETED if _budget(space, q) is not None]
 
 
 def _erf_bound(space: Space) -> int:
@@ -185,8 +206,8 @@ def _evaluate(space: Space, choice: np.ndarray, **kw) -> Batch:
 def top_k(
     space: Space, k: int, sort: str, *, device: str = "cpu", threads: int | None = None, stats: Stats | None = None
 ) -> Batch:
-    """The best ``k`` survivors by ``sort`` (params, macs, rf_error, erf), ties to the smaller arch_id:
-    the rows and order of the walk's TopK (see the module docstring for why it is exact).
+    """The best ``k`` survivors by ``sort`` (params, macs, rf_error, erf, latency_ms, peak_act), ties to the
+    smaller arch_id: the rows and order of the walk's TopK (see the module docstring for why it is exact).
 
     For rf_error the key is the final state's: the programme first allows only the final rfs of the
     smallest errors and widens them until k candidates are found (every candidate left out has a larger
@@ -200,8 +221,8 @@ def top_k(
         return _top_k_by_peak(space, k, device=device, threads=threads, stats=stats)
     graph = stage_graph.build(space)
     key_name, sign = KEYS[sort], (-1 if sort == "erf" else 1)
-    others = [q for q in ("params", "macs") if _budget(space, q) is not None and q != sort]
-    bk = _budget(space, sort) if sort in ("params", "macs") else None
+    others = _others(_budgets(space), sort)
+    bk = _budget(space, key_name)
     bk = INF if bk is None else np.int64(bk)
 
     def kfun(table):
@@ -242,7 +263,7 @@ def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
     (fewer than k: ``first`` of the value before v gives all of them) comes first, then those of peak v
     in arch_id order, and the first k of ``first(v)`` hold at least the k - (those below) needed."""
     graph = stage_graph.build(space)
-    others = [q for q in ("params", "macs") if _budget(space, q) is not None]
+    others = _budgets(space)
     values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
 
     def first(i: int) -> np.ndarray:
@@ -273,7 +294,8 @@ def _top_k_by_peak(space: Space, k: int, **kw) -> Batch:
 
 
 def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
-    """The Pareto front by peak activation memory and one additive objective q (params, macs or erf).
+    """The Pareto front by peak activation memory and one additive objective q (params, macs, erf or
+    latency_ms).
 
     With m(v) the least q-key among the candidates of peak <= v (the best-1 programme on the choices
     within v: rfsweep.space.stage_graph.peak_budget), m is non-increasing in v, and a candidate x is on
@@ -285,8 +307,8 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
     q = next(n for n in names if n != "peak_act")
     graph = stage_graph.build(space)
     key_name, sign = KEYS[q], (-1 if q == "erf" else 1)
-    others = [b for b in ("params", "macs") if _budget(space, b) is not None and b != q]
-    bk = _budget(space, q) if q in ("params", "macs") else None
+    others = _others(_budgets(space), q)
+    bk = _budget(space, key_name)
     bk = INF if bk is None else np.int64(bk)
     values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
     last = len(values) - 1
@@ -309,26 +331,9 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
             least[i] = found
         return least[i]
 
-    if m(last) is None:
+    drops = _changes(last, lambda i: m(i) is not None, lambda a, b: m(a) == m(b))
+    if not drops:
         return Batch.empty(space)
-    lo, hi = 0, last  # the least value with a candidate
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if m(mid) is not None else (mid + 1, hi)
-    drops = [lo]
-
-    def scan(a: int, b: int) -> None:  # m(a), m(b) known, a < b: the drops in (a, b]
-        if m(a) == m(b):
-            return
-        if b == a + 1:
-            drops.append(b)
-            return
-        mid = (a + b) // 2
-        scan(a, mid)
-        scan(mid, b)
-
-    if lo < last:
-        scan(lo, last)
     result = Front(space, names)
     for i in sorted(drops):
         g = sub(i)
@@ -345,6 +350,113 @@ def _front_with_peak(space: Space, names: tuple[str, ...], **kw) -> Batch:
     return result.result()
 
 
+def _front_by_peak_levels(space: Space, names: tuple[str, ...], **kw) -> Batch:
+    """The Pareto front by peak activation memory and two other objectives (a, b: two of params, macs,
+    erf, latency_ms, rf_error), or rf_error alone (b = 0 for all).
+
+    With F(v) the (a, b) front of the candidates of peak <= v (the front programme on the choices within
+    v: rfsweep.space.stage_graph.peak_budget), a candidate x of peak v is on the three-objective front
+    exactly when it is on F(v) (no candidate of peak <= v beats it in (a, b)) and no vector of F(u), u the
+    value before v, is no larger than its (a, b) in both (a candidate of smaller peak with (a, b) no
+    worse beats it; every such candidate's (a, b) is matched or beaten by F(u)'s). The set of F's vectors
+    only changes where new candidates beat or extend it; where it is the same at u and v no candidate of
+    peak in (u, v] can be on the front (its (a, b) is matched by F(u)), so the values where F changes are
+    found by bisection, and at each the nodes of F(v) that F(value before v) does not match are taken
+    whole (every path into them has peak v: one of smaller peak would be matched by F(value before v)).
+    """
+    rest = tuple(n for n in names if n != "peak_act")
+    graph = stage_graph.build(space)
+    values = np.unique(np.concatenate([t.peak[t.ok] for per in graph.tables for t in per.values()] + [[0]]))
+    last = len(values) - 1
+
+    def sub(i: int) -> Graph:
+        return graph if i == last else stage_graph.peak_budget(graph, int(values[i]))
+
+    def nonempty(g: Graph) -> bool:
+        return bool(g.final_ok.any() and g.live[0].any())
+
+    vectors: dict[int, np.ndarray] = {}
+
+    def front_vectors(i: int) -> np.ndarray:
+        """F(values[i])'s distinct (a, b) vectors, sorted."""
+        if i not in vectors:
+            g = sub(i)
+            if not nonempty(g):
+                vectors[i] = np.zeros((0, 2), np.int64)
+            else:
+                _, keys, on_front = _front_nodes(g, rest)
+                vectors[i] = np.unique(_two(keys[on_front]), axis=0)
+            steer.check()
+        return vectors[i]
+
+    changes = _changes(
+        last, lambda i: nonempty(sub(i)), lambda a, b: np.array_equal(front_vectors(a), front_vectors(b))
+    )
+    if not changes:
+        return Batch.empty(space)
+    lo = changes[0]
+    parts, total = [], 0
+    for i in changes:
+        edges, keys, on_front = _front_nodes(sub(i), rest)
+        take = on_front & ~_matched(_two(keys), front_vectors(i - 1) if i > lo else np.zeros((0, 2), np.int64))
+        chosen = _paths(edges, np.nonzero(take)[0], names)
+        total += len(chosen)
+        if total > MAX_FRONT_ROWS:
+            raise field_error(
+                "pareto", ",".join(names), f"more than {MAX_FRONT_ROWS:,} candidates lie on the front (ties "
+                f"included): add a budget or another objective",
+            )  # fmt: skip
+        parts.append(chosen)
+        steer.check()
+    chosen = np.concatenate(parts) if parts else np.zeros((0, graph.positions), np.int64)
+    if len(chosen) == 0:
+        return Batch.empty(space)
+    return _checked_front(space, names, chosen, **kw)
+
+
+def _changes(last: int, has, same) -> list[int]:
+    """For a quantity of the peak levels 0..last that only improves with the level: the least level i
+    with ``has(i)`` (a candidate of peak <= values[i]), then, in order, every later level where it
+    differs from the level before (``same(a, b)``: equal at a < b, so at every level between). Empty
+    when ``has(last)`` is false. Found by bisection: a few evaluations per change."""
+    if not has(last):
+        return []
+    lo, hi = 0, last
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if has(mid) else (mid + 1, hi)
+    found = [lo]
+
+    def scan(a: int, b: int) -> None:  # the changes in (a, b]
+        if same(a, b):
+            return
+        if b == a + 1:
+            found.append(b)
+            return
+        mid = (a + b) // 2
+        scan(a, mid)
+        scan(mid, b)
+
+    if lo < last:
+        scan(lo, last)
+    return sorted(found)
+
+
+def _two(keys: np.ndarray) -> np.ndarray:
+    """Two key columns: one objective with a zero beside it."""
+    return keys if keys.shape[1] == 2 else np.concatenate([keys, np.zeros((len(keys), 1), np.int64)], axis=1)
+
+
+def _matched(keys: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """Per row of ``keys`` (two columns), whether some row of ``front`` is no larger in both."""
+    if len(front) == 0 or len(keys) == 0:
+        return np.zeros(len(keys), bool)
+    order = np.lexsort((front[:, 1], front[:, 0]))
+    a, least_b = front[order, 0], np.minimum.accumulate(front[order, 1])
+    at = np.searchsorted(a, keys[:, 0], side="right") - 1  # the front rows with a no larger: order[:at + 1]
+    return (at >= 0) & (least_b[np.maximum(at, 0)] <= keys[:, 1])
+
+
 def _stopped() -> bool:
     """The stop flag is up: the work in the kernel thread gives up (its caller raises and discards it)."""
     return bool(steer.control()[steer.CTL_STOP])
@@ -356,7 +468,7 @@ def _zero(table) -> np.ndarray:
 
 def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     """The k-best programme (module docstring) over ``graph``: key ``kfun`` (its budget ``bk``, INF when
-    none) and budgets on the quantities ``others`` besides the key (0 to 2). Per level, each state's
+    none) and budgets on the quantities ``others`` besides the key (0 to 3). Per level, each state's
     prefixes that can still be among the k best, in (key, prefix) order. Returns (parents, choices,
     final items).
 
@@ -368,40 +480,41 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     """
     space = graph.space
     P = graph.positions
-    ofuns = [lambda t, q=q: t.metric(q) for q in others] + [_zero] * (2 - len(others))
-    bo = [np.int64(_budget(space, q)) for q in others] + [INF] * (2 - len(others))
+    m = len(others)
+    ofuns = [lambda t, q=q: t.metric(q) for q in others]
+    bo = np.array([_budget(space, q) for q in others], np.int64)
     suf_k = stage_graph.completion(graph, [kfun])[0]
     suf_o = [stage_graph.completion(graph, [f])[0] for f in ofuns]
-    witnesses = _witnesses(graph, kfun, ofuns[: len(others)])
+    witnesses = _witnesses(graph, kfun, ofuns)
     bound = bk
     K = _kernels()
 
-    def dominated_by(starts, seg_ids, o1, o2, ctl):
+    def dominated_by(starts, seg_ids, o, ctl):
         """Per item, the items before it in its segment with no larger other costs (see the kernels)."""
-        d = np.empty(len(o1), np.int64)
-        if not others:
-            d[:] = np.arange(len(o1)) - starts[seg_ids]
-        elif len(others) == 1:
-            K.dominators(starts, _dense_rank(seg_ids, o1), d, ctl)
+        d = np.empty(len(o), np.int64)
+        if m == 0:
+            d[:] = np.arange(len(o)) - starts[seg_ids]
+        elif m == 1:
+            K.dominators(starts, _dense_rank(seg_ids, o[:, 0]), d, ctl)
         else:
-            K.dominators2(starts, o1, o2, np.int64(k), d, ctl)
+            K.dominators_n(starts, o, np.int64(k), d, ctl)
         return d
 
     def groups_of(table):
         c = np.nonzero(table.ok)[0]
-        kinc, o1, o2 = kfun(table)[c], ofuns[0](table)[c], ofuns[1](table)[c]
+        kinc, o = kfun(table)[c], _columns([f(table)[c] for f in ofuns], len(c))
         drf, cout = table.drf[c], table.cout[c]
         order = np.lexsort((c, kinc, cout, drf))
-        c, kinc, o1, o2, drf, cout = c[order], kinc[order], o1[order], o2[order], drf[order], cout[order]
+        c, kinc, o, drf, cout = c[order], kinc[order], o[order], drf[order], cout[order]
         start = np.ones(len(c), bool)
         start[1:] = (drf[1:] != drf[:-1]) | (cout[1:] != cout[:-1])
         gid = np.cumsum(start) - 1
         starts = np.append(np.nonzero(start)[0], len(c)).astype(np.int64)
-        d = dominated_by(starts, gid, o1, o2, NEVER)
+        d = dominated_by(starts, gid, o, NEVER)
         keep = d < k  # a member with k members before it of no larger other costs never pairs
-        gid, c, kinc, o1, o2, d = gid[keep], c[keep], kinc[keep], o1[keep], o2[keep], d[keep]
+        gid, c, kinc, o, d = gid[keep], c[keep], kinc[keep], o[keep], d[keep]
         off = np.searchsorted(gid, np.arange(len(starts)))
-        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o1, o2, d)
+        return drf[starts[:-1]], cout[starts[:-1]], (off, c, kinc, o, d)
 
     def settle(out, n_states):
         """A level's pairs by state, key, then prefix, less those with k pairs before them of no larger
@@ -409,47 +522,50 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
         None once the stop flag is up (steer.call raises)."""
         if _stopped():
             return None
-        order = np.lexsort((out[5], out[4], out[1], out[0]))  # by state, key, then prefix (parent, choice)
-        v, key, o1, o2, plex, c, parent = (x[order] for x in out)
+        out_v, out_key, out_o, out_plex, out_c, out_parent = out
+        order = np.lexsort((out_c, out_plex, out_key, out_v))  # by state, key, then prefix (parent, choice)
+        v, key, o, plex, c, parent = (x[order] for x in out)
         starts = _segments(v, n_states)
-        d = dominated_by(starts, v, o1, o2, steer.control())
+        d = dominated_by(starts, v, o, steer.control())
         if _stopped():  # d is partly written
             return None
         keep = d < k
-        v, key, o1, o2, plex, c, parent, d = (x[keep] for x in (v, key, o1, o2, plex, c, parent, d))
+        v, key, o, plex, c, parent, d = (x[keep] for x in (v, key, o, plex, c, parent, d))
         lex = np.empty(len(v), np.int64)
         lex[np.lexsort((c, plex))] = np.arange(len(v))
-        return v, key, o1, o2, plex, c, parent, d, lex
+        return v, key, o, plex, c, parent, d, lex
 
     one = np.zeros(1, np.int64)
-    it = dict(state=one, key=one, o1=one, o2=one, d=one, lex=one)  # level 0: the empty prefix
+    it = dict(state=one, key=one, o=np.zeros((1, m), np.int64), d=one, lex=one)  # level 0: the empty prefix
     parents, choices = [], []
     for p in range(P):
         tid, gt_off, ns_off, nxt, payloads = stage_graph.level_groups(graph, p, groups_of)
-        gm_off, m_c, m_k, m_o1, m_o2, m_d = _concat_members(payloads)
+        gm_off, m_c, m_k, m_o, m_d = _concat_members(payloads, m)
         seg = _segments(it["state"], len(graph.rf[p]))
+        suf = _columns([x[p + 1] for x in suf_o], len(graph.rf[p + 1]))
         args = (
-            seg, it["key"], it["o1"], it["o2"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k,
-            m_o1, m_o2, m_d, suf_k[p + 1], suf_o[0][p + 1], suf_o[1][p + 1], np.int64(bound), bo[0], bo[1],
-            np.int64(k),
+            seg, it["key"], it["o"], it["d"], it["lex"], tid, gt_off, ns_off, nxt, gm_off, m_c, m_k, m_o, m_d,
+            suf_k[p + 1], suf, np.int64(bound), bo, np.int64(k),
         )  # fmt: skip
-        empty = np.zeros(0, np.int64)
-        n = steer.call(K.topk_expand, False, *args, *([empty] * 7), steer.control())
+        empty, empty_o = np.zeros(0, np.int64), np.zeros((0, m), np.int64)
+        n = steer.call(K.topk_expand, False, *args, empty, empty, empty_o, empty, empty, empty, steer.control())
         if n > MAX_PAIRS:
             raise field_error(
                 "limit", k, f"the exact best {k:,} would form {n:,} partial candidates at position {p}; lower --limit"
             )
-        out = [np.empty(n, np.int64) for _ in range(7)]
+        out = [np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, m), np.int64)]
+        out += [np.empty(n, np.int64) for _ in range(3)]
         steer.call(K.topk_expand, True, *args, *out, steer.control())
-        v, key, o1, o2, plex, c, parent, d, lex = steer.call(settle, out, len(graph.rf[p + 1]))
-        it = dict(state=v, key=key, o1=o1, o2=o2, d=d, lex=lex)
+        v, key, o, plex, c, parent, d, lex = steer.call(settle, out, len(graph.rf[p + 1]))
+        it = dict(state=v, key=key, o=o, d=d, lex=lex)
         parents.append(parent)
         choices.append(c)
         best_key = np.full(len(v), INF)  # each prefix's best known completion within the budgets
-        for kw_, ow1, ow2 in witnesses:
+        for kw_, ows in witnesses:
             k_end = key + kw_[p + 1][v]
-            fits = (kw_[p + 1][v] < INF) & (o1 + ow1[p + 1][v] <= bo[0]) & (o2 + ow2[p + 1][v] <= bo[1])
-            fits &= k_end <= bk
+            fits = (kw_[p + 1][v] < INF) & (k_end <= bk)
+            for q, ow in enumerate(ows):
+                fits &= o[:, q] + ow[p + 1][v] <= bo[q]
             best_key = np.where(fits, np.minimum(best_key, k_end), best_key)
         if np.count_nonzero(best_key < INF) >= k:
             bound = min(bound, int(np.partition(best_key, k - 1)[k - 1]))
@@ -457,20 +573,25 @@ def _topk_pass(graph: Graph, k: int, kfun, bk, others: list[str]):
     return parents, choices, it
 
 
+def _columns(cols: list[np.ndarray], n: int) -> np.ndarray:
+    """Per-item columns side by side (n rows; no columns: shape (n, 0))."""
+    return np.ascontiguousarray(np.stack(cols, axis=1)) if cols else np.zeros((n, 0), np.int64)
+
+
 def _witnesses(graph: Graph, kfun, ofuns: list) -> list:
-    """Known completions per state, as (key, o1, o2) sums: the least in the other costs (each first, in
-    turn), and, with budgets besides the key, the least in key + lam x (other costs) for a few lam (a
-    large ERF under a MACs budget lies near the budget, far from the cheapest completion)."""
-    zeros = [np.zeros(len(r), np.int64) for r in graph.rf]
-    pad = (zeros,) * (2 - len(ofuns))
+    """Known completions per state, as (key sums, [sums of each other cost]): the least in the other
+    costs (each first, in turn), and, with budgets besides the key, the least in key + lam x (other
+    costs) for a few lam (a large ERF under a MACs budget lies near the budget, far from the cheapest
+    completion)."""
     if not ofuns:
-        return [(stage_graph.completion(graph, [kfun])[0], zeros, zeros)]
+        return [(stage_graph.completion(graph, [kfun])[0], [])]
     funcs = [kfun, *ofuns]
     out = []
-    for first in range(len(ofuns)):  # least in one other cost, then in the other, then in the key
+    for first in range(len(ofuns)):  # least in one other cost, then in the others, then in the key
         order = [1 + first, *[1 + i for i in range(len(ofuns)) if i != first], 0]
         sums = stage_graph.completion(graph, [funcs[i] for i in order])
-        out.append(tuple(sums[order.index(i)] for i in range(len(funcs))) + pad)
+        ordered = [sums[order.index(i)] for i in range(len(funcs))]
+        out.append((ordered[0], ordered[1:]))
 
     def spread(f):
         return sum(float(np.ptp(f(t)[t.ok])) if t.ok.any() else 0.0 for per in graph.tables for t in per.values())
@@ -479,24 +600,29 @@ def _witnesses(graph: Graph, kfun, ofuns: list) -> list:
     if sk > 0 and all(x > 0 for x in so):
         for j in range(-3, 4):
             weights = [1.0] + [4.0**j * sk / x / len(so) for x in so]
-            out.append(tuple(stage_graph.completion(graph, funcs, weights)) + pad)
+            sums = stage_graph.completion(graph, funcs, weights)
+            out.append((sums[0], sums[1:]))
     return out
 
 
-def _concat_members(payloads):
-    """Flatten per-table member lists (offsets relative to each table's groups) into global arrays."""
-    offs, cols = [np.zeros(1, np.int64)], [[] for _ in range(5)]
+def _concat_members(payloads, m: int):
+    """Flatten per-table member lists (offsets relative to each table's groups) into global arrays: the
+    groups' offsets, then members' choices, key increments, other costs (m columns), dominator counts."""
+    offs, cs, ks, os_, ds = [np.zeros(1, np.int64)], [], [], [], []
     base = 0
-    for off, *arrays in payloads:
+    for off, c, kinc, o, d in payloads:
         offs.append(np.asarray(off[1:], np.int64) + base)
-        for col, a in zip(cols, arrays):
-            col.append(a)
-        base += len(arrays[0])
+        cs.append(c)
+        ks.append(kinc)
+        os_.append(o)
+        ds.append(d)
+        base += len(c)
 
     def cat(parts):
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    return (cat(offs), *[cat(col) for col in cols])
+    o = np.ascontiguousarray(np.concatenate(os_).astype(np.int64)) if os_ else np.zeros((0, m), np.int64)
+    return cat(offs), cat(cs), cat(ks), o, cat(ds)
 
 
 def _kernels():
@@ -516,23 +642,50 @@ def front(
     threads: int | None = None,
     stats: Stats | None = None,
 ) -> Batch:
-    """The Pareto front of the survivors by ``names`` (2-3 of params, macs, rf_error, erf), ties kept,
+    """The Pareto front of the survivors by ``names`` (2-3 of params, macs, rf_error, erf, latency_ms, with
+    peak_act beside one or two of them), ties kept,
     ordered by the objectives then arch_id: the walk's Front (see the module docstring)."""
 
     why = applicable(space, {"pareto": names})
     if why is not None:
         raise field_error("pareto", ",".join(names), f"the exact front cannot take this space: {why}")
+    kw = dict(device=device, threads=threads, stats=stats)
     if "peak_act" in names:
-        return _front_with_peak(space, names, device=device, threads=threads, stats=stats)
-    graph = stage_graph.build(space)
+        if _by_least_key(names):
+            return _front_with_peak(space, names, **kw)
+        return _front_by_peak_levels(space, names, **kw)
+    edges, keys, on_front = _front_nodes(stage_graph.build(space), names)
+    chosen = _paths(edges, np.nonzero(on_front)[0], names)
+    if len(chosen) == 0:
+        return Batch.empty(space)
+    return _checked_front(space, names, chosen, **kw)
+
+
+def _checked_front(space: Space, names: tuple[str, ...], chosen: np.ndarray, **kw) -> Batch:
+    """The rows of the chosen candidates (choice tuples) in the walk's Front order; every one must be on it."""
+    chosen = chosen[np.lexsort(chosen.T[::-1])]
+    batch = _evaluate(space, chosen, **kw)
+    result = Front(space, names)
+    result.add(batch)
+    out = result.result()
+    if len(out) != len(batch):
+        raise RuntimeError(
+            "a candidate of the programme's front is dominated: rfsweep.engine.stage_select is wrong here"
+        )
+    return out
+
+
+def _front_nodes(graph: Graph, names: tuple[str, ...]):
+    """The programme of the module docstring on ``graph``: (edges per level, the final nodes' objective
+    keys (one row per node, all minimised: erf negated), which of them are on the front)."""
+    space = graph.space
     P = graph.positions
     # tracked columns: the additive objectives (erf negated: all minimised), then budgets not among them
-    objs = [n for n in names if n != "rf_error"]
-    dims = objs + [q for q in ("params", "macs") if _budget(space, q) is not None and q not in objs]
+    objs = [KEYS[n] for n in names if n != "rf_error"]  # per-choice quantities: params, macs, erf, latency
+    dims = objs + [q for q in _budgets(space) if q not in objs] or ["zero"]  # rf_error alone: one node per state
     nobj = len(objs)
     sign = np.array([-1 if d == "erf" else 1 for d in dims], np.int64)
-    bud = np.array([_budget(space, d) if d in ("params", "macs") and _budget(space, d) is not None else INF
-                    for d in dims], np.int64)  # fmt: skip
+    bud = np.array([INF if _budget(space, d) is None else _budget(space, d) for d in dims], np.int64)
     K = _kernels()
 
     def groups_of(table):
@@ -614,21 +767,14 @@ def front(
         if name == "rf_error":
             keys.append(np.abs(2 * graph.final_rf()[seg_state] - t2))
         else:
-            keys.append(vec[:, dims.index(name)])
-    on_front = objectives.front_mask(keys) if len(seg_state) else np.zeros(0, bool)
-    chosen = _paths(edges, np.nonzero(on_front)[0], names)
-    if len(chosen) == 0:
-        return Batch.empty(space)
-    chosen = chosen[np.lexsort(chosen.T[::-1])]
-    batch = _evaluate(space, chosen, device=device, threads=threads, stats=stats)
-    result = Front(space, names)
-    result.add(batch)
-    out = result.result()
-    if len(out) != len(batch):
-        raise RuntimeError(
-            "a candidate of the programme's front is dominated: rfsweep.engine.stage_select is wrong here"
-        )
-    return out
+            keys.append(vec[:, dims.index(KEYS[name])])
+    if len(seg_state) == 0:
+        on_front = np.zeros(0, bool)
+    elif len(keys) == 1:  # one objective (rf_error per peak level): its least value
+        on_front = keys[0] == keys[0].min()
+    else:
+        on_front = objectives.front_mask(keys)
+    return edges, np.stack(keys, axis=1).astype(np.int64), on_front
 
 
 def _concat_vectors(payloads, dims: int):

@@ -11,7 +11,8 @@ That is what lets a dynamic programme over positions replace the walk over the t
 
 ``Graph`` holds, per position, each reachable input's per-choice table; per level (after p positions)
 the reachable states; the final states that meet the rf window and the jump; and, backwards, which
-states can still reach one (``live``) and the least params and MACs any such completion adds.
+states can still reach one (``live``) and the least params and MACs (and latency, with a latency table) any
+such completion adds.
 """
 
 from __future__ import annotations
@@ -273,10 +274,12 @@ def level_groups(graph: Graph, p: int, groups_of):
 
 
 def _backward(graph: Graph) -> None:
-    """live[p][s] and least[q][p][s] (q = params, macs): completions that end in the window, backwards."""
+    """live[p][s] and least[q][p][s] (q = params, macs, and latency with a latency table): completions that
+    end in the window, backwards."""
     P = graph.positions
     live = [None] * (P + 1)
-    least = {q: [None] * (P + 1) for q in ("params", "macs")}
+    quantities = ("params", "macs") + (("latency",) if graph.space.latency is not None else ())
+    least = {q: [None] * (P + 1) for q in quantities}
     live[P] = graph.final_ok.copy()
     for q in least:
         least[q][P] = np.where(live[P], 0, INF)

@@ -11,10 +11,14 @@ chi-square test.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
 import math
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +32,7 @@ from rfsweep.core.errors import RFSweepError
 from rfsweep.engine import run as engine
 from rfsweep.engine import stage_sample, stage_select
 from rfsweep.kernels import layer_math as lm
-from rfsweep.space import build_space, stage_graph, stages
+from rfsweep.space import build_space, latency, stage_graph, stages
 
 # channel choices between stages (a bottleneck stage outputs 16 or 32), SE on and off in one stage:
 # (8 + 64) x (2 + 4) x 2 x 2 = 1,728 candidates
@@ -74,12 +78,26 @@ MINI_OFA = {
     ],
 }  # fmt: skip
 
-SPACES = {"channels": CHANNELS, "mini_ofa": MINI_OFA}
-SIZES = {"channels": 1728, "mini_ofa": 4800}
+# peaks set by the stages (a small stem, expansions and channels to choose), 16 distinct: fronts with
+# peak_act spread over several peak values: 26,208 candidates
+PEAKY = {
+    "input_size": 16,
+    "in_channels": 3,
+    "stem": [{"op": "conv", "kernel": 3, "stride": 1, "channels": 4}],
+    "head": [{"op": "global_pool"}, {"op": "linear", "channels": 10, "act": "none"}],
+    "stages": [
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [1, 3, 6], "channels": [8, 16], "stride": 1},
+        {"block": "mbconv", "depth": [1, 2], "kernel": [3, 5], "expand": [2, 4, 6], "channels": [16, 24], "stride": 2,
+         "se": [False, True]},
+    ],
+}  # fmt: skip
+
+SPACES = {"channels": CHANNELS, "mini_ofa": MINI_OFA}  # the spaces the random settings draw from
+SIZES = {"channels": 1728, "mini_ofa": 4800, "peaky": 26208}
 
 
 def _space(name: str, **extra) -> object:
-    return build_space({**json.loads(json.dumps(SPACES[name])), **extra})
+    return build_space({**json.loads(json.dumps({**SPACES, "peaky": PEAKY}[name])), **extra})
 
 
 @contextlib.contextmanager
@@ -143,7 +161,7 @@ def settings(draw, name=None):
 
 def test_spaces_are_the_sizes_their_comments_say():
     for name, size in SIZES.items():
-        assert _space(name).size == size == len(everything(name))
+        assert _space(name).size == size == (len(everything(name)) if name in SPACES else size)
     assert everything("channels")["params"].nunique() > 50 and everything("mini_ofa")["macs"].nunique() > 500
 
 
@@ -224,6 +242,140 @@ def test_front_too_large_is_one_line(monkeypatch):
     monkeypatch.setattr(stage_select, "MAX_PAIRS", 10)
     with pytest.raises(RFSweepError, match="partial"):
         stage_select.top_k(_space("mini_ofa"), 50, "macs")
+
+
+# ---------------------------------------------------------------- latency tables (issue 25)
+
+_LUTS: dict[str, str] = {}
+
+
+def _lut(name: str) -> str:
+    """A latency table for a test space: made-up times (ms, 4 decimals, so the rounding to whole
+    microseconds matters) for every distinct block, written once per session."""
+    if name not in _LUTS:
+        base = _space(name)
+        rng = np.random.default_rng(len(name))
+        entries = {b.key: {"median_ms": round(float(rng.uniform(0.01, 0.3)), 4)} for b in latency.distinct_blocks(base)}
+        folder = Path(tempfile.mkdtemp(prefix="rfsweep-lut-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps({"format": latency.FORMAT, "entries": entries}))
+        _LUTS[name] = str(path)
+    return _LUTS[name]
+
+
+_ALL_LAT: dict[str, object] = {}
+
+
+def everything_with_latency(name: str):
+    if name not in _ALL_LAT:
+        df, _ = walk(_space(name, latency_lut=_lut(name)), sample=10**6, seed=0)
+        _ALL_LAT[name] = df
+    return _ALL_LAT[name]
+
+
+@st.composite
+def latency_settings(draw):
+    """settings() with a latency table, and a --max-latency-ms at a quantile of the candidates' or none."""
+    name, extra = draw(settings())
+    extra = {**extra, "latency_lut": _lut(name)}
+    if draw(st.booleans()):
+        ms = everything_with_latency(name)["latency_ms"]
+        extra["max_latency_ms"] = float(np.quantile(ms, draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))))
+    return name, extra
+
+
+def _rf_error_needs_a_window(space, names):
+    """rf_error needs a target or a window: without one, macs in its place."""
+    if "rf_error" not in names or space.rf_min != 1 or space.rf_max is not None:
+        return names
+    return tuple(dict.fromkeys(n if n != "rf_error" else "macs" for n in names))
+
+
+@given(case=latency_settings(), sort=st.sampled_from(["latency_ms", "params", "macs", "erf", "rf_error", "peak_act"]),
+       k=st.integers(1, 60))  # fmt: skip
+def test_best_k_with_latency_equals_the_walk(case, sort, k):
+    name, extra = case
+    space = _space(name, **extra)
+    if sort == "rf_error" and space.rf_min == 1 and space.rf_max is None:
+        sort = "latency_ms"
+    expected, _ = walk(space, limit=k, sort=sort)
+    got, stats = exact(space, limit=k, sort=sort)
+    assert got.equals(expected), (extra, sort, k)
+    assert stats.kept == len(got)
+
+
+_ADDITIVE = ["params", "macs", "rf_error", "erf", "latency_ms"]
+LATENCY_NAMES = [c for r in (2, 3) for c in itertools.combinations(_ADDITIVE, r) if "latency_ms" in c]
+LATENCY_NAMES += [("params", "latency_ms", "macs"), ("latency_ms", "peak_act")]
+
+
+@given(case=latency_settings(), names=st.sampled_from(LATENCY_NAMES))
+def test_front_with_latency_equals_the_walk(case, names):
+    name, extra = case
+    space = _space(name, **extra)
+    names = _rf_error_needs_a_window(space, names)
+    expected, _ = walk(space, pareto=",".join(names))
+    got, stats = exact(space, pareto=",".join(names))
+    assert got.equals(expected), (extra, names)
+    assert stats.kept == len(got)
+
+
+PEAK_NAMES = [("peak_act", *c) for c in itertools.combinations(_ADDITIVE, 2)] + [("rf_error", "peak_act")]
+
+
+@given(case=latency_settings(), names=st.sampled_from(PEAK_NAMES))
+def test_front_with_peak_and_two_objectives_equals_the_walk(case, names):
+    # by the fronts of the other two per peak level (and rf_error beside peak_act alone)
+    name, extra = case
+    space = _space(name, **extra)
+    names = _rf_error_needs_a_window(space, names)
+    if len(names) == 2 and "rf_error" not in names:
+        names = ("peak_act", "erf", "params")
+    expected, _ = walk(space, pareto=",".join(names))
+    got, stats = exact(space, pareto=",".join(names))
+    assert got.equals(expected), (extra, names)
+    assert stats.kept == len(got)
+
+
+def test_front_with_peak_and_two_objectives_has_many_peak_levels():
+    # fronts spread over several peak values (16 in the space), with and without budgets
+    df = everything_with_latency("peaky")
+    assert df["peak_act"].nunique() == 16
+    budgets = {
+        "max_latency_ms": float(np.quantile(df["latency_ms"], 0.6)),
+        "max_macs": int(np.quantile(df["macs"], 0.8)),
+    }
+    cases = [({}, "peak_act,macs,latency_ms", 3), ({}, "erf,latency_ms,peak_act", 5),
+             (budgets, "erf,latency_ms,peak_act", 2), ({"rf_min": 20}, "peak_act,rf_error", 1)]  # fmt: skip
+    for extra, names, levels in cases:
+        space = _space("peaky", latency_lut=_lut("peaky"), **extra)
+        expected, _ = walk(space, pareto=names)
+        got, _ = exact(space, pareto=names)
+        assert got.equals(expected), names
+        assert expected["peak_act"].nunique() >= levels, (names, extra, expected["peak_act"].nunique())
+
+
+def test_three_budgets_and_pairs_past_the_cap(monkeypatch):
+    df = everything_with_latency("mini_ofa")
+    for q in (0.3, 0.6, 0.9):
+        extra = {"latency_lut": _lut("mini_ofa"), "max_latency_ms": float(np.quantile(df["latency_ms"], q)),
+                 "max_macs": int(np.quantile(df["macs"], q + 0.05)),
+                 "max_params": int(np.quantile(df["params"], q + 0.1))}  # fmt: skip
+        space = _space("mini_ofa", **extra)
+        # a budget on the key and two others, or three budgets besides the key (dominance in three columns)
+        for sort, k in (("latency_ms", 30), ("macs", 30), ("erf", 40), ("peak_act", 7), ("erf", 1)):
+            expected, _ = walk(space, limit=k, sort=sort)
+            assert exact(space, limit=k, sort=sort)[0].equals(expected), (q, sort, k)
+        expected, _ = walk(space, pareto="erf,peak_act")
+        assert exact(space, pareto="erf,peak_act")[0].equals(expected), q
+    expected, _ = walk(space, pareto="erf,latency_ms")
+    assert exact(space, pareto="erf,latency_ms")[0].equals(expected) and len(expected) > 1
+    plain = _space("mini_ofa")
+    assert "--latency-lut" in stage_select.applicable(plain, {"pareto": ("macs", "latency_ms")})
+    monkeypatch.setattr(stage_select, "MAX_PAIRS", 10)
+    with pytest.raises(RFSweepError, match="partial vectors"):
+        stage_select.front(space, ("macs", "latency_ms"))
 
 
 # ---------------------------------------------------------------- samples
@@ -429,6 +581,28 @@ def test_cli_search_equals_the_walk(tmp_path, args):
     assert got.stdout == expected.stdout and got.stdout.count("\n") >= 3
     summary = json.loads(_cli([*args, "--json", "-o", str(tmp_path / "o.parquet")], tmp_path).stdout)
     assert summary["space_size"] == 1728 and summary["pruned"] == 1728 - summary["evaluated"]
+
+
+def test_cli_latency_budget_beside_another_equals_the_walk(tmp_path):
+    # two budgets, one of them on latency: the summary has no 'matching' count (no method counts this
+    # exactly) instead of the count's refusal
+    ms = float(np.quantile(everything_with_latency("channels")["latency_ms"], 0.5))
+    for args in (["--sort", "latency_ms", "--limit", "6"], ["--pareto", "macs,latency_ms"]):
+        args = [*args, "--latency-lut", _lut("channels"), "--max-latency-ms", str(ms), "--max-macs", "2e6"]
+        got = _cli(args, tmp_path)
+        with walk_only():
+            expected = _cli(args, tmp_path)
+        assert got.stdout == expected.stdout and got.stdout.count("\n") >= 3
+        summary = json.loads(_cli([*args, "--json", "-o", str(tmp_path / "o.parquet")], tmp_path).stdout)
+        assert summary["kept"] >= 1 and "matching" not in summary
+    # latency_ms without a table: one line naming the option, before any walk
+    from rfsweep.network.spec_io import to_toml
+
+    (tmp_path / "plain.toml").write_text(to_toml(CHANNELS))
+    for args in (["--pareto", "macs,latency_ms"], ["--sort", "latency_ms", "--limit", "3"]):
+        res = CliRunner().invoke(main, ["search", "--space", str(tmp_path / "plain.toml"), *args])
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert f"field '{args[0][2:]}'" in res.output and "--latency-lut" in res.output
 
 
 # ---------------------------------------------------------------- Once-for-All

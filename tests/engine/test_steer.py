@@ -241,7 +241,7 @@ def test_progress_on_a_terminal_every_second_with_an_eta_and_silence_elsewhere(t
 
 
 STAGE_KERNELS = (
-    "topk_expand", "dominators", "dominators2", "front_expand", "front_keep", "count_level", "unrank", "enumerate_lex",
+    "topk_expand", "dominators", "dominators_n", "front_expand", "front_keep", "count_level", "unrank", "enumerate_lex",
 )  # fmt: skip
 
 
@@ -274,7 +274,7 @@ def test_kernels_of_spaces_of_stages_release_the_gil_and_stop_on_the_flag(monkey
     runs = [
         ({}, dict(limit=20, sort="macs")),  # no budget besides the key
         (dict(max_params=params), dict(limit=20, sort="macs")),  # one: dominators
-        (dict(max_params=params, max_macs=macs), dict(limit=20, sort="erf")),  # two: dominators2
+        (dict(max_params=params, max_macs=macs), dict(limit=20, sort="erf")),  # two: dominators_n
         ({}, dict(pareto=("macs", "rf_error"))),
         ({}, dict(sample=50, seed=0)),  # exact counts and unranking
         (dict(max_macs=macs), dict(sample=50, seed=0)),  # the walk of the survivors
