@@ -333,17 +333,17 @@ def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals)
 
 
 @njit(cache=True, nogil=True)
-def step_all(choices, nch, cons, pos, states, out):
+def step_all(choices, nch, cons, pos, states, out, blocks):
     """For every state row (fields S_*) and every choice at ``pos``: the child's row, in out[i, c, S_*];
     out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.space.packing, on spaces
-    whose crude bound shows no int64 can wrap.)"""
+    whose crude bound shows no int64 can wrap.) ``blocks``: as ``KernelArrays.blocks``."""
     st = np.zeros((2, NS), np.int64)
     for i in range(states.shape[0]):
         for c in range(nch[pos]):
             for f in range(NS):
                 st[0, f] = states[i, f]
                 st[1, f] = 0
-            any_child(st, 0, choices, cons, pos, c)
+            any_child(st, 0, choices, cons, pos, c, blocks)
             for f in range(NS):
                 out[i, c, f] = st[1, f]
 
