@@ -33,8 +33,8 @@ from rfsweep.kernels.layer_math import (
     any_child,
     choice_step,
     layer_channels,
+    walk_below,
     walk_prefix,
-    walk_task,
 )
 
 
@@ -65,19 +65,21 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch, jum
     dmax = cons[C_DMAX]
     min_convs = cons[C_MIN_CONVS]
     st = np.empty((dmax + 1, NS), np.int64)
+    walk = mode if mode < 2 else 0  # mode 2 walks the prefix as a count does
     for i in range(tasks.shape[0]):
-        if mode != 2:
-            counts[i] = walk_task(mode, tasks[i], plens[i], rows0[i], K, ctl, st, out, out_ch)
-        elif ctl[CTL_STOP] != 0:
-            return
-        else:
-            st[0, S_IDX] = 0
-            count, below = walk_prefix(0, tasks[i], plens[i], 0, K, st, out, out_ch)
-            if below:
+        # layer_math.walk_task, with the lookup in place of the subtree's walk in mode 2 (one prefix walk
+        # compiled for both)
+        st[0, S_IDX] = 0
+        count = 0
+        if ctl[CTL_STOP] == 0:
+            count, below = walk_prefix(walk, tasks[i], plens[i], rows0[i], K, st, out, out_ch)
+            if below and mode == 2:
                 t = plens[i]
                 j = np.searchsorted(jump_values, st[t, S_JUMP])
                 count += table[t, j, min(st[t, S_RF], rf_cap), min(st[t, S_NCONV], min_convs)]
-            counts[i] = count
+            elif below:
+                count = walk_below(walk, plens[i], rows0[i], count, K, ctl, st, out, out_ch)
+        counts[i] = count
         evals[i] = st[0, S_IDX]
 
 

@@ -563,9 +563,21 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
         return 0
-    cap = ctl[CTL_CAP]
     count, below = walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch)
-    if not below or (cap > 0 and count >= cap):
+    if not below:
+        return count
+    return walk_below(mode, plen, row0, count, K, ctl, st, out, out_ch)
+
+
+@register_jitable(_nrt=False)
+def walk_below(mode, plen, row0, count, K, ctl, st, out, out_ch):
+    """The second half of :func:`walk_task`: the subtree below the node whose state :func:`walk_prefix` left
+    in rows 0..plen of ``st`` (which found ``count`` survivors and something below), from row
+    ``row0 + count`` on. Returns the task's survivors; ``st[0, S_IDX]`` keeps counting the evaluated.
+    (Apart so that kernels.cpu.run_tasks, which also counts by prefix and table lookup, compiles the
+    prefix walk once.)"""
+    cap = ctl[CTL_CAP]
+    if cap > 0 and count >= cap:
         return count
     # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
     # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
