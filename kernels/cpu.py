@@ -33,38 +33,53 @@ from rfsweep.kernels.layer_math import (
     any_child,
     choice_step,
     layer_channels,
+    walk_below,
     walk_prefix,
-    walk_task,
 )
 
 
-# The walk is compiled once, as a plain dispatcher the parallel kernel calls once a task: inlined into a
-# prange body it was typed and compiled twice (numba compiles the loop body again as a gufunc). A call a
-# task, not a node, costs nothing measurable. First-run compile times: benchmarks/README.md (bench_cold.py).
+# One thread's kernel, not a parallel one: the engine spreads the tasks over threads itself
+# (rfsweep.engine.threads), calling this on spans of them (it releases the GIL). A parallel kernel (prange)
+# cost ~2 s more of a first run's compile on 2 cores (parfor lowering and the gufunc around its body,
+# measured with bench_cold.py --compiles) for the same walk; the spans keep dynamic scheduling.
 @njit(cache=True, nogil=True)
-def task_walk(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
-    """:func:`rfsweep.kernels.layer_math.walk_task`, compiled once."""
-    return walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
-    """Walk every task's subtree; mode 0 counts the survivors of each task, mode 1 also writes them.
+def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch, jump_values, rf_cap, table):
+    """Walk every task's subtree, in order; mode 0 counts the survivors of each task, mode 1 also writes them,
+    mode 2 counts them by a walk of the task's prefix and one lookup in :func:`suffix_table`'s ``table``
+    (``jump_values`` and ``rf_cap`` as given to it; spaces whose constraints the counting programme
+    tracks, see rfsweep.engine.run). Modes 0 and 1 take any ``table`` (one of shape (1, 1, 1, 1)):
+    one kernel and one compiled signature serve the walk and the lookup, whose prefix walk is the
+    walk's own first steps.
 
     Task ``i`` stores its survivors in ``counts[i]`` and the candidates it evaluated (its pruned
-    subtrees are never visited) in ``evals[i]`` when it ends: the host sets ``evals`` to -1 first and
-    reads both while the kernel runs, for progress. In mode 1 task ``i`` writes rows
-    ``rows0[i] .. rows0[i] + count - 1``: the caller sets ``rows0`` from the counts of a mode-0 pass
-    (count-then-fill), so the rows come out in depth-first order whatever the number of threads, and
-    no two threads write the same row. The walk state is one (dmax+1) x NS array per task, allocated
-    outside the per-candidate loop. Once the host raises ``ctl[CTL_STOP]`` every task returns within a
-    few thousand nodes, with partial results the host discards.
+    subtrees are never visited; mode 2: its prefix nodes) in ``evals[i]`` when it ends: the host sets
+    ``evals`` to -1 first and reads both while the kernel runs, for progress. In mode 1 task ``i``
+    writes rows ``rows0[i] .. rows0[i] + count - 1``: the caller sets ``rows0`` from the counts of a
+    count pass (count-then-fill), so the rows come out in depth-first order whatever the number of
+    threads, and no two threads (each given other tasks) write the same row. The walk state is one
+    (dmax+1) x NS array, allocated outside the per-candidate loop. Once the host raises
+    ``ctl[CTL_STOP]`` every task returns within a few thousand nodes, with partial results the host
+    discards.
     """
-    ntask = tasks.shape[0]
-    dmax = K.cons[C_DMAX]
-    for i in prange(ntask):
-        st = np.empty((dmax + 1, NS), np.int64)
-        counts[i] = task_walk(mode, tasks[i], plens[i], rows0[i], K, ctl, st, out, out_ch)
+    cons = K.cons
+    dmax = cons[C_DMAX]
+    min_convs = cons[C_MIN_CONVS]
+    st = np.empty((dmax + 1, NS), np.int64)
+    walk = mode if mode < 2 else 0  # mode 2 walks the prefix as a count does
+    for i in range(tasks.shape[0]):
+        # layer_math.walk_task, with the lookup in place of the subtree's walk in mode 2 (one prefix walk
+        # compiled for both)
+        st[0, S_IDX] = 0
+        count = 0
+        if ctl[CTL_STOP] == 0:
+            count, below = walk_prefix(walk, tasks[i], plens[i], rows0[i], K, st, out, out_ch)
+            if below and mode == 2:
+                t = plens[i]
+                j = np.searchsorted(jump_values, st[t, S_JUMP])
+                count += table[t, j, min(st[t, S_RF], rf_cap), min(st[t, S_NCONV], min_convs)]
+            elif below:
+                count = walk_below(walk, plens[i], rows0[i], count, K, ctl, st, out, out_ch)
+        counts[i] = count
         evals[i] = st[0, S_IDX]
 
 
@@ -250,7 +265,7 @@ def wide_layers(choice, depth, t_op, t_k, t_s, t_d, t_c, cons):
 def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
     """table[t, j, rf, m]: survivors strictly below a node at depth t whose last choice may continue, in
     state (jump_values[j], rf, convs m): the counting programme run backwards, so that a task's count is
-    its prefix walk plus one lookup (kernels.cpu.task_counts) instead of a walk of its subtree.
+    its prefix walk plus one lookup (:func:`run_tasks`' mode 2) instead of a walk of its subtree.
 
     The same states and rules as :func:`count_dp` (rf above ``rf_cap`` saturates; the out size is a
     function of the state). ``table[dmax]`` is 0.
@@ -303,47 +318,17 @@ def suffix_table(K, jump_values, jump_next, final_ok, rf_cap, table):
 
 
 @njit(cache=True, nogil=True)
-def task_counts(tasks, plens, K, ctl, jump_values, rf_cap, table, counts, evals):
-    """Survivors of each task from its prefix walk and one lookup in :func:`suffix_table` (spaces whose
-    constraints the counting programme tracks). ``evals[i]`` gets the prefix nodes the walk evaluated.
-
-    One thread: a task costs a walk of its prefix (a few layer updates) and a lookup, so the parallel
-    version saved nothing measurable at the engine's first cut and cost a second parallel compile on the
-    first run (parfor lowering: ~5 s of 2 cores)."""
-    ntask = tasks.shape[0]
-    cons = K.cons
-    dmax = cons[C_DMAX]
-    min_convs = cons[C_MIN_CONVS]
-    dummy = np.zeros((1, 1), np.int64)
-    dummy_ch = np.zeros((1, 1), np.int16)
-    st = np.empty((dmax + 1, NS), np.int64)
-    for i in range(ntask):
-        if ctl[0] != 0:
-            break
-        st[0, S_IDX] = 0
-        count, below = walk_prefix(0, tasks[i], plens[i], 0, K, st, dummy, dummy_ch)
-        if below:
-            t = plens[i]
-            j = np.searchsorted(jump_values, st[t, S_JUMP])
-            rf = min(st[t, S_RF], rf_cap)
-            m = min(st[t, S_NCONV], min_convs)
-            count += table[t, j, rf, m]
-        counts[i] = count
-        evals[i] = st[0, S_IDX]
-
-
-@njit(cache=True, nogil=True)
-def step_all(choices, nch, cons, pos, states, out):
+def step_all(choices, nch, cons, pos, states, out, blocks):
     """For every state row (fields S_*) and every choice at ``pos``: the child's row, in out[i, c, S_*];
     out[i, c, S_N] = 0 where the choice does not fit. (The bounds and floors of rfsweep.space.packing, on spaces
-    whose crude bound shows no int64 can wrap.)"""
+    whose crude bound shows no int64 can wrap.) ``blocks``: as ``KernelArrays.blocks``."""
     st = np.zeros((2, NS), np.int64)
     for i in range(states.shape[0]):
         for c in range(nch[pos]):
             for f in range(NS):
                 st[0, f] = states[i, f]
                 st[1, f] = 0
-            any_child(st, 0, choices, cons, pos, c)
+            any_child(st, 0, choices, cons, pos, c, blocks)
             for f in range(NS):
                 out[i, c, f] = st[1, f]
 

@@ -104,7 +104,7 @@ def _count_kernel(
     gid = cuda.grid(1)
     if gid >= nsub:
         return
-    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off)
+    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off, True)  # both paths: see run_tasks
     p = _parent(sub_off, nparent, gid)
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
@@ -154,7 +154,7 @@ def _fill_kernel(
         return
     if sub_counts[gid] == 0:
         return
-    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off)
+    K = KernelArrays(choices, nch, cons, jumps, anchors, growth, dep_off, True)  # both paths: see run_tasks
     p = _parent(sub_off, nparent, gid)
     pre = cuda.local.array(MAX_DEPTH, int64)
     st = cuda.local.array((ST_ROWS, NS), int64)
@@ -224,6 +224,8 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     ``counts[i]`` and ``evals[i]`` receive task ``i``'s survivors and evaluated candidates; mode 1 also
     writes task ``i``'s rows at ``rows0[i]..`` of ``out``/``out_ch`` (host arrays, copied back). The
     host's stop flag ``ctl`` is looked at between launches (a launch itself runs to its end).
+    The kernels take the arrays of ``K`` and always compile the walk with both paths (``K.blocks`` True):
+    they are compiled once per process and never cached, so a chain's specialisation would save little.
     """
     ntask = int(tasks.shape[0])
     if ntask == 0:
@@ -240,7 +242,7 @@ def run_tasks(mode, tasks, plens, rows0, K, ctl, counts, evals, out, out_ch):
     d_rows0 = _dev(rows0, np.int64)
     d_counts = cuda.to_device(np.zeros(ntask, np.int64))
     d_evals = cuda.to_device(np.zeros(ntask, np.int64))
-    d_arrays = tuple(_dev(a, np.int64) for a in K)
+    d_arrays = tuple(_dev(a, np.int64) for a in K[:-1])  # the arrays: every field but the blocks flag
     d_ctl = cuda.to_device(np.zeros_like(ctl))  # the walks never see the host's flag: launches are bounded
     # mode 1: copies of the host slabs, so rows no task writes come back unchanged, as on the CPU;
     # mode 0 writes no row: one row stands in (a device array is never empty)

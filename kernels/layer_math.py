@@ -15,6 +15,11 @@ C-contiguous arrays, built once per space by ``rfsweep.space.packing.kernel_arra
 * ``jumps``: the allowed final jumps; ``anchors[i, A_*]``: the detector levels.
 * ``growth``: what the remaining positions can add to the rf (see :func:`feasible`).
 * ``dep_off[depth]``: the arch_id of the first candidate of each depth.
+* ``blocks``: None when no choice is made of blocks (a chain), else True. Not an array: its *type*
+  picks the code. numba prunes ``if blocks is not None`` branches of a function whose argument is
+  None before typing, so a chain's kernels are compiled without the blocks path (blocks_child and
+  kernels/costs.py: ~3.4 s of a first run's compile on 2 cores, bench_cold.py --compiles), and a
+  space of stages gets its own signature with both paths.
 
 Per call: ``ctl[CTL_STOP]`` is raised by the host to stop every walk within a few thousand nodes
 (Ctrl-C); ``st[depth, S_*]`` is the walk's state after ``depth`` layers (one row per depth, reused);
@@ -36,7 +41,7 @@ from rfsweep.kernels.costs import (
     residual,
 )
 
-KernelArrays = namedtuple("KernelArrays", ["choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off"])
+KernelArrays = namedtuple("KernelArrays", ["choices", "nch", "cons", "jumps", "anchors", "growth", "dep_off", "blocks"])
 
 # Every helper is compiled with _nrt=False: none allocates, and without the runtime no reference
 # counts are taken on the arrays passed at each call (atomic operations two threads contend on).
@@ -339,9 +344,10 @@ def blocks_child(st, t, choices, cons, pos, c):
 
 
 @register_jitable(_nrt=False)
-def any_child(st, t, choices, cons, pos, c):
-    """child() or blocks_child(), by the choice's kind (kept apart so that the layer path stays small)."""
-    if choices[pos, c, F_NB] > 0:
+def any_child(st, t, choices, cons, pos, c, blocks):
+    """child() or blocks_child(), by the choice's kind (kept apart so that the layer path stays small).
+    ``blocks`` None (a chain: see KernelArrays) compiles child() alone."""
+    if blocks is not None and choices[pos, c, F_NB] > 0:
         return blocks_child(st, t, choices, cons, pos, c)
     return child(st, t, choices, cons, pos, c)
 
@@ -499,7 +505,7 @@ def walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch):
     all 0: in depth-first order an ancestor comes just before its first child's subtree, so exactly one
     task (the leftmost below it) owns it. ``st[0, S_IDX]`` counts the candidates evaluated.
     """
-    choices, nch, cons, jumps, anchors, growth, dep_off = K
+    choices, nch, cons, jumps, anchors, growth, dep_off, blocks = K
     st[0, S_N] = cons[C_N]
     st[0, S_RF] = 1
     st[0, S_JUMP] = 1
@@ -523,7 +529,7 @@ def walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch):
                 owned = False
         if (owned or t + 1 == plen) and t + 1 >= dmin and choices[t, c, F_ROLE] & ROLE_HEAD:
             st[0, S_IDX] += 1
-        if not any_child(st, t, choices, cons, t, c):
+        if not any_child(st, t, choices, cons, t, c, blocks):
             return count, False
         st[t + 1, S_PID] = st[t, S_PID] * nch[t] + c
         st[t + 1, S_IDX] = c
@@ -557,13 +563,25 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
     st[0, S_IDX] = 0  # row 0 has no choice: it counts the candidates this task evaluates
     if ctl[CTL_STOP] != 0:  # the tasks not yet started when the host stops: nothing to do
         return 0
-    cap = ctl[CTL_CAP]
     count, below = walk_prefix(mode, prefix, plen, row0, K, st, out, out_ch)
-    if not below or (cap > 0 and count >= cap):
+    if not below:
+        return count
+    return walk_below(mode, plen, row0, count, K, ctl, st, out, out_ch)
+
+
+@register_jitable(_nrt=False)
+def walk_below(mode, plen, row0, count, K, ctl, st, out, out_ch):
+    """The second half of :func:`walk_task`: the subtree below the node whose state :func:`walk_prefix` left
+    in rows 0..plen of ``st`` (which found ``count`` survivors and something below), from row
+    ``row0 + count`` on. Returns the task's survivors; ``st[0, S_IDX]`` keeps counting the evaluated.
+    (Apart so that kernels.cpu.run_tasks, which also counts by prefix and table lookup, compiles the
+    prefix walk once.)"""
+    cap = ctl[CTL_CAP]
+    if cap > 0 and count >= cap:
         return count
     # the arrays as locals: the helpers take only those they read (a KernelArrays argument is a struct
     # of seven arrays passed by value to every call that LLVM does not inline; measured 2.5x slower)
-    choices, nch, cons, jumps, anchors, growth, dep_off = K
+    choices, nch, cons, jumps, anchors, growth, dep_off, blocks = K
     dmax = cons[C_DMAX]
     dmin = cons[C_DMIN]
     # depth-first walk below the prefix. The cursor ``cur`` is the next choice to try at ``depth``;
@@ -593,8 +611,7 @@ def walk_task(mode, prefix, plen, row0, K, ctl, st, out, out_ch):
             role = choices[depth, c, F_ROLE]
             if depth + 1 >= dmin and role & ROLE_HEAD:
                 st[0, S_IDX] += 1
-            if (blocks_child(st, depth, choices, cons, depth, c) if choices[depth, c, F_NB] > 0
-                    else child(st, depth, choices, cons, depth, c)):  # fmt: skip
+            if any_child(st, depth, choices, cons, depth, c, blocks):
                 st[depth + 1, S_PID] = st[depth, S_PID] * nch[depth] + c
                 st[depth + 1, S_IDX] = c
                 if (

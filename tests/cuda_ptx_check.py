@@ -70,7 +70,7 @@ def main() -> int:
         vec = np.zeros(4, np.int64)
         out = np.zeros((lm.NO, 1), np.int64)
         ch = np.zeros((space.depth_max, 1), np.int16)
-        arrs = tuple(ty(a) for a in space.kernel) + (ty(np.zeros(lm.NCTL, np.int64)),)  # ... and ctl
+        arrs = tuple(ty(a) for a in space.kernel[:-1]) + (ty(np.zeros(lm.NCTL, np.int64)),)  # ... and ctl
         head = (ty(tasks), ty(vec), i64, i64, ty(vec), i64, i64)
         sigs = {
             "count": (kc._count_kernel, head + (ty(vec),) * 3 + arrs + (ty(out), ty(ch))),

@@ -172,9 +172,15 @@ def check_kernels(name, settings, q, target=None) -> bool:
     if target is not None:
         kc.SUB_TARGET = target  # host-side only: no recompilation
     res = []
+
+    def extra(mod):  # the CPU kernel also takes the count pass's lookup table (unused in modes 0 and 1)
+        return (np.zeros(1, np.int64), 0, np.zeros((1, 1, 1, 1), np.int64)) if mod is cpu else ()
+
     for mod in (cpu, kc):
         counts, evals = np.zeros(total, np.int64), np.full(total, -1, np.int64)
-        mod.run_tasks(0, tasks, plens, np.zeros(total, np.int64), K, ctl, counts, evals, dummy_out, dummy_ch)
+        mod.run_tasks(
+            0, tasks, plens, np.zeros(total, np.int64), K, ctl, counts, evals, dummy_out, dummy_ch, *extra(mod)
+        )
         res.append((counts, evals))
     c_cpu = res[0][0]
     ok = all(np.array_equal(x, y) for x, y in zip(res[0], res[1]))
@@ -189,7 +195,7 @@ def check_kernels(name, settings, q, target=None) -> bool:
         ch = np.zeros((space.depth_max, n + 7), np.int16)
         m = total - 1
         counts, evals = np.zeros(m, np.int64), np.full(m, -1, np.int64)
-        mod.run_tasks(1, tasks[sel], plens[sel], rows0, K, ctl, counts, evals, out, ch)
+        mod.run_tasks(1, tasks[sel], plens[sel], rows0, K, ctl, counts, evals, out, ch, *extra(mod))
         outs.append((out, ch, counts))  # rows 0..6 must stay as they were
     ok = ok and all(np.array_equal(x, y) for x, y in zip(outs[0], outs[1]))
     batches = len(list(kc._groups(fans, max(kc.SUB_BATCH, int(fans.max())))))

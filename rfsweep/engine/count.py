@@ -19,7 +19,7 @@ import numpy as np
 from rfsweep.core.errors import field_error
 from rfsweep.engine import run as engine
 from rfsweep.engine import steer
-from rfsweep.engine.dp import DP_CELLS_MAX, crt, dp_cap, dp_cells, jump_tables, moduli_for
+from rfsweep.engine.dp import DP_CELLS_MAX, counts_fit, crt, dp_cap, dp_cells, jump_tables, moduli_for, suffix_counts
 from rfsweep.engine.run import Stats
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, build_space
@@ -193,6 +193,11 @@ def window_count(space: Space) -> int | None:
     cap = dp_cap(space, space.rf_min, space.rf_max)
     if dp_cells(space, cap) > DP_CELLS_MAX:
         return None
+    if counts_fit(space, 0):
+        # the count pass's table (kernels.cpu.suffix_table) holds it: a search compiles one programme, not two
+        table = suffix_counts(space, space.kernel, space.rf_min, space.rf_max)
+        if table is not None:
+            return int(table[2][0, 0, 1, 0])
     return sum(rf_histogram(space, space.rf_min, space.rf_max)[space.rf_min :])
 
 

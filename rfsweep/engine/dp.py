@@ -11,6 +11,7 @@ from functools import cache
 import numpy as np
 
 from rfsweep.space import Space
+from rfsweep.space.settings import INT_LIMIT
 
 DP_CELLS_MAX = 10_000_000  # (jump x rf x convs x primes) states of the programme; beyond it, enumerate
 
@@ -105,6 +106,34 @@ def dp_cap(space: Space, rf_min: int, rf_max: int | None) -> int:
     if space.padding == "valid":
         return min(hi, space.input_size)
     return rf_min if rf_max is None else hi
+
+
+def counts_fit(space: Space, t: int) -> bool:
+    """Whether every subtree below a node of depth ``t`` holds fewer than 2^62 candidates: a suffix table's
+    int64 counts are exact from there down (a space past int64, OFA's 2.2e19, wraps only the rows of
+    short prefixes)."""
+    return (space.depth_max - t + 1) * math.prod(space.radices[t:]) < INT_LIMIT
+
+
+def suffix_counts(space: Space, K, rf_min: int, rf_max: int | None):
+    """(jump values, rf cap, table) of ``kernels.cpu.suffix_table`` for the rf window [rf_min, rf_max] (None:
+    no upper bound) and the rest of ``K``'s constraints that the programme tracks, or None when the table
+    would hold more than ``DP_CELLS_MAX`` cells. ``table[t, j, rf, m]`` counts the survivors below a node
+    of depth t in state (jump_values[j], rf, convs m); ``table[0, 0, 1, 0]`` those of the whole space."""
+    from rfsweep.engine import steer
+    from rfsweep.kernels import layer_math as lm
+    from rfsweep.kernels.cpu import suffix_table
+
+    cap = dp_cap(space, rf_min, rf_max)
+    jv, nxt, final = jump_tables(space)
+    if (space.depth_max + 1) * len(jv) * (cap + 1) * (space.min_convs + 1) > DP_CELLS_MAX:
+        return None
+    cons = K.cons.copy()
+    cons[lm.C_RF_MIN] = rf_min
+    cons[lm.C_RF_MAX] = cap if rf_max is not None or space.padding == "valid" else space.rf_bound
+    table = np.zeros((space.depth_max + 1, len(jv), cap + 1, space.min_convs + 1), np.int64)
+    steer.call(suffix_table, K._replace(cons=cons), jv, nxt, final, cap, table)
+    return jv, cap, table
 
 
 def dp_cells(space: Space, cap: int) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 from rfsweep.core.errors import field_error
 from rfsweep.engine import dp, steer
+from rfsweep.engine.threads import run_spread
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space
 from rfsweep.space.settings import INT_LIMIT
@@ -232,63 +233,46 @@ class _Runner:
         self.walked = True
         self.dummy_out = np.zeros((space.out_width, 1), np.int64)
         self.dummy_ch = np.zeros((max(1, space.depth_max), 1), np.int16)
+        self.no_table = (np.zeros(1, np.int64), 0, np.zeros((1, 1, 1, 1), np.int64))  # modes 0 and 1
 
-    def run(self, mode, tasks, plens, rows0, out=None, out_ch=None, tick=None):
-        """(survivors, candidates evaluated) per task; in mode 1 the rows too."""
+    def run(self, mode, tasks, plens, rows0, out=None, out_ch=None, tick=None, table=None):
+        """(survivors, candidates evaluated) per task; in mode 1 the rows too; mode 2 (CPU) looks the counts
+        up in ``table``, a (jump values, rf cap, table) of :meth:`_suffix_table`."""
         n = len(tasks)
         counts = np.zeros(n, np.int64)
         evals = np.full(n, -1, np.int64)
         self.live = (counts, evals)
-        steer.call(
-            self.backend.run_tasks,
-            mode,
-            tasks,
-            plens,
-            rows0,
-            self.K,
-            steer.control(),
-            counts,
-            evals,
-            self.dummy_out if out is None else out,
-            self.dummy_ch if out_ch is None else out_ch,
-            threads=self.threads,
-            tick=tick,
-        )
+        args = (mode, tasks, plens, rows0, self.K, steer.control(), counts, evals)
+        args += (self.dummy_out if out is None else out, self.dummy_ch if out_ch is None else out_ch)
+        if self.stats.device == "cpu" or mode == 2:  # a one-thread kernel, spread over threads (engine.threads)
+            import numba
+
+            from rfsweep.kernels import cpu
+
+            steer.note_compile(cpu.run_tasks)
+            args += self.no_table if table is None else table
+            n_threads = self.threads or numba.config.NUMBA_NUM_THREADS
+            steer.call(run_spread, cpu.run_tasks, n_threads, *args, tick=tick)
+        else:
+            steer.call(self.backend.run_tasks, *args, threads=self.threads, tick=tick)
         return counts, evals
 
     def count_pass(self, tasks, plens, tick=None):
         """(survivors, candidates evaluated) per task: looked up in the counting programme's suffix table
-        where the run's constraints allow it (the subtrees are not walked: ``walked`` is False), else
-        by walking them."""
+        where the run's constraints allow it (on the CPU, whatever the device; the subtrees are not
+        walked: ``walked`` is False), else by walking them."""
         table = self._suffix_table() if self.use_table and self._counts_fit(plens) else None
-        if table is None:
-            self.walked = True
-            return self.run(0, tasks, plens, np.zeros(len(tasks), np.int64), tick=tick)
-        from rfsweep.kernels.cpu import task_counts
-
-        self.walked = False
-        n = len(tasks)
-        counts, evals = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        jv, cap, tab = table
-        steer.call(
-            task_counts, tasks, plens, self.K, steer.control(), jv, cap, tab, counts, evals, threads=self.threads
-        )
-        return counts, evals
+        self.walked = table is None
+        mode = 0 if table is None else 2
+        return self.run(mode, tasks, plens, np.zeros(len(tasks), np.int64), tick=tick, table=table)
 
     def _counts_fit(self, plens) -> bool:
-        """Whether every subtree below these prefixes holds fewer than 2^62 candidates: the table's int64
-        counts are exact there (a space past int64, OFA's 2.2e19, wraps only the rows of short prefixes)."""
-        if len(plens) == 0:
-            return True
-        t = int(np.min(plens))
-        space = self.space
-        return (space.depth_max - t + 1) * math.prod(space.radices[t:]) < INT_LIMIT
+        """Whether every subtree below these prefixes holds fewer than 2^62 candidates (dp.counts_fit)."""
+        return len(plens) == 0 or dp.counts_fit(self.space, int(np.min(plens)))
 
     def _suffix_table(self):
         """(jump values, rf cap, table) of the counting programme for the run's current constraints, or None
         when they need the whole prefix (budgets, --no-unproductive, levels) or the table would be large."""
-        from rfsweep.kernels.cpu import suffix_table
-
         cons = self.K.cons
         if (
             cons[lm.C_MAX_PARAMS] < INT_LIMIT
@@ -302,17 +286,7 @@ class _Runner:
         if self._table_key != key:
             space = self.space
             rf_max = None if space.rf_max is None and cons[lm.C_RF_MAX] == space.rf_cap else int(cons[lm.C_RF_MAX])
-            cap = dp.dp_cap(space, int(cons[lm.C_RF_MIN]), rf_max)
-            jv, nxt, final = dp.jump_tables(space)
-            cells = (space.depth_max + 1) * len(jv) * (cap + 1) * (space.min_convs + 1)
-            if cells > dp.DP_CELLS_MAX:
-                self._table = None
-            else:
-                c = cons.copy()
-                c[lm.C_RF_MAX] = cap if rf_max is not None or space.padding == "valid" else space.rf_bound
-                tab = np.zeros((space.depth_max + 1, len(jv), cap + 1, space.min_convs + 1), np.int64)
-                steer.call(suffix_table, self.K._replace(cons=c), jv, nxt, final, cap, tab)
-                self._table = (jv, cap, tab)
+            self._table = dp.suffix_counts(space, self.K, int(cons[lm.C_RF_MIN]), rf_max)
             self._table_key = key
         return self._table
 

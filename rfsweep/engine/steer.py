@@ -124,6 +124,12 @@ def steering() -> Iterator[None]:
     """A section that polls :func:`check` (:func:`deferred`); the outermost one starts a run, so it clears
     the flags of the last (the next run's entry is where they are cleared)."""
     if _State.sections == 0:
+        worker = _State.worker
+        if worker is not None and worker.busy():
+            # a call interrupted earlier still winds down (its threads between two looks at the flag, or a
+            # compile): clearing the flag now would let it walk on, and this run would queue behind it
+            _raise_flag()
+            worker.wait_idle()
         _State.pending = None
         control()[:] = 0
     with deferred():
@@ -148,6 +154,8 @@ class _Worker:
 
     def __init__(self):
         self.jobs: queue.Queue = queue.Queue()
+        self.unfinished = 0  # calls submitted and not yet returned
+        self.changed = threading.Condition()
         threading.Thread(target=self._loop, name="rfsweep-kernels", daemon=True).start()
 
     def _loop(self):
@@ -157,13 +165,28 @@ class _Worker:
                 box["result"] = fn(*args)
             except BaseException as exc:  # handed to the caller
                 box["error"] = exc
+            with self.changed:
+                self.unfinished -= 1
+                self.changed.notify_all()
             done.set()
 
     def submit(self, fn, args) -> tuple[dict, threading.Event]:
         box: dict = {}
         done = threading.Event()
+        with self.changed:
+            self.unfinished += 1
         self.jobs.put((fn, args, box, done))
         return box, done
+
+    def busy(self) -> bool:
+        return self.unfinished > 0
+
+    def wait_idle(self) -> None:
+        """Until every submitted call has returned (they return within a few thousand nodes of a raised
+        stop flag; a call still compiling, when it starts its walk)."""
+        with self.changed:
+            while not self.changed.wait_for(lambda: self.unfinished == 0, timeout=POLL_SECONDS):
+                pass  # short slices: a signal is handled meanwhile
 
 
 def _worker() -> _Worker:

@@ -65,7 +65,13 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
         # the kernels' arch_ids hold when the id space fits int64; a larger space's ids (rfsweep.space.ids) come
         # from the choice indices, and a count never reads them
         dep_off=np.array([o if space.id_space < INT_LIMIT else 0 for o in space.depth_offsets()], np.int64),
+        blocks=_blocks_flag(space),
     )
+
+
+def _blocks_flag(space: Space) -> bool | None:
+    """``KernelArrays.blocks``: None for a chain, whose kernels then compile without the blocks path."""
+    return True if space.has_blocks else None
 
 
 def choice_table(space: Space) -> list:
@@ -195,7 +201,7 @@ def children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]
         array = space.__dict__.get("_choice_array")
         if array is None:
             array = space.__dict__["_choice_array"] = np.array(table, np.int64)
-        step_all(array, nch, cons, p, np.array(rows, np.int64), out)
+        step_all(array, nch, cons, p, np.array(rows, np.int64), out, _blocks_flag(space))
         return out.tolist()
     choices = _Nested(table)
     cons = _open_cons(space)
@@ -204,7 +210,7 @@ def children(space: Space, p: int, rows: list[list[int]]) -> list[list[list[int]
         kids = []
         for c in range(space.radices[p]):
             st = _Nested([list(row), [0] * lm.NS])
-            lm.any_child(st, 0, choices, cons, p, c)
+            lm.any_child(st, 0, choices, cons, p, c, _blocks_flag(space))
             kids.append(st.rows[1])
         result.append(kids)
     return result

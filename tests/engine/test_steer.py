@@ -97,6 +97,26 @@ def test_signal_while_the_writer_finishes_waits_for_it_and_leaves_no_file(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_the_next_run_waits_for_an_interrupted_call_with_the_stop_flag_up():
+    """A call still running after the grace (its threads between two looks at the flag, a compile) must not
+    have the flag cleared under it by the next run: that run raises it, waits, then clears it."""
+    seen = {}
+
+    def slow_stop():
+        time.sleep(steer.GRACE_SECONDS + 0.3)
+        seen["stop"] = int(steer.control()[steer.CTL_STOP])
+        seen["ended"] = time.monotonic()
+
+    with steer.handle_signals():
+        _, timer = _interrupt_after(0.1)
+        with pytest.raises(steer.Interrupted):
+            steer.call(slow_stop)
+        timer.join()
+        steer.control()[steer.CTL_STOP] = 0  # as if the flag had been cleared meanwhile (a race)
+        flag = steer.call(lambda: (time.monotonic(), int(steer.control()[steer.CTL_STOP])))
+    assert seen["stop"] == 1 and flag[1] == 0 and flag[0] >= seen["ended"]
+
+
 @pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
 @pytest.mark.parametrize("what", ["count", "search"])
 def test_signal_stops_a_kernel_within_a_second(what, delay):

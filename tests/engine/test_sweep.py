@@ -831,7 +831,10 @@ def test_head_sets_the_last_layer_of_every_candidate(name):
 def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strides, padding, n, rf, jump, min_convs,
                                                             head, q):  # fmt: skip
     """Count passes look survivors up in the counting programme's suffix table where the constraints
-    allow; every task's count (any prefix length, owned ancestors included) must equal the walk's."""
+    allow; every task's count (any prefix length, owned ancestors included) must equal the walk's. The
+    search's "of N matching" (window_count, read from the same table) is the walk's total, and the
+    modular programme's (count_dp)."""
+    from rfsweep.engine import count as counting
     from rfsweep.engine.run import Plan, _Runner, prefixes
 
     settings_ = dict(
@@ -850,6 +853,9 @@ def test_task_counts_from_the_programme_equal_walking_them(depth, kernels, strid
     assert not by_table.walked
     want, _ = _Runner(space, "cpu", stats, None, use_table=False).count_pass(tasks, plens)
     assert list(got) == list(want)
+    matching = counting.window_count(space)
+    assert matching == sum(counting.rf_histogram(space, space.rf_min, space.rf_max)[space.rf_min :])
+    assert matching == int(want.sum())  # the tasks of one prefix length cover the space
     # the first-cut tasks' weights (subtrees and owned ancestors) add up to the space, exactly
     plan = Plan(space, None, stats)
     first = prefixes(space, plan.q, 0, plan.total)
