@@ -379,16 +379,17 @@ def _handlers_installed(pid: int, timeout: float = 60.0) -> bool:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
 def test_ctrl_c_always_stops_a_count_of_stages_under_load(tmp_path):
     """issue 23: Ctrl-C during `count --space ofa_mbv3 ...` once printed "Exception ignored on calling ctypes
-    callback" and ran to the end with exit 0. Fifty SIGINTs at random moments, two busy processes loading
-    both cores: every run exits 130 with one line, no traceback, within two seconds of the signal."""
+    callback" and ran to the end with exit 0. Thirty SIGINTs at random moments, two busy processes loading
+    both cores: every run exits 130 with one line, no traceback, within two seconds of the signal. (Fifty
+    until 0.6.1: a minute of the suite's ten.)"""
     import random
 
     args = CLI + ["count", "--space", "ofa_mbv3", "--max-macs", "300e6", "--rf-min", "400"]
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     rng = random.Random(23)
     try:
-        for i in range(50):
-            delay = rng.uniform(0.8, 3.0) if i % 5 == 0 else rng.uniform(0.0, 0.8)
+        for i in range(30):
+            delay = rng.uniform(0.8, 1.8) if i % 5 == 0 else rng.uniform(0.0, 0.8)
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
             assert _handlers_installed(proc.pid), "the command never got to its signal handlers"
             time.sleep(delay)

@@ -381,7 +381,7 @@ def test_any_edit_of_the_manifest_is_verified_and_resumed_without_a_traceback(bu
     paths = [p for p in _paths(manifest) if p and p[0] not in ("run", "cluster")]
     counter = iter(range(10**6))
 
-    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(path=st.sampled_from(paths), value=st.sampled_from([None, "x", -1, 0, 7, 10**30, [], {}, True, "del"]))
     def check(path, value):
         ds = tmp_path / f"ds{next(counter)}"
@@ -422,7 +422,7 @@ def test_any_flipped_byte_of_a_part_is_found_and_rebuilt(built, tmp_path):
     size = (built / "ds" / "part-00003.parquet").stat().st_size
     counter = iter(range(10**6))
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(at=st.integers(0, size - 1), bit=st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128]))
     def check(at, bit):
         ds = tmp_path / f"ds{next(counter)}"

@@ -247,9 +247,11 @@ def test_search_rows_and_block_lists_equal_the_analyzer(brute):
     "name, budget, expected",
     [
         ("ofa_resnet50_v15", 4e9, 118_010_972_741),
-        pytest.param("ofa_mbv3", 300e6, 856_295_841_105_991_212, marks=pytest.mark.slow),  # ~15 s a method
-        # ProxylessNAS's G1 sums need 1/392 of the budget's resolution: the bucket table in two bands (~30 s)
-        pytest.param("ofa_proxyless", 450e6, 3_981_099_732_664_117, marks=pytest.mark.slow),
+        # ProxylessNAS's G1 sums need 1/392 of the budget's resolution: the bucket table in two bands (~10 s a
+        # pass). Its count, 3,981,099,732,664,117, is shown and so compared by docs/guide/stages.md (tests/
+        # test_docs.py), as is ofa_mbv3's sample under 300M MACs with its count, 856,295,841,105,991,212: here
+        # the sample only, not the same ~10-20 s programmes a second time (the suite's 10 minutes)
+        pytest.param("ofa_proxyless", 450e6, None, marks=pytest.mark.slow),
     ],
 )
 def test_every_shipped_space_counts_and_samples_under_a_macs_budget(name, budget, expected):
@@ -259,7 +261,8 @@ def test_every_shipped_space_counts_and_samples_under_a_macs_budget(name, budget
 
     assert sorted(stages.shipped_spaces()) == ["ofa_mbv3", "ofa_proxyless", "ofa_resnet50_v15"]
     space = build_space({**stages.load(name), "max_macs": budget})
-    details = counting.count_details(space)
-    assert details.method == "stages" and details.count == expected
+    if expected is not None:
+        details = counting.count_details(space)
+        assert details.method == "stages" and details.count == expected
     rows = sweep.search(space, sample=5, seed=1, columns="compact")
     assert len(rows) == 5 and (rows["macs"] <= budget).all() and rows["arch_id"].is_unique
