@@ -298,15 +298,23 @@ def normalized(spec: dict) -> dict:
     return json.loads(json.dumps(spec, sort_keys=True))
 
 
-def _first_difference(a: dict, b: dict) -> str:
-    for key in sorted(set(a) | set(b)):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            inner = _first_difference(a[key], b[key])
+def _first_difference(a, b, name: str = "spec") -> str:
+    """The first setting that differs, as one short phrase; ``a`` (the manifest's) may be any JSON value: an
+    edited manifest's spec can be a number or a string (a traceback once, found by test_trust)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            inner = _first_difference(a.get(key), b.get(key), str(key))
             if inner:
                 return inner
-        elif a.get(key) != b.get(key):
-            return f"{key}: {json.dumps(a.get(key))} there, {json.dumps(b.get(key))} here"
-    return ""
+        return ""
+    if a == b:
+        return ""
+
+    def shown(v) -> str:
+        text = json.dumps(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return f"{name}: {shown(a)} there, {shown(b)} here"
 
 
 def _check_place(target: Target) -> None:

@@ -215,7 +215,7 @@ def test_signals_during_search_to_parquet_leave_nothing(tmp_path, signum, delay)
     ids=["count-enumerate", "search-top-n", "search-compact", "count-stages"],
 )
 def test_ctrl_c_stops_long_commands_within_a_second(tmp_path, args):
-    for delay in (0.5, 1.5, 4.0) if "--space" in args else (0.5, 1.5):
+    for delay in (0.5, 4.0) if "--space" in args else (0.5, 1.5):
         code, stdout, stderr, took = _run_and_signal(args, signal.SIGINT, delay + 1.5, tmp_path)
         assert code == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
         assert "Traceback" not in stderr and took < 2.0, (took, stderr)
@@ -379,7 +379,7 @@ def _handlers_installed(pid: int, timeout: float = 60.0) -> bool:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
 def test_ctrl_c_always_stops_a_count_of_stages_under_load(tmp_path):
     """issue 23: Ctrl-C during `count --space ofa_mbv3 ...` once printed "Exception ignored on calling ctypes
-    callback" and ran to the end with exit 0. Thirty SIGINTs at random moments, two busy processes loading
+    callback" and ran to the end with exit 0. Twenty SIGINTs at random moments, two busy processes loading
     both cores: every run exits 130 with one line, no traceback, within two seconds of the signal. (Fifty
     until 0.6.1: a minute of the suite's ten.)"""
     import random
@@ -388,7 +388,7 @@ def test_ctrl_c_always_stops_a_count_of_stages_under_load(tmp_path):
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     rng = random.Random(23)
     try:
-        for i in range(30):
+        for i in range(20):
             delay = rng.uniform(0.8, 1.8) if i % 5 == 0 else rng.uniform(0.0, 0.8)
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
             assert _handlers_installed(proc.pid), "the command never got to its signal handlers"
