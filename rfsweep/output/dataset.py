@@ -302,8 +302,8 @@ def _first_difference(a, b, name: str = "spec") -> str:
     """The first setting that differs, as one short phrase; ``a`` (the manifest's) may be any JSON value: an
     edited manifest's spec can be a number or a string (a traceback once, found by test_trust)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            inner = _first_difference(a.get(key), b.get(key), str(key))
+        for key in sorted(set(a) | set(b)):  # JSON objects' keys: strings
+            inner = _first_difference(a.get(key), b.get(key), key)
             if inner:
                 return inner
         return ""

@@ -378,16 +378,17 @@ class _Held:
     (0.4.0 to 0.6.0) cost 0.33 s of page faults and copies on R7 [223, 225] (11 slab boundaries),
     single-threaded, a fifth of the compact layout's whole run (measured with cProfile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity  # a row group's rows: never more are held
         self.out: np.ndarray | None = None
         self.choice: np.ndarray | None = None
         self.rows = 0
 
-    def add(self, batch: Batch, lo: int, hi: int, capacity: int) -> None:
-        """Append rows lo:hi of ``batch`` (at most ``capacity`` rows are ever held)."""
+    def add(self, batch: Batch, lo: int, hi: int) -> None:
+        """Append rows lo:hi of ``batch``."""
         if self.out is None:
-            self.out = np.empty((batch.out.shape[0], capacity), batch.out.dtype)
-            self.choice = np.empty((batch.choice.shape[0], capacity), batch.choice.dtype)
+            self.out = np.empty((batch.out.shape[0], self.capacity), batch.out.dtype)
+            self.choice = np.empty((batch.choice.shape[0], self.capacity), batch.choice.dtype)
         k = hi - lo
         self.out[:, self.rows : self.rows + k] = batch.out[:, lo:hi]
         self.choice[:, self.rows : self.rows + k] = batch.choice[:, lo:hi]
@@ -434,7 +435,7 @@ class ParquetSink:
         self.space = space
         self.stream = self.file = self.writer = self.encoder = None
         self.group_rows = writer.ROW_GROUP_ROWS  # read here: tests set small groups
-        self.held = _Held()  # rows short of a whole row group, copied (encoder path)
+        self.held = _Held(self.group_rows)  # rows short of a whole row group, copied (encoder path)
         sorted_by_id = in_id_order(space, meta)
         # batches (write_batch) of a chain's wide or compact layout: encoded by rfsweep.output.parquet,
         # straight from the kernels' output; anything else through Arrow tables and pyarrow's writer
@@ -501,14 +502,14 @@ class ParquetSink:
         start = 0
         if self.held.rows:  # complete the row group the last batches began
             start = min(n, self.group_rows - self.held.rows)
-            self.held.add(batch, 0, start, self.group_rows)
+            self.held.add(batch, 0, start)
             if self.held.rows < self.group_rows:
                 return
             self._encode(self.held.whole(), [(0, self.held.rows)])
             self.held.rows = 0
         whole = start + (n - start) // self.group_rows * self.group_rows
         if whole < n:  # the rest waits for the next batch (a copy: the engine reuses its buffers)
-            self.held.add(batch, whole, n, self.group_rows)
+            self.held.add(batch, whole, n)
         self._encode(batch, [(lo, lo + self.group_rows) for lo in range(start, whole, self.group_rows)])
 
     def _encode(self, batch: Batch, bounds: list[tuple[int, int]]) -> None:
@@ -547,7 +548,7 @@ class ParquetSink:
         from rfsweep.output import writer
 
         held = self.held.batch() if self.held.rows else None
-        self.held = _Held()
+        self.held.rows = 0
         self.stream = pa.output_stream(self.file)  # the file opened already (a FIFO is opened once)
         small = writer.TableWriter(self.stream, self.schema, self.sorted_by_id, row_group_rows=self.group_rows)
         try:
@@ -563,7 +564,7 @@ class ParquetSink:
         small = self.encoder is not None and not self.encoded
         if self.held.rows and self.error is None and not small:  # the last, smaller row group
             self._encode(self.held.whole(), [(0, self.held.rows)])
-            self.held = _Held()
+            self.held.rows = 0
         self._stop()
         try:
             if small:
