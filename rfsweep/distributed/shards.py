@@ -209,7 +209,8 @@ def warm(job: dict) -> dict:
         tables = sink.tables_for(space)
         for batch in engine.iter_batches(space, device=job["device"], stats=stats, q=1, task_range=(0, 2)):
             if encoder is not None:  # the writer of the wide and compact layouts (rfsweep.output.parquet)
-                encoder.encode(batch.out, batch.choice, [(0, len(batch))])
+                for part in encoder.encode(batch.out, batch.choice, [(0, len(batch))]):
+                    encoder.release(part)
             else:
                 sink.to_table(batch, space, tables, sch)
         engine.CountedPlan(space, device=job["device"], q=1).rows_at(np.array([0], np.int64))

@@ -18,7 +18,7 @@ from rfsweep.engine.run import Batch
 from rfsweep.engine.sample import draw_ranks
 from rfsweep.engine.select import Front, TopK, check_selection
 from rfsweep.engine.where import parse_where
-from rfsweep.output import sink
+from rfsweep.output import sink, writer
 from rfsweep.space import Space
 
 
@@ -85,7 +85,8 @@ def _batches(
         return
     if sort is None:
         if not filtered:
-            yield from engine.iter_batches(space, limit=limit, **kw)
+            # every batch whole row groups but the last: the sink encodes them in place, copying nothing
+            yield from engine.iter_batches(space, limit=limit, align=writer.ROW_GROUP_ROWS, **kw)
             return
         left = limit
         for batch in _filtered(engine.iter_batches(space, **kw), space, where, kw.get("stats")):

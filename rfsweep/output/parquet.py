@@ -26,7 +26,9 @@ not pay for the kernel's compile) keep pyarrow's writer (:mod:`rfsweep.output.si
 from __future__ import annotations
 
 import base64
+import mmap
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -55,6 +57,7 @@ UTF8 = 0
 TT_TRUE, TT_FALSE, TT_BYTE, TT_I16, TT_I32, TT_I64, TT_BINARY, TT_LIST, TT_STRUCT = 1, 2, 3, 4, 5, 6, 8, 9, 12
 
 ZSTD_LEVEL = 1
+RING = 2  # page buffers: an encode call fills one while the writer thread still reads the last one's pages
 KEEP_COMPRESSED = 0.9  # a column chunk stays uncompressed unless zstd makes it at least 10% smaller
 
 
@@ -289,6 +292,17 @@ def _dictionary_page(col: Column, values) -> bytes:
     return keys.astype("<i4" if col.physical == T_INT32 else "<i8").tobytes()
 
 
+def _sparse(shape: tuple[int, int]) -> np.ndarray:
+    """A zeroed uint8 array of which only what is written takes memory, in small pages: each row is a
+    page's worst case and pages use a fraction of it (R7 [223, 225] compact: ~0.3 of 4.3 MB). numpy asks
+    for huge pages (2 MB) beyond 4 MB, which made every row take at least 2 MB (~100 MB the ring)."""
+    size = max(1, shape[0] * shape[1])
+    mem = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux
+        mem.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mem, np.uint8, count=shape[0] * shape[1]).reshape(shape)
+
+
 class Encoder:
     """Row groups of survivor batches as encoded pages (numba, every core), framed and written by
     :meth:`write_group` (the sink's writer thread: compression and I/O release the GIL)."""
@@ -309,8 +323,15 @@ class Encoder:
         self.cons = space.kernel.cons
         self.lookups = any(c.kind == enc.K_LAYER for c in cols)
         self.rows_cap = self.groups_cap = 0
-        self.buf = self.lens = self.counts = self.keys = None
+        self.lens = self.counts = self.keys = None
+        # the pages of RING encode calls, each a view of its call's buffer until written (write_group) or
+        # released: no copy of ~80 MB of pages on R7 [223, 225] into fresh memory the system zeroes first
+        self.ring: list[np.ndarray | None] = [None] * RING
+        self.pending = [0] * RING  # jobs of each buffer not yet written or released
+        self.turn = 0
+        self.freed = threading.Condition()
         self.codec = pa.Codec("zstd", ZSTD_LEVEL)
+        self.pool = pa.system_memory_pool()
         self.offset = 4  # after the magic b"PAR1"
         # per row group: (rows, its file offset, per column chunk (its offset, ColumnMetaData bytes, page
         # offset, page size, page statistics)); the page index and footer are written from them at the end
@@ -328,21 +349,21 @@ class Encoder:
 
             n = len(self.cols) * groups
             self.rows_cap, self.groups_cap = rows, groups
-            # worst case of a page: 8 bytes a value (plain), plus definition levels and run headers (the
-            # memory is only touched as far as pages reach)
-            self.buf = np.empty((n, 8 * rows + rows // 4 + 1024), np.uint8)
+            # page buffers are made again at the new size when next used (a job's views keep the old alive)
+            self.ring = [None] * RING
             self.lens = np.zeros(n, np.int64)
             self.counts = np.zeros(n, np.int64)
             self.used = np.zeros(n, np.int64)
-            self.keys = np.empty((n, DICT_MAX), np.int64)
+            self.keys = _sparse((n, DICT_MAX * 8)).view(np.int64)  # a dictionary's keys: most hold a few
             self.ext = np.zeros((n, 2), np.int64)  # each page's min and max (kernels.encode._extremes)
             self.present = np.zeros(n, np.int64)
             self.scratch = np.empty((2 * numba.config.NUMBA_NUM_THREADS, rows), np.int32)
 
-    def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple[int, list]]:
-        """Row groups ``bounds`` ([(lo, hi)]) of a batch, each as (rows, [(dictionary page or None, its
-        size, encoding, data page)] per column): bytes that own their memory (the batch and this
-        encoder's buffers are reused)."""
+    def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple]:
+        """Row groups ``bounds`` ([(lo, hi)]) of a batch, each a job (rows, [(dictionary page or None, its
+        size, encoding, data page, statistics)] per column, buffer): each data page a view of one of this
+        encoder's RING buffers, which the next calls reuse once every job of it is written
+        (:meth:`write_group`) or :meth:`release`-d: a caller that drops a job must release it."""
         from rfsweep.engine import steer
         from rfsweep.kernels import encode as enc
 
@@ -356,6 +377,14 @@ class Encoder:
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
         if not len(spans):
             return []
+        slot = self.turn
+        self.turn = (slot + 1) % RING
+        with self.freed:  # the writer thread still reads this buffer's pages: wait for it
+            self.freed.wait_for(lambda: self.pending[slot] == 0)
+        if self.ring[slot] is None:
+            # worst case of a page: 8 bytes a value (plain), plus definition levels and run headers
+            self.ring[slot] = _sparse((len(self.cols) * self.groups_cap, 8 * self.rows_cap + self.rows_cap // 4 + 1024))
+        buf = self.ring[slot]
         steer.call(
             enc.encode_groups,
             self.desc,
@@ -366,7 +395,7 @@ class Encoder:
             self.luts,
             self.cons,
             spans,
-            self.buf,
+            buf,
             self.lens,
             self.counts,
             self.used,
@@ -405,9 +434,17 @@ class Encoder:
                 count = int(self.counts[t])
                 dict_page = _dictionary_page(col, col.values or self.keys[t, :count]) if count >= 0 else None
                 encoding = E_RLE_DICTIONARY if count >= 0 else (E_DELTA if count == -2 else E_PLAIN)
-                pages.append((dict_page, max(count, 0), encoding, self.buf[t, : self.lens[t]].tobytes(), stats[c]))
-            jobs.append((int(hi - lo), pages))
+                pages.append((dict_page, max(count, 0), encoding, buf[t, : self.lens[t]], stats[c]))
+            jobs.append((int(hi - lo), pages, slot))
+        with self.freed:
+            self.pending[slot] += len(jobs)
         return jobs
+
+    def release(self, job: tuple) -> None:
+        """A job's pages are no longer needed (written, or dropped after a failure): its buffer may be reused."""
+        with self.freed:
+            self.pending[job[2]] -= 1
+            self.freed.notify_all()
 
     def _statistics(self, g: int, rows: int) -> list[tuple]:
         """Per column of the g-th group just encoded: (min, max, null count) of the values written, as the
@@ -477,14 +514,22 @@ class Encoder:
         self.offset += len(head) + len(raw[1])
         return len(head) + len(raw[0]), len(head) + len(raw[1]), offset
 
-    def write_group(self, fh, job: tuple[int, list]) -> None:
-        """Compress and write one encoded row group, and keep its column chunks for the footer."""
-        rows, pages = job
+    def write_group(self, fh, job: tuple) -> None:
+        """Compress and write one encoded row group, keep its column chunks for the footer, release it."""
+        try:
+            self._write_group(fh, job)
+        finally:
+            self.release(job)
+
+    def _write_group(self, fh, job: tuple) -> None:
+        rows, pages, _ = job
         chunks = []
         start = self.offset
         for col, (dict_page, count, encoding, data, (vmin, vmax, nulls)) in zip(self.cols, pages):
             bodies = [b for b in (dict_page, data) if b is not None]
-            packed = [self.codec.compress(b, asbytes=True) for b in bodies]
+            # Arrow buffers (no copy into bytes) from the C library's allocator: mimalloc, Arrow's default,
+            # gave the memory of each back to the system and took fresh (zeroed) memory for the next
+            packed = [self.codec.compress(b, memory_pool=self.pool) for b in bodies]
             zipped = sum(map(len, packed)) <= KEEP_COMPRESSED * sum(map(len, bodies))
             codec = C_ZSTD if zipped else C_UNCOMPRESSED
             written = [(b, p if zipped else b) for b, p in zip(bodies, packed)]

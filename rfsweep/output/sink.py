@@ -466,10 +466,10 @@ class ParquetSink:
             job = self.queue.get()
             if job is None:
                 return
-            if self.error is None:
-                try:
-                    job()
-                except BaseException as exc:  # reported by the next write() or close()
+            try:
+                job()  # each job does nothing but its own cleanup once one has failed
+            except BaseException as exc:  # reported by the next write() or close()
+                if self.error is None:
                     self.error = exc
 
     def _check(self) -> None:
@@ -481,8 +481,18 @@ class ParquetSink:
         self._check()
         if self.writer is None:
             raise TypeError("this sink encodes batches: use write_batch")
-        self.queue.put(functools.partial(self.writer.write, table))
+        self.queue.put(functools.partial(self._write_table, table))
         self.rows += table.num_rows
+
+    def _write_table(self, table: pa.Table) -> None:  # the writer thread
+        if self.error is None:
+            self.writer.write(table)
+
+    def _write_group(self, job: tuple) -> None:  # the writer thread
+        if self.error is None:
+            self.encoder.write_group(self.file, job)
+        else:  # its pages' buffer may be reused
+            self.encoder.release(job)
 
     def write_batch(self, batch: Batch) -> None:
         """Queue a batch of survivors of the sink's space: encoded here, row group by row group, and
@@ -508,9 +518,11 @@ class ParquetSink:
             self._encode(self.held.whole(), [(0, self.held.rows)])
             self.held.rows = 0
         whole = start + (n - start) // self.group_rows * self.group_rows
-        if whole < n:  # the rest waits for the next batch (a copy: the engine reuses its buffers)
+        if whole < n and batch.last and (self.encoded or whole > start):
+            whole = n  # the last, smaller row group, from the batch itself
+        elif whole < n:  # the rest waits for the next batch (a copy: the engine reuses its buffers)
             self.held.add(batch, whole, n)
-        self._encode(batch, [(lo, lo + self.group_rows) for lo in range(start, whole, self.group_rows)])
+        self._encode(batch, [(lo, min(lo + self.group_rows, n)) for lo in range(start, whole, self.group_rows)])
 
     def _encode(self, batch: Batch, bounds: list[tuple[int, int]]) -> None:
         if bounds and not self.encoded:  # a whole first row group: the encoder writes this file
@@ -518,7 +530,7 @@ class ParquetSink:
             self.file.write(self.encoder.header())
         for first in range(0, len(bounds), GROUPS_PER_CALL):  # the encoder's buffers grow with the groups
             for job in self.encoder.encode(batch.out, batch.choice, bounds[first : first + GROUPS_PER_CALL]):
-                self.queue.put(functools.partial(self.encoder.write_group, self.file, job))
+                self.queue.put(functools.partial(self._write_group, job))
                 self.rows += job[0]
 
     def _stop(self) -> None:

@@ -334,6 +334,32 @@ def test_small_slabs_split_tasks_and_keep_order():
 
 
 @given(
+    space_name=st.sampled_from(["conv_pools_same", "min_convs", "positions"]),
+    align=st.integers(1, 600),
+    slab_rows=st.integers(20, 800),
+    limit=st.one_of(st.none(), st.integers(1, 5000)),
+    reuse=st.booleans(),
+)
+def test_aligned_batches_are_whole_multiples_but_the_last(space_name, align, slab_rows, limit, reuse):
+    """With ``align`` (a sink's row group) the same rows in the same order, every batch but the last a
+    multiple of ``align`` rows, the last one marked unless a limit cut it; with or without reused buffers
+    (whose choices past a row's depth are left from earlier rows: compared up to the depth)."""
+    space = build_space(SPACES[space_name])
+    want_out, want_ch = _rows(space, limit=limit)
+    batches = [(b.copy(), b.last) for b in iter_batches(space, align=align, slab_rows=slab_rows, limit=limit,
+                                                         reuse_buffers=reuse)]  # fmt: skip
+    assert all(len(b) % align == 0 and not last for b, last in batches[:-1])
+    assert all(len(b) > 0 for b, _ in batches)
+    if batches and len(batches[-1][0]) % align:
+        assert batches[-1][1] or sum(len(b) for b, _ in batches) == limit
+    got_out = np.concatenate([b.out for b, _ in batches], axis=1) if batches else want_out[:, :0]
+    got_ch = np.concatenate([b.choice for b, _ in batches], axis=1) if batches else want_ch[:, :0]
+    assert np.array_equal(got_out, want_out)
+    reached = np.arange(got_ch.shape[0])[:, None] < got_out[lm.O_DEPTH][None, :]
+    assert np.array_equal(np.where(reached, got_ch, 0), np.where(reached, want_ch, 0))
+
+
+@given(
     depth=st.tuples(st.integers(1, 3), st.integers(0, 1)),
     kernels=st.lists(st.integers(1, 5), min_size=1, max_size=3),
     strides=st.lists(st.integers(1, 3), min_size=1, max_size=2),

@@ -7,6 +7,11 @@ polars and duckdb (every reader: tests/output/test_interop.py)."""
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +23,7 @@ from test_sweep import assert_same_as_naive
 
 from parquet_check import assert_policy
 from rfsweep import api as sweep
+from rfsweep.core.errors import RFSweepError
 from rfsweep.engine.run import Batch
 from rfsweep.kernels import encode as enc
 from rfsweep.kernels import layer_math as lm
@@ -263,3 +269,59 @@ def test_empty_groups_are_not_encoded(tmp_path):
     out = np.zeros((space.out_width, 0), np.int64)
     choice = np.zeros((space.depth_max, 0), np.int16)
     assert encoder.encode(out, choice, []) == [] and encoder.encode(out, choice, [(0, 0)]) == []
+
+
+def test_pages_are_not_overwritten_while_the_writer_reads_them(tmp_path):
+    """Encoded pages are views of the encoder's RING buffers, not copies: a writer far behind the encoder
+    (an unbounded queue, each write held back; one row group an encode call) still writes every page as
+    it was encoded, since an encode call waits for its buffer's jobs: the same bytes as writing each
+    group at once."""
+    space = build_space(MIXED)
+    batch = Batch.concat([b.copy() for b in selected_batches(space)])
+    sch = sink.schema(space, "compact").with_metadata(sink.metadata(space))
+    groups = [(lo, min(len(batch), lo + 8)) for lo in range(0, len(batch), 8)]
+    assert len(groups) > 3 * parquet_out.RING
+
+    def written(path, behind: bool) -> bytes:
+        encoder = parquet_out.Encoder(space, sch, parquet_out.plan(space, sch))
+        jobs: queue.Queue = queue.Queue()
+        with open(path, "wb") as fh:
+            fh.write(encoder.header())
+
+            def drain():
+                while (job := jobs.get()) is not None:
+                    time.sleep(0.005)
+                    encoder.write_group(fh, job)
+
+            writer_thread = threading.Thread(target=drain)
+            writer_thread.start()
+            for g in groups:
+                for job in encoder.encode(batch.out, batch.choice, [g]):
+                    jobs.put(job)
+                    if not behind:
+                        while not jobs.empty():
+                            time.sleep(0.001)
+            jobs.put(None)
+            writer_thread.join()
+            fh.write(encoder.footer())
+        return path.read_bytes()
+
+    assert written(tmp_path / "behind.parquet", True) == written(tmp_path / "in_step.parquet", False)
+
+
+def test_a_failed_write_releases_every_page_and_leaves_nothing(tmp_path, monkeypatch):
+    """A row group that cannot be written: the encoder is not left waiting for buffers the writer thread
+    will never free (the jobs after the failure are released unwritten); one error naming the output, and
+    no file, temporary or not."""
+    space = build_space(MIXED)
+    calls = []
+
+    def fails_second(self, fh, job):
+        calls.append(job[0])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parquet_out.Encoder, "_write_group", fails_second)
+    with pytest.raises(RFSweepError, match="write failed"):
+        _write(tmp_path / "f.parquet", space, "compact", group_rows=8, monkeypatch=monkeypatch)
+    assert len(calls) == 2 and os.listdir(tmp_path) == []
