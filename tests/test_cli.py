@@ -272,6 +272,21 @@ def test_console_script_exits_with_the_commands_code_and_its_output_whole(tmp_pa
     assert seen.returncode == 0 and seen.stderr.strip().endswith("bye") and seen.stdout.strip()
 
 
+def test_the_version_is_the_installed_ones():
+    """rfsweep.core.version holds the version as a constant (read at start without scanning the installed
+    distributions); pyproject.toml builds the package from it, so the installed metadata says the same."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rfsweep.core.version import __version__
+
+    try:
+        installed = version("rfsweep")
+    except PackageNotFoundError:
+        pytest.skip("rfsweep is not installed here")
+    assert installed == __version__
+    assert subprocess.run([*SCRIPT, "--version"], capture_output=True, text=True).stdout.split()[-1] == __version__
+
+
 def test_console_script_into_a_closed_pipe_is_quiet(tmp_path):
     """`rfsweep ... | head -1`: the reader goes away; no traceback, no 'Exception ignored' line."""
     proc = subprocess.Popen(
