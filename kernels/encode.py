@@ -1,8 +1,9 @@
 """Parquet page encoding of survivor batches, straight from the kernels' output (rfsweep.output.parquet).
 
 One call encodes a batch's row groups, every column of each in parallel (one column of one group a
-task). A column's values are computed from ``out`` (the kernels' int64 fields x rows) and ``choice``
-(positions x rows) a few thousand rows at a time, so no per-column array of the batch is made.
+task, spread over threads by rfsweep.engine.threads.spread). A column's values are computed from ``out``
+(the kernels' int64 fields x rows) and ``choice`` (positions x rows) a few thousand rows at a time, so
+no per-column array of the batch is made.
 Encodings, by column (``desc``):
 
 * ``M_LUT``: a per-layer field (op, kernel, ...): the dictionary is the field's values at that position,
@@ -28,9 +29,8 @@ Layouts follow the Parquet format specification (Encodings.md):
                          zigzag(min delta) 4 bit widths, 4 miniblocks of 32 (delta - min) bit-packed
 """
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from rfsweep.kernels.layer_math import C_CIN, C_MAX_WIDTH, C_WIDTH, O_PAD, O_RF, layer_channels
 
@@ -634,23 +634,28 @@ def _key_extremes(kind, keys, count, ext, fext):
         ext[1] = hi
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def encode_groups(
-    desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys, scratch, ext, present
-):
-    """Every column of every row group (rows bounds[g, 0]:bounds[g, 1]), one task each, in parallel (a
-    batch's groups at once: the columns alone left a core idle behind the slowest, measured). Task
-    ``t = g * columns + c`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size
-    (a hashed or ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded;
-    used[t] the encoding it took (an M_*: a range may have gone on to a hash, either to plain).
-    ``scratch``: int32, (2 x numba threads, at least the largest group): each thread's runs. ``ext[t]``
-    and ``present[t]``: the page's statistics (:func:`_extremes`, or a dictionary's keys; not for a
-    constant column, K_CONST, nor a per-layer lookup, K_LAYER: see :func:`choices_present`)."""
+@njit(cache=True, nogil=True)
+def encode_tasks(
+    first, last, slot, desc, out, depth_row, choice, tables, luts, cons, bounds, buf, lens, counts, used, dict_keys,
+    scratch, ext, present,
+):  # fmt: skip
+    """Tasks ``first .. last - 1`` of a batch's row groups, one column of one group (rows bounds[g, 0]:
+    bounds[g, 1]) a task, ``t = g * columns + c``, on one thread: rfsweep.engine.threads.spread calls it on
+    spans of the tasks from several threads (it releases the GIL), a batch's groups at once (the columns
+    alone left a core idle behind the slowest, measured). No prange: an OpenMP team spun ~17 ms a call on
+    its idle core after every call (libgomp's default wait), taking a core from the walk and the writer
+    thread; and parfor lowering lengthened the first compile.
+
+    Task ``t`` writes its page into buf[t, :lens[t]]; counts[t] is the dictionary's size (a hashed or
+    ranged one in dict_keys[t, :counts[t]]), -1 where the values are plain, -2 delta-coded; used[t] the
+    encoding it took (an M_*: a range may have gone on to a hash, either to plain). ``scratch``: int32,
+    (2 x threads, at least the largest group): rows 2 x slot and 2 x slot + 1 are this thread's runs.
+    ``ext[t]`` and ``present[t]``: the page's statistics (:func:`_extremes`, or a dictionary's keys; not for
+    a constant column, K_CONST, nor a per-layer lookup, K_LAYER: see :func:`choices_present`)."""
     ncol = desc.shape[0]
-    for t in prange(bounds.shape[0] * ncol):
+    for t in range(first, last):
         g = t // ncol
         c = t - g * ncol
-        me = numba.get_thread_id()
         lens[t], counts[t], used[t] = _encode_column(
             c,
             desc,
@@ -664,8 +669,8 @@ def encode_groups(
             bounds[g, 1],
             buf[t],
             dict_keys[t],
-            scratch[2 * me],
-            scratch[2 * me + 1],
+            scratch[2 * slot],
+            scratch[2 * slot + 1],
         )
         kind = desc[c, D_KIND]
         if kind != K_CONST:
@@ -682,14 +687,15 @@ def encode_groups(
                 present[t] = _extremes(desc, c, out, depth_row, choice, tables, cons, lo, hi, ext[t], fext)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def choices_present(out, depth_row, choice, bounds, seen, count):
-    """Per row group g and position p (task ``t = g * positions + p``): which choices rows
-    bounds[g, 0]:bounds[g, 1] take there (seen[t, choice] = True; rows that reach p only) and how many
-    rows reach it (count[t]). A per-layer column is a lookup of the choice, so its page's min and max are
-    those of the choices present: one pass per position serves its four or five columns."""
+@njit(cache=True, nogil=True)
+def choices_present(first, last, slot, out, depth_row, choice, bounds, seen, count):
+    """Per row group g and position p (task ``t = g * positions + p``, tasks ``first .. last - 1``; spread
+    over threads as :func:`encode_tasks`, ``slot`` unused): which choices rows bounds[g, 0]:bounds[g, 1]
+    take there (seen[t, choice] = True; rows that reach p only) and how many rows reach it (count[t]). A
+    per-layer column is a lookup of the choice, so its page's min and max are those of the choices
+    present: one pass per position serves its four or five columns."""
     npos = choice.shape[0]
-    for t in prange(bounds.shape[0] * npos):
+    for t in range(first, last):
         g = t // npos
         p = t - g * npos
         seen[t, :] = False

@@ -68,3 +68,42 @@ def run_spread(kernel: Callable, threads: int, mode, tasks, plens, rows0, K, ctl
         t.join()
     if errors:
         raise errors[0]
+
+
+def spread(kernel: Callable, threads: int, n: int, *args) -> None:
+    """``kernel(first, last, slot, *args)`` on spans [first, last) of ``n`` independent tasks, in ``threads``
+    threads (this one and ``threads - 1`` daemon threads) claiming spans as :func:`run_spread` does;
+    ``slot`` (0 .. threads - 1) names the calling thread, for its scratch rows. For the Parquet encoder
+    (kernels.encode.encode_tasks), a few dozen tasks a call. The first exception a thread meets is raised
+    here once every thread has returned."""
+    threads = max(1, min(threads, n))
+    if threads == 1:
+        if n:
+            kernel(0, n, 0, *args)
+        return
+    todo = spans(n, threads)
+    lock = threading.Lock()
+    cursor = [0]
+    errors: list[BaseException] = []
+
+    def work(slot: int) -> None:
+        while not errors:
+            with lock:
+                i = cursor[0]
+                cursor[0] = i + 1
+            if i >= len(todo):
+                return
+            try:
+                kernel(todo[i][0], todo[i][1], slot, *args)
+            except BaseException as exc:  # handed to the caller
+                errors.append(exc)
+                return
+
+    helpers = [threading.Thread(target=work, args=(k,), name="rfsweep-encode", daemon=True) for k in range(1, threads)]
+    for t in helpers:
+        t.start()
+    work(0)
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]

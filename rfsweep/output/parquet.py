@@ -2,7 +2,7 @@
 
 pyarrow's writer needs every column as an Arrow array first and then costs ~4 ns a value to encode
 (measured on R7 [223, 225]: 3.0 CPU-s for the 46 wide columns of 11.5 M rows, plus 1.9 s to build
-the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_groups`
+the arrays), more than the kernels that found the rows. Here :func:`rfsweep.kernels.encode.encode_tasks`
 encodes every column of a batch's row groups in parallel from the batch itself (the per-layer values
 from the choice indices, the scalars from the kernels' fields), and this module only frames the pages:
 page headers and the footer in Thrift's compact protocol, pages compressed with zstd by the writer
@@ -167,7 +167,8 @@ def _lookup(values: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def plan(space, sch: pa.Schema) -> list[Column] | None:
-    """The columns of ``sch`` for :func:`encode_groups`, or None where this writer does not apply."""
+    """The columns of ``sch`` for :func:`rfsweep.kernels.encode.encode_tasks`, or None where this writer does not
+    apply."""
     from rfsweep.kernels import encode as enc
     from rfsweep.space import ids
     from rfsweep.space.settings import OP_NAMES
@@ -317,6 +318,11 @@ class Encoder:
         self.cols = cols
         self.desc, self.luts = _descriptors(cols)
         self.threads = threads
+        if threads is None:
+            import numba
+
+            threads = numba.config.NUMBA_NUM_THREADS  # all cores, as the walk
+        self.n_threads = threads
         choices = space.kernel.choices
         fields = (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)  # encode._value's field tables, in this order
         self.tables = np.ascontiguousarray(np.stack([choices[:, :, f] for f in fields]), dtype=np.int64)
@@ -345,8 +351,6 @@ class Encoder:
         from rfsweep.kernels.encode import DICT_MAX
 
         if rows > self.rows_cap or groups > self.groups_cap:
-            import numba
-
             n = len(self.cols) * groups
             self.rows_cap, self.groups_cap = rows, groups
             # page buffers are made again at the new size when next used (a job's views keep the old alive)
@@ -357,7 +361,7 @@ class Encoder:
             self.keys = _sparse((n, DICT_MAX * 8)).view(np.int64)  # a dictionary's keys: most hold a few
             self.ext = np.zeros((n, 2), np.int64)  # each page's min and max (kernels.encode._extremes)
             self.present = np.zeros(n, np.int64)
-            self.scratch = np.empty((2 * numba.config.NUMBA_NUM_THREADS, rows), np.int32)
+            self.scratch = np.empty((2 * self.n_threads, rows), np.int32)  # two rows a thread (encode_tasks)
 
     def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple]:
         """Row groups ``bounds`` ([(lo, hi)]) of a batch, each a job (rows, [(dictionary page or None, its
@@ -365,13 +369,14 @@ class Encoder:
         encoder's RING buffers, which the next calls reuse once every job of it is written
         (:meth:`write_group`) or :meth:`release`-d: a caller that drops a job must release it."""
         from rfsweep.engine import steer
+        from rfsweep.engine.threads import spread
         from rfsweep.kernels import encode as enc
 
         if self.rows_cap == 0:  # the first batch: say so if the encoder is about to be compiled (not before:
             # a search that fails first, e.g. on its device, says only why)
             from rfsweep.engine.run import kernels_cached, log
 
-            if not kernels_cached(enc.encode_groups):
+            if not kernels_cached(enc.encode_tasks):
                 log.info("compiling the Parquet encoder (once per install, about 20 s)...")
         spans = np.asarray([b for b in bounds if b[1] > b[0]], np.int64).reshape(-1, 2)  # no empty groups
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
@@ -386,7 +391,10 @@ class Encoder:
             self.ring[slot] = _sparse((len(self.cols) * self.groups_cap, 8 * self.rows_cap + self.rows_cap // 4 + 1024))
         buf = self.ring[slot]
         steer.call(
-            enc.encode_groups,
+            spread,
+            enc.encode_tasks,
+            self.n_threads,
+            len(spans) * len(self.cols),
             self.desc,
             out,
             lm.O_DEPTH,
@@ -403,13 +411,13 @@ class Encoder:
             self.scratch,
             self.ext,
             self.present,
-            threads=self.threads,
         )
         if self.lookups:  # the wide layout: its per-layer columns' statistics
             npos = self.seen_positions = choice.shape[0]
             self.seen = np.zeros((len(spans) * npos, self.tables.shape[2]), np.bool_)
             self.reach = np.zeros(len(spans) * npos, np.int64)
-            steer.call(enc.choices_present, out, lm.O_DEPTH, choice, spans, self.seen, self.reach, threads=self.threads)
+            steer.call(spread, enc.choices_present, self.n_threads, len(spans) * npos, out, lm.O_DEPTH, choice, spans,
+                       self.seen, self.reach)  # fmt: skip
         ncol = len(self.cols)
         counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)
         self.desc[:, enc.D_HINT] = np.maximum(counts.max(axis=0), 0)  # the next groups' first guess

@@ -85,3 +85,29 @@ def test_the_count_pass_by_lookup_and_by_walking_agree_on_several_threads():
             assert runner.walked is not use_table
             got.append(list(counts))
     assert all(g == got[0] for g in got) and sum(got[0]) > 0
+
+
+@given(n=st.integers(0, 300), n_threads=st.integers(1, 6))
+def test_spread_runs_every_task_once_with_a_slot_per_thread(n, n_threads):
+    """threads.spread (the Parquet encoder's): every task once, each thread a slot of its own in 0..threads-1
+    (its scratch rows), an error raised to the caller."""
+    done = np.zeros(n, np.int64)
+    slots: dict[str, set] = {}
+
+    def kernel(first, last, slot, out):
+        slots.setdefault(threading.current_thread().name + str(threading.get_ident()), set()).add(slot)
+        out[first:last] += 1
+
+    threads.spread(kernel, n_threads, n, done)
+    assert list(done) == [1] * n
+    assert all(len(s) == 1 for s in slots.values())
+    assert sorted(s for v in slots.values() for s in v) == sorted({s for v in slots.values() for s in v})
+    assert all(0 <= s < max(1, min(n_threads, n)) for v in slots.values() for s in v)
+
+    def failing(first, last, slot):
+        if last > n // 2:
+            raise ValueError("bad task")
+
+    if n:
+        with pytest.raises(ValueError, match="bad task"):
+            threads.spread(failing, n_threads, n)
