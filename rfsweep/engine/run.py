@@ -503,6 +503,20 @@ def count_by_enumeration(
     return stats.kept
 
 
+def _front(view: np.ndarray, kept: int, held: int) -> np.ndarray:
+    """Columns kept:kept + held of a (fields x rows) view of a buffer, moved to the buffer's front as a
+    C-contiguous (fields x held) array: a batch the kernels take without compiling for another layout
+    (a column slice is not C-contiguous: the encoder compiled and loaded a second signature for it).
+    Field by field, in order: each lands at or before where it was, never on a later field."""
+    base = view.base if view.base is not None else view
+    if not base.flags.c_contiguous or base.ndim != 1:
+        return np.ascontiguousarray(view[:, kept : kept + held])
+    front = base[: view.shape[0] * held].reshape(view.shape[0], held)
+    for f in range(view.shape[0]):
+        front[f] = view[f, kept : kept + held]
+    return front
+
+
 def iter_batches(
     space: Space,
     *,
@@ -657,9 +671,9 @@ def iter_batches(
                 rep.base_fraction = stats.covered / max(stats.space_size, 1)
                 if progress is not None:
                     rep.emit("fill", rep.base_fraction)
-            if held:  # the last rows, where the last slab left them
+            if held:  # the last rows, moved to the front of the last slab's buffers
                 rep.rows += held
-                yield Batch(behind[0][:, kept : kept + held], behind[1][:, kept : kept + held], last=True)
+                yield Batch(_front(behind[0], kept, held), _front(behind[1], kept, held), last=True)
     finally:
         ctl[steer.CTL_CAP] = 0
         stats.seconds = time.perf_counter() - t0

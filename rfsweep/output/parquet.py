@@ -304,6 +304,24 @@ def _sparse(shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(mem, np.uint8, count=shape[0] * shape[1]).reshape(shape)
 
 
+def _c_rows(a: np.ndarray) -> np.ndarray:
+    """A (fields x rows) batch as a C-contiguous array the encoder's kernel takes (its one compiled
+    signature): a column slice ``x[:, :k]`` of a C-contiguous array (the engine's aligned batches, whose
+    last rows wait for the next slab) as ``x`` itself, rows past k never read (the groups' bounds end
+    before); anything else copied. (A slice typed as another layout compiled the encoder twice on a
+    first run.)"""
+    if a.flags.c_contiguous:
+        return a
+    owner = a.base
+    if a.ndim == 2 and isinstance(owner, np.ndarray) and owner.flags.c_contiguous and a.strides[1] == a.itemsize:
+        wide, rest = divmod(a.strides[0], a.itemsize)
+        lo = owner.__array_interface__["data"][0]
+        start = a.__array_interface__["data"][0]
+        if rest == 0 and wide >= a.shape[1] and lo <= start and start + a.shape[0] * a.strides[0] <= lo + owner.nbytes:
+            return np.lib.stride_tricks.as_strided(a, (a.shape[0], wide), a.strides)  # writeable, as typed
+    return np.ascontiguousarray(a)
+
+
 class Encoder:
     """Row groups of survivor batches as encoded pages (numba, every core), framed and written by
     :meth:`write_group` (the sink's writer thread: compression and I/O release the GIL)."""
@@ -379,6 +397,7 @@ class Encoder:
             if not kernels_cached(enc.encode_tasks):
                 log.info("compiling the Parquet encoder (once per install, about 20 s)...")
         spans = np.asarray([b for b in bounds if b[1] > b[0]], np.int64).reshape(-1, 2)  # no empty groups
+        out, choice = _c_rows(out), _c_rows(choice)
         self._buffers(len(spans), int((spans[:, 1] - spans[:, 0]).max()) if len(spans) else 0)
         if not len(spans):
             return []

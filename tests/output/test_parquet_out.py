@@ -325,3 +325,21 @@ def test_a_failed_write_releases_every_page_and_leaves_nothing(tmp_path, monkeyp
     with pytest.raises(RFSweepError, match="write failed"):
         _write(tmp_path / "f.parquet", space, "compact", group_rows=8, monkeypatch=monkeypatch)
     assert len(calls) == 2 and os.listdir(tmp_path) == []
+
+
+def test_aligned_batches_keep_the_encoder_to_one_compiled_signature(tmp_path, monkeypatch):
+    """The engine's aligned batches are column slices of its slab (the rows past the last whole group wait
+    for the next one): the encoder takes them as the C-contiguous slab, never compiling a second signature
+    for another layout (or a read-only view) on a first run; the last batch is moved to the slab's front."""
+    space = build_space(MIXED)
+    got = _write(tmp_path / "a.parquet", space, "compact", group_rows=7, monkeypatch=monkeypatch)
+    assert_same_file(got, space, "compact")
+    for sig in enc.encode_tasks.signatures:
+        out, choice = sig[4], sig[6]
+        assert out.layout == choice.layout == "C" and out.mutable and choice.mutable, sig
+    sliced = np.arange(60, dtype=np.int64).reshape(3, 20)[:, :7]
+    wide = parquet_out._c_rows(sliced)
+    assert wide.flags.c_contiguous and np.array_equal(wide[:, :7], sliced)
+    assert np.shares_memory(wide, sliced)
+    odd = np.arange(60, dtype=np.int64).reshape(3, 20)[:, ::2]  # not a column slice: copied
+    assert parquet_out._c_rows(odd).flags.c_contiguous and np.array_equal(parquet_out._c_rows(odd), odd)
