@@ -317,45 +317,55 @@ def _bit_width(count):
 
 @njit(cache=True, nogil=True)
 def _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk, slots):
-    """Runs of indices into a dictionary built in first-seen order: (runs, dictionary size), size -1
-    past DICT_MAX, -3 when the table of ``slots`` is half full (the caller retries with a larger one:
-    open addressing in a table never regrown here, since reassigning an array in the loop made numba
-    count references on every row). Only a run's first value is looked up."""
-    keys = np.empty(slots, np.int64)
-    where = np.full(slots, -1, np.int32)
+    """Runs of indices into a dictionary built in first-seen order: (runs or values, dictionary size,
+    dense), size -1 past DICT_MAX, -3 when the table of ``slots`` is half full (the caller retries with a
+    larger one: open addressing in a table never regrown here, since reassigning an array in the loop
+    made numba count references on every row). Each slot holds a key and its index side by side (one
+    cache line a probe). Where the first CHUNK values change every DENSE_RUN or more often (R7's params,
+    macs and ERF sigmas), every value is looked up and kept, to be bit-packed whole (``dense``: no run
+    test, which mispredicted there, as in :func:`_ranged`); otherwise only a run's first value is."""
+    table = np.full(2 * slots, -1, np.int64)  # [2s]: a key, [2s + 1]: its index (-1: empty)
     shift = 64 - _bit_width(slots)
     count = 0
     prev = 0
-    n = -1  # runs so far, the last one open: its length in `length` until it closes
+    dense = False
+    n = -1  # runs so far, the last one open: its length in `length` until it closes; dense: values - 1
     length = 0
     for a in range(lo, hi, CHUNK):
         m = _fill(desc, c, out, depth_row, choice, tables, cons, a, min(hi, a + CHUNK), vals, fvals, False)
+        if m == 0:
+            continue
+        if n < 0:
+            changes = 0
+            for j in range(1, m):
+                changes += vals[j] != vals[j - 1]
+            dense = changes * DENSE_RUN > m
         for j in range(m):
             key = vals[j]
-            if key == prev and n >= 0:
+            if not dense and key == prev and n >= 0:
                 length += 1
                 continue
-            if n >= 0:
+            if n >= 0 and not dense:
                 rl[n] = length
             s = (key * -7046029254386353131 >> shift) & (slots - 1)  # Fibonacci hashing: the top bits
-            while where[s] >= 0 and keys[s] != key:
+            while table[2 * s + 1] >= 0 and table[2 * s] != key:
                 s = (s + 1) & (slots - 1)
-            if where[s] < 0:
+            if table[2 * s + 1] < 0:
                 if count == DICT_MAX:
-                    return 0, -1
+                    return 0, -1, False
                 if 2 * count >= slots:
-                    return 0, -3
-                keys[s] = key
-                where[s] = count
+                    return 0, -3, False
+                table[2 * s] = key
+                table[2 * s + 1] = count
                 dk[count] = key
                 count += 1
             prev = key
             n += 1
-            rv[n] = where[s]
+            rv[n] = table[2 * s + 1]
             length = 1
-    if n >= 0:
+    if n >= 0 and not dense:
         rl[n] = length
-    return n + 1, count
+    return n + 1, count, dense
 
 
 @njit(cache=True, nogil=True)
@@ -539,7 +549,9 @@ def _encode_column(c, desc, out, depth_row, choice, tables, luts, cons, lo, hi, 
         while slots < 2 * desc[c, D_HINT] and slots < 2 * DICT_MAX:
             slots *= 2
         while True:
-            n, count = _hashed(desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk, slots)
+            n, count, dense = _hashed(
+                desc, c, out, depth_row, choice, tables, cons, lo, hi, vals, fvals, rv, rl, dk, slots
+            )
             if count != -3:
                 break
             slots = min(4 * slots, 2 * DICT_MAX)
