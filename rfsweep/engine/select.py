@@ -16,6 +16,7 @@ from rfsweep.engine.run import Batch
 from rfsweep.engine.sample import check_sample
 from rfsweep.kernels import layer_math as lm
 from rfsweep.space import Space, ids
+from rfsweep.space.packing import add_floors
 
 
 def _sort_key(out: np.ndarray, space: Space, sort: str, choice: np.ndarray | None = None) -> np.ndarray:
@@ -37,6 +38,7 @@ class TopK:
         self.k, self.space, self.sort = k, space, sort
         self.best: Batch | None = None
         self.bound: int | None = None  # a key the k-th best cannot be worse than (seed)
+        self.floored = False  # cost floors put into the run's constraints (rfsweep.space.packing.add_floors)
 
     def add(self, batch: Batch) -> None:
         batch = Batch.concat([self.best, batch]) if self.best is not None else batch.copy()
@@ -73,6 +75,9 @@ class TopK:
 
     def _narrow(self, cons: np.ndarray, worst: int) -> None:
         """Keep only candidates whose key is at most ``worst``."""
+        if self.sort in ("params", "macs") and not self.floored:  # a budget, pruned with the least cost left
+            add_floors(self.space, cons)
+            self.floored = True
         if self.sort == "params":
             cons[lm.C_MAX_PARAMS] = min(cons[lm.C_MAX_PARAMS], worst)
         elif self.sort == "macs":

@@ -31,8 +31,8 @@ def kernel_arrays(space: Space) -> lm.KernelArrays:
     if choices is None:
         choices = space.__dict__["_choice_array"] = np.array(choice_table(space), np.int64)
     cons = np.zeros(lm.NC + 2 * (dmax + 1), np.int64)
-    floors = cost_floors(space)
-    cons[lm.NC :] = np.array(floors, np.int64).ravel()
+    if space.max_params is not None or space.max_macs is not None:
+        add_floors(space, cons)  # else they prune nothing (20 ms of a start): a top-k by cost adds them
     cons[lm.C_RF_MIN] = space.rf_min
     cons[lm.C_RF_MAX] = space.rf_cap
     cons[lm.C_MIN_OUT] = max(1, space.min_out_size)
@@ -257,6 +257,14 @@ def metric_bounds(space: Space) -> dict[str, int]:
             best["macs"] = max(best["macs"], macs)
             best["erf12"] = max(best["erf12"], erf)
     return best
+
+
+def add_floors(space: Space, cons: np.ndarray) -> None:
+    """Put :func:`cost_floors` into a kernel's constraints (``cons[NC + 2t]``, ``cons[NC + 2t + 1]``), once:
+    needed where a params or MACs budget is set, by the space or by a top-k search narrowing one
+    (rfsweep.engine.select.TopK)."""
+    if not cons[lm.NC :].any():
+        cons[lm.NC :] = np.array(cost_floors(space), np.int64).ravel()
 
 
 def cost_floors(space: Space) -> list[tuple[int, int]]:
