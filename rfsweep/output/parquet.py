@@ -16,8 +16,8 @@ rfsweep.output.writer). pyarrow, pandas, polars, duckdb
 and fastparquet read the same columns and types; tests/output/test_parquet_out.py checks that against
 pyarrow's own writer, and tests/output/test_interop.py against every reader.
 
-Kept because it measurably wins (benchmarks/README.md, bench_parquet.py, R7 [223, 225]): 1.7-1.9x as fast
-as pyarrow's writer with the same policy on the wide layout, 1.3x on compact, files 33-41 % smaller.
+Kept because it measurably wins (benchmarks/README.md, bench_parquet.py, R7 [223, 225], 0.7.0): 5.4x as fast
+as pyarrow's writer with the same policy on the wide layout, 4.0x on compact, files 58-62 % smaller.
 
 Spaces of stages, ids past int64, the ``lists`` layout and outputs smaller than one row group (which would
 not pay for the kernel's compile) keep pyarrow's writer (:mod:`rfsweep.output.sink`).
