@@ -119,8 +119,8 @@ SPACES = {
 }
 
 
-def rows(space, device):
-    batches = [b.copy() for b in engine.iter_batches(space, device=device, slab_rows=256)]
+def rows(space, device, align=None, slab_rows=256):
+    batches = [b.copy() for b in engine.iter_batches(space, device=device, slab_rows=slab_rows, align=align)]
     if not batches:
         return engine.Batch.empty(space).out, engine.Batch.empty(space).choice, []
     whole = engine.Batch.concat(batches)
@@ -145,6 +145,12 @@ def check_engine(name, settings) -> bool:
         f"{'ok ' if ok else 'BAD'} engine {name:22s} space {space.size:6d}  rows {cpu_out.shape[1]:5d}  "
         f"batches {len(cpu_sizes):2d}  cpu {t1 - t0:5.2f} s  sim {t2 - t1:5.2f} s"
     )
+    if name == "pools-valid":  # row-group batches (a sink's): the rows carried to the next slab survive the device
+        al_out, al_ch, al_sizes = rows(space, "cuda", align=30, slab_rows=64)
+        same = np.array_equal(al_out, cpu_out) and np.array_equal(al_ch, cpu_ch)
+        same = same and len(al_sizes) > 2 and all(k % 30 == 0 for k in al_sizes[:-1])
+        print(f"{'ok ' if same else 'BAD'} engine {name:22s} aligned to 30 rows: batches {al_sizes}")
+        ok = ok and same
     return ok
 
 
