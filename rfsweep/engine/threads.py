@@ -31,51 +31,25 @@ def spans(n: int, threads: int) -> list[tuple[int, int]]:
 
 def run_spread(kernel: Callable, threads: int, mode, tasks, plens, rows0, K, ctl, counts, evals, *shared) -> None:
     """``kernel(mode, tasks, plens, rows0, K, ctl, counts, evals, *shared)`` (kernels.cpu.run_tasks) on spans
-    of the tasks, in ``threads`` threads (this one and ``threads - 1`` daemon threads). The per-task arrays
-    are sliced (views, C-contiguous: one compiled signature); ``shared`` (the output slabs, each task
-    writing its own rows, and the lookup table) are passed whole. A raised ``ctl[0]`` (the stop flag) also
-    stops the claiming of spans. The first exception a thread meets is raised here once every thread
-    has returned."""
-    n = len(tasks)
-    threads = max(1, min(threads, n))
-    if threads == 1:
-        kernel(mode, tasks, plens, rows0, K, ctl, counts, evals, *shared)
-        return
-    todo = spans(n, threads)
-    lock = threading.Lock()
-    cursor = [0]
-    errors: list[BaseException] = []
+    of the tasks, in ``threads`` threads (:func:`spread`). The per-task arrays are sliced (views,
+    C-contiguous: one compiled signature); ``shared`` (the output slabs, each task writing its own rows,
+    and the lookup table) are passed whole. A raised ``ctl[0]`` (the stop flag) also stops the spans not
+    yet begun. The first exception a thread meets is raised here once every thread has returned."""
 
-    def work() -> None:
-        while not errors and ctl[0] == 0:
-            with lock:
-                i = cursor[0]
-                cursor[0] = i + 1
-            if i >= len(todo):
-                return
-            a, b = todo[i]
-            try:
-                kernel(mode, tasks[a:b], plens[a:b], rows0[a:b], K, ctl, counts[a:b], evals[a:b], *shared)
-            except BaseException as exc:  # handed to the caller
-                errors.append(exc)
-                return
+    def span(a: int, b: int, slot: int) -> None:
+        if ctl[0] == 0:
+            kernel(mode, tasks[a:b], plens[a:b], rows0[a:b], K, ctl, counts[a:b], evals[a:b], *shared)
 
-    helpers = [threading.Thread(target=work, name="rfsweep-walk", daemon=True) for _ in range(threads - 1)]
-    for t in helpers:
-        t.start()
-    work()
-    for t in helpers:
-        t.join()
-    if errors:
-        raise errors[0]
+    spread(span, threads, len(tasks), name="rfsweep-walk")
 
 
-def spread(kernel: Callable, threads: int, n: int, *args) -> None:
-    """``kernel(first, last, slot, *args)`` on spans [first, last) of ``n`` independent tasks, in ``threads``
-    threads (this one and ``threads - 1`` daemon threads) claiming spans as :func:`run_spread` does;
-    ``slot`` (0 .. threads - 1) names the calling thread, for its scratch rows. For the Parquet encoder
-    (kernels.encode.encode_tasks), a few dozen tasks a call. The first exception a thread meets is raised
-    here once every thread has returned."""
+def spread(kernel: Callable, threads: int, n: int, *args, name: str = "rfsweep-encode") -> None:
+    """``kernel(first, last, slot, *args)`` on spans [first, last) of ``n`` independent tasks (:func:`spans`),
+    in ``threads`` threads (this one and ``threads - 1`` daemon threads named ``name``), each claiming the
+    next span from a shared cursor when it is done with its last; ``slot`` (0 .. threads - 1) names the
+    calling thread, for its scratch rows. The walk (:func:`run_spread`) and the Parquet encoder
+    (kernels.encode.encode_tasks, a few dozen tasks a call) run this way. The first exception a thread
+    meets is raised here once every thread has returned, and stops the claiming."""
     threads = max(1, min(threads, n))
     if threads == 1:
         if n:
@@ -99,7 +73,7 @@ def spread(kernel: Callable, threads: int, n: int, *args) -> None:
                 errors.append(exc)
                 return
 
-    helpers = [threading.Thread(target=work, args=(k,), name="rfsweep-encode", daemon=True) for k in range(1, threads)]
+    helpers = [threading.Thread(target=work, args=(k,), name=name, daemon=True) for k in range(1, threads)]
     for t in helpers:
         t.start()
     work(0)
