@@ -335,12 +335,11 @@ class Encoder:
         self.schema = sch
         self.cols = cols
         self.desc, self.luts = _descriptors(cols)
-        self.threads = threads
         if threads is None:
             import numba
 
             threads = numba.config.NUMBA_NUM_THREADS  # all cores, as the walk
-        self.n_threads = threads
+        self.threads = threads
         choices = space.kernel.choices
         fields = (lm.F_OP, lm.F_K, lm.F_S, lm.F_D, lm.F_C)  # encode._value's field tables, in this order
         self.tables = np.ascontiguousarray(np.stack([choices[:, :, f] for f in fields]), dtype=np.int64)
@@ -379,7 +378,7 @@ class Encoder:
             self.keys = _sparse((n, DICT_MAX * 8)).view(np.int64)  # a dictionary's keys: most hold a few
             self.ext = np.zeros((n, 2), np.int64)  # each page's min and max (kernels.encode._extremes)
             self.present = np.zeros(n, np.int64)
-            self.scratch = np.empty((2 * self.n_threads, rows), np.int32)  # two rows a thread (encode_tasks)
+            self.scratch = np.empty((2 * self.threads, rows), np.int32)  # two rows a thread (encode_tasks)
 
     def encode(self, out: np.ndarray, choice: np.ndarray, bounds: list[tuple[int, int]]) -> list[tuple]:
         """Row groups ``bounds`` ([(lo, hi)]) of a batch, each a job (rows, [(dictionary page or None, its
@@ -412,7 +411,7 @@ class Encoder:
         steer.call(
             spread,
             enc.encode_tasks,
-            self.n_threads,
+            self.threads,
             len(spans) * len(self.cols),
             self.desc,
             out,
@@ -435,7 +434,7 @@ class Encoder:
             npos = self.seen_positions = choice.shape[0]
             self.seen = np.zeros((len(spans) * npos, self.tables.shape[2]), np.bool_)
             self.reach = np.zeros(len(spans) * npos, np.int64)
-            steer.call(spread, enc.choices_present, self.n_threads, len(spans) * npos, out, lm.O_DEPTH, choice, spans,
+            steer.call(spread, enc.choices_present, self.threads, len(spans) * npos, out, lm.O_DEPTH, choice, spans,
                        self.seen, self.reach)  # fmt: skip
         ncol = len(self.cols)
         counts = self.counts[: len(spans) * ncol].reshape(len(spans), ncol)

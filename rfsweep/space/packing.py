@@ -260,11 +260,10 @@ def metric_bounds(space: Space) -> dict[str, int]:
 
 
 def add_floors(space: Space, cons: np.ndarray) -> None:
-    """Put :func:`cost_floors` into a kernel's constraints (``cons[NC + 2t]``, ``cons[NC + 2t + 1]``), once:
-    needed where a params or MACs budget is set, by the space or by a top-k search narrowing one
-    (rfsweep.engine.select.TopK)."""
-    if not cons[lm.NC :].any():
-        cons[lm.NC :] = np.array(cost_floors(space), np.int64).ravel()
+    """Put :func:`cost_floors` into a kernel's constraints (``cons[NC + 2t]``, ``cons[NC + 2t + 1]``): needed
+    where a params or MACs budget is set, by the space (:func:`kernel_arrays`) or by a top-k search
+    narrowing one (rfsweep.engine.select.TopK, once a run)."""
+    cons[lm.NC :] = np.array(cost_floors(space), np.int64).ravel()
 
 
 def cost_floors(space: Space) -> list[tuple[int, int]]:
